@@ -1,0 +1,149 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "linkrunner-sync",
+    version,
+    about = "Keeps a Postgres warehouse in step with Linkrunner campaigns and attributed users."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format: text on a terminal, JSON lines otherwise (auto).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "LINKRUNNER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sync campaigns and attributed users into Postgres (applies migrations first).
+    Sync(Box<SyncArgs>),
+    /// Apply the database migrations and exit.
+    Migrate(DbArgs),
+    /// Show per-campaign checkpoints and the last runs.
+    Status(StatusArgs),
+    /// Run a full sync against the built-in simulator and a local Postgres, then show what landed.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// Postgres URL, e.g. postgres://user@localhost/warehouse.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Linkrunner server key (Dashboard, Settings, Data APIs). Never printed.
+    #[arg(long, env = "LINKRUNNER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<SecretString>,
+
+    /// Base URL of the Linkrunner Data API.
+    #[arg(
+        long,
+        env = "LINKRUNNER_BASE_URL",
+        default_value = "https://api.linkrunner.io/api/v1"
+    )]
+    pub base_url: String,
+
+    /// Backfill from this date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM in --timezone, or RFC 3339).
+    /// Without it, each campaign resumes from its checkpoint, or starts at its created_at.
+    #[arg(long)]
+    pub since: Option<String>,
+
+    /// Sync up to this date or time (exclusive; default: now).
+    #[arg(long)]
+    pub until: Option<String>,
+
+    /// IANA timezone whose local calendar the windows follow.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+
+    /// Window length: whole local days (1d, 7d) or a part of a day (6h, 30m).
+    #[arg(long, default_value = "1d")]
+    pub window: String,
+
+    /// Re-read this much before the checkpoint on every run, for late data (s, m, h, d, w).
+    #[arg(long, default_value = "2d")]
+    pub lookback: String,
+
+    /// Only these campaigns (display_id; repeat the flag for several). Never marks deletions.
+    #[arg(long = "campaign", value_name = "DISPLAY_ID")]
+    pub campaigns: Vec<String>,
+
+    /// Most API requests per second, over all campaigns.
+    #[arg(long, default_value_t = 10.0)]
+    pub rps: f64,
+
+    /// Campaigns read at the same time (all under the one --rps limit).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Re-read ranges already settled (read at least --lookback after their end).
+    #[arg(long)]
+    pub rescan: bool,
+
+    /// Time limit for one HTTP request.
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
+
+    /// Retries of one request after 429, 5xx or a connection error.
+    #[arg(long, default_value_t = 8)]
+    pub max_retries: usize,
+
+    /// First retry delay; it doubles, with jitter, up to 60s. Retry-After wins when sent.
+    #[arg(long, default_value = "1s", hide = true)]
+    pub retry_delay: String,
+
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// How many recent runs to show.
+    #[arg(long, default_value_t = 5)]
+    pub runs: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Postgres URL for the demo database (created when missing).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Campaigns in the simulated project.
+    #[arg(long, default_value_t = 25)]
+    pub campaigns: usize,
+
+    /// Attributed users in the simulated project.
+    #[arg(long, default_value_t = 5000)]
+    pub users: usize,
+
+    /// Requests per second, as in `sync`.
+    #[arg(long, default_value_t = 10.0)]
+    pub rps: f64,
+
+    /// IANA timezone for the windows and the sample query.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+}

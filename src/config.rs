@@ -1,0 +1,180 @@
+//! Settings checked before any request is sent or any row is written.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+use url::Url;
+
+use crate::api::ClientSettings;
+use crate::cli::SyncArgs;
+use crate::db;
+use crate::sync::span::{parse_duration, parse_instant, WindowLen};
+
+/// A validated `sync` invocation.
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub api: ClientSettings,
+    pub timezone: Tz,
+    pub window: WindowLen,
+    pub lookback: Duration,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub campaigns: Vec<String>,
+    pub concurrency: usize,
+    pub rescan: bool,
+    pub progress: bool,
+}
+
+impl SyncConfig {
+    /// Settings to record in the run ledger: no secrets.
+    pub fn ledger_settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "base_url": self.api.base_url.as_str(),
+            "timezone": self.timezone.name(),
+            "window": format!("{:?}", self.window),
+            "lookback_seconds": self.lookback.num_seconds(),
+            "since": self.since,
+            "until": self.until,
+            "campaigns": self.campaigns,
+            "rps": self.api.rps,
+            "concurrency": self.concurrency,
+            "rescan": self.rescan,
+        })
+    }
+}
+
+pub fn parse_timezone(text: &str) -> Result<Tz, String> {
+    text.parse::<Tz>().map_err(|_| {
+        format!(
+            "--timezone '{text}' is not an IANA timezone (e.g. UTC, Europe/Berlin, Asia/Kolkata)"
+        )
+    })
+}
+
+pub fn database(url: Option<&SecretString>) -> Result<PgConnectOptions, String> {
+    let url = url.ok_or("DATABASE_URL is not set (or pass --database-url postgres://...)")?;
+    db::connect_options(url)
+}
+
+/// Checks every flag; `now` bounds the dates.
+pub fn sync_config(
+    args: &SyncArgs,
+    now: DateTime<Utc>,
+) -> Result<(SyncConfig, PgConnectOptions), String> {
+    let database = database(args.db.database_url.as_ref())?;
+    let api_key = args
+        .api_key
+        .clone()
+        .filter(|k| !k.expose_secret().trim().is_empty())
+        .ok_or("LINKRUNNER_API_KEY is not set (or pass --api-key); it is the server key from the Linkrunner dashboard")?;
+    let base_url = base_url(&args.base_url)?;
+    let timezone = parse_timezone(&args.timezone)?;
+    let window = WindowLen::parse(&args.window).map_err(|e| format!("--window: {e}"))?;
+    let lookback = parse_duration(&args.lookback).map_err(|e| format!("--lookback: {e}"))?;
+    let timeout = parse_duration(&args.timeout).map_err(|e| format!("--timeout: {e}"))?;
+    let retry_delay =
+        parse_duration(&args.retry_delay).map_err(|e| format!("--retry-delay: {e}"))?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_instant(s, timezone).map_err(|e| format!("--since: {e}")))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|s| parse_instant(s, timezone).map_err(|e| format!("--until: {e}")))
+        .transpose()?;
+    if let Some(since) = since {
+        if since > now {
+            return Err(format!("--since {since} is in the future"));
+        }
+    }
+    if let Some(until) = until {
+        if until > now {
+            return Err(format!(
+                "--until {until} is in the future; leave it out to sync up to now"
+            ));
+        }
+        if since.is_some_and(|since| until <= since) {
+            return Err("--until must be after --since".into());
+        }
+    }
+    if !(args.rps.is_finite() && args.rps > 0.0 && args.rps <= 10_000.0) {
+        return Err(format!(
+            "--rps {} must be a number above 0 and at most 10000",
+            args.rps
+        ));
+    }
+    if args.concurrency == 0 || args.concurrency > 64 {
+        return Err(format!(
+            "--concurrency {} must be between 1 and 64",
+            args.concurrency
+        ));
+    }
+    if let Some(bad) = args.campaigns.iter().find(|c| c.trim().is_empty()) {
+        return Err(format!("--campaign '{bad}' is empty"));
+    }
+    let api = ClientSettings {
+        base_url,
+        api_key,
+        rps: args.rps,
+        timeout: timeout.to_std().map_err(|_| "--timeout is out of range")?,
+        max_retries: args.max_retries,
+        retry_min_delay: retry_delay
+            .to_std()
+            .map_err(|_| "--retry-delay is out of range")?,
+        retry_max_delay: std::time::Duration::from_secs(60),
+    };
+    let config = SyncConfig {
+        api,
+        timezone,
+        window,
+        lookback,
+        since,
+        until,
+        campaigns: args.campaigns.clone(),
+        concurrency: args.concurrency,
+        rescan: args.rescan,
+        progress: !args.no_progress,
+    };
+    Ok((config, database))
+}
+
+/// An http(s) URL with no credentials in it (the key goes in a header, never in a URL).
+pub fn base_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|_| {
+        format!("LINKRUNNER_BASE_URL '{text}' is not a URL (expected https://host/api/v1)")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "LINKRUNNER_BASE_URL '{text}' must be an http(s) URL with a host"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+        return Err("LINKRUNNER_BASE_URL must not carry credentials or a query; the key goes in LINKRUNNER_API_KEY".into());
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert!(base_url("https://api.linkrunner.io/api/v1").is_ok());
+        assert!(base_url("ftp://x/y").is_err());
+        assert!(base_url("not a url").unwrap_err().contains("not a URL"));
+        let err = base_url("https://user:hunter2@api.example/api/v1").unwrap_err();
+        assert!(!err.contains("hunter2"));
+    }
+
+    #[test]
+    fn timezones() {
+        assert!(parse_timezone("Australia/Lord_Howe").is_ok());
+        assert!(parse_timezone("Mars/Olympus")
+            .unwrap_err()
+            .contains("Mars/Olympus"));
+    }
+}

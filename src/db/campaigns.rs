@@ -1,0 +1,223 @@
+//! Campaigns and store listings from the campaign list.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+
+/// A listing item, typed leniently; `raw` is the item as received.
+#[derive(Clone, Debug)]
+pub struct CampaignRow {
+    pub display_id: String,
+    pub name: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub update_at: Option<DateTime<Utc>>,
+    pub google: Option<bool>,
+    pub meta: Option<bool>,
+    pub meta_campaign_id: Option<String>,
+    pub meta_web_to_app: Option<bool>,
+    pub active: Option<bool>,
+    pub default_link: Option<bool>,
+    pub attributed_users: Option<i64>,
+    pub link: Option<String>,
+    pub shareable_link: Option<String>,
+    pub domain: Option<String>,
+    pub store_listings: Vec<StoreListing>,
+    pub raw: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreListing {
+    pub id: String,
+    pub name: Option<String>,
+    pub platform: Option<String>,
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn flag(v: &Value, key: &str) -> Option<bool> {
+    match v.get(key)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn time(v: &Value, key: &str) -> Option<DateTime<Utc>> {
+    let s = v.get(key)?.as_str()?;
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl CampaignRow {
+    /// None when the item has no usable `display_id`.
+    pub fn from_wire(raw: Value) -> Option<CampaignRow> {
+        let display_id = match raw.get("display_id")? {
+            Value::String(s) if !s.is_empty() => s.clone(),
+            _ => return None,
+        };
+        let store_listings = raw
+            .get("store_listings")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|l| {
+                        Some(StoreListing {
+                            id: text(l, "store_listing_id")?,
+                            name: text(l, "name"),
+                            platform: text(l, "platform"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let attributed_users = match raw.get("attributed_users") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        Some(CampaignRow {
+            name: text(&raw, "name"),
+            created_at: time(&raw, "created_at"),
+            update_at: time(&raw, "update_at"),
+            google: flag(&raw, "google"),
+            meta: flag(&raw, "meta"),
+            meta_campaign_id: text(&raw, "meta_campaign_id"),
+            meta_web_to_app: flag(&raw, "meta_web_to_app"),
+            active: flag(&raw, "active"),
+            default_link: flag(&raw, "default_link"),
+            attributed_users,
+            link: text(&raw, "link"),
+            shareable_link: text(&raw, "shareable_link"),
+            domain: text(&raw, "domain"),
+            store_listings,
+            display_id,
+            raw,
+        })
+    }
+}
+
+/// Upserts the listed campaigns and their store listings; returns how many were new or changed.
+pub async fn upsert(conn: &mut PgConnection, campaigns: &[CampaignRow]) -> sqlx::Result<u64> {
+    let col = |f: fn(&CampaignRow) -> Option<String>| campaigns.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<String> = campaigns.iter().map(|c| c.display_id.clone()).collect();
+    let changed = sqlx::query(
+        "INSERT INTO linkrunner.campaigns (display_id, name, created_at, update_at, google, meta,
+             meta_campaign_id, meta_web_to_app, active, default_link, attributed_users, link,
+             shareable_link, domain, raw)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+             $5::bool[], $6::bool[], $7::text[], $8::bool[], $9::bool[], $10::bool[], $11::int8[],
+             $12::text[], $13::text[], $14::text[], $15::jsonb[])
+         ON CONFLICT (display_id) DO UPDATE SET
+             name = EXCLUDED.name, created_at = EXCLUDED.created_at, update_at = EXCLUDED.update_at,
+             google = EXCLUDED.google, meta = EXCLUDED.meta,
+             meta_campaign_id = EXCLUDED.meta_campaign_id, meta_web_to_app = EXCLUDED.meta_web_to_app,
+             active = EXCLUDED.active, default_link = EXCLUDED.default_link,
+             attributed_users = EXCLUDED.attributed_users, link = EXCLUDED.link,
+             shareable_link = EXCLUDED.shareable_link, domain = EXCLUDED.domain, raw = EXCLUDED.raw,
+             changed_at = now(), deleted_at = NULL
+         WHERE campaigns.raw IS DISTINCT FROM EXCLUDED.raw OR campaigns.deleted_at IS NOT NULL",
+    )
+    .bind(&ids)
+    .bind(col(|c| c.name.clone()))
+    .bind(campaigns.iter().map(|c| c.created_at).collect::<Vec<_>>())
+    .bind(campaigns.iter().map(|c| c.update_at).collect::<Vec<_>>())
+    .bind(campaigns.iter().map(|c| c.google).collect::<Vec<_>>())
+    .bind(campaigns.iter().map(|c| c.meta).collect::<Vec<_>>())
+    .bind(col(|c| c.meta_campaign_id.clone()))
+    .bind(campaigns.iter().map(|c| c.meta_web_to_app).collect::<Vec<_>>())
+    .bind(campaigns.iter().map(|c| c.active).collect::<Vec<_>>())
+    .bind(campaigns.iter().map(|c| c.default_link).collect::<Vec<_>>())
+    .bind(campaigns.iter().map(|c| c.attributed_users).collect::<Vec<_>>())
+    .bind(col(|c| c.link.clone()))
+    .bind(col(|c| c.shareable_link.clone()))
+    .bind(col(|c| c.domain.clone()))
+    .bind(campaigns.iter().map(|c| c.raw.clone()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+
+    sqlx::query("UPDATE linkrunner.campaigns SET last_seen_at = now() WHERE display_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+
+    let listings: Vec<&StoreListing> = campaigns.iter().flat_map(|c| &c.store_listings).collect();
+    sqlx::query(
+        "INSERT INTO linkrunner.store_listings (store_listing_id, name, platform)
+         SELECT DISTINCT ON (id) id, name, platform
+         FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(id, name, platform)
+         ORDER BY id
+         ON CONFLICT (store_listing_id) DO UPDATE SET
+             name = EXCLUDED.name, platform = EXCLUDED.platform, last_seen_at = now()",
+    )
+    .bind(listings.iter().map(|l| l.id.clone()).collect::<Vec<_>>())
+    .bind(listings.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+    .bind(
+        listings
+            .iter()
+            .map(|l| l.platform.clone())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *conn)
+    .await?;
+
+    let (pair_campaign, pair_listing): (Vec<String>, Vec<String>) = campaigns
+        .iter()
+        .flat_map(|c| {
+            c.store_listings
+                .iter()
+                .map(|l| (c.display_id.clone(), l.id.clone()))
+        })
+        .unzip();
+    sqlx::query(
+        "DELETE FROM linkrunner.campaign_store_listings c
+         WHERE c.display_id = ANY($1)
+           AND (c.display_id, c.store_listing_id) NOT IN (SELECT * FROM UNNEST($2::text[], $3::text[]))",
+    )
+    .bind(&ids)
+    .bind(&pair_campaign)
+    .bind(&pair_listing)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO linkrunner.campaign_store_listings (display_id, store_listing_id)
+         SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(&pair_campaign)
+    .bind(&pair_listing)
+    .execute(&mut *conn)
+    .await?;
+    Ok(changed)
+}
+
+/// Marks campaigns missing from a complete listing as deleted; their rows stay.
+pub async fn mark_missing_deleted(conn: &mut PgConnection, listed: &[String]) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE linkrunner.campaigns SET deleted_at = now()
+         WHERE deleted_at IS NULL AND display_id <> ALL($1)",
+    )
+    .bind(listed)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Marks one campaign deleted (it answered 404).
+pub async fn mark_deleted(conn: &mut PgConnection, display_id: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE linkrunner.campaigns SET deleted_at = now()
+         WHERE display_id = $1 AND deleted_at IS NULL",
+    )
+    .bind(display_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

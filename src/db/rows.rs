@@ -1,0 +1,311 @@
+//! An attributed-user row as received, split into what we store: typed columns, `user_data` as
+//! received, and `extra` for everything the columns cannot hold exactly. `to_wire` rebuilds the
+//! received JSON from the stored parts, which is how the tests prove nothing is lost.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Documented text fields of a row, in column order.
+pub const TEXT_FIELDS: [&str; 10] = [
+    "ad_channel",
+    "campaign_name",
+    "link",
+    "meta_ad_id",
+    "ad_creative_id",
+    "ad_creative_name",
+    "ad_set_id",
+    "ad_set_name",
+    "publisher_platform",
+    "platform_position",
+];
+
+/// Documented timestamp fields other than `attributed_at`, in column order.
+pub const TIME_FIELDS: [&str; 2] = ["installed_at", "store_click_at"];
+
+const ABSENT: &str = "__absent";
+
+/// Device identifiers that stand in for a missing user id, most specific first.
+const DEVICE_KEYS: [&str; 4] = ["install_instance_id", "device_id", "idfv", "android_id"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRow {
+    pub campaign_display_id: String,
+    pub attributed_at: DateTime<Utc>,
+    pub row_key: String,
+    pub user_id: Option<String>,
+    pub texts: [Option<String>; 10],
+    pub times: [Option<DateTime<Utc>>; 2],
+    pub user_data: Option<Value>,
+    pub extra: Option<Value>,
+}
+
+/// A row we could not key, with the reason.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub reason: String,
+    pub raw: Value,
+}
+
+/// The API's own timestamp form: UTC, milliseconds, `Z`.
+pub fn wire_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl UserRow {
+    /// Splits a received row of `campaign`'s listing.
+    pub fn from_wire(campaign: &str, row: Value) -> Result<UserRow, Rejected> {
+        let Value::Object(mut obj) = row else {
+            return Err(Rejected {
+                reason: "row is not a JSON object".into(),
+                raw: row,
+            });
+        };
+        let attributed_at = match obj.get("attributed_at") {
+            Some(Value::String(s)) => parse_time(s),
+            _ => None,
+        };
+        let Some(attributed_at) = attributed_at else {
+            return Err(Rejected {
+                reason: "attributed_at is missing or not an ISO 8601 timestamp".into(),
+                raw: Value::Object(obj),
+            });
+        };
+        let user_id = user_id(obj.get("user_data"));
+        let row_key = row_key(user_id.as_deref(), &obj);
+
+        let mut extra = Map::new();
+        let mut absent = Vec::new();
+        let mut take = |key: &str| match obj.remove(key) {
+            None => {
+                absent.push(Value::String(key.to_owned()));
+                None
+            }
+            Some(v) => Some(v),
+        };
+        if let Some(original) = take("attributed_at") {
+            if original.as_str() != Some(wire_time(attributed_at).as_str()) {
+                extra.insert("attributed_at".into(), original);
+            }
+        }
+        match take("campaign_display_id") {
+            Some(Value::String(s)) if s == campaign => {}
+            Some(other) => {
+                if other
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(campaign))
+                {
+                    tracing::warn!(campaign, received = %other, "campaign id differs only in letter case");
+                }
+                extra.insert("campaign_display_id".into(), other);
+            }
+            None => {}
+        }
+        let texts = TEXT_FIELDS.map(|key| match take(key)? {
+            Value::Null => None,
+            Value::String(s) => Some(s),
+            other => {
+                let text = other.to_string();
+                extra.insert(key.to_owned(), other);
+                Some(text)
+            }
+        });
+        let times = TIME_FIELDS.map(|key| match take(key)? {
+            Value::Null => None,
+            other => {
+                let parsed = other.as_str().and_then(parse_time);
+                let exact = parsed.is_some() && parsed.map(wire_time).as_deref() == other.as_str();
+                if !exact {
+                    extra.insert(key.to_owned(), other);
+                }
+                parsed
+            }
+        });
+        let user_data = match take("user_data") {
+            Some(Value::Null) | None => None,
+            Some(v) => Some(v),
+        };
+        extra.extend(obj);
+        if !absent.is_empty() {
+            extra.insert(ABSENT.into(), Value::Array(absent));
+        }
+        Ok(UserRow {
+            campaign_display_id: campaign.to_owned(),
+            attributed_at,
+            row_key,
+            user_id,
+            texts,
+            times,
+            user_data,
+            extra: (!extra.is_empty()).then_some(Value::Object(extra)),
+        })
+    }
+
+    /// The row as the API sent it.
+    pub fn to_wire(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("attributed_at".into(), wire_time(self.attributed_at).into());
+        obj.insert(
+            "campaign_display_id".into(),
+            self.campaign_display_id.clone().into(),
+        );
+        for (key, value) in TEXT_FIELDS.iter().zip(&self.texts) {
+            obj.insert(
+                (*key).into(),
+                value.clone().map_or(Value::Null, Value::String),
+            );
+        }
+        for (key, value) in TIME_FIELDS.iter().zip(&self.times) {
+            obj.insert(
+                (*key).into(),
+                value.map_or(Value::Null, |t| wire_time(t).into()),
+            );
+        }
+        obj.insert(
+            "user_data".into(),
+            self.user_data.clone().unwrap_or(Value::Null),
+        );
+        if let Some(Value::Object(extra)) = &self.extra {
+            for (key, value) in extra {
+                if key != ABSENT {
+                    obj.insert(key.clone(), value.clone());
+                }
+            }
+            if let Some(Value::Array(absent)) = extra.get(ABSENT) {
+                for key in absent.iter().filter_map(Value::as_str) {
+                    obj.remove(key);
+                }
+            }
+        }
+        Value::Object(obj)
+    }
+
+    /// A profile field of `user_data` as text.
+    pub fn profile(&self, key: &str) -> Option<String> {
+        match self.user_data.as_ref()?.get(key)? {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// `user_data.id` as text; empty means none.
+fn user_id(user_data: Option<&Value>) -> Option<String> {
+    match user_data?.get("id")? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The natural key's last part: the user id, else a device identifier, else a hash of the row.
+fn row_key(user_id: Option<&str>, row: &Map<String, Value>) -> String {
+    if let Some(id) = user_id {
+        return format!("u:{id}");
+    }
+    let device = row
+        .get("user_data")
+        .and_then(|u| u.get("device_data"))
+        .and_then(|d| {
+            DEVICE_KEYS.iter().find_map(|key| match d.get(*key)? {
+                Value::String(s) if !s.trim().is_empty() => Some(format!("{key}={s}")),
+                _ => None,
+            })
+        });
+    if let Some(device) = device {
+        return format!("d:{device}");
+    }
+    // campaign_name follows renames, so it is left out of the hash. serde_json sorts object
+    // keys, which makes the text canonical.
+    let mut stable = row.clone();
+    stable.remove("campaign_name");
+    let digest = Sha256::digest(Value::Object(stable).to_string().as_bytes());
+    format!("h:{}", hex::encode(digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Value {
+        json!({
+            "attributed_at": "2026-02-01T09:27:44.061Z",
+            "ad_channel": "META",
+            "campaign_display_id": "spring-ref-7Q",
+            "campaign_name": "Spring referral push",
+            "link": null,
+            "installed_at": "2026-01-31T18:02:11.000Z",
+            "store_click_at": null,
+            "meta_ad_id": "",
+            "ad_creative_id": "1202",
+            "ad_creative_name": "Carousel_B",
+            "ad_set_id": "1203",
+            "ad_set_name": "Lookalike 2%",
+            "publisher_platform": "facebook",
+            "platform_position": "feed",
+            "user_data": {"id": "u_58213", "name": "Priya", "device_data": {"brand": "google"}}
+        })
+    }
+
+    #[test]
+    fn a_documented_row_needs_no_extra() {
+        let row = UserRow::from_wire("spring-ref-7Q", sample()).unwrap();
+        assert_eq!(row.row_key, "u:u_58213");
+        assert_eq!(row.extra, None);
+        assert_eq!(row.texts[3].as_deref(), Some(""));
+        assert_eq!(row.to_wire(), sample());
+    }
+
+    #[test]
+    fn odd_rows_round_trip_exactly() {
+        let mut odd = sample();
+        odd["installed_at"] = json!("2026-01-31T18:02:11Z");
+        odd["store_click_at"] = json!("");
+        odd["ad_set_id"] = json!(1203);
+        odd["is_instagram"] = json!(false);
+        odd.as_object_mut().unwrap().remove("platform_position");
+        let row = UserRow::from_wire("spring-ref-7Q", odd.clone()).unwrap();
+        assert_eq!(row.times[0], parse_time("2026-01-31T18:02:11Z"));
+        assert_eq!(row.texts[6].as_deref(), Some("1203"));
+        assert_eq!(row.to_wire(), odd);
+    }
+
+    #[test]
+    fn keys_fall_back_to_device_then_hash() {
+        let mut row = sample();
+        row["user_data"]["id"] = Value::Null;
+        row["user_data"]["device_data"]["idfv"] = json!("ABC");
+        assert_eq!(
+            UserRow::from_wire("c", row.clone()).unwrap().row_key,
+            "d:idfv=ABC"
+        );
+        row["user_data"]["device_data"] = json!({});
+        let hashed = UserRow::from_wire("c", row.clone()).unwrap();
+        assert!(hashed.row_key.starts_with("h:"));
+        // A rename does not change the key.
+        row["campaign_name"] = json!("Renamed");
+        assert_eq!(
+            UserRow::from_wire("c", row).unwrap().row_key,
+            hashed.row_key
+        );
+    }
+
+    #[test]
+    fn rows_without_a_time_are_rejected() {
+        let mut row = sample();
+        row["attributed_at"] = json!("yesterday");
+        assert!(UserRow::from_wire("c", row)
+            .unwrap_err()
+            .reason
+            .contains("attributed_at"));
+        assert!(UserRow::from_wire("c", json!([1])).is_err());
+    }
+}

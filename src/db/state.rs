@@ -1,0 +1,200 @@
+//! The sync's own state: the run ledger, checkpoints and scanned ranges.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::sync::windows::Window;
+
+/// Per campaign: `[covered_from, synced_until)` has been read with no gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub covered_from: DateTime<Utc>,
+    pub synced_until: DateTime<Utc>,
+}
+
+pub async fn checkpoints(pool: &PgPool) -> sqlx::Result<Vec<(String, Checkpoint)>> {
+    let rows = sqlx::query(
+        "SELECT campaign_display_id, covered_from, synced_until FROM linkrunner.sync_checkpoints",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Checkpoint {
+                    covered_from: r.get(1),
+                    synced_until: r.get(2),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Extends the checkpoint by a range this run read, when it joins what is already covered.
+///
+/// `run_from` is where this run's gap-free reading of the campaign began. The update only ever
+/// widens the interval, so a checkpoint never moves backwards.
+pub async fn advance_checkpoint(
+    conn: &mut PgConnection,
+    campaign: &str,
+    run_from: DateTime<Utc>,
+    read_until: DateTime<Utc>,
+    run_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO linkrunner.sync_checkpoints AS c
+             (campaign_display_id, covered_from, synced_until, last_run_id)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (campaign_display_id) DO UPDATE SET
+             covered_from = LEAST(c.covered_from, EXCLUDED.covered_from),
+             synced_until = GREATEST(c.synced_until, EXCLUDED.synced_until),
+             updated_at = now(), last_run_id = EXCLUDED.last_run_id
+         WHERE EXCLUDED.covered_from <= c.synced_until
+           AND EXCLUDED.synced_until >= c.covered_from
+           AND (EXCLUDED.covered_from < c.covered_from OR EXCLUDED.synced_until > c.synced_until)",
+    )
+    .bind(campaign)
+    .bind(run_from)
+    .bind(read_until)
+    .bind(run_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that `range` was read completely.
+pub struct ScanRecord<'a> {
+    pub campaign: &'a str,
+    pub range: Window,
+    pub run_id: Uuid,
+    pub requests: u64,
+    pub rows_received: u64,
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+pub async fn record_scan(conn: &mut PgConnection, scan: &ScanRecord<'_>) -> sqlx::Result<()> {
+    // One row per start; a longer or newer reading of the same start replaces a shorter one.
+    sqlx::query(
+        "INSERT INTO linkrunner.sync_windows AS w (campaign_display_id, window_start, window_end,
+             completed_at, run_id, requests, rows_received, rows_inserted, rows_updated)
+         VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8)
+         ON CONFLICT (campaign_display_id, window_start) DO UPDATE SET
+             window_end = EXCLUDED.window_end, completed_at = EXCLUDED.completed_at,
+             run_id = EXCLUDED.run_id, requests = EXCLUDED.requests,
+             rows_received = EXCLUDED.rows_received, rows_inserted = EXCLUDED.rows_inserted,
+             rows_updated = EXCLUDED.rows_updated
+         WHERE EXCLUDED.window_end >= w.window_end",
+    )
+    .bind(scan.campaign)
+    .bind(scan.range.start)
+    .bind(scan.range.end)
+    .bind(scan.run_id)
+    .bind(scan.requests as i32)
+    .bind(scan.rows_received as i32)
+    .bind(scan.inserted as i32)
+    .bind(scan.updated as i32)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ranges of `campaign` read at least `settle` after their end, overlapping `[from, to)`.
+pub async fn settled_ranges(
+    pool: &PgPool,
+    campaign: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    settle: chrono::Duration,
+) -> sqlx::Result<Vec<Window>> {
+    let rows = sqlx::query(
+        "SELECT window_start, window_end FROM linkrunner.sync_windows
+         WHERE campaign_display_id = $1 AND window_end > $2 AND window_start < $3
+           AND completed_at >= window_end + $4
+         ORDER BY window_start",
+    )
+    .bind(campaign)
+    .bind(from)
+    .bind(to)
+    .bind(settle)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Window {
+            start: r.get(0),
+            end: r.get(1),
+        })
+        .collect())
+}
+
+/// Opens a run in the ledger; runs left 'running' by a process that died become 'abandoned'.
+pub async fn start_run(
+    pool: &PgPool,
+    run_id: Uuid,
+    settings: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE linkrunner.sync_runs SET outcome = 'abandoned'
+         WHERE outcome = 'running' AND run_id <> $1",
+    )
+    .bind(run_id)
+    .execute(pool)
+    .await?;
+    sqlx::query("INSERT INTO linkrunner.sync_runs (run_id, settings) VALUES ($1, $2)")
+        .bind(run_id)
+        .bind(settings)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The figures a run ends with.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunTotals {
+    pub campaigns_listed: u64,
+    pub campaigns_synced: u64,
+    pub campaigns_failed: u64,
+    pub requests: u64,
+    pub rate_limited: u64,
+    pub retries: u64,
+    pub rows_received: u64,
+    pub rows_inserted: u64,
+    pub rows_updated: u64,
+    pub rows_rejected: u64,
+}
+
+pub async fn finish_run(
+    pool: &PgPool,
+    run_id: Uuid,
+    outcome: &str,
+    totals: &RunTotals,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE linkrunner.sync_runs SET finished_at = now(), outcome = $2,
+             campaigns_listed = $3, campaigns_synced = $4, campaigns_failed = $5, requests = $6,
+             rate_limited = $7, retries = $8, rows_received = $9, rows_inserted = $10,
+             rows_updated = $11, rows_rejected = $12, error = $13
+         WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .bind(outcome)
+    .bind(totals.campaigns_listed as i32)
+    .bind(totals.campaigns_synced as i32)
+    .bind(totals.campaigns_failed as i32)
+    .bind(totals.requests as i64)
+    .bind(totals.rate_limited as i64)
+    .bind(totals.retries as i64)
+    .bind(totals.rows_received as i64)
+    .bind(totals.rows_inserted as i64)
+    .bind(totals.rows_updated as i64)
+    .bind(totals.rows_rejected as i64)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! Bulk upserts of attributed users and their profiles.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+
+use crate::db::rows::{Rejected, UserRow};
+
+/// What a batch did to the table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+/// Upserts rows keyed on (campaign, attributed_at, row_key); rows whose content is unchanged
+/// are not rewritten. `rows` must hold each key once.
+pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Result<WriteCounts> {
+    if rows.is_empty() {
+        return Ok(WriteCounts::default());
+    }
+    let text = |i: usize| rows.iter().map(|r| r.texts[i].clone()).collect::<Vec<_>>();
+    let time = |i: usize| rows.iter().map(|r| r.times[i]).collect::<Vec<_>>();
+    let results = sqlx::query(
+        "INSERT INTO linkrunner.attributed_users AS a (campaign_display_id, attributed_at, row_key,
+             user_id, ad_channel, campaign_name, link, meta_ad_id, ad_creative_id, ad_creative_name,
+             ad_set_id, ad_set_name, publisher_platform, platform_position, installed_at,
+             store_click_at, user_data, extra)
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+             $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::jsonb[],
+             $18::jsonb[])
+         ON CONFLICT (campaign_display_id, attributed_at, row_key) DO UPDATE SET
+             user_id = EXCLUDED.user_id, ad_channel = EXCLUDED.ad_channel,
+             campaign_name = EXCLUDED.campaign_name, link = EXCLUDED.link,
+             meta_ad_id = EXCLUDED.meta_ad_id, ad_creative_id = EXCLUDED.ad_creative_id,
+             ad_creative_name = EXCLUDED.ad_creative_name, ad_set_id = EXCLUDED.ad_set_id,
+             ad_set_name = EXCLUDED.ad_set_name, publisher_platform = EXCLUDED.publisher_platform,
+             platform_position = EXCLUDED.platform_position, installed_at = EXCLUDED.installed_at,
+             store_click_at = EXCLUDED.store_click_at, user_data = EXCLUDED.user_data,
+             extra = EXCLUDED.extra, last_synced_at = now()
+         WHERE (a.user_id, a.ad_channel, a.campaign_name, a.link, a.meta_ad_id, a.ad_creative_id,
+                a.ad_creative_name, a.ad_set_id, a.ad_set_name, a.publisher_platform,
+                a.platform_position, a.installed_at, a.store_click_at, a.user_data, a.extra)
+             IS DISTINCT FROM
+               (EXCLUDED.user_id, EXCLUDED.ad_channel, EXCLUDED.campaign_name, EXCLUDED.link,
+                EXCLUDED.meta_ad_id, EXCLUDED.ad_creative_id, EXCLUDED.ad_creative_name,
+                EXCLUDED.ad_set_id, EXCLUDED.ad_set_name, EXCLUDED.publisher_platform,
+                EXCLUDED.platform_position, EXCLUDED.installed_at, EXCLUDED.store_click_at,
+                EXCLUDED.user_data, EXCLUDED.extra)
+         RETURNING (xmax = 0) AS inserted",
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.campaign_display_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| r.attributed_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.row_key.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
+    .bind(text(0))
+    .bind(text(1))
+    .bind(text(2))
+    .bind(text(3))
+    .bind(text(4))
+    .bind(text(5))
+    .bind(text(6))
+    .bind(text(7))
+    .bind(text(8))
+    .bind(text(9))
+    .bind(time(0))
+    .bind(time(1))
+    .bind(rows.iter().map(|r| r.user_data.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.extra.clone()).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    let inserted = results.iter().filter(|r| r.get::<bool, _>(0)).count() as u64;
+    let counts = WriteCounts {
+        inserted,
+        updated: results.len() as u64 - inserted,
+    };
+    upsert_profiles(conn, rows).await?;
+    Ok(counts)
+}
+
+/// Keeps `users` at the profile of each user's latest attribution.
+async fn upsert_profiles(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Result<()> {
+    // Latest attribution per user; a BTreeMap also sorts the ids, so concurrent batches lock
+    // user rows in the same order and cannot deadlock.
+    let mut latest: BTreeMap<&str, &UserRow> = BTreeMap::new();
+    for row in rows {
+        let Some(id) = row.user_id.as_deref() else {
+            continue;
+        };
+        let newer = latest.get(id).is_none_or(|seen| {
+            (row.attributed_at, &row.campaign_display_id)
+                > (seen.attributed_at, &seen.campaign_display_id)
+        });
+        if newer {
+            latest.insert(id, row);
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let profile = |key: &str| latest.values().map(|r| r.profile(key)).collect::<Vec<_>>();
+    let times: Vec<DateTime<Utc>> = latest.values().map(|r| r.attributed_at).collect();
+    sqlx::query(
+        "INSERT INTO linkrunner.users AS u (user_id, name, email, phone,
+             latest_campaign_display_id, latest_attributed_at)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::timestamptz[])
+         ON CONFLICT (user_id) DO UPDATE SET
+             name = EXCLUDED.name, email = EXCLUDED.email, phone = EXCLUDED.phone,
+             latest_campaign_display_id = EXCLUDED.latest_campaign_display_id,
+             latest_attributed_at = EXCLUDED.latest_attributed_at, last_synced_at = now()
+         WHERE (EXCLUDED.latest_attributed_at, EXCLUDED.latest_campaign_display_id)
+                 >= (u.latest_attributed_at, u.latest_campaign_display_id)
+           AND (u.name, u.email, u.phone, u.latest_campaign_display_id, u.latest_attributed_at)
+                 IS DISTINCT FROM
+               (EXCLUDED.name, EXCLUDED.email, EXCLUDED.phone,
+                EXCLUDED.latest_campaign_display_id, EXCLUDED.latest_attributed_at)",
+    )
+    .bind(latest.keys().map(|k| k.to_string()).collect::<Vec<_>>())
+    .bind(profile("name"))
+    .bind(profile("email"))
+    .bind(profile("phone"))
+    .bind(
+        latest
+            .values()
+            .map(|r| r.campaign_display_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(times)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Keeps rows that could not be understood, with the reason.
+pub async fn insert_rejected(
+    conn: &mut PgConnection,
+    run_id: uuid::Uuid,
+    campaign: &str,
+    rejected: &[Rejected],
+) -> sqlx::Result<()> {
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO linkrunner.rejected_rows (campaign_display_id, raw_sha256, reason, raw,
+             last_run_id)
+         SELECT DISTINCT ON (h) $2, h, reason, raw, $1
+         FROM UNNEST($3::text[], $4::jsonb[]) AS t(reason, raw),
+              LATERAL encode(sha256(convert_to(raw::text, 'UTF8')), 'hex') AS h
+         ON CONFLICT (campaign_display_id, raw_sha256) DO UPDATE SET
+             reason = EXCLUDED.reason, last_rejected_at = now(), last_run_id = EXCLUDED.last_run_id",
+    )
+    .bind(run_id)
+    .bind(campaign)
+    .bind(rejected.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
+    .bind(rejected.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

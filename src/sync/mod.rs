@@ -1,0 +1,312 @@
+//! One sync run: list campaigns, plan each campaign's windows, read and commit them.
+
+pub mod scan;
+pub mod span;
+pub mod windows;
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::api::client::MAX_LIMIT;
+use crate::api::{ApiClient, ApiError, ApiStats};
+use crate::config::SyncConfig;
+use crate::db::campaigns::{self, CampaignRow};
+use crate::db::state::{self, Checkpoint, RunTotals};
+use crate::db::{self};
+use crate::error::Failure;
+use crate::sync::scan::{CampaignReport, ScanError, Scanner};
+
+/// What a finished run reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunReport {
+    pub run_id: Uuid,
+    pub outcome: String,
+    pub totals: RunTotals,
+    pub seconds: f64,
+}
+
+/// Runs one sync against `pool`, holding the database's run lock throughout.
+pub async fn run(config: &SyncConfig, pool: &PgPool) -> Result<RunReport, Failure> {
+    let started = std::time::Instant::now();
+    let _lock = db::try_lock(pool).await?.ok_or(Failure::Locked)?;
+    db::migrate(pool).await?;
+    let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
+    let run_id = Uuid::new_v4();
+    state::start_run(pool, run_id, &config.ledger_settings())
+        .await
+        .context("recording the run")?;
+    tracing::info!(%run_id, timezone = config.timezone.name(), "sync started");
+
+    let mut totals = RunTotals::default();
+    let result = sync_all(config, pool, &api, run_id, &mut totals).await;
+    totals.requests = ApiStats::get(&api.stats.requests);
+    totals.rate_limited = ApiStats::get(&api.stats.rate_limited);
+    totals.retries = ApiStats::get(&api.stats.retries);
+    let (outcome, error) = match &result {
+        Ok(()) if totals.rows_rejected > 0 => ("partial", None),
+        Ok(()) => ("success", None),
+        Err(e @ Failure::Transient(_)) if totals.campaigns_synced > 0 => {
+            ("partial", Some(e.one_line()))
+        }
+        Err(e) => ("failed", Some(e.one_line())),
+    };
+    state::finish_run(pool, run_id, outcome, &totals, error.as_deref())
+        .await
+        .context("recording the run's end")?;
+    let report = RunReport {
+        run_id,
+        outcome: outcome.to_string(),
+        totals,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        %run_id,
+        outcome,
+        campaigns = report.totals.campaigns_synced,
+        requests = report.totals.requests,
+        rows_received = report.totals.rows_received,
+        inserted = report.totals.rows_inserted,
+        updated = report.totals.rows_updated,
+        seconds = format!("{:.1}", report.seconds),
+        "sync finished"
+    );
+    result?;
+    if report.totals.rows_rejected > 0 {
+        return Err(Failure::Partial(format!(
+            "{} rows could not be read and were kept in linkrunner.rejected_rows (run {run_id})",
+            report.totals.rows_rejected
+        )));
+    }
+    Ok(report)
+}
+
+async fn sync_all(
+    config: &SyncConfig,
+    pool: &PgPool,
+    api: &ApiClient,
+    run_id: Uuid,
+    totals: &mut RunTotals,
+) -> Result<(), Failure> {
+    let now = Utc::now();
+    let end = config.until.unwrap_or(now).min(now);
+    let listed = list_campaigns(api, pool, config.campaigns.is_empty()).await?;
+    totals.campaigns_listed = listed.len() as u64;
+    let checkpoints: HashMap<String, Checkpoint> = state::checkpoints(pool)
+        .await
+        .context("reading checkpoints")?
+        .into_iter()
+        .collect();
+
+    let wanted: HashSet<&str> = config.campaigns.iter().map(String::as_str).collect();
+    for id in &wanted {
+        if !listed.iter().any(|c| c.display_id == *id) {
+            tracing::warn!(
+                campaign = id,
+                "--campaign not in the campaign list; skipped"
+            );
+        }
+    }
+    let todo: Vec<&CampaignRow> = listed
+        .iter()
+        .filter(|c| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
+        .collect();
+
+    let progress = progress_bar(config.progress, todo.len() as u64);
+    let mut first_error: Option<anyhow::Error> = None;
+    let mut results = futures::stream::iter(todo.into_iter().map(|campaign| {
+        let checkpoint = checkpoints.get(&campaign.display_id).copied();
+        async move {
+            let result = sync_campaign(config, pool, api, run_id, campaign, checkpoint, end).await;
+            (campaign, result)
+        }
+    }))
+    .buffer_unordered(config.concurrency);
+
+    while let Some((campaign, result)) = results.next().await {
+        progress.inc(1);
+        match result {
+            Ok(report) => {
+                totals.campaigns_synced += 1;
+                totals.rows_received += report.rows_received;
+                totals.rows_inserted += report.inserted;
+                totals.rows_updated += report.updated;
+                totals.rows_rejected += report.rejected;
+                progress.set_message(format!("{} rows", totals.rows_received));
+            }
+            Err(ScanError::Api(ApiError::Unauthorized { status })) => {
+                progress.finish_and_clear();
+                return Err(Failure::Auth(format!(
+                    "Linkrunner rejected the API key (HTTP {status}); check LINKRUNNER_API_KEY"
+                )));
+            }
+            Err(e) => {
+                totals.campaigns_failed += 1;
+                tracing::error!(campaign = campaign.display_id, error = %e, "campaign failed; the next run retries it");
+                first_error.get_or_insert(anyhow::anyhow!("campaign {}: {e}", campaign.display_id));
+            }
+        }
+    }
+    progress.finish_and_clear();
+    match first_error {
+        Some(e) => Err(Failure::Transient(e.context(format!(
+            "{} of {} campaigns failed",
+            totals.campaigns_failed,
+            totals.campaigns_failed + totals.campaigns_synced
+        )))),
+        None => Ok(()),
+    }
+}
+
+/// Reads the whole campaign list and stores it. Deletions are marked only when the list was
+/// read completely and the run is not limited to some campaigns.
+async fn list_campaigns(
+    api: &ApiClient,
+    pool: &PgPool,
+    may_mark_deleted: bool,
+) -> Result<Vec<CampaignRow>, Failure> {
+    let mut seen: HashMap<String, CampaignRow> = HashMap::new();
+    let mut complete = false;
+    for attempt in 1..=3 {
+        let first = api.campaigns(1, MAX_LIMIT).await.map_err(api_failure)?;
+        let (expected, pages) = (first.total, first.pages);
+        let mut last_total = first.total;
+        let mut items = first.items;
+        for page in 2..=pages {
+            let next = api.campaigns(page, MAX_LIMIT).await.map_err(api_failure)?;
+            last_total = next.total;
+            let short = next.items.len() < MAX_LIMIT as usize;
+            items.extend(next.items);
+            if short {
+                break;
+            }
+        }
+        let mut this_pass = HashSet::new();
+        for item in items {
+            match CampaignRow::from_wire(item) {
+                Some(c) => {
+                    this_pass.insert(c.display_id.clone());
+                    seen.insert(c.display_id.clone(), c);
+                }
+                None => tracing::warn!("campaign without a display_id in the list; skipped"),
+            }
+        }
+        if last_total == expected && this_pass.len() as u64 >= expected {
+            complete = true;
+            break;
+        }
+        tracing::warn!(
+            attempt,
+            expected,
+            seen = this_pass.len(),
+            "campaign list moved while paging"
+        );
+    }
+    let mut listed: Vec<CampaignRow> = seen.into_values().collect();
+    listed.sort_by(|a, b| a.display_id.cmp(&b.display_id));
+    let mut tx = pool.begin().await.context("storing campaigns")?;
+    let changed = campaigns::upsert(&mut tx, &listed)
+        .await
+        .context("storing campaigns")?;
+    if complete && may_mark_deleted {
+        let ids: Vec<String> = listed.iter().map(|c| c.display_id.clone()).collect();
+        let gone = campaigns::mark_missing_deleted(&mut tx, &ids)
+            .await
+            .context("marking deleted campaigns")?;
+        if gone > 0 {
+            tracing::info!(count = gone, "campaigns no longer listed marked deleted");
+        }
+    }
+    tx.commit().await.context("storing campaigns")?;
+    tracing::info!(
+        listed = listed.len(),
+        changed,
+        complete,
+        "campaign list read"
+    );
+    Ok(listed)
+}
+
+fn api_failure(e: ApiError) -> Failure {
+    match e {
+        ApiError::Unauthorized { .. } => Failure::Auth(e.to_string()),
+        other => Failure::Transient(anyhow::Error::new(other).context("reading the campaign list")),
+    }
+}
+
+/// Plans one campaign's windows from its checkpoint and reads them in order.
+async fn sync_campaign(
+    config: &SyncConfig,
+    pool: &PgPool,
+    api: &ApiClient,
+    run_id: Uuid,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+    end: DateTime<Utc>,
+) -> Result<CampaignReport, ScanError> {
+    let id = campaign.display_id.as_str();
+    let start = match (config.since, checkpoint) {
+        (Some(since), _) => since,
+        (None, Some(c)) => c.synced_until - config.lookback,
+        (None, None) => campaign.created_at.unwrap_or_else(span::fallback_origin),
+    };
+    let mut report = CampaignReport::default();
+    let planned = windows::plan(config.timezone, config.window, start, end);
+    let Some(first) = planned.first() else {
+        return Ok(report);
+    };
+    let settled = if config.rescan || checkpoint.is_none() {
+        Vec::new()
+    } else {
+        state::settled_ranges(pool, id, first.start, end, config.lookback).await?
+    };
+    let scanner = Scanner {
+        api,
+        pool,
+        run_id,
+        campaign: id,
+        run_from: first.start,
+    };
+    for run in scan::unsettled_runs(&planned, &settled) {
+        match scanner.run(&run, &mut report).await {
+            Err(ScanError::Api(ApiError::NotFound)) => {
+                tracing::info!(
+                    campaign = id,
+                    "campaign answered 404; marked deleted, its rows kept"
+                );
+                let mut conn = pool.acquire().await?;
+                campaigns::mark_deleted(&mut conn, id).await?;
+                return Ok(report);
+            }
+            other => other?,
+        }
+    }
+    tracing::debug!(
+        campaign = id,
+        scans = report.scans,
+        rows = report.rows_received,
+        "campaign synced"
+    );
+    Ok(report)
+}
+
+fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} campaigns {pos}/{len} [{bar:30}] {msg} ({elapsed}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}

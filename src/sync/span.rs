@@ -1,0 +1,170 @@
+//! Parsing of the durations and dates given on the command line.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono_tz::Tz;
+
+use crate::sync::windows::start_of_day;
+
+/// How long a window is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowLen {
+    /// Whole local calendar days (23, 24 or 25 hours each).
+    Days(u32),
+    /// A fixed length shorter than a day, restarted at every local midnight.
+    Within(Duration),
+}
+
+impl WindowLen {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let d = parse_duration(text)?;
+        let day = Duration::days(1);
+        if d < day {
+            return Ok(WindowLen::Within(d));
+        }
+        if d.num_milliseconds() % day.num_milliseconds() != 0 {
+            return Err(format!(
+                "window '{text}' must be shorter than a day or a whole number of days"
+            ));
+        }
+        u32::try_from(d.num_days())
+            .map(WindowLen::Days)
+            .map_err(|_| format!("window '{text}' is too long"))
+    }
+}
+
+/// Reads `90s`, `15m`, `6h`, `1d` or `2w`. A day here is 24 hours; windows reinterpret whole
+/// days as local calendar days.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("duration '{text}' needs a unit: s, m, h, d or w (e.g. 6h)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("duration '{text}' must start with a whole number (e.g. 6h)"))?;
+    let d = match unit {
+        "s" => Duration::try_seconds(n),
+        "m" | "min" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        "w" => Duration::try_weeks(n),
+        _ => {
+            return Err(format!(
+                "duration '{text}' has unknown unit '{unit}': use s, m, h, d or w"
+            ))
+        }
+    }
+    .ok_or_else(|| format!("duration '{text}' is too long"))?;
+    if d <= Duration::zero() {
+        return Err(format!("duration '{text}' must be greater than zero"));
+    }
+    Ok(d)
+}
+
+/// Reads a date (`2026-03-01`, local midnight), a local date-time (`2026-03-01T06:00[:00[.000]]`)
+/// in `tz`, or an RFC 3339 instant with an offset (`2026-03-01T06:00:00Z`).
+pub fn parse_instant(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(start_of_day(tz, date));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(local) = NaiveDateTime::parse_from_str(text, format) {
+            return local_to_utc(tz, local);
+        }
+    }
+    Err(format!(
+        "'{text}' is not a date: use YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (in --timezone) or RFC 3339"
+    ))
+}
+
+fn local_to_utc(tz: Tz, local: NaiveDateTime) -> Result<DateTime<Utc>, String> {
+    use chrono::TimeZone;
+    match tz.from_local_datetime(&local) {
+        chrono::LocalResult::Single(t) => Ok(t.with_timezone(&Utc)),
+        chrono::LocalResult::Ambiguous(first, _) => Ok(first.with_timezone(&Utc)),
+        chrono::LocalResult::None => Err(format!(
+            "'{local}' does not exist in {tz} (skipped by a DST change)"
+        )),
+    }
+}
+
+/// Formats an instant the way the API reads `start_timestamp`: UTC, three fractional digits,
+/// no offset.
+pub fn api_timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
+}
+
+/// Midnight of 2020-01-01 UTC: the floor used when a campaign has no readable `created_at`.
+pub fn fallback_origin() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(2020, 1, 1)
+        .expect("valid date")
+        .and_time(NaiveTime::MIN)
+        .and_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::seconds(90));
+        assert_eq!(parse_duration("6h").unwrap(), Duration::hours(6));
+        assert_eq!(parse_duration("2w").unwrap(), Duration::days(14));
+        assert!(parse_duration("0h")
+            .unwrap_err()
+            .contains("greater than zero"));
+        assert!(parse_duration("-1h").is_err());
+        assert!(parse_duration("6").unwrap_err().contains("unit"));
+        assert!(parse_duration("6y").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("99999999999999w").is_err());
+    }
+
+    #[test]
+    fn window_lengths() {
+        assert_eq!(WindowLen::parse("1d").unwrap(), WindowLen::Days(1));
+        assert_eq!(WindowLen::parse("48h").unwrap(), WindowLen::Days(2));
+        assert_eq!(
+            WindowLen::parse("6h").unwrap(),
+            WindowLen::Within(Duration::hours(6))
+        );
+        assert!(WindowLen::parse("36h").is_err());
+    }
+
+    #[test]
+    fn instants_read_in_the_zone() {
+        let tz: Tz = "Asia/Kolkata".parse().unwrap();
+        let t = parse_instant("2026-03-01", tz).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-02-28T18:30:00+00:00");
+        let t = parse_instant("2026-03-01T06:00", tz).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-01T00:30:00+00:00");
+        let t = parse_instant("2026-03-01T06:00:00Z", tz).unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-01T06:00:00+00:00");
+        assert!(parse_instant("yesterday", tz)
+            .unwrap_err()
+            .contains("not a date"));
+        let ny: Tz = "America/New_York".parse().unwrap();
+        assert!(parse_instant("2026-03-08T02:30", ny)
+            .unwrap_err()
+            .contains("does not exist"));
+    }
+
+    #[test]
+    fn api_timestamps_have_millis_and_no_offset() {
+        let t = DateTime::parse_from_rfc3339("2026-02-01T09:27:44.061Z").unwrap();
+        assert_eq!(
+            api_timestamp(t.with_timezone(&Utc)),
+            "2026-02-01T09:27:44.061"
+        );
+    }
+}
