@@ -110,6 +110,14 @@ pub struct SyncArgs {
     #[arg(long, default_value = "1s", hide = true)]
     pub retry_delay: String,
 
+    /// Rows asked for per page (the API allows 1 to 1000).
+    #[arg(long, default_value_t = 1000, hide = true)]
+    pub page_size: u32,
+
+    /// Most pages read into one transaction before a range is split.
+    #[arg(long, default_value_t = 20, hide = true)]
+    pub pages_per_scan: u64,
+
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,

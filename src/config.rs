@@ -6,6 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use url::Url;
 
+use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
 use crate::cli::SyncArgs;
 use crate::db;
@@ -24,6 +25,10 @@ pub struct SyncConfig {
     pub concurrency: usize,
     pub rescan: bool,
     pub progress: bool,
+    /// Rows per page asked of the API.
+    pub page_size: u32,
+    /// Most pages one transaction carries before a range is split.
+    pub pages_per_scan: u64,
 }
 
 impl SyncConfig {
@@ -112,6 +117,12 @@ pub fn sync_config(
             args.concurrency
         ));
     }
+    if !(1..=MAX_LIMIT).contains(&args.page_size) {
+        return Err(format!("--page-size {} must be between 1 and {MAX_LIMIT}", args.page_size));
+    }
+    if args.pages_per_scan == 0 {
+        return Err("--pages-per-scan must be at least 1".into());
+    }
     if let Some(bad) = args.campaigns.iter().find(|c| c.trim().is_empty()) {
         return Err(format!("--campaign '{bad}' is empty"));
     }
@@ -137,6 +148,8 @@ pub fn sync_config(
         concurrency: args.concurrency,
         rescan: args.rescan,
         progress: !args.no_progress,
+        page_size: args.page_size,
+        pages_per_scan: args.pages_per_scan,
     };
     Ok((config, database))
 }

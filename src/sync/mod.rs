@@ -271,6 +271,8 @@ async fn sync_campaign(
         run_id,
         campaign: id,
         run_from: first.start,
+        page_size: config.page_size,
+        pages_per_scan: config.pages_per_scan,
     };
     for run in scan::unsettled_runs(&planned, &settled) {
         match scanner.run(&run, &mut report).await {

@@ -9,14 +9,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::api::client::MAX_LIMIT;
 use crate::api::{ApiClient, ApiError, Page};
 use crate::db::rows::{Rejected, UserRow};
 use crate::db::{state, writer};
 use crate::sync::windows::Window;
-
-/// Most pages read into one transaction; a crash costs at most this many requests again.
-pub const MAX_PAGES_PER_SCAN: u64 = 20;
 
 /// Full re-reads of a range whose total moved while it was paged through.
 const MAX_ATTEMPTS: u32 = 3;
@@ -56,6 +52,9 @@ pub struct Scanner<'a> {
     pub campaign: &'a str,
     /// Where this run's gap-free reading of the campaign began.
     pub run_from: DateTime<Utc>,
+    pub page_size: u32,
+    /// Most pages one transaction carries; a crash costs at most this many requests again.
+    pub pages_per_scan: u64,
 }
 
 /// The rows of one range, deduplicated on the natural key.
@@ -102,7 +101,7 @@ impl Scanner<'_> {
                 end: ws[ws.len() - 1].end,
             };
             let first = self.page(range, 1, report).await?;
-            if first.pages > MAX_PAGES_PER_SCAN && ws.len() > 1 {
+            if first.pages > self.pages_per_scan && ws.len() > 1 {
                 let (a, b) = ws.split_at(ws.len() / 2);
                 queue.push_front(b);
                 queue.push_front(a);
@@ -122,7 +121,7 @@ impl Scanner<'_> {
     ) -> Result<Page, ApiError> {
         report.requests += 1;
         self.api
-            .attributed_users(self.campaign, range.start, range.end, page, MAX_LIMIT)
+            .attributed_users(self.campaign, range.start, range.end, page, self.page_size)
             .await
     }
 
@@ -141,7 +140,7 @@ impl Scanner<'_> {
             let expected = first.total;
             let pages = first.pages;
             let mut last_total = first.total;
-            let mut short = first.items.len() < MAX_LIMIT as usize;
+            let mut short = first.items.len() < self.page_size as usize;
             batch.requests += 1;
             batch.add(self.campaign, first.clone());
             let mut page_no = 2;
@@ -150,7 +149,7 @@ impl Scanner<'_> {
                 let page = self.page(range, page_no, report).await?;
                 batch.requests += 1;
                 last_total = page.total;
-                short = page.items.len() < MAX_LIMIT as usize;
+                short = page.items.len() < self.page_size as usize;
                 batch.add(self.campaign, page);
                 page_no += 1;
             }

@@ -1,0 +1,125 @@
+//! The binary as cron runs it: exit codes, one-line errors, kills mid-run.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use linkrunner_sync::sim::SimConfig;
+use rand::{Rng, SeedableRng};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
+
+fn sync_command(db_url: &str, base_url: &str, key: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("sync")
+        .env("DATABASE_URL", db_url)
+        .env("LINKRUNNER_BASE_URL", base_url)
+        .env("LINKRUNNER_API_KEY", key)
+        .env("RUST_LOG", "warn")
+        .args(["--rps", "2000", "--retry-delay", "10ms", "--no-progress"])
+        .stdin(Stdio::null());
+    cmd
+}
+
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+}
+
+/// The last line of stderr, which carries the error.
+fn error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.lines().last().unwrap_or_default().to_string()
+}
+
+#[sqlx::test]
+async fn a_rejected_key_stops_the_run_with_exit_code_3(_: PgPoolOptions, db: PgConnectOptions) {
+    let (_sim, server) = start(SimConfig::small(1)).await;
+    let canary = "canary-key-9f8e7d6c5b";
+    let out = output(sync_command(&database_url(&db), &server.base_url(), canary)).await;
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let line = error_line(&out);
+    assert!(line.contains("rejected the API key"), "{line}");
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains(canary), "the key leaked: {all}");
+}
+
+#[sqlx::test]
+async fn bad_input_gets_one_line_and_exit_code_2(_: PgPoolOptions, db: PgConnectOptions) {
+    let url = database_url(&db);
+    for (args, expected) in [
+        (vec!["--timezone", "Mars/Olympus"], "Mars/Olympus"),
+        (vec!["--since", "last tuesday"], "--since"),
+        (vec!["--since", "2026-02-01", "--until", "2026-01-01"], "--until must be after --since"),
+        (vec!["--window", "0h"], "--window"),
+        (vec!["--lookback", "soon"], "--lookback"),
+    ] {
+        let mut cmd = sync_command(&url, "http://127.0.0.1:9/api/v1", "k");
+        cmd.args(&args);
+        let out = output(cmd).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_one_line_and_exit_code_1() {
+    let password = "canary-password-1a2b3c";
+    let url = format!("postgres://someone:{password}@127.0.0.1:1/warehouse");
+    let out = output(sync_command(&url, "http://127.0.0.1:9/api/v1", "k")).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect to Postgres"), "{stderr}");
+    assert!(!stderr.contains(password));
+}
+
+#[sqlx::test]
+async fn a_second_run_while_one_holds_the_lock_exits_5(pool: sqlx::PgPool, db: PgConnectOptions) {
+    let (_sim, server) = start(SimConfig::small(2)).await;
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(119238819409507)").execute(&mut *holder).await.unwrap();
+    let out = output(sync_command(&database_url(&db), &server.base_url(), "sim-key")).await;
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(error_line(&out).contains("holds the lock"));
+}
+
+#[sqlx::test]
+async fn killed_runs_resume_to_the_exact_data(pool: sqlx::PgPool, db: PgConnectOptions) {
+    let mut sim_config = SimConfig::small(21);
+    sim_config.faults.latency = Duration::from_millis(3);
+    let (sim, server) = start(sim_config).await;
+    let url = database_url(&db);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+    let mut kills = 0;
+    let mut previous = checkpoints(&pool).await;
+    for _ in 0..6 {
+        let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
+        cmd.args(["--timezone", "America/New_York", "--page-size", "5", "--pages-per-scan", "2"]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        // Checkpoints only ever move forward.
+        let now = checkpoints(&pool).await;
+        for (id, (from, until)) in &previous {
+            let (from2, until2) = now[id];
+            assert!(from2 <= *from && until2 >= *until, "{id} moved back");
+        }
+        previous = now;
+    }
+    assert!(kills >= 3, "only {kills} runs were killed mid-way");
+    let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
+    cmd.args(["--timezone", "America/New_York", "--page-size", "5", "--pages-per-scan", "2"]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_exact(&pool, &sim).await;
+}

@@ -1,0 +1,120 @@
+//! Shared test helpers: a simulator over loopback, sync settings, and reading back what landed.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use linkrunner_sync::api::ClientSettings;
+use linkrunner_sync::config::{self, SyncConfig};
+use linkrunner_sync::db::rows::UserRow;
+use linkrunner_sync::sim::{SimConfig, SimServer, Simulator};
+use linkrunner_sync::sync::span::{parse_duration, WindowLen};
+use secrecy::SecretString;
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+
+pub async fn start(config: SimConfig) -> (Simulator, SimServer) {
+    let sim = Simulator::new(config);
+    let server = sim.serve(([127, 0, 0, 1], 0).into()).await.expect("simulator starts");
+    (sim, server)
+}
+
+/// Settings for a fast sync against the simulator.
+pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
+    SyncConfig {
+        api: ClientSettings {
+            base_url: config::base_url(&server.base_url()).unwrap(),
+            api_key: SecretString::from("sim-key"),
+            rps: 2000.0,
+            timeout: Duration::from_secs(10),
+            max_retries: 10,
+            retry_min_delay: Duration::from_millis(5),
+            retry_max_delay: Duration::from_millis(200),
+        },
+        timezone: config::parse_timezone(timezone).unwrap(),
+        window: WindowLen::Days(1),
+        lookback: parse_duration("2d").unwrap(),
+        since: None,
+        until: None,
+        campaigns: Vec::new(),
+        concurrency: 4,
+        rescan: false,
+        progress: false,
+        page_size: 1000,
+        pages_per_scan: 20,
+    }
+}
+
+/// Every stored attributed user, rebuilt as the API sent it, keyed by campaign and canonical text.
+pub async fn stored_rows(pool: &PgPool) -> Vec<Value> {
+    let rows = sqlx::query(
+        "SELECT campaign_display_id, attributed_at, row_key, user_id, ad_channel, campaign_name,
+                link, meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name,
+                publisher_platform, platform_position, installed_at, store_click_at, user_data, extra
+         FROM linkrunner.attributed_users",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|r| {
+            let text = |i: usize| r.get::<Option<String>, _>(i);
+            UserRow {
+                campaign_display_id: r.get(0),
+                attributed_at: r.get(1),
+                row_key: r.get(2),
+                user_id: r.get(3),
+                texts: [text(4), text(5), text(6), text(7), text(8), text(9), text(10), text(11), text(12), text(13)],
+                times: [r.get(14), r.get(15)],
+                user_data: r.get(16),
+                extra: r.get(17),
+            }
+            .to_wire()
+        })
+        .collect()
+}
+
+/// Rows as a sorted multiset of canonical JSON text, so two sets compare exactly.
+pub fn canonical(rows: &[Value]) -> Vec<String> {
+    let mut text: Vec<String> = rows.iter().map(Value::to_string).collect();
+    text.sort();
+    text
+}
+
+/// Asserts the database holds exactly the simulator's attributed users: none missing, none
+/// doubled, every field equal.
+pub async fn assert_exact(pool: &PgPool, sim: &Simulator) {
+    let expected = canonical(&sim.all_attributed_users());
+    let stored = canonical(&stored_rows(pool).await);
+    let missing: Vec<&String> = expected.iter().filter(|r| !stored.contains(r)).take(3).collect();
+    let unexpected: Vec<&String> = stored.iter().filter(|r| !expected.contains(r)).take(3).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty() && expected.len() == stored.len(),
+        "database differs from the simulator: {} expected, {} stored\nmissing: {missing:#?}\nunexpected: {unexpected:#?}",
+        expected.len(),
+        stored.len()
+    );
+}
+
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+pub async fn checkpoints(pool: &PgPool) -> BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)> {
+    sqlx::query("SELECT campaign_display_id, covered_from, synced_until FROM linkrunner.sync_checkpoints")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+/// The URL of the test's own database, for running the binary against it.
+pub fn database_url(options: &sqlx::postgres::PgConnectOptions) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(options.get_database().expect("test database name"));
+    url.to_string()
+}

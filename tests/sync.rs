@@ -1,0 +1,270 @@
+//! End-to-end syncs against the simulator over loopback and a fresh Postgres per test.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::*;
+use linkrunner_sync::sim::SimConfig;
+use linkrunner_sync::sync;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+#[sqlx::test]
+async fn full_sync_equals_the_simulator_and_a_second_run_writes_nothing(pool: PgPool) {
+    let (sim, server) = start(SimConfig::small(7)).await;
+    let config = sync_config(&server, "UTC");
+
+    let first = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(first.outcome, "success");
+    assert_exact(&pool, &sim).await;
+    let expected = sim.all_attributed_users().len() as u64;
+    assert_eq!(first.totals.rows_inserted, expected);
+    assert_eq!(count(&pool, "SELECT count(*) FROM linkrunner.campaigns").await, sim.campaigns().len() as i64);
+
+    // One users row per app user id, holding the profile of the latest attribution.
+    let mut latest: std::collections::BTreeMap<String, (String, Value)> = Default::default();
+    for row in sim.all_attributed_users() {
+        if let Some(id) = row["user_data"]["id"].as_str() {
+            let at = row["attributed_at"].as_str().unwrap().to_string();
+            if latest.get(id).is_none_or(|(seen, _)| at > *seen) {
+                latest.insert(id.to_string(), (at, row["user_data"]["email"].clone()));
+            }
+        }
+    }
+    assert_eq!(count(&pool, "SELECT count(*) FROM linkrunner.users").await, latest.len() as i64);
+    let (id, (_, email)) = latest.iter().next().unwrap();
+    let stored: Option<String> = sqlx::query_scalar("SELECT email FROM linkrunner.users WHERE user_id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), email.as_str());
+
+    // Store listings as the simulator lists them.
+    let links: i64 = sim
+        .campaigns()
+        .iter()
+        .map(|c| c["store_listings"].as_array().map_or(0, Vec::len) as i64)
+        .sum();
+    assert_eq!(count(&pool, "SELECT count(*) FROM linkrunner.campaign_store_listings").await, links);
+
+    let second = sync::run(&config, &pool).await.unwrap();
+    assert_eq!((second.totals.rows_inserted, second.totals.rows_updated), (0, 0));
+    assert_exact(&pool, &sim).await;
+}
+
+#[sqlx::test]
+async fn late_signups_within_the_lookback_arrive_on_the_next_run(pool: PgPool) {
+    let (sim, server) = start(SimConfig::small(11)).await;
+    let config = sync_config(&server, "Europe/Berlin");
+    sync::run(&config, &pool).await.unwrap();
+
+    // An app signs up a user whose attribution the server records three hours in the past.
+    let campaign = sim.campaigns()[0].clone();
+    sim.set_now(Some(Utc::now() - Duration::hours(3)));
+    signup(&server, &campaign, "late-install-1", "u_late_1").await;
+    sim.set_now(None);
+
+    let report = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(report.totals.rows_inserted, 1);
+    let found = count(&pool, "SELECT count(*) FROM linkrunner.attributed_users WHERE user_id = 'u_late_1'").await;
+    assert_eq!(found, 1);
+    assert_exact(&pool, &sim).await;
+}
+
+#[sqlx::test]
+async fn renames_deactivation_listings_and_deletes_are_reflected(pool: PgPool) {
+    let (sim, server) = start(SimConfig::small(5)).await;
+    let mut config = sync_config(&server, "UTC");
+    sync::run(&config, &pool).await.unwrap();
+
+    let ids: Vec<String> = sim.campaigns().iter().map(|c| c["display_id"].as_str().unwrap().to_string()).collect();
+    let with_rows = ids.iter().find(|id| !sim.attributed_users(id).is_empty()).unwrap().clone();
+    let (renamed, paused, relisted) = (&ids[0], &ids[1], &ids[2]);
+    let http = reqwest::Client::new();
+    let edit = |id: &str, body: Value| {
+        http.patch(format!("{}/campaigns/{id}", server.base_url()))
+            .header("linkrunner-key", "sim-key")
+            .json(&body)
+            .send()
+    };
+    assert!(edit(renamed, json!({"name": "Renamed campaign"})).await.unwrap().status().is_success());
+    assert!(edit(paused, json!({"active": false})).await.unwrap().status().is_success());
+    assert!(sim.set_store_listings(relisted, &["ios-beta"]));
+    let rows_before = count(&pool, "SELECT count(*) FROM linkrunner.attributed_users").await;
+    let deleted = http
+        .delete(format!("{}/campaigns/{with_rows}", server.base_url()))
+        .header("linkrunner-key", "sim-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    // A run limited to some campaigns never marks anything deleted.
+    config.campaigns = vec![renamed.clone()];
+    sync::run(&config, &pool).await.unwrap();
+    let marked = count(&pool, "SELECT count(*) FROM linkrunner.campaigns WHERE deleted_at IS NOT NULL").await;
+    assert_eq!(marked, 0);
+
+    config.campaigns.clear();
+    sync::run(&config, &pool).await.unwrap();
+    let name: String = sqlx::query_scalar("SELECT name FROM linkrunner.campaigns WHERE display_id = $1")
+        .bind(renamed)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(name, "Renamed campaign");
+    let active: bool = sqlx::query_scalar("SELECT active FROM linkrunner.campaigns WHERE display_id = $1")
+        .bind(paused)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!active);
+    let listings: Vec<String> = sqlx::query_scalar(
+        "SELECT store_listing_id FROM linkrunner.campaign_store_listings WHERE display_id = $1",
+    )
+    .bind(relisted)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(listings, vec!["ios-beta".to_string()]);
+    let gone: Vec<String> = sqlx::query_scalar("SELECT display_id FROM linkrunner.campaigns WHERE deleted_at IS NOT NULL")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(gone, vec![with_rows.clone()]);
+    // Its rows stay.
+    assert_eq!(count(&pool, "SELECT count(*) FROM linkrunner.attributed_users").await, rows_before);
+}
+
+/// The same rows land whatever zone the windows are cut in, with windows small enough that
+/// rows sit on their boundaries.
+async fn exact_in_zone(pool: PgPool, zone: &str, window: &str) {
+    let (sim, server) = start(SimConfig::small(3)).await;
+    let mut config = sync_config(&server, zone);
+    config.window = linkrunner_sync::sync::span::WindowLen::parse(window).unwrap();
+    config.page_size = 7;
+    config.pages_per_scan = 2;
+    let report = sync::run(&config, &pool).await.unwrap();
+    assert_exact(&pool, &sim).await;
+    // Ranges were split down to single windows many times.
+    let scans = count(&pool, "SELECT count(*) FROM linkrunner.sync_windows").await;
+    assert!(scans > 100, "only {scans} ranges were read");
+    assert_eq!(report.totals.rows_inserted, sim.all_attributed_users().len() as u64);
+    let again = sync::run(&config, &pool).await.unwrap();
+    assert_eq!((again.totals.rows_inserted, again.totals.rows_updated), (0, 0));
+}
+
+#[sqlx::test]
+async fn exact_in_utc(pool: PgPool) {
+    exact_in_zone(pool, "UTC", "1d").await;
+}
+
+#[sqlx::test]
+async fn exact_in_new_york_across_both_dst_changes(pool: PgPool) {
+    exact_in_zone(pool, "America/New_York", "1d").await;
+}
+
+#[sqlx::test]
+async fn exact_in_kolkata_with_sub_day_windows(pool: PgPool) {
+    exact_in_zone(pool, "Asia/Kolkata", "6h").await;
+}
+
+#[sqlx::test]
+async fn exact_in_lord_howe(pool: PgPool) {
+    exact_in_zone(pool, "Australia/Lord_Howe", "1d").await;
+}
+
+#[sqlx::test]
+async fn exact_in_santiago_where_dst_starts_at_midnight(pool: PgPool) {
+    exact_in_zone(pool, "America/Santiago", "2d").await;
+}
+
+#[sqlx::test]
+async fn a_backfill_never_moves_a_checkpoint_back(pool: PgPool) {
+    let (sim, server) = start(SimConfig::small(9)).await;
+    let mut config = sync_config(&server, "UTC");
+    sync::run(&config, &pool).await.unwrap();
+    let before = checkpoints(&pool).await;
+    assert!(!before.is_empty());
+
+    config.since = Some("2026-06-01T00:00:00Z".parse().unwrap());
+    config.until = Some("2026-07-01T00:00:00Z".parse().unwrap());
+    config.rescan = true;
+    sync::run(&config, &pool).await.unwrap();
+    let after = checkpoints(&pool).await;
+    for (id, (from, until)) in &before {
+        let (from2, until2) = after[id];
+        assert!(from2 <= *from && until2 >= *until, "{id} moved back");
+    }
+    assert_exact(&pool, &sim).await;
+}
+
+#[sqlx::test]
+async fn rate_limits_server_errors_and_shifting_pages_are_survived(pool: PgPool) {
+    let mut sim_config = SimConfig::small(13);
+    sim_config.faults.rate_limit_rps = Some(150.0);
+    sim_config.faults.retry_after = false;
+    sim_config.faults.error_rate = 0.15;
+    sim_config.faults.shift_rate = 0.3;
+    let (sim, server) = start(sim_config).await;
+    let mut config = sync_config(&server, "America/New_York");
+    config.page_size = 20;
+    config.pages_per_scan = 5;
+    let report = sync::run(&config, &pool).await.unwrap();
+    assert_exact(&pool, &sim).await;
+    let stats = sim.stats();
+    assert!(stats.rate_limited > 0, "no 429 was served: {stats:?}");
+    assert!(stats.server_errors > 0, "no 5xx was served: {stats:?}");
+    assert!(report.totals.retries >= stats.rate_limited + stats.server_errors);
+}
+
+#[sqlx::test]
+async fn retry_after_is_honoured(pool: PgPool) {
+    let mut sim_config = SimConfig::small(17);
+    sim_config.campaigns = 3;
+    sim_config.users = 50;
+    sim_config.faults.rate_limit_rps = Some(5.0);
+    sim_config.faults.retry_after = true;
+    let (sim, server) = start(sim_config).await;
+    let mut config = sync_config(&server, "UTC");
+    config.api.retry_min_delay = std::time::Duration::from_millis(1);
+    config.api.retry_max_delay = std::time::Duration::from_millis(1);
+    let started = std::time::Instant::now();
+    sync::run(&config, &pool).await.unwrap();
+    assert_exact(&pool, &sim).await;
+    let limited = sim.stats().rate_limited;
+    assert!(limited > 0);
+    // Each 429 made the client wait the server's one second, not the 1 ms backoff.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+/// Drives the SDK flow: an install opened from the campaign link, then a signup.
+pub async fn signup(server: &linkrunner_sync::sim::SimServer, campaign: &Value, install: &str, user: &str) {
+    let http = reqwest::Client::new();
+    let init = http
+        .post(format!("{}/init", server.client_url()))
+        .json(&json!({
+            "token": "sim-token",
+            "platform": "ANDROID",
+            "install_instance_id": install,
+            "link": campaign["link"],
+            "device_data": {"brand": "google", "device_id": "dev-1"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 202);
+    let trigger = http
+        .post(format!("{}/trigger", server.client_url()))
+        .json(&json!({
+            "token": "sim-token",
+            "platform": "ANDROID",
+            "install_instance_id": install,
+            "user_data": {"id": user, "name": "Late Signup", "email": "late@example.net"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(trigger.status().is_success());
+}
