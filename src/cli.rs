@@ -135,8 +135,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Postgres URL for the demo database (created when missing).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    /// Postgres URL for the demo database, created when missing
+    /// [default: postgres://postgres@127.0.0.1:5432/linkrunner_demo].
+    #[arg(long, env = "LINKRUNNER_DEMO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
 
     /// Campaigns in the simulated project.

@@ -11,7 +11,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync(args) => sync_command(*args).await,
         Command::Migrate(args) => migrate_command(args).await,
         Command::Status(args) => status_command(args).await,
-        Command::Demo(_args) => todo!(),
+        Command::Demo(args) => crate::demo::run(args).await,
     }
 }
 

@@ -118,7 +118,10 @@ pub fn sync_config(
         ));
     }
     if !(1..=MAX_LIMIT).contains(&args.page_size) {
-        return Err(format!("--page-size {} must be between 1 and {MAX_LIMIT}", args.page_size));
+        return Err(format!(
+            "--page-size {} must be between 1 and {MAX_LIMIT}",
+            args.page_size
+        ));
     }
     if args.pages_per_scan == 0 {
         return Err("--pages-per-scan must be at least 1".into());

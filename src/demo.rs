@@ -35,7 +35,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         .serve(([127, 0, 0, 1], 0).into())
         .await
         .context("starting the simulator")?;
-    println!("simulator: {} (seeded synthetic project)", server.base_url());
+    println!(
+        "simulator: {} (seeded synthetic project)",
+        server.base_url()
+    );
 
     let api = ClientSettings {
         base_url: config::base_url(&server.base_url()).map_err(Failure::Config)?,
@@ -71,13 +74,21 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         report.totals.rows_updated,
         report.seconds
     );
-    print!("{}", landed(&pool, timezone.name()).await.context("reading what landed")?);
+    print!(
+        "{}",
+        landed(&pool, timezone.name())
+            .await
+            .context("reading what landed")?
+    );
     server.shutdown();
     Ok(())
 }
 
 async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Failure> {
-    let name = options.get_database().unwrap_or("linkrunner_demo").to_string();
+    let name = options
+        .get_database()
+        .unwrap_or("linkrunner_demo")
+        .to_string();
     let admin = options.clone().database("postgres");
     let mut conn = admin
         .connect()
@@ -127,9 +138,17 @@ async fn landed(pool: &PgPool, timezone: &str) -> sqlx::Result<String> {
                  FROM linkrunner.campaigns c
                  JOIN linkrunner.attributed_users a ON a.campaign_display_id = c.display_id
                  GROUP BY c.display_id, c.name ORDER BY signups DESC LIMIT 5";
-    let _ = writeln!(out, "\ntop campaigns by signups (days in {timezone}):\n  {}", query.split_whitespace().collect::<Vec<_>>().join(" "));
+    let _ = writeln!(
+        out,
+        "\ntop campaigns by signups (days in {timezone}):\n  {}",
+        query.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     let rows = sqlx::query(query).bind(timezone).fetch_all(pool).await?;
-    let _ = writeln!(out, "  {:<12} {:>8} {:>8}  {:<12} name", "campaign", "signups", "users", "last day");
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>8} {:>8}  {:<12} name",
+        "campaign", "signups", "users", "last day"
+    );
     for r in rows {
         let _ = writeln!(
             out,
@@ -137,7 +156,9 @@ async fn landed(pool: &PgPool, timezone: &str) -> sqlx::Result<String> {
             r.get::<String, _>(0),
             r.get::<i64, _>(2),
             r.get::<i64, _>(3),
-            r.get::<Option<chrono::NaiveDate>, _>(4).map(|d| d.to_string()).unwrap_or_default(),
+            r.get::<Option<chrono::NaiveDate>, _>(4)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
             r.get::<Option<String>, _>(1).unwrap_or_default(),
         );
     }

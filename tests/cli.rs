@@ -25,7 +25,9 @@ fn sync_command(db_url: &str, base_url: &str, key: &str) -> Command {
 }
 
 async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 /// The last line of stderr, which carries the error.
@@ -42,7 +44,11 @@ async fn a_rejected_key_stops_the_run_with_exit_code_3(_: PgPoolOptions, db: PgC
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let line = error_line(&out);
     assert!(line.contains("rejected the API key"), "{line}");
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains(canary), "the key leaked: {all}");
 }
 
@@ -52,7 +58,10 @@ async fn bad_input_gets_one_line_and_exit_code_2(_: PgPoolOptions, db: PgConnect
     for (args, expected) in [
         (vec!["--timezone", "Mars/Olympus"], "Mars/Olympus"),
         (vec!["--since", "last tuesday"], "--since"),
-        (vec!["--since", "2026-02-01", "--until", "2026-01-01"], "--until must be after --since"),
+        (
+            vec!["--since", "2026-02-01", "--until", "2026-01-01"],
+            "--until must be after --since",
+        ),
         (vec!["--window", "0h"], "--window"),
         (vec!["--lookback", "soon"], "--lookback"),
     ] {
@@ -79,19 +88,30 @@ async fn an_unreachable_database_is_one_line_and_exit_code_1() {
 }
 
 #[sqlx::test]
-async fn a_second_run_while_one_holds_the_lock_exits_5(pool: sqlx::PgPool, db: PgConnectOptions) {
+async fn a_second_run_while_one_holds_the_lock_exits_5(opts: PgPoolOptions, db: PgConnectOptions) {
+    let pool = opts.connect_with(db.clone()).await.unwrap();
     let (_sim, server) = start(SimConfig::small(2)).await;
     let mut holder = pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock(119238819409507)").execute(&mut *holder).await.unwrap();
-    let out = output(sync_command(&database_url(&db), &server.base_url(), "sim-key")).await;
+    sqlx::query("SELECT pg_advisory_lock(119238819409507)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let out = output(sync_command(
+        &database_url(&db),
+        &server.base_url(),
+        "sim-key",
+    ))
+    .await;
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert!(error_line(&out).contains("holds the lock"));
 }
 
 #[sqlx::test]
-async fn killed_runs_resume_to_the_exact_data(pool: sqlx::PgPool, db: PgConnectOptions) {
+async fn killed_runs_resume_to_the_exact_data(opts: PgPoolOptions, db: PgConnectOptions) {
+    let pool = opts.connect_with(db.clone()).await.unwrap();
     let mut sim_config = SimConfig::small(21);
-    sim_config.faults.latency = Duration::from_millis(3);
+    sim_config.users = 1500;
+    sim_config.faults.latency = Duration::from_millis(10);
     let (sim, server) = start(sim_config).await;
     let url = database_url(&db);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
@@ -99,10 +119,17 @@ async fn killed_runs_resume_to_the_exact_data(pool: sqlx::PgPool, db: PgConnectO
     let mut previous = checkpoints(&pool).await;
     for _ in 0..6 {
         let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
-        cmd.args(["--timezone", "America/New_York", "--page-size", "5", "--pages-per-scan", "2"]);
+        cmd.args([
+            "--timezone",
+            "America/New_York",
+            "--page-size",
+            "5",
+            "--pages-per-scan",
+            "2",
+        ]);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..700))).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
@@ -118,7 +145,14 @@ async fn killed_runs_resume_to_the_exact_data(pool: sqlx::PgPool, db: PgConnectO
     }
     assert!(kills >= 3, "only {kills} runs were killed mid-way");
     let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
-    cmd.args(["--timezone", "America/New_York", "--page-size", "5", "--pages-per-scan", "2"]);
+    cmd.args([
+        "--timezone",
+        "America/New_York",
+        "--page-size",
+        "5",
+        "--pages-per-scan",
+        "2",
+    ]);
     let out = output(cmd).await;
     assert!(out.status.success(), "{out:?}");
     assert_exact(&pool, &sim).await;

@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -11,6 +11,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
 use url::Url;
 
 use crate::api::models::{preview, Page};
@@ -51,6 +52,9 @@ pub struct ApiClient {
     http: reqwest::Client,
     settings: Arc<ClientSettings>,
     limiter: Arc<DefaultDirectRateLimiter>,
+    /// After a 429 every request waits until this instant, not only the one that was refused:
+    /// the limit is shared, so hammering it from other tasks would only earn more 429s.
+    cooldown: Arc<Mutex<Option<Instant>>>,
     pub stats: Arc<ApiStats>,
 }
 
@@ -76,6 +80,7 @@ impl ApiClient {
             http,
             settings: Arc::new(settings),
             limiter: Arc::new(RateLimiter::direct(quota)),
+            cooldown: Arc::new(Mutex::new(None)),
             stats: Arc::new(ApiStats::default()),
         })
     }
@@ -138,12 +143,21 @@ impl ApiClient {
             .adjust(|e, next| next.map(|d| e.retry_after().unwrap_or(d)))
             .notify(|e, wait| {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, ApiError::RateLimited { .. }) {
+                    let until = Instant::now() + wait;
+                    let mut cooldown = self.cooldown.lock().expect("not poisoned");
+                    *cooldown = Some(cooldown.map_or(until, |c| c.max(until)));
+                }
                 tracing::debug!(error = %e, wait_ms = wait.as_millis() as u64, "retrying");
             })
             .await
     }
 
     async fn get_once(&self, url: Url, list_key: &str) -> Result<Page, ApiError> {
+        let cooldown = *self.cooldown.lock().expect("not poisoned");
+        if let Some(until) = cooldown {
+            tokio::time::sleep_until(until).await;
+        }
         self.limiter.until_ready().await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let response = self

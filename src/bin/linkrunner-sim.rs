@@ -1,1 +1,129 @@
-fn main() {}
+//! `linkrunner-sim`: serves the Linkrunner API simulator until Ctrl-C or SIGTERM.
+//!
+//! Prints exactly one line to stdout, `linkrunner-sim listening on http://<addr>/api/v1`, for
+//! scripts to read; everything else is logged to stderr.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Parser;
+use linkrunner_sync::sim::{Faults, SimConfig, Simulator};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+/// A local test double of the Linkrunner HTTP API, with a synthetic data set.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Seed of the data set and of the injected faults.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Number of campaigns to generate.
+    #[arg(long, default_value_t = SimConfig::default().campaigns)]
+    campaigns: usize,
+    /// Number of attributed-user rows to generate, across all campaigns.
+    #[arg(long, default_value_t = SimConfig::default().users)]
+    users: usize,
+    /// Earliest generated timestamp (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse_time, default_value = "2026-02-15")]
+    start: DateTime<Utc>,
+    /// Latest generated attributed_at (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = parse_time, default_value = "2026-11-15")]
+    end: DateTime<Utc>,
+    /// Accepted `linkrunner-key` header.
+    #[arg(
+        long,
+        env = "LINKRUNNER_SIM_API_KEY",
+        default_value = "sim-key",
+        hide_env_values = true
+    )]
+    api_key: String,
+    /// Accepted body `token` of the client API.
+    #[arg(long, default_value = "sim-token")]
+    project_token: String,
+    /// Rate limit over all /api/v1 routes, in requests per second (off when absent).
+    #[arg(long, value_name = "RPS")]
+    rate_limit: Option<f64>,
+    /// Send `Retry-After: 1` with 429s.
+    #[arg(long)]
+    retry_after: bool,
+    /// Fraction (0..1) of GET requests answered 500, 502 or 503.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Fraction (0..1) of attributed-users requests with page > 1 that reshuffle the rows first.
+    #[arg(long, default_value_t = 0.0)]
+    shift_rate: f64,
+    /// Delay added before every /api/v1 response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    let day = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|_| format!("'{s}' is neither RFC 3339 nor YYYY-MM-DD"))?;
+    Ok(day.and_hms_opt(0, 0, 0).unwrap().and_utc())
+}
+
+impl Args {
+    fn config(&self) -> SimConfig {
+        SimConfig {
+            seed: self.seed,
+            campaigns: self.campaigns,
+            users: self.users,
+            start: self.start,
+            end: self.end,
+            api_key: self.api_key.clone(),
+            project_token: self.project_token.clone(),
+            faults: Faults {
+                rate_limit_rps: self.rate_limit,
+                retry_after: self.retry_after,
+                error_rate: self.error_rate,
+                shift_rate: self.shift_rate,
+                latency: Duration::from_millis(self.latency_ms),
+            },
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    logs.with_writer(std::io::stderr).init();
+    let args = Args::parse();
+    anyhow::ensure!(args.start < args.end, "--start must be before --end");
+    let sim = Simulator::new(args.config());
+    let server = sim.serve(args.listen).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "linkrunner-sim listening on {}", server.base_url())?;
+    out.flush()?;
+    drop(out);
+    stop_signal().await;
+    tracing::info!(stats = ?sim.stats(), "stopping");
+    server.shutdown();
+    Ok(())
+}

@@ -15,7 +15,7 @@ use crate::db::{state, writer};
 use crate::sync::windows::Window;
 
 /// Full re-reads of a range whose total moved while it was paged through.
-const MAX_ATTEMPTS: u32 = 3;
+const MAX_ATTEMPTS: u32 = 4;
 
 /// What one campaign's sync did.
 #[derive(Clone, Debug, Default)]
@@ -107,8 +107,16 @@ impl Scanner<'_> {
                 queue.push_front(a);
                 continue;
             }
-            let batch = self.read_range(range, first, report).await?;
-            self.commit(range, batch, report).await?;
+            match self.read_range(range, first, report).await {
+                // Fewer pages give concurrent writes less chance to move rows under us.
+                Err(ScanError::Unstable { .. }) if ws.len() > 1 => {
+                    let (a, b) = ws.split_at(ws.len() / 2);
+                    queue.push_front(b);
+                    queue.push_front(a);
+                }
+                Err(e) => return Err(e),
+                Ok(batch) => self.commit(range, batch, report).await?,
+            }
         }
         Ok(())
     }

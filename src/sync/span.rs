@@ -32,18 +32,19 @@ impl WindowLen {
     }
 }
 
-/// Reads `90s`, `15m`, `6h`, `1d` or `2w`. A day here is 24 hours; windows reinterpret whole
+/// Reads `500ms`, `90s`, `15m`, `6h`, `1d` or `2w`. A day here is 24 hours; windows reinterpret whole
 /// days as local calendar days.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("duration '{text}' needs a unit: s, m, h, d or w (e.g. 6h)"))?;
+        .ok_or_else(|| format!("duration '{text}' needs a unit: ms, s, m, h, d or w (e.g. 6h)"))?;
     let (number, unit) = text.split_at(split);
     let n: i64 = number
         .parse()
         .map_err(|_| format!("duration '{text}' must start with a whole number (e.g. 6h)"))?;
     let d = match unit {
+        "ms" => Duration::try_milliseconds(n),
         "s" => Duration::try_seconds(n),
         "m" | "min" => Duration::try_minutes(n),
         "h" => Duration::try_hours(n),
@@ -51,7 +52,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "w" => Duration::try_weeks(n),
         _ => {
             return Err(format!(
-                "duration '{text}' has unknown unit '{unit}': use s, m, h, d or w"
+                "duration '{text}' has unknown unit '{unit}': use ms, s, m, h, d or w"
             ))
         }
     }

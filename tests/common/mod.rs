@@ -16,7 +16,10 @@ use sqlx::{PgPool, Row};
 
 pub async fn start(config: SimConfig) -> (Simulator, SimServer) {
     let sim = Simulator::new(config);
-    let server = sim.serve(([127, 0, 0, 1], 0).into()).await.expect("simulator starts");
+    let server = sim
+        .serve(([127, 0, 0, 1], 0).into())
+        .await
+        .expect("simulator starts");
     (sim, server)
 }
 
@@ -65,7 +68,18 @@ pub async fn stored_rows(pool: &PgPool) -> Vec<Value> {
                 attributed_at: r.get(1),
                 row_key: r.get(2),
                 user_id: r.get(3),
-                texts: [text(4), text(5), text(6), text(7), text(8), text(9), text(10), text(11), text(12), text(13)],
+                texts: [
+                    text(4),
+                    text(5),
+                    text(6),
+                    text(7),
+                    text(8),
+                    text(9),
+                    text(10),
+                    text(11),
+                    text(12),
+                    text(13),
+                ],
                 times: [r.get(14), r.get(15)],
                 user_data: r.get(16),
                 extra: r.get(17),
@@ -87,8 +101,16 @@ pub fn canonical(rows: &[Value]) -> Vec<String> {
 pub async fn assert_exact(pool: &PgPool, sim: &Simulator) {
     let expected = canonical(&sim.all_attributed_users());
     let stored = canonical(&stored_rows(pool).await);
-    let missing: Vec<&String> = expected.iter().filter(|r| !stored.contains(r)).take(3).collect();
-    let unexpected: Vec<&String> = stored.iter().filter(|r| !expected.contains(r)).take(3).collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|r| !stored.contains(r))
+        .take(3)
+        .collect();
+    let unexpected: Vec<&String> = stored
+        .iter()
+        .filter(|r| !expected.contains(r))
+        .take(3)
+        .collect();
     assert!(
         missing.is_empty() && unexpected.is_empty() && expected.len() == stored.len(),
         "database differs from the simulator: {} expected, {} stored\nmissing: {missing:#?}\nunexpected: {unexpected:#?}",
@@ -102,13 +124,15 @@ pub async fn count(pool: &PgPool, sql: &str) -> i64 {
 }
 
 pub async fn checkpoints(pool: &PgPool) -> BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)> {
-    sqlx::query("SELECT campaign_display_id, covered_from, synced_until FROM linkrunner.sync_checkpoints")
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), (r.get(1), r.get(2))))
-        .collect()
+    sqlx::query(
+        "SELECT campaign_display_id, covered_from, synced_until FROM linkrunner.sync_checkpoints",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+    .collect()
 }
 
 /// The URL of the test's own database, for running the binary against it.

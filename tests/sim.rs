@@ -1,0 +1,534 @@
+//! The simulator over loopback HTTP, as the sync job sees it.
+
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use linkrunner_sync::sim::{Faults, SimConfig, SimServer, Simulator};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Query-string pairs.
+type Query<'a> = &'a [(&'a str, &'a str)];
+
+struct Api {
+    http: Client,
+    server: SimServer,
+    sim: Simulator,
+}
+
+impl Api {
+    async fn start(config: SimConfig) -> Api {
+        let sim = Simulator::new(config);
+        let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Api {
+            http: Client::new(),
+            server,
+            sim,
+        }
+    }
+
+    /// A call under /api/v1; the body is `Null` when the answer is not JSON.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: Query<'_>,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.server.base_url());
+        let mut req = self.http.request(method, url).query(query);
+        if let Some(key) = key {
+            req = req.header("linkrunner-key", key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, query: Query<'_>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, query, None, Some("sim-key"))
+            .await
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(method, path, &[], Some(body), Some("sim-key"))
+            .await
+    }
+
+    async fn client(&self, name: &str, body: Value) -> StatusCode {
+        let url = format!("{}/{name}", self.server.client_url());
+        self.http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    async fn control(&self, name: &str, body: Value) {
+        let url = format!("http://{}/__sim/{name}", self.server.addr);
+        let resp = self.http.post(url).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    /// Every row of a campaign (and window), page by page until a short page.
+    async fn scan(&self, id: &str, limit: usize, window: Query<'_>) -> Vec<Value> {
+        let (mut rows, size) = (Vec::new(), limit.to_string());
+        for page in 1.. {
+            let page = page.to_string();
+            let mut query = vec![("display_id", id), ("page", &page), ("limit", &size)];
+            query.extend_from_slice(window);
+            let (status, body) = self.get("/attributed-users", &query).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let users = body["data"]["users"].as_array().unwrap().clone();
+            assert_eq!(body["data"]["total_users"], users.len());
+            let short = users.len() < limit;
+            rows.extend(users);
+            if short {
+                break;
+            }
+        }
+        rows
+    }
+
+    /// The campaign with the most rows.
+    fn biggest(&self) -> String {
+        let campaigns = self.sim.campaigns();
+        let big = campaigns
+            .iter()
+            .max_by_key(|c| c["attributed_users"].as_u64());
+        big.unwrap()["display_id"].as_str().unwrap().to_string()
+    }
+}
+
+fn sorted(rows: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = rows.iter().map(Value::to_string).collect();
+    out.sort();
+    out
+}
+
+fn at(row: &Value) -> DateTime<Utc> {
+    row["attributed_at"].as_str().unwrap().parse().unwrap()
+}
+
+fn msg(reply: (StatusCode, Value)) -> (u16, String) {
+    (
+        reply.0.as_u16(),
+        reply.1["msg"].as_str().unwrap_or_default().into(),
+    )
+}
+
+/// A time window in the query form the API takes.
+fn window<'a>(start: &'a str, end: &'a str, tz: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("start_timestamp", start),
+        ("end_timestamp", end),
+        ("timezone", tz),
+    ]
+}
+
+#[tokio::test]
+async fn pages_cover_every_row_exactly_once() {
+    let api = Api::start(SimConfig::small(3)).await;
+    let id = &api.biggest();
+    let all = api.sim.attributed_users(id);
+    assert!(all.len() > 100);
+    assert_eq!(sorted(&api.scan(id, 37, &[]).await), sorted(&all));
+
+    let pages = all.len().div_ceil(37);
+    let second = [("display_id", id.as_str()), ("page", "2"), ("limit", "37")];
+    let (_, body) = api.get("/attributed-users", &second).await;
+    let expected = json!({ "total": all.len(), "pages": pages, "page": 2, "limit": 37 });
+    assert_eq!(body["data"]["pagination"], expected);
+    let past = (pages + 1).to_string();
+    let past = [
+        ("display_id", id.as_str()),
+        ("page", &past),
+        ("limit", "37"),
+    ];
+    let (status, body) = api.get("/attributed-users", &past).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["users"], json!([]));
+
+    let mut campaigns = Vec::new();
+    for page in ["1", "2", "3"] {
+        let (_, body) = api
+            .get("/campaigns", &[("page", page), ("limit", "3")])
+            .await;
+        assert_eq!(body["data"]["pagination"]["total"], 8);
+        campaigns.extend(body["data"]["campaigns"].as_array().unwrap().clone());
+    }
+    assert_eq!(campaigns, api.sim.campaigns());
+}
+
+#[tokio::test]
+async fn window_bounds_are_inclusive_and_read_in_the_timezone() {
+    let api = Api::start(SimConfig::small(4)).await;
+    let id = &api.biggest();
+    let all = api.sim.attributed_users(id);
+    let t = at(&all[all.len() / 2]);
+    let kolkata = FixedOffset::east_opt(19_800).unwrap();
+    let wall = "%Y-%m-%dT%H:%M:%S%.3f";
+    let utc = t.format(wall).to_string();
+    let exact = api.scan(id, 1000, &window(&utc, &utc, "UTC")).await;
+    assert!(!exact.is_empty() && exact.iter().all(|r| at(r) == t));
+    let local = t.with_timezone(&kolkata).format(wall).to_string();
+    let same = api
+        .scan(id, 1000, &window(&local, &local, "Asia/Kolkata"))
+        .await;
+    assert_eq!(sorted(&same), sorted(&exact));
+    let later = (t + TimeDelta::milliseconds(1)).format(wall).to_string();
+    assert!(api
+        .scan(id, 1000, &window(&later, &utc, "UTC"))
+        .await
+        .is_empty());
+
+    // Thirty Kolkata days from a local midnight, against filtering the full list here.
+    let lo = t.with_timezone(&kolkata).date_naive().and_hms_opt(0, 0, 0);
+    let lo = lo.unwrap().and_local_timezone(kolkata).unwrap();
+    let hi = lo + TimeDelta::days(30) - TimeDelta::milliseconds(1);
+    let (from, to) = (lo.format(wall).to_string(), hi.format(wall).to_string());
+    let got = api.scan(id, 100, &window(&from, &to, "Asia/Kolkata")).await;
+    let expected: Vec<Value> = all
+        .into_iter()
+        .filter(|r| at(r) >= lo && at(r) <= hi)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(sorted(&got), sorted(&expected));
+}
+
+#[tokio::test]
+async fn errors_follow_the_contract() {
+    let api = Api::start(SimConfig::small(5)).await;
+    let id = &api.biggest();
+    let no_key = |method, path| api.call(method, path, &[], None, None);
+    let reply = api.call(Method::GET, "/attributed-users", &[], None, Some("x"));
+    assert_eq!(msg(reply.await), (401, "Authentication failed.".into()));
+    let reply = no_key(Method::GET, "/campaigns").await;
+    assert_eq!(msg(reply), (401, "Unauthorized access.".into()));
+    let reply = no_key(Method::DELETE, "/campaigns/abc").await;
+    assert_eq!(msg(reply), (401, "Server key missing!".into()));
+
+    let page = "Invalid page number '0'. Page must be a positive integer.";
+    let limit = "Limit 1001 exceeds maximum allowed value of 1000.";
+    let domain = "Invalid domain 'x.example'. Domain not found for this project.";
+    let nope = "https://go.example.org/?c=nope";
+    let cases: [(&str, Query, u16, &str); 9] = [
+        ("/attributed-users", &[], 422, "Required parameter missing."),
+        (
+            "/attributed-users",
+            &[("display_id", "x")],
+            404,
+            "Resource not found.",
+        ),
+        (
+            "/attributed-users",
+            &[("display_id", id), ("page", "0")],
+            422,
+            page,
+        ),
+        (
+            "/attributed-users",
+            &[("display_id", id), ("limit", "1001")],
+            422,
+            limit,
+        ),
+        (
+            "/attributed-users",
+            &[("display_id", id), ("timezone", "Mars/Base")],
+            400,
+            "Invalid timezone format.",
+        ),
+        (
+            "/attributed-users",
+            &[("display_id", id), ("end_timestamp", "today")],
+            400,
+            "Invalid timestamp format.",
+        ),
+        (
+            "/campaigns",
+            &[("channel", "myspace")],
+            400,
+            "Invalid channel 'myspace'. Channel not found.",
+        ),
+        ("/campaigns", &[("domain", "x.example")], 400, domain),
+        (
+            "/campaigns",
+            &[("link", nope)],
+            400,
+            "Invalid request parameters.",
+        ),
+    ];
+    for (path, query, code, text) in cases {
+        let reply = msg(api.get(path, query).await);
+        assert_eq!(reply, (code, text.into()), "{path} {query:?}");
+    }
+    let link = format!("go.example.org?c={id}");
+    let (_, body) = api.get("/campaigns", &[("link", &link)]).await;
+    assert_eq!(body["data"]["campaigns"][0]["display_id"], id.as_str());
+    assert_eq!(body["data"]["total_campaigns"], 1);
+
+    let result = "/get-attribution-result";
+    assert_eq!(api.get(result, &[]).await.0, StatusCode::BAD_REQUEST);
+    let nobody = api.get(result, &[("user_id", "u_0")]).await;
+    assert_eq!(nobody, (StatusCode::NO_CONTENT, Value::Null));
+    let rows = api.sim.attributed_users(id);
+    let user = rows.iter().find_map(|r| r["user_data"]["id"].as_str());
+    let (status, body) = api.get(result, &[("user_id", user.unwrap())]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["data"]["display_id"].is_string());
+}
+
+#[tokio::test]
+async fn rate_limit_and_injected_errors() {
+    let faults = Faults {
+        rate_limit_rps: Some(2.0),
+        retry_after: true,
+        ..Faults::default()
+    };
+    let api = Api::start(SimConfig {
+        faults,
+        ..SimConfig::small(6)
+    })
+    .await;
+    let request = || {
+        api.http
+            .get(format!("{}/campaigns", api.server.base_url()))
+            .header("linkrunner-key", "sim-key")
+    };
+    let mut limited = 0;
+    for _ in 0..6 {
+        let resp = request().send().await.unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited += 1;
+            assert_eq!(resp.headers()["retry-after"], "1");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(
+                body,
+                json!({ "msg": "Rate limit exceeded. Please try again later.", "status": 429 })
+            );
+        }
+    }
+    // Two pass at once; the loop is far quicker than the half second a new token takes.
+    assert!((2..=4).contains(&limited), "{limited} limited");
+    assert_eq!(api.sim.stats().rate_limited, limited);
+
+    api.control("faults", json!({ "rate_limit_rps": 0.001 }))
+        .await;
+    assert_eq!(request().send().await.unwrap().status(), StatusCode::OK);
+    let resp = request().send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().get("retry-after").is_none());
+
+    api.control("faults", json!({ "error_rate": 1.0 })).await;
+    for _ in 0..5 {
+        assert!(api.get("/campaigns", &[]).await.0.is_server_error());
+    }
+    assert_eq!(api.sim.stats().server_errors, 5);
+    api.control("faults", json!({})).await;
+    assert_eq!(api.get("/campaigns", &[]).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn shift_rate_moves_rows_between_pages() {
+    let api = Api::start(SimConfig::small(8)).await;
+    let id = &api.biggest();
+    api.sim.set_faults(Faults {
+        shift_rate: 1.0,
+        ..Faults::default()
+    });
+    let scanned = api.scan(id, 20, &[]).await;
+    assert_eq!(scanned.len(), api.sim.attributed_users(id).len());
+    assert_ne!(sorted(&scanned), sorted(&api.sim.attributed_users(id)));
+}
+
+fn signup(install: &str, user: &str, name: &str) -> Value {
+    let user_data = json!({ "id": user, "name": name });
+    json!({ "token": "sim-token", "install_instance_id": install, "user_data": user_data })
+}
+
+#[tokio::test]
+async fn campaign_lifecycle_and_signups() {
+    let api = Api::start(SimConfig::small(9)).await;
+    let (id, path) = ("winter-K4", "/campaigns/winter-K4");
+    let now: DateTime<Utc> = "2026-12-01T10:00:00.123Z".parse().unwrap();
+    let later = now + TimeDelta::hours(1);
+    api.control("clock", json!({ "now": "2026-12-01T11:00:00.123+01:00" }))
+        .await;
+    let listings = ["play-main"];
+    let create = json!({ "name": "W", "custom_display_id": id, "store_listing_ids": listings });
+    let (status, body) = api
+        .send(Method::POST, "/create-campaign", create.clone())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["data"]["created_at"], ts(now));
+    let link = body["data"]["link"].as_str().unwrap().to_string();
+    let duplicate = api.send(Method::POST, "/create-campaign", create).await;
+    assert_eq!(duplicate.0, StatusCode::BAD_REQUEST);
+
+    let gaid = "6f1d2c3b-4a5e-4f60-8b71-9c0d1e2f3a4b";
+    let device = json!({ "gaid": gaid, "brand": "samsung" });
+    let mut init = json!({ "token": "sim-token", "install_instance_id": "i-1", "link": link });
+    init["device_data"] = device.clone();
+    assert_eq!(api.client("init", init).await, StatusCode::ACCEPTED);
+    let bad_token = json!({ "token": "bad" });
+    assert_eq!(api.client("init", bad_token).await, StatusCode::BAD_REQUEST);
+    let organic = json!({ "token": "sim-token", "install_instance_id": "i-2" });
+    assert_eq!(api.client("init", organic).await, StatusCode::ACCEPTED);
+    // The first link wins: a later deep link to another campaign does not move the install.
+    let campaigns = api.sim.campaigns();
+    let other = campaigns.iter().find(|c| c["display_id"] != id).unwrap()["link"].clone();
+    let deeplink =
+        json!({ "token": "sim-token", "install_instance_id": "i-1", "deeplink_url": other });
+    assert_eq!(
+        api.client("handle-deeplink", deeplink).await,
+        StatusCode::OK
+    );
+    let first = signup("i-1", "u_new", "Ines");
+    assert_eq!(api.client("trigger", first).await, StatusCode::OK);
+    api.client("trigger", signup("i-2", "u_organic", "Org"))
+        .await;
+    api.sim.set_now(Some(later));
+    api.client("trigger", signup("i-1", "u_new", "Ines Falk"))
+        .await;
+    let phone = json!({ "id": "u_new", "phone": "+15550107788" });
+    let phone = json!({ "token": "sim-token", "user_data": phone });
+    api.client("set-user-data", phone).await;
+
+    // One row: the login updated it and kept its attributed_at; the organic signup made none.
+    let rows = api.scan(id, 50, &[]).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["attributed_at"], ts(now));
+    assert_eq!(rows[0]["installed_at"], ts(now));
+    assert_eq!(rows[0]["store_click_at"], ts(now));
+    let user = &rows[0]["user_data"];
+    assert_eq!(
+        (&user["name"], &user["phone"]),
+        (&json!("Ines Falk"), &json!("+15550107788"))
+    );
+    assert_eq!(user["device_data"], device);
+    let organic = api.sim.all_attributed_users();
+    assert!(organic.iter().all(|r| r["user_data"]["id"] != "u_organic"));
+    let by_device = [("device_identifier", gaid)];
+    let (_, body) = api.get("/get-attribution-result", &by_device).await;
+    assert_eq!(body["data"]["display_id"], id);
+    api.client("trigger", signup("i-1", "u_second", "Zara"))
+        .await;
+    let (_, body) = api.get("/campaigns", &[("link", &link)]).await;
+    assert_eq!(body["data"]["campaigns"][0]["attributed_users"], 2);
+
+    let (status, body) = api.send(Method::PATCH, path, json!({ "name": "W2" })).await;
+    assert_eq!(
+        (status, &body["data"]["update_at"]),
+        (StatusCode::OK, &json!(ts(later)))
+    );
+    let (_, body) = api
+        .send(Method::PUT, path, json!({ "active": false }))
+        .await;
+    assert_eq!(
+        (&body["data"]["name"], &body["data"]["active"]),
+        (&json!("W2"), &json!(false))
+    );
+    let rows = api.scan(id, 50, &[]).await;
+    assert!(rows.iter().all(|r| r["campaign_name"] == "W2"));
+    let (_, inactive) = api.get("/campaigns", &[("filter", "INACTIVE")]).await;
+    let inactive = inactive["data"]["campaigns"].as_array().unwrap().clone();
+    assert!(inactive.iter().any(|c| c["display_id"] == id));
+    assert!(inactive.iter().all(|c| c["active"] == false));
+
+    assert!(api.sim.set_store_listings(id, &["ios-beta"]));
+    assert!(!api.sim.set_store_listings(id, &["no-such-listing"]));
+    let listed = api
+        .sim
+        .campaigns()
+        .into_iter()
+        .find(|c| c["display_id"] == id);
+    assert_eq!(
+        listed.unwrap()["store_listings"][0]["store_listing_id"],
+        "ios-beta"
+    );
+
+    let url = format!("{}{path}", api.server.base_url());
+    let delete = api.http.delete(url).header("linkrunner-key", "sim-key");
+    let resp = delete.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.bytes().await.unwrap().len(), 0);
+    let again = api.send(Method::DELETE, path, json!({})).await;
+    assert_eq!(msg(again), (404, "Campaign not found!".into()));
+    let gone = api.get("/attributed-users", &[("display_id", id)]).await;
+    assert_eq!(gone.0, StatusCode::NOT_FOUND);
+    let (_, body) = api.get("/campaigns", &[]).await;
+    assert_eq!(body["data"]["pagination"]["total"], 8);
+
+    let recreate = json!({ "name": "Winter again", "custom_display_id": id });
+    let (status, _) = api.send(Method::POST, "/create-campaign", recreate).await;
+    assert_eq!(status, StatusCode::CREATED);
+    api.client("trigger", signup("i-1", "u_third", "Noah"))
+        .await;
+    let rows = api.scan(id, 50, &[]).await;
+    assert!(
+        rows.is_empty(),
+        "old installs must not feed a re-created campaign"
+    );
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
+fn same_seed_gives_the_same_data() {
+    let [a, b, c] = [11, 11, 12].map(|seed| Simulator::new(SimConfig::small(seed)));
+    assert_eq!(a.campaigns(), b.campaigns());
+    assert_eq!(a.all_attributed_users(), b.all_attributed_users());
+    assert_ne!(a.campaigns(), c.campaigns());
+    assert_eq!(a.all_attributed_users().len(), 600);
+}
+
+#[tokio::test]
+async fn binary_prints_its_address_and_stops_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sim"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--campaigns",
+            "3",
+            "--users",
+            "40",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    let base = line.strip_prefix("linkrunner-sim listening on ").unwrap();
+    let get = Client::new().get(format!("{base}/campaigns"));
+    let body: Value = get
+        .header("linkrunner-key", "sim-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"]["pagination"]["total"], 3);
+
+    let pid = child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await;
+    assert!(status.unwrap().unwrap().success());
+    assert_eq!(
+        lines.next_line().await.unwrap(),
+        None,
+        "exactly one line on stdout"
+    );
+}
