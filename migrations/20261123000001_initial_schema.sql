@@ -65,6 +65,10 @@ CREATE TABLE linkrunner.attributed_users (
     platform_position   text,
     user_data           jsonb,
     extra               jsonb,
+    -- The documented profile fields of user_data, typed; Postgres derives them on write.
+    user_name           text GENERATED ALWAYS AS (user_data ->> 'name') STORED,
+    user_email          text GENERATED ALWAYS AS (user_data ->> 'email') STORED,
+    user_phone          text GENERATED ALWAYS AS (user_data ->> 'phone') STORED,
     first_synced_at     timestamptz NOT NULL DEFAULT now(),
     -- When the stored content last changed; unchanged rows are never rewritten.
     last_synced_at      timestamptz NOT NULL DEFAULT now(),

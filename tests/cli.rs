@@ -157,3 +157,24 @@ async fn killed_runs_resume_to_the_exact_data(opts: PgPoolOptions, db: PgConnect
     assert!(out.status.success(), "{out:?}");
     assert_exact(&pool, &sim).await;
 }
+
+#[sqlx::test]
+async fn status_shows_checkpoints_and_runs(_: PgPoolOptions, db: PgConnectOptions) {
+    let (sim, server) = start(SimConfig::small(4)).await;
+    let url = database_url(&db);
+    let out = output(sync_command(&url, &server.base_url(), "sim-key")).await;
+    assert!(out.status.success(), "{out:?}");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["status", "--runs", "1"])
+        .env("DATABASE_URL", &url);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for campaign in sim.campaigns() {
+        assert!(
+            text.contains(campaign["display_id"].as_str().unwrap()),
+            "{text}"
+        );
+    }
+    assert!(text.contains("success"), "{text}");
+}
