@@ -1,12 +1,15 @@
 //! Each subcommand's entry point; `main` only turns the result into an exit code.
 
 use chrono::Utc;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, DbArgs, StatusArgs, SyncArgs};
 use crate::error::Failure;
-use crate::{config, db, status, sync};
+use crate::{config, db, secrets, status, sync};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
+    register_secrets(&cli);
     match cli.command {
         Command::Sync(args) => sync_command(*args).await,
         Command::Migrate(args) => migrate_command(args).await,
@@ -17,8 +20,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn sync_command(args: SyncArgs) -> Result<(), Failure> {
     let (config, options) = config::sync_config(&args, Utc::now()).map_err(Failure::Config)?;
+    // Lets the test suite prove that a panic cannot print the key.
+    if std::env::var_os("LINKRUNNER_SYNC_PANIC_FOR_TEST").is_some() {
+        panic!("deliberate test panic holding {}", config.api.api_key.expose_secret());
+    }
     let pool = db::connect(options, config.concurrency as u32 + 2).await?;
-    let report = sync::run(&config, &pool).await?;
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let report = sync::run_until(&config, &pool, stop).await?;
     println!(
         "sync {}: {} campaigns, {} requests, {} rows read, {} new, {} changed in {:.1}s (run {})",
         report.outcome,
@@ -50,4 +59,55 @@ async fn status_command(args: StatusArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Transient(e.into()))?;
     print!("{text}");
     Ok(())
+}
+
+/// The first SIGTERM or SIGINT asks the run to stop at its next safe point (what Kubernetes
+/// sends before it kills); a second one ends the process at once.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot listen for signals; SIGTERM will end the run abruptly");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("signal received: stopping after the ranges in flight are committed");
+    stop.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("linkrunner-sync: second signal: stopping now; uncommitted ranges are read again next run");
+    std::process::exit(i32::from(crate::error::code::TRANSIENT));
+}
+
+/// Everything that must never be printed, from the flags and the environment.
+fn register_secrets(cli: &Cli) {
+    for name in ["LINKRUNNER_API_KEY", "DATABASE_URL", "LINKRUNNER_DEMO_DATABASE_URL"] {
+        if let Ok(value) = std::env::var(name) {
+            register_value(name, &value);
+        }
+    }
+    let (key, url) = match &cli.command {
+        Command::Sync(a) => (a.api_key.as_ref(), a.db.database_url.as_ref()),
+        Command::Migrate(a) => (None, a.database_url.as_ref()),
+        Command::Status(a) => (None, a.db.database_url.as_ref()),
+        Command::Demo(a) => (None, a.database_url.as_ref()),
+    };
+    if let Some(key) = key {
+        secrets::register(key.expose_secret());
+    }
+    if let Some(url) = url {
+        secrets::register_database_url(url.expose_secret());
+    }
+}
+
+fn register_value(name: &str, value: &str) {
+    if name.ends_with("DATABASE_URL") {
+        secrets::register_database_url(value);
+    } else {
+        secrets::register(value);
+    }
 }

@@ -27,6 +27,9 @@ pub enum Failure {
     /// Some campaigns could not be synced; what finished is committed.
     #[error("{0}")]
     Partial(String),
+    /// Stopped by SIGTERM or SIGINT at a safe point; what finished is committed.
+    #[error("stopped by a signal; every finished range is committed and the next run resumes")]
+    Interrupted,
     /// Network, server or database trouble; the next run repairs it.
     #[error(transparent)]
     Transient(#[from] anyhow::Error),
@@ -39,7 +42,7 @@ impl Failure {
             Failure::Auth(_) => code::AUTH,
             Failure::Locked => code::LOCKED,
             Failure::Partial(_) => code::PARTIAL,
-            Failure::Transient(_) => code::TRANSIENT,
+            Failure::Transient(_) | Failure::Interrupted => code::TRANSIENT,
         })
     }
 

@@ -12,7 +12,11 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod secrets;
 pub mod sim;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+
+#[cfg(test)]
+pub mod testing;

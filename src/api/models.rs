@@ -84,4 +84,24 @@ mod tests {
         let page = Page::parse(body, "campaigns").unwrap();
         assert_eq!((page.total, page.pages), (0, 0));
     }
+
+    mod properties {
+        use super::*;
+        use crate::testing::any_json;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = Page::parse(&bytes, "users");
+            }
+
+            #[test]
+            fn any_json_never_panics(value in any_json(), key in prop_oneof![Just("users"), Just("campaigns")]) {
+                let _ = Page::parse(value.to_string().as_bytes(), key);
+                let body = serde_json::json!({"data": {key: [value.clone()], "pagination": value}});
+                let _ = Page::parse(body.to_string().as_bytes(), key);
+            }
+        }
+    }
 }

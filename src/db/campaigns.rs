@@ -221,3 +221,36 @@ pub async fn mark_deleted(conn: &mut PgConnection, display_id: &str) -> sqlx::Re
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{any_json, object_with};
+    use proptest::prelude::*;
+
+    const KEYS: &[&str] = &[
+        "display_id", "name", "created_at", "update_at", "google", "meta", "meta_campaign_id",
+        "meta_web_to_app", "active", "default_link", "attributed_users", "link", "shareable_link",
+        "domain", "store_listings",
+    ];
+
+    #[test]
+    fn drifted_counters_and_empty_ids_are_read() {
+        let c = CampaignRow::from_wire(serde_json::json!({
+            "display_id": "x1", "attributed_users": "12", "meta_campaign_id": "", "active": "false"
+        }))
+        .unwrap();
+        assert_eq!((c.attributed_users, c.meta_campaign_id, c.active), (Some(12), None, Some(false)));
+        assert!(CampaignRow::from_wire(serde_json::json!({"display_id": ""})).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn any_item_never_panics(value in any_json(), item in object_with(KEYS)) {
+            let _ = CampaignRow::from_wire(value);
+            if let Some(c) = CampaignRow::from_wire(item.clone()) {
+                prop_assert_eq!(c.raw, item);
+            }
+        }
+    }
+}

@@ -10,8 +10,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Failure;
 
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -33,7 +39,7 @@ pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
 }
 
 /// Connects, failing fast when the server is not there.
-pub async fn connect(options: PgConnectOptions, max: u32) -> anyhow::Result<PgPool> {
+pub async fn connect(options: PgConnectOptions, max: u32) -> Result<PgPool, Failure> {
     let target = format!(
         "{}:{}/{}",
         options.get_host(),
@@ -45,31 +51,105 @@ pub async fn connect(options: PgConnectOptions, max: u32) -> anyhow::Result<PgPo
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
-        .with_context(|| format!("cannot connect to Postgres at {target}"))
+        .map_err(|e| failure(e, &format!("cannot connect to Postgres at {target}")))
 }
 
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR
-        .run(pool)
-        .await
-        .context("applying database migrations failed")
+pub async fn migrate(pool: &PgPool) -> Result<(), Failure> {
+    match MIGRATOR.run(pool).await {
+        Ok(()) => Ok(()),
+        Err(sqlx::migrate::MigrateError::Execute(e)) => Err(failure(e, "applying database migrations")),
+        Err(e) => Err(Failure::Transient(anyhow::Error::new(e).context("applying database migrations"))),
+    }
 }
 
-/// Holds the run lock for as long as it lives (the session keeps it).
-pub struct RunLock(#[allow(dead_code)] sqlx::PgConnection);
+/// Errors worth retrying: the connection went away, or the server is restarting or busy.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("57P") || matches!(c.as_ref(), "40001" | "40P01" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// A database error as the run's failure: the wrong login, database or privileges are
+/// configuration; the rest is transient.
+pub fn failure(e: sqlx::Error, what: &str) -> Failure {
+    if let sqlx::Error::Database(d) = &e {
+        let why = match d.code().as_deref() {
+            Some("28P01" | "28000") => Some("the server refused the login (check the user and password in DATABASE_URL)"),
+            Some("3D000") => Some("the database does not exist (create it, or fix DATABASE_URL)"),
+            Some("42501") => Some("the database user lacks privileges (it needs CREATE on the database and ownership of schema linkrunner)"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Failure::Config(format!("{what}: {why}: {}", d.message()));
+        }
+    }
+    Failure::Transient(anyhow::Error::new(e).context(what.to_owned()))
+}
+
+/// Holds the run lock while it lives. A watchdog pings the lock's session; if the session dies
+/// (a dropped connection, a restarted server) it takes the lock again, and if another run got
+/// there first it cancels `halt`, so this run stops at its next safe point.
+pub struct RunLock {
+    task: tokio::task::JoinHandle<()>,
+    lost: Arc<AtomicBool>,
+}
+
+impl RunLock {
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Dropping the task drops its connection, which ends the session and frees the lock.
+        self.task.abort();
+    }
+}
 
 /// Takes the run lock, or returns None when another run holds it.
-pub async fn try_lock(pool: &PgPool) -> anyhow::Result<Option<RunLock>> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .context("taking a database connection")?;
+pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<Option<RunLock>> {
+    let Some(mut conn) = lock_session(pool).await? else {
+        return Ok(None);
+    };
+    let lost = Arc::new(AtomicBool::new(false));
+    let flag = lost.clone();
+    let pool = pool.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
+                continue;
+            }
+            match lock_session(&pool).await {
+                Ok(Some(again)) => {
+                    tracing::warn!("the run lock's database session died; lock taken again");
+                    conn = again;
+                }
+                Ok(None) => {
+                    tracing::error!("the run lock was lost to another run; stopping");
+                    flag.store(true, Ordering::Relaxed);
+                    halt.cancel();
+                    return;
+                }
+                Err(_) => {} // Database still away: nobody else can take the lock either.
+            }
+        }
+    });
+    Ok(Some(RunLock { task, lost }))
+}
+
+/// A session of its own (never returned to the pool) holding the advisory lock.
+async fn lock_session(pool: &PgPool) -> anyhow::Result<Option<PgConnection>> {
+    let mut conn = pool.acquire().await.context("taking a database connection")?.detach();
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(LOCK_KEY)
-        .fetch_one(&mut *conn)
+        .fetch_one(&mut conn)
         .await
         .context("taking the run lock")?;
-    // Detach so the pool never hands this session (and its lock) to anyone else; it closes,
-    // releasing the lock, when RunLock is dropped or the process dies.
-    Ok(got.then(|| RunLock(conn.detach())))
+    Ok(got.then_some(conn))
 }

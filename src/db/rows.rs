@@ -308,4 +308,34 @@ mod tests {
             .contains("attributed_at"));
         assert!(UserRow::from_wire("c", json!([1])).is_err());
     }
+
+    mod properties {
+        use super::*;
+        use crate::testing::{any_json, object_with, timestamp};
+        use proptest::prelude::*;
+
+        const KEYS: &[&str] = &[
+            "attributed_at", "campaign_display_id", "ad_channel", "campaign_name", "link",
+            "installed_at", "store_click_at", "meta_ad_id", "ad_creative_id", "ad_creative_name",
+            "ad_set_id", "ad_set_name", "publisher_platform", "platform_position", "user_data",
+        ];
+
+        proptest! {
+            #[test]
+            fn any_json_never_panics(value in any_json()) {
+                let _ = UserRow::from_wire("c", value);
+            }
+
+            /// Whatever a row holds, what we store rebuilds it exactly.
+            #[test]
+            fn every_readable_row_round_trips(mut row in object_with(KEYS), at in timestamp(), keep_time in any::<bool>()) {
+                if keep_time {
+                    row["attributed_at"] = Value::String(at);
+                }
+                if let Ok(stored) = UserRow::from_wire("c", row.clone()) {
+                    prop_assert_eq!(stored.to_wire(), row);
+                }
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::client::MAX_LIMIT;
@@ -33,8 +34,14 @@ pub struct RunReport {
 
 /// Runs one sync against `pool`, holding the database's run lock throughout.
 pub async fn run(config: &SyncConfig, pool: &PgPool) -> Result<RunReport, Failure> {
+    run_until(config, pool, CancellationToken::new()).await
+}
+
+/// As `run`, stopping at the next safe point once `stop` is cancelled.
+pub async fn run_until(config: &SyncConfig, pool: &PgPool, stop: CancellationToken) -> Result<RunReport, Failure> {
     let started = std::time::Instant::now();
-    let _lock = db::try_lock(pool).await?.ok_or(Failure::Locked)?;
+    let halt = stop.child_token();
+    let lock = db::try_lock(pool, halt.clone()).await?.ok_or(Failure::Locked)?;
     db::migrate(pool).await?;
     let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
     let run_id = Uuid::new_v4();
@@ -44,7 +51,14 @@ pub async fn run(config: &SyncConfig, pool: &PgPool) -> Result<RunReport, Failur
     tracing::info!(%run_id, timezone = config.timezone.name(), "sync started");
 
     let mut totals = RunTotals::default();
-    let result = sync_all(config, pool, &api, run_id, &mut totals).await;
+    let mut result = sync_all(config, pool, &api, run_id, &halt, &mut totals).await;
+    if halt.is_cancelled() && result.is_ok() {
+        result = Err(if lock.lost() {
+            Failure::Transient(anyhow::anyhow!("the run lock was lost to another run; stopped"))
+        } else {
+            Failure::Interrupted
+        });
+    }
     totals.requests = ApiStats::get(&api.stats.requests);
     totals.rate_limited = ApiStats::get(&api.stats.rate_limited);
     totals.retries = ApiStats::get(&api.stats.retries);
@@ -91,6 +105,7 @@ async fn sync_all(
     pool: &PgPool,
     api: &ApiClient,
     run_id: Uuid,
+    halt: &CancellationToken,
     totals: &mut RunTotals,
 ) -> Result<(), Failure> {
     let now = Utc::now();
@@ -122,7 +137,7 @@ async fn sync_all(
     let mut results = futures::stream::iter(todo.into_iter().map(|campaign| {
         let checkpoint = checkpoints.get(&campaign.display_id).copied();
         async move {
-            let result = sync_campaign(config, pool, api, run_id, campaign, checkpoint, end).await;
+            let result = sync_campaign(config, pool, api, run_id, halt, campaign, checkpoint, end).await;
             (campaign, result)
         }
     }))
@@ -139,6 +154,7 @@ async fn sync_all(
                 totals.rows_rejected += report.rejected;
                 progress.set_message(format!("{} rows", totals.rows_received));
             }
+            Err(ScanError::Stopped) => {}
             Err(ScanError::Api(ApiError::Unauthorized { status })) => {
                 progress.finish_and_clear();
                 return Err(Failure::Auth(format!(
@@ -245,6 +261,7 @@ async fn sync_campaign(
     pool: &PgPool,
     api: &ApiClient,
     run_id: Uuid,
+    halt: &CancellationToken,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
     end: DateTime<Utc>,
@@ -272,6 +289,7 @@ async fn sync_campaign(
         campaign: id,
         run_from: first.start,
         page_size: config.page_size,
+        halt,
         pages_per_scan: config.pages_per_scan,
     };
     for run in scan::unsettled_runs(&planned, &settled) {

@@ -6,12 +6,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiError, Page};
 use crate::db::rows::{Rejected, UserRow};
-use crate::db::{state, writer};
+use crate::db::{self, state, writer};
 use crate::sync::windows::Window;
 
 /// Full re-reads of a range whose total moved while it was paged through.
@@ -34,6 +38,8 @@ pub enum ScanError {
     Api(#[from] ApiError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("stopped before finishing")]
+    Stopped,
     #[error(
         "range {start}..{end} kept changing while it was read ({seen} rows seen, {total} listed)"
     )]
@@ -53,6 +59,8 @@ pub struct Scanner<'a> {
     /// Where this run's gap-free reading of the campaign began.
     pub run_from: DateTime<Utc>,
     pub page_size: u32,
+    /// Cancelled when the run must stop at its next safe point.
+    pub halt: &'a CancellationToken,
     /// Most pages one transaction carries; a crash costs at most this many requests again.
     pub pages_per_scan: u64,
 }
@@ -96,6 +104,9 @@ impl Scanner<'_> {
     ) -> Result<(), ScanError> {
         let mut queue = VecDeque::from([windows]);
         while let Some(ws) = queue.pop_front() {
+            if self.halt.is_cancelled() {
+                return Err(ScanError::Stopped);
+            }
             let range = Window {
                 start: ws[0].start,
                 end: ws[ws.len() - 1].end,
@@ -198,21 +209,20 @@ impl Scanner<'_> {
     ) -> Result<(), ScanError> {
         let rows: Vec<UserRow> = batch.rows.into_values().collect();
         let rejected: Vec<Rejected> = batch.rejected.into_values().collect();
-        let mut attempt = 0;
-        let counts = loop {
-            attempt += 1;
-            match self
-                .write(range, &rows, &rejected, batch.requests, batch.received)
-                .await
-            {
-                Err(sqlx::Error::Database(e))
-                    if attempt < 3 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
-                {
-                    tracing::debug!(campaign = self.campaign, "transaction conflict; retrying");
-                }
-                other => break other?,
-            }
-        };
+        // Upserts are idempotent, so a transaction cut off by a dropped connection or a
+        // restarting server is safe to run again whole.
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(6);
+        let counts = (|| self.write(range, &rows, &rejected, batch.requests, batch.received))
+            .retry(backoff)
+            .when(db::is_transient)
+            .notify(|e, wait| {
+                tracing::warn!(campaign = self.campaign, error = %e, wait_ms = wait.as_millis() as u64, "database write failed; retrying");
+            })
+            .await?;
         report.scans += 1;
         report.rows_received += batch.received;
         report.inserted += counts.inserted;
