@@ -2,11 +2,22 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use linkrunner_sync::cli::Cli;
+use linkrunner_sync::error::code;
 use linkrunner_sync::{commands, secrets, telemetry};
 
 fn main() -> ExitCode {
     secrets::install_panic_hook();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // Usage errors in one line, like every other error; --help shows the usage.
+            let text = e.render().to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("linkrunner-sync: {}", line.trim_start_matches("error: ").trim());
+            return ExitCode::from(code::CONFIG);
+        }
+        Err(e) => e.exit(),
+    };
     telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

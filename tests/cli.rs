@@ -2,33 +2,13 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use common::*;
 use linkrunner_sync::sim::SimConfig;
-use rand::{Rng, SeedableRng};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
-
-fn sync_command(db_url: &str, base_url: &str, key: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("sync")
-        .env("DATABASE_URL", db_url)
-        .env("LINKRUNNER_BASE_URL", base_url)
-        .env("LINKRUNNER_API_KEY", key)
-        .env("RUST_LOG", "warn")
-        .args(["--rps", "2000", "--retry-delay", "10ms", "--no-progress"])
-        .stdin(Stdio::null());
-    cmd
-}
-
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
 
 /// The last line of stderr, which carries the error.
 fn error_line(out: &Output) -> String {
@@ -104,58 +84,6 @@ async fn a_second_run_while_one_holds_the_lock_exits_5(opts: PgPoolOptions, db: 
     .await;
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     assert!(error_line(&out).contains("holds the lock"));
-}
-
-#[sqlx::test]
-async fn killed_runs_resume_to_the_exact_data(opts: PgPoolOptions, db: PgConnectOptions) {
-    let pool = opts.connect_with(db.clone()).await.unwrap();
-    let mut sim_config = SimConfig::small(21);
-    sim_config.users = 1500;
-    sim_config.faults.latency = Duration::from_millis(10);
-    let (sim, server) = start(sim_config).await;
-    let url = database_url(&db);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
-    let mut kills = 0;
-    let mut previous = checkpoints(&pool).await;
-    for _ in 0..6 {
-        let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
-        cmd.args([
-            "--timezone",
-            "America/New_York",
-            "--page-size",
-            "5",
-            "--pages-per-scan",
-            "2",
-        ]);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..700))).await;
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
-        }
-        child.wait().unwrap();
-        // Checkpoints only ever move forward.
-        let now = checkpoints(&pool).await;
-        for (id, (from, until)) in &previous {
-            let (from2, until2) = now[id];
-            assert!(from2 <= *from && until2 >= *until, "{id} moved back");
-        }
-        previous = now;
-    }
-    assert!(kills >= 3, "only {kills} runs were killed mid-way");
-    let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
-    cmd.args([
-        "--timezone",
-        "America/New_York",
-        "--page-size",
-        "5",
-        "--pages-per-scan",
-        "2",
-    ]);
-    let out = output(cmd).await;
-    assert!(out.status.success(), "{out:?}");
-    assert_exact(&pool, &sim).await;
 }
 
 #[sqlx::test]

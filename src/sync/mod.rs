@@ -65,6 +65,7 @@ pub async fn run_until(config: &SyncConfig, pool: &PgPool, stop: CancellationTok
     let (outcome, error) = match &result {
         Ok(()) if totals.rows_rejected > 0 => ("partial", None),
         Ok(()) => ("success", None),
+        Err(e @ Failure::Interrupted) => ("interrupted", Some(e.one_line())),
         Err(e @ Failure::Transient(_)) if totals.campaigns_synced > 0 => {
             ("partial", Some(e.one_line()))
         }

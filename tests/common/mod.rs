@@ -142,3 +142,58 @@ pub fn database_url(options: &sqlx::postgres::PgConnectOptions) -> String {
     url.set_path(options.get_database().expect("test database name"));
     url.to_string()
 }
+
+/// Asserts what a checkpoint claims: every simulator row inside a campaign's checkpoint interval
+/// is stored. A half-written range would break this.
+pub async fn assert_checkpoints_truthful(pool: &PgPool, sim: &Simulator) {
+    // Checkpoints first: a killed run's last commit may land while we read, and rows read after
+    // their checkpoint include it.
+    let claimed = checkpoints(pool).await;
+    let stored: std::collections::HashSet<String> = canonical(&stored_rows(pool).await).into_iter().collect();
+    for (campaign, (from, until)) in claimed {
+        for row in sim.attributed_users(&campaign) {
+            let Some(at) = row["attributed_at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
+                continue;
+            };
+            let at = at.with_timezone(&Utc);
+            if from <= at && at < until {
+                if !stored.contains(&row.to_string()) {
+                    let same_time: Vec<String> = stored_rows(pool)
+                        .await
+                        .into_iter()
+                        .filter(|r| r["attributed_at"] == row["attributed_at"])
+                        .map(|r| r.to_string())
+                        .collect();
+                    let ranges: Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+                        "SELECT window_start, window_end, completed_at FROM linkrunner.sync_windows
+                         WHERE campaign_display_id = $1 ORDER BY window_start",
+                    )
+                    .bind(&campaign)
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
+                    panic!(
+                        "{campaign}: checkpoint [{from}, {until}) covers {at} but the row is missing\nrow: {row}\nstored at that time: {same_time:#?}\nranges: {ranges:#?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The linkrunner-sync binary with the settings a test run needs.
+pub fn sync_command(db_url: &str, base_url: &str, key: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
+    cmd.arg("sync")
+        .env("DATABASE_URL", db_url)
+        .env("LINKRUNNER_BASE_URL", base_url)
+        .env("LINKRUNNER_API_KEY", key)
+        .env("RUST_LOG", "warn")
+        .args(["--rps", "2000", "--retry-delay", "10ms", "--no-progress"])
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+}
