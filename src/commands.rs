@@ -22,7 +22,10 @@ async fn sync_command(args: SyncArgs) -> Result<(), Failure> {
     let (config, options) = config::sync_config(&args, Utc::now()).map_err(Failure::Config)?;
     // Lets the test suite prove that a panic cannot print the key.
     if std::env::var_os("LINKRUNNER_SYNC_PANIC_FOR_TEST").is_some() {
-        panic!("deliberate test panic holding {}", config.api.api_key.expose_secret());
+        panic!(
+            "deliberate test panic holding {}",
+            config.api.api_key.expose_secret()
+        );
     }
     let pool = db::connect(options, config.concurrency as u32 + 2).await?;
     let stop = CancellationToken::new();
@@ -65,7 +68,10 @@ async fn status_command(args: StatusArgs) -> Result<(), Failure> {
 /// sends before it kills); a second one ends the process at once.
 async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot listen for signals; SIGTERM will end the run abruptly");
         return;
     };
@@ -79,13 +85,19 @@ async fn stop_on_signal(stop: CancellationToken) {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    eprintln!("linkrunner-sync: second signal: stopping now; uncommitted ranges are read again next run");
+    eprintln!(
+        "linkrunner-sync: second signal: stopping now; uncommitted ranges are read again next run"
+    );
     std::process::exit(i32::from(crate::error::code::TRANSIENT));
 }
 
 /// Everything that must never be printed, from the flags and the environment.
 fn register_secrets(cli: &Cli) {
-    for name in ["LINKRUNNER_API_KEY", "DATABASE_URL", "LINKRUNNER_DEMO_DATABASE_URL"] {
+    for name in [
+        "LINKRUNNER_API_KEY",
+        "DATABASE_URL",
+        "LINKRUNNER_DEMO_DATABASE_URL",
+    ] {
         if let Ok(value) = std::env::var(name) {
             register_value(name, &value);
         }

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
             // Usage errors in one line, like every other error; --help shows the usage.
             let text = e.render().to_string();
             let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("linkrunner-sync: {}", line.trim_start_matches("error: ").trim());
+            eprintln!(
+                "linkrunner-sync: {}",
+                line.trim_start_matches("error: ").trim()
+            );
             return ExitCode::from(code::CONFIG);
         }
         Err(e) => e.exit(),
@@ -29,7 +32,10 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("linkrunner-sync: error: {}", secrets::redact(&failure.one_line()));
+            eprintln!(
+                "linkrunner-sync: error: {}",
+                secrets::redact(&failure.one_line())
+            );
             failure.exit_code()
         }
     }

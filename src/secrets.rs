@@ -39,7 +39,9 @@ fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> 
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(b)) => {
                 out.push(b);
@@ -56,9 +58,9 @@ fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> 
 
 pub fn redact(text: &str) -> String {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    secrets
-        .iter()
-        .fold(text.to_owned(), |acc, secret| acc.replace(secret.as_str(), MASK))
+    secrets.iter().fold(text.to_owned(), |acc, secret| {
+        acc.replace(secret.as_str(), MASK)
+    })
 }
 
 /// Standard error, redacted.
@@ -104,7 +106,10 @@ mod tests {
         register("canary-unit-secret");
         register_database_url("postgres://u:p%40ss-canary@h/db");
         assert_eq!(redact("key=canary-unit-secret!"), "key=[redacted]!");
-        assert_eq!(redact("pw p@ss-canary and p%40ss-canary"), "pw [redacted] and [redacted]");
+        assert_eq!(
+            redact("pw p@ss-canary and p%40ss-canary"),
+            "pw [redacted] and [redacted]"
+        );
         register("abc");
         assert_eq!(redact("abc"), "abc");
     }

@@ -14,12 +14,18 @@ use rand::{Rng, SeedableRng};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+/// Flags, environment overrides, and the text the one-line error must hold.
+type BadInput<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 fn long_mode() -> bool {
     std::env::var_os("LINKRUNNER_LONG_TESTS").is_some()
 }
 
 #[sqlx::test]
-async fn sigkill_at_random_moments_loses_and_doubles_nothing(opts: PgPoolOptions, db: PgConnectOptions) {
+async fn sigkill_at_random_moments_loses_and_doubles_nothing(
+    opts: PgPoolOptions,
+    db: PgConnectOptions,
+) {
     let pool = opts.connect_with(db.clone()).await.unwrap();
     let mut sim_config = SimConfig::small(21);
     sim_config.users = 1500;
@@ -33,7 +39,14 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing(opts: PgPoolOptions
     while kills < target && runs < target * 3 {
         runs += 1;
         let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
-        cmd.args(["--timezone", "America/New_York", "--page-size", "5", "--pages-per-scan", "2"]);
+        cmd.args([
+            "--timezone",
+            "America/New_York",
+            "--page-size",
+            "5",
+            "--pages-per-scan",
+            "2",
+        ]);
         // Every other run is a full backfill, so there is always work to interrupt.
         if runs % 2 == 0 {
             cmd.args(["--since", "2026-01-01", "--rescan"]);
@@ -55,9 +68,19 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing(opts: PgPoolOptions
         previous = now;
         assert_checkpoints_truthful(&pool, &sim).await;
     }
-    assert!(kills >= target, "only {kills} of {runs} runs were killed mid-way");
+    assert!(
+        kills >= target,
+        "only {kills} of {runs} runs were killed mid-way"
+    );
     let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
-    cmd.args(["--timezone", "America/New_York", "--page-size", "5", "--pages-per-scan", "2"]);
+    cmd.args([
+        "--timezone",
+        "America/New_York",
+        "--page-size",
+        "5",
+        "--pages-per-scan",
+        "2",
+    ]);
     let out = output(cmd).await;
     assert!(out.status.success(), "{out:?}");
     assert_exact(&pool, &sim).await;
@@ -66,7 +89,10 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing(opts: PgPoolOptions
 }
 
 #[sqlx::test]
-async fn sigterm_stops_at_a_safe_point_and_the_next_run_completes(opts: PgPoolOptions, db: PgConnectOptions) {
+async fn sigterm_stops_at_a_safe_point_and_the_next_run_completes(
+    opts: PgPoolOptions,
+    db: PgConnectOptions,
+) {
     let pool = opts.connect_with(db.clone()).await.unwrap();
     let mut sim_config = SimConfig::small(23);
     sim_config.users = 1500;
@@ -78,9 +104,14 @@ async fn sigterm_stops_at_a_safe_point_and_the_next_run_completes(opts: PgPoolOp
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(term.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("stopped by a signal"), "{stderr}");
@@ -159,24 +190,71 @@ async fn secrets_never_reach_any_output(_: PgPoolOptions, db: PgConnectOptions) 
     let url = url.to_string();
 
     let mut cases: Vec<(&str, std::process::Command)> = Vec::new();
-    let mut with = |name: &'static str, base: &str, key: &str, args: &[&str], env: &[(&str, &str)]| {
-        let mut cmd = sync_command(&url, base, key);
-        cmd.args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cases.push((name, cmd));
-    };
+    let mut with =
+        |name: &'static str, base: &str, key: &str, args: &[&str], env: &[(&str, &str)]| {
+            let mut cmd = sync_command(&url, base, key);
+            cmd.args(args);
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cases.push((name, cmd));
+        };
     let base = server.base_url();
-    with("success with trace logging", &base, key, &[], &[("RUST_LOG", "trace")]);
-    with("json debug logging", &base, key, &["--log-format", "json"], &[("RUST_LOG", "debug")]);
-    with("401", &base, &format!("{key}-wrong"), &[], &[("RUST_LOG", "trace")]);
-    with("timeout", &slow_server.base_url(), key, &["--timeout", "100ms", "--max-retries", "1"], &[("RUST_LOG", "debug")]);
-    with("panic", &base, key, &[], &[("LINKRUNNER_SYNC_PANIC_FOR_TEST", "1")]);
-    with("bad timezone", &base, key, &["--timezone", "Nowhere/Land"], &[]);
-    with("unreachable API", "http://127.0.0.1:9/api/v1", key, &["--max-retries", "1"], &[("RUST_LOG", "debug")]);
+    with(
+        "success with trace logging",
+        &base,
+        key,
+        &[],
+        &[("RUST_LOG", "trace")],
+    );
+    with(
+        "json debug logging",
+        &base,
+        key,
+        &["--log-format", "json"],
+        &[("RUST_LOG", "debug")],
+    );
+    with(
+        "401",
+        &base,
+        &format!("{key}-wrong"),
+        &[],
+        &[("RUST_LOG", "trace")],
+    );
+    with(
+        "timeout",
+        &slow_server.base_url(),
+        key,
+        &["--timeout", "100ms", "--max-retries", "1"],
+        &[("RUST_LOG", "debug")],
+    );
+    with(
+        "panic",
+        &base,
+        key,
+        &[],
+        &[("LINKRUNNER_SYNC_PANIC_FOR_TEST", "1")],
+    );
+    with(
+        "bad timezone",
+        &base,
+        key,
+        &["--timezone", "Nowhere/Land"],
+        &[],
+    );
+    with(
+        "unreachable API",
+        "http://127.0.0.1:9/api/v1",
+        key,
+        &["--max-retries", "1"],
+        &[("RUST_LOG", "debug")],
+    );
     with("--help", &base, key, &["--help"], &[]);
-    let mut unreachable_db = sync_command(&format!("postgres://postgres:{password}@127.0.0.1:1/x"), &base, key);
+    let mut unreachable_db = sync_command(
+        &format!("postgres://postgres:{password}@127.0.0.1:1/x"),
+        &base,
+        key,
+    );
     unreachable_db.env("RUST_LOG", "trace");
     cases.push(("unreachable database", unreachable_db));
 
@@ -184,10 +262,17 @@ async fn secrets_never_reach_any_output(_: PgPoolOptions, db: PgConnectOptions) 
     let mut found = 0;
     for (name, cmd) in cases {
         let out = output(cmd).await;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!text.is_empty(), "{name}: printed nothing");
         if name == "panic" {
-            assert!(text.contains("internal error") && text.contains("[redacted]"), "{name}: {text}");
+            assert!(
+                text.contains("internal error") && text.contains("[redacted]"),
+                "{name}: {text}"
+            );
         }
         for secret in [key, password] {
             if text.contains(secret) {
@@ -201,30 +286,51 @@ async fn secrets_never_reach_any_output(_: PgPoolOptions, db: PgConnectOptions) 
 }
 
 #[sqlx::test]
-async fn bad_configuration_is_refused_before_anything_changes(pool: PgPool, ) {
+async fn bad_configuration_is_refused_before_anything_changes(pool: PgPool) {
     let (_sim, server) = start(SimConfig::small(29)).await;
-    let db_name: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&pool).await.unwrap();
+    let db_name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let base = std::env::var("DATABASE_URL").unwrap();
     let mut db_url = url::Url::parse(&base).unwrap();
     db_url.set_path(&db_name);
     let good = db_url.to_string();
     // A login that may connect but not create anything.
-    let role = format!("lr_noprivs_{}", &db_name[db_name.len().saturating_sub(8)..]).to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
-    sqlx::query(&format!("DROP ROLE IF EXISTS {role}")).execute(&pool).await.unwrap();
-    sqlx::query(&format!("CREATE ROLE {role} LOGIN")).execute(&pool).await.unwrap();
+    let role = format!("lr_noprivs_{}", &db_name[db_name.len().saturating_sub(8)..])
+        .to_lowercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_");
+    sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN"))
+        .execute(&pool)
+        .await
+        .unwrap();
     let mut unprivileged = db_url.clone();
     unprivileged.set_username(&role).unwrap();
     let mut missing_db = db_url.clone();
     missing_db.set_path("no_such_database_here");
 
-    let future = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d").to_string();
+    let future = (chrono::Utc::now() + chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
     let base_url = server.base_url();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<BadInput> = vec![
         (vec!["--timezone", "Mars/Olympus"], vec![], "Mars/Olympus"),
-        (vec!["--since", "last tuesday"], vec![], "'last tuesday' is not a date"),
+        (
+            vec!["--since", "last tuesday"],
+            vec![],
+            "'last tuesday' is not a date",
+        ),
         (vec!["--since", future.as_str()], vec![], "in the future"),
         (vec!["--until", future.as_str()], vec![], "in the future"),
-        (vec!["--since", "2026-02-01", "--until", "2026-01-01"], vec![], "--until must be after --since"),
+        (
+            vec!["--since", "2026-02-01", "--until", "2026-01-01"],
+            vec![],
+            "--until must be after --since",
+        ),
         (vec!["--window", "0h"], vec![], "greater than zero"),
         (vec!["--window=-1d"], vec![], "--window"),
         (vec!["--rps", "fast"], vec![], "invalid value 'fast'"),
@@ -235,14 +341,51 @@ async fn bad_configuration_is_refused_before_anything_changes(pool: PgPool, ) {
         (vec!["--rps=-5"], vec![], "--rps"),
         (vec!["--concurrency", "0"], vec![], "--concurrency"),
         (vec!["--campaign", ""], vec![], "--campaign"),
-        (vec!["--since", "2026-03-08T02:30", "--timezone", "America/New_York"], vec![], "does not exist"),
-        (vec![], vec![("LINKRUNNER_BASE_URL", "not a url")], "not a URL"),
-        (vec![], vec![("LINKRUNNER_BASE_URL", "ftp://example.org/x")], "http(s)"),
-        (vec![], vec![("LINKRUNNER_BASE_URL", "https://u:p@example.org/api/v1")], "credentials"),
-        (vec![], vec![("LINKRUNNER_API_KEY", "")], "LINKRUNNER_API_KEY"),
-        (vec![], vec![("DATABASE_URL", "mysql://nope")], "DATABASE_URL"),
-        (vec![], vec![("DATABASE_URL", missing_db.as_str())], "does not exist"),
-        (vec![], vec![("DATABASE_URL", unprivileged.as_str())], "lacks privileges"),
+        (
+            vec![
+                "--since",
+                "2026-03-08T02:30",
+                "--timezone",
+                "America/New_York",
+            ],
+            vec![],
+            "does not exist",
+        ),
+        (
+            vec![],
+            vec![("LINKRUNNER_BASE_URL", "not a url")],
+            "not a URL",
+        ),
+        (
+            vec![],
+            vec![("LINKRUNNER_BASE_URL", "ftp://example.org/x")],
+            "http(s)",
+        ),
+        (
+            vec![],
+            vec![("LINKRUNNER_BASE_URL", "https://u:p@example.org/api/v1")],
+            "credentials",
+        ),
+        (
+            vec![],
+            vec![("LINKRUNNER_API_KEY", "")],
+            "LINKRUNNER_API_KEY",
+        ),
+        (
+            vec![],
+            vec![("DATABASE_URL", "mysql://nope")],
+            "DATABASE_URL",
+        ),
+        (
+            vec![],
+            vec![("DATABASE_URL", missing_db.as_str())],
+            "does not exist",
+        ),
+        (
+            vec![],
+            vec![("DATABASE_URL", unprivileged.as_str())],
+            "lacks privileges",
+        ),
     ];
     let tried = cases.len();
     for (args, env, expected) in cases {
@@ -254,15 +397,24 @@ async fn bad_configuration_is_refused_before_anything_changes(pool: PgPool, ) {
         let out = output(cmd).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
-        assert_eq!(stderr.trim().lines().count(), 1, "{args:?} {env:?}: {stderr}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{args:?} {env:?}: {stderr}"
+        );
         assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
     }
     // Nothing was written: not even the schema.
-    let schema: Option<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'linkrunner'")
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
-    let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}")).execute(&pool).await;
-    assert!(schema.is_none() || count(&pool, "SELECT count(*) FROM linkrunner.sync_runs").await == 0);
+    let schema: Option<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname = 'linkrunner'")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+    let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&pool)
+        .await;
+    assert!(
+        schema.is_none() || count(&pool, "SELECT count(*) FROM linkrunner.sync_runs").await == 0
+    );
     eprintln!("reliability: bad input: {tried} invalid inputs, each one line and exit code 2, nothing stored");
 }

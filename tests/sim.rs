@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use linkrunner_sync::sim::{Faults, SimConfig, SimServer, Simulator};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{header::CONTENT_TYPE, Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// Query-string pairs.
 type Query<'a> = &'a [(&'a str, &'a str)];
@@ -44,6 +45,13 @@ impl Api {
         }
         let resp = req.send().await.unwrap();
         (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A GET under /api/v1 whose answer the test reads itself.
+    async fn raw(&self, path: &str, query: Query<'_>) -> reqwest::Result<Response> {
+        let url = format!("{}{path}", self.server.base_url());
+        let req = self.http.get(url).query(query);
+        req.header("linkrunner-key", "sim-key").send().await
     }
 
     async fn get(&self, path: &str, query: Query<'_>) -> (StatusCode, Value) {
@@ -531,4 +539,271 @@ async fn binary_prints_its_address_and_stops_on_sigterm() {
         None,
         "exactly one line on stdout"
     );
+}
+
+/// What a client makes of an answer, read chunk by chunk: its status and a JSON, cut
+/// (unparsable), HTML or broken body.
+async fn outcome(mut resp: Response) -> String {
+    let status = resp.status().as_u16();
+    let kind = resp.headers().get(CONTENT_TYPE).map(|t| t.as_bytes());
+    let html = kind.is_some_and(|t| t.starts_with(b"text/html"));
+    let mut body = Vec::new();
+    let kind = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            // reqwest files a body cut off mid-stream under "decode".
+            Err(e) if e.is_body() || e.is_decode() => {
+                break format!("broken after {} bytes", body.len())
+            }
+            Err(e) => panic!("{e:?}"),
+            Ok(None) if html => break "html".into(),
+            Ok(None) if serde_json::from_slice::<Value>(&body).is_ok() => break "json".into(),
+            Ok(None) => break "cut".into(),
+        }
+    };
+    format!("{status} {kind}")
+}
+
+async fn faulty(seed: u64, faults: Faults) -> Api {
+    let api = Api::start(SimConfig::small(seed)).await;
+    api.sim.set_faults(faults);
+    api
+}
+
+#[tokio::test]
+async fn storms_answer_429_until_they_end() {
+    let api = Api::start(SimConfig::small(20)).await;
+    api.control(
+        "faults",
+        json!({ "storm_rate": 0.2, "storm_len_ms": 3_600_000 }),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(api.raw("/campaigns", &[]).await.unwrap().status().as_u16());
+    }
+    let first = statuses.iter().position(|&s| s == 429).unwrap();
+    assert!(statuses[..first].iter().all(|&s| s == 200));
+    assert!(statuses[first..].iter().all(|&s| s == 429), "{statuses:?}");
+    let stats = api.sim.stats();
+    assert_eq!((stats.storms, stats.rate_limited), (1, 60 - first as u64));
+
+    // A short storm ends (and the next request starts another); Retry-After as for the limit.
+    let body = json!({ "storm_rate": 1.0, "storm_len_ms": 1000, "retry_after": true });
+    api.control("faults", body).await;
+    for _ in 0..2 {
+        let resp = api.raw("/campaigns", &[]).await.unwrap();
+        assert_eq!(resp.headers()["retry-after"], "1");
+    }
+    assert_eq!(api.sim.stats().storms, 2);
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    api.raw("/campaigns", &[]).await.unwrap();
+    assert_eq!(api.sim.stats().storms, 3);
+}
+
+#[tokio::test]
+async fn slow_reset_truncated_and_html_answers() {
+    let api = Api::start(SimConfig::small(21)).await;
+    let id = api.biggest();
+    let page = [("display_id", id.as_str()), ("limit", "100")];
+    let clean = api.raw("/attributed-users", &page).await.unwrap();
+    let clean = clean.text().await.unwrap();
+
+    api.control("faults", json!({ "slow_rate": 1.0, "slow_delay_ms": 3000 }))
+        .await;
+    let impatient = api.http.get(format!("{}/campaigns", api.server.base_url()));
+    let impatient = impatient.header("linkrunner-key", "sim-key");
+    let err = impatient.timeout(Duration::from_millis(300)).send().await;
+    assert!(err.unwrap_err().is_timeout());
+
+    api.control("faults", json!({ "reset_rate": 1.0 })).await;
+    let resp = api.raw("/attributed-users", &page).await.unwrap();
+    let half = format!("200 broken after {} bytes", clean.len() / 2);
+    assert_eq!(
+        outcome(resp).await,
+        half,
+        "headers, half the body, then a drop"
+    );
+
+    api.control("faults", json!({ "truncate_rate": 1.0 })).await;
+    let resp = api.raw("/attributed-users", &page).await.unwrap();
+    assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+    let cut = resp.text().await.unwrap();
+    assert!(cut.len() >= clean.len() / 2 - 3 && clean.starts_with(&cut));
+    assert!(serde_json::from_str::<Value>(&cut).unwrap_err().is_eof());
+
+    api.control("faults", json!({ "html_rate": 1.0 })).await;
+    let resp = api.raw("/campaigns", &[]).await.unwrap();
+    assert_eq!(outcome(resp).await, "200 html");
+    // Only 200 GETs are spoiled: an error answer keeps its JSON.
+    let missing = api.raw("/attributed-users", &[("display_id", "nope")]);
+    assert_eq!(outcome(missing.await.unwrap()).await, "404 json");
+
+    let s = api.sim.stats();
+    assert_eq!((s.slow, s.resets, s.truncated, s.html), (1, 1, 1, 1));
+}
+
+#[tokio::test]
+async fn churn_adds_and_removes_rows_inside_the_window_mid_scan() {
+    let api = Api::start(SimConfig::small(22)).await;
+    api.control("faults", json!({ "churn_rate": 1.0 })).await;
+    let (end, now) = (
+        SimConfig::small(22).end,
+        "2026-09-15T00:00:00Z".parse().unwrap(),
+    );
+    api.sim.set_now(Some(now));
+    let id = api.biggest();
+    let before = api.sim.attributed_users(&id);
+    let mut totals = Vec::new();
+    for page in 1..=8 {
+        let page = page.to_string();
+        let mut query = vec![
+            ("display_id", id.as_str()),
+            ("page", &page),
+            ("limit", "10"),
+        ];
+        query.extend(window("2026-03-01T00:00:00", "2026-12-31T00:00:00", "UTC"));
+        let (_, body) = api.get("/attributed-users", &query).await;
+        totals.push(body["data"]["pagination"]["total"].as_u64().unwrap());
+    }
+    let stats = api.sim.stats();
+    assert_eq!(stats.rows_added + stats.rows_removed, 7);
+    assert!(stats.rows_added > 0 && stats.rows_removed > 0, "{stats:?}");
+    assert!(totals.windows(2).any(|w| w[0] != w[1]), "{totals:?}");
+
+    let lo: DateTime<Utc> = "2026-03-01T00:00:00Z".parse().unwrap();
+    let after = api.sim.attributed_users(&id);
+    let removed = api.sim.removed_rows();
+    assert_eq!(removed.len() as u64, stats.rows_removed);
+    assert!(removed
+        .iter()
+        .all(|r| before.contains(r) && !after.contains(r)));
+    assert!(removed.iter().all(|r| (lo..=end).contains(&at(r))));
+    let added: Vec<&Value> = after.iter().filter(|r| !before.contains(r)).collect();
+    assert_eq!(added.len() as u64, stats.rows_added);
+    assert!(added
+        .iter()
+        .all(|r| (lo..=now).contains(&at(r)) && r["campaign_display_id"] == id));
+    assert_eq!(
+        api.sim.all_attributed_users().len(),
+        600 + added.len() - removed.len()
+    );
+}
+
+/// `row` without `attributed_at`, the field bad rows spoil.
+fn without_at(row: &Value) -> Value {
+    let mut row = row.clone();
+    row.as_object_mut().unwrap().remove("attributed_at");
+    row
+}
+
+#[tokio::test]
+async fn drift_and_bad_rows_are_stable_per_row_and_spare_the_keys() {
+    let faults = Faults {
+        drift_rate: 0.3,
+        bad_row_rate: 0.05,
+        ..Faults::default()
+    };
+    let api = faulty(23, faults).await;
+    let clean = Simulator::new(SimConfig::small(23));
+    let (mut drifted, mut bad, mut served) = (0, 0, Vec::new());
+    for c in clean.campaigns() {
+        let id = c["display_id"].as_str().unwrap();
+        let rows = api.scan(id, 1000, &[]).await;
+        assert_eq!(
+            rows,
+            api.scan(id, 1000, &[]).await,
+            "same page, same rendering"
+        );
+        for (row, plain) in rows.iter().zip(clean.attributed_users(id)) {
+            assert_eq!(row["campaign_display_id"], plain["campaign_display_id"]);
+            assert_eq!(row["user_data"]["id"], plain["user_data"]["id"]);
+            match row.get("attributed_at").and_then(Value::as_str) {
+                Some(t) if t.parse::<DateTime<Utc>>().is_ok() => {
+                    assert_eq!(t, plain["attributed_at"]);
+                }
+                _ => bad += 1,
+            }
+            drifted += usize::from(without_at(row) != without_at(&plain));
+        }
+        served.extend(rows);
+    }
+    let stats = api.sim.stats();
+    assert_eq!(
+        (stats.drifted_rows, stats.bad_rows),
+        (drifted as u64, bad as u64)
+    );
+    assert!(
+        (120..=240).contains(&drifted) && (15..=50).contains(&bad),
+        "{drifted} {bad}"
+    );
+    assert_eq!(sorted(&served), sorted(&api.sim.all_attributed_users()));
+    let text = Value::Array(served).to_string();
+    for sign in [
+        r#""api_level":""#,
+        "experiment_bucket",
+        r#":"","#,
+        "not-a-date",
+    ] {
+        assert!(text.contains(sign), "no {sign}");
+    }
+
+    let (_, body) = api.get("/campaigns", &[]).await;
+    let campaigns = body["data"]["campaigns"].as_array().unwrap();
+    assert_eq!(campaigns, &api.sim.campaigns());
+    let pairs = campaigns.iter().zip(clean.campaigns());
+    assert!(pairs
+        .clone()
+        .all(|(a, b)| a["display_id"] == b["display_id"]));
+    assert!(pairs.clone().any(|(a, b)| *a != b));
+}
+
+/// Outcomes of a fixed request sequence, and what the faults left behind.
+async fn replay(seed: u64) -> (Vec<String>, Value, Vec<Value>, Vec<Value>) {
+    let faults = Faults {
+        error_rate: 0.1,
+        storm_rate: 0.05,
+        slow_rate: 0.2,
+        slow_delay: Duration::from_millis(1),
+        reset_rate: 0.1,
+        truncate_rate: 0.1,
+        html_rate: 0.1,
+        churn_rate: 0.3,
+        ..Faults::default()
+    };
+    let api = faulty(seed, faults).await;
+    api.sim.set_now(Some(SimConfig::small(seed).end));
+    let id = api.biggest();
+    let mut outcomes = Vec::new();
+    for n in 0..60 {
+        let page = (n % 6 + 1).to_string();
+        let query = [
+            ("display_id", id.as_str()),
+            ("page", &page),
+            ("limit", "15"),
+        ];
+        outcomes.push(outcome(api.raw("/attributed-users", &query).await.unwrap()).await);
+    }
+    let stats = serde_json::to_value(api.sim.stats()).unwrap();
+    let sim = &api.sim;
+    (
+        outcomes,
+        stats,
+        sim.all_attributed_users(),
+        sim.removed_rows(),
+    )
+}
+
+#[tokio::test]
+async fn same_seed_and_requests_give_the_same_faults() {
+    let first = replay(24).await;
+    assert_eq!(first, replay(24).await);
+    assert_ne!(first.0, replay(25).await.0);
+    for kind in ["200 json", "200 cut", "200 html", "200 broken", "429", "50"] {
+        assert!(
+            first.0.iter().any(|o| o.starts_with(kind)),
+            "no {kind}: {:?}",
+            first.0
+        );
+    }
 }

@@ -5,10 +5,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
-use linkrunner_sync::sim::{Faults, SimConfig, Simulator};
+use linkrunner_sync::sim::{FaultArgs, SimConfig, Simulator};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// A local test double of the Linkrunner HTTP API, with a synthetic data set.
@@ -44,21 +43,8 @@ struct Args {
     /// Accepted body `token` of the client API.
     #[arg(long, default_value = "sim-token")]
     project_token: String,
-    /// Rate limit over all /api/v1 routes, in requests per second (off when absent).
-    #[arg(long, value_name = "RPS")]
-    rate_limit: Option<f64>,
-    /// Send `Retry-After: 1` with 429s.
-    #[arg(long)]
-    retry_after: bool,
-    /// Fraction (0..1) of GET requests answered 500, 502 or 503.
-    #[arg(long, default_value_t = 0.0)]
-    error_rate: f64,
-    /// Fraction (0..1) of attributed-users requests with page > 1 that reshuffle the rows first.
-    #[arg(long, default_value_t = 0.0)]
-    shift_rate: f64,
-    /// Delay added before every /api/v1 response, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
+    #[command(flatten)]
+    faults: FaultArgs,
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -80,13 +66,7 @@ impl Args {
             end: self.end,
             api_key: self.api_key.clone(),
             project_token: self.project_token.clone(),
-            faults: Faults {
-                rate_limit_rps: self.rate_limit,
-                retry_after: self.retry_after,
-                error_rate: self.error_rate,
-                shift_rate: self.shift_rate,
-                latency: Duration::from_millis(self.latency_ms),
-            },
+            faults: self.faults.clone().into(),
         }
     }
 }
@@ -126,4 +106,32 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(stats = ?sim.stats(), "stopping");
     server.shutdown();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn fault_flags_reach_the_config() {
+        let flags =
+            "linkrunner-sim --rate-limit 5 --storm-rate 0.1 --storm-len-ms 1500 --slow-rate 0.2 \
+            --slow-delay-ms 40000 --reset-rate 0.3 --truncate-rate 0.4 --html-rate 0.5 \
+            --churn-rate 0.6 --drift-rate 0.7 --bad-row-rate 0.8";
+        let args = Args::try_parse_from(flags.split_whitespace());
+        let f = args.unwrap().config().faults;
+        let rates = [
+            f.storm_rate,
+            f.slow_rate,
+            f.reset_rate,
+            f.truncate_rate,
+            f.html_rate,
+        ];
+        let rows = [f.churn_rate, f.drift_rate, f.bad_row_rate];
+        assert_eq!((rates, rows), ([0.1, 0.2, 0.3, 0.4, 0.5], [0.6, 0.7, 0.8]));
+        let ms = Duration::from_millis;
+        assert_eq!((f.storm_len, f.slow_delay), (ms(1500), ms(40_000)));
+        assert_eq!(f.rate_limit_rps, Some(5.0));
+    }
 }

@@ -229,9 +229,21 @@ mod tests {
     use proptest::prelude::*;
 
     const KEYS: &[&str] = &[
-        "display_id", "name", "created_at", "update_at", "google", "meta", "meta_campaign_id",
-        "meta_web_to_app", "active", "default_link", "attributed_users", "link", "shareable_link",
-        "domain", "store_listings",
+        "display_id",
+        "name",
+        "created_at",
+        "update_at",
+        "google",
+        "meta",
+        "meta_campaign_id",
+        "meta_web_to_app",
+        "active",
+        "default_link",
+        "attributed_users",
+        "link",
+        "shareable_link",
+        "domain",
+        "store_listings",
     ];
 
     #[test]
@@ -240,7 +252,10 @@ mod tests {
             "display_id": "x1", "attributed_users": "12", "meta_campaign_id": "", "active": "false"
         }))
         .unwrap();
-        assert_eq!((c.attributed_users, c.meta_campaign_id, c.active), (Some(12), None, Some(false)));
+        assert_eq!(
+            (c.attributed_users, c.meta_campaign_id, c.active),
+            (Some(12), None, Some(false))
+        );
         assert!(CampaignRow::from_wire(serde_json::json!({"display_id": ""})).is_none());
     }
 

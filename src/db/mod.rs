@@ -57,8 +57,12 @@ pub async fn connect(options: PgConnectOptions, max: u32) -> Result<PgPool, Fail
 pub async fn migrate(pool: &PgPool) -> Result<(), Failure> {
     match MIGRATOR.run(pool).await {
         Ok(()) => Ok(()),
-        Err(sqlx::migrate::MigrateError::Execute(e)) => Err(failure(e, "applying database migrations")),
-        Err(e) => Err(Failure::Transient(anyhow::Error::new(e).context("applying database migrations"))),
+        Err(sqlx::migrate::MigrateError::Execute(e)) => {
+            Err(failure(e, "applying database migrations"))
+        }
+        Err(e) => Err(Failure::Transient(
+            anyhow::Error::new(e).context("applying database migrations"),
+        )),
     }
 }
 
@@ -67,7 +71,9 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
-            c.starts_with("08") || c.starts_with("57P") || matches!(c.as_ref(), "40001" | "40P01" | "53300")
+            c.starts_with("08")
+                || c.starts_with("57P")
+                || matches!(c.as_ref(), "40001" | "40P01" | "53300")
         }),
         _ => false,
     }
@@ -145,7 +151,11 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<
 
 /// A session of its own (never returned to the pool) holding the advisory lock.
 async fn lock_session(pool: &PgPool) -> anyhow::Result<Option<PgConnection>> {
-    let mut conn = pool.acquire().await.context("taking a database connection")?.detach();
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("taking a database connection")?
+        .detach();
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(LOCK_KEY)
         .fetch_one(&mut conn)

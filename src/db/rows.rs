@@ -315,9 +315,21 @@ mod tests {
         use proptest::prelude::*;
 
         const KEYS: &[&str] = &[
-            "attributed_at", "campaign_display_id", "ad_channel", "campaign_name", "link",
-            "installed_at", "store_click_at", "meta_ad_id", "ad_creative_id", "ad_creative_name",
-            "ad_set_id", "ad_set_name", "publisher_platform", "platform_position", "user_data",
+            "attributed_at",
+            "campaign_display_id",
+            "ad_channel",
+            "campaign_name",
+            "link",
+            "installed_at",
+            "store_click_at",
+            "meta_ad_id",
+            "ad_creative_id",
+            "ad_creative_name",
+            "ad_set_id",
+            "ad_set_name",
+            "publisher_platform",
+            "platform_position",
+            "user_data",
         ];
 
         proptest! {

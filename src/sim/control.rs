@@ -32,24 +32,87 @@ async fn clock(State(sim): State<Simulator>, Json(body): Json<Clock>) -> Json<Va
     Json(json!({ "now": body.now }))
 }
 
-/// The [`Faults`] fields, with the latency in milliseconds; missing fields mean "off".
-#[derive(Deserialize, Default)]
+/// The [`Faults`] as flags of `linkrunner-sim` and as the body of `POST /__sim/faults`:
+/// rates are fractions 0..1, durations in milliseconds, and a missing field means "off".
+#[derive(clap::Args, Deserialize, Clone, Debug, Default)]
 #[serde(default)]
-struct FaultsBody {
-    rate_limit_rps: Option<f64>,
-    retry_after: bool,
-    error_rate: f64,
-    shift_rate: f64,
-    latency_ms: u64,
+pub struct FaultArgs {
+    /// Rate limit over all /api/v1 routes, in requests per second (off when absent).
+    #[arg(long = "rate-limit", value_name = "RPS")]
+    pub rate_limit_rps: Option<f64>,
+    /// Send `Retry-After: 1` with 429s.
+    #[arg(long)]
+    pub retry_after: bool,
+    /// Fraction of GET requests answered 500, 502 or 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Fraction of attributed-users requests with page > 1 that reshuffle the rows first.
+    #[arg(long, default_value_t = 0.0)]
+    pub shift_rate: f64,
+    /// Delay added before every /api/v1 response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fraction of /api/v1 requests that start a 429 storm.
+    #[arg(long, default_value_t = 0.0)]
+    pub storm_rate: f64,
+    /// How long a 429 storm lasts, in milliseconds (0: only the request that starts it).
+    #[arg(long, default_value_t = 0)]
+    pub storm_len_ms: u64,
+    /// Fraction of GET responses delayed by --slow-delay-ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_rate: f64,
+    /// Extra delay of a slow response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub slow_delay_ms: u64,
+    /// Fraction of 200 GET answers whose connection is reset mid-body.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_rate: f64,
+    /// Fraction of 200 GET answers whose JSON is cut in half (a clean, short message).
+    #[arg(long, default_value_t = 0.0)]
+    pub truncate_rate: f64,
+    /// Fraction of 200 GET answers replaced by an HTML error page.
+    #[arg(long, default_value_t = 0.0)]
+    pub html_rate: f64,
+    /// Fraction of attributed-users requests with page > 1 that add or remove a row first.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn_rate: f64,
+    /// Fraction of rows and campaigns rendered with schema drift.
+    #[arg(long, default_value_t = 0.0)]
+    pub drift_rate: f64,
+    /// Fraction of rows with a missing, null or non-date attributed_at.
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_row_rate: f64,
+    /// A campaign whose attributed-users requests always answer 500 (repeatable).
+    #[arg(long = "failing-campaign", value_name = "DISPLAY_ID")]
+    #[serde(default)]
+    pub failing_campaigns: Vec<String>,
 }
 
-async fn faults(State(sim): State<Simulator>, Json(body): Json<FaultsBody>) -> Json<Value> {
-    sim.set_faults(Faults {
-        rate_limit_rps: body.rate_limit_rps,
-        retry_after: body.retry_after,
-        error_rate: body.error_rate,
-        shift_rate: body.shift_rate,
-        latency: Duration::from_millis(body.latency_ms),
-    });
+impl From<FaultArgs> for Faults {
+    fn from(a: FaultArgs) -> Faults {
+        let ms = Duration::from_millis;
+        Faults {
+            rate_limit_rps: a.rate_limit_rps,
+            retry_after: a.retry_after,
+            error_rate: a.error_rate,
+            shift_rate: a.shift_rate,
+            latency: ms(a.latency_ms),
+            storm_rate: a.storm_rate,
+            storm_len: ms(a.storm_len_ms),
+            slow_rate: a.slow_rate,
+            slow_delay: ms(a.slow_delay_ms),
+            reset_rate: a.reset_rate,
+            truncate_rate: a.truncate_rate,
+            html_rate: a.html_rate,
+            churn_rate: a.churn_rate,
+            drift_rate: a.drift_rate,
+            bad_row_rate: a.bad_row_rate,
+            failing_campaigns: a.failing_campaigns,
+        }
+    }
+}
+
+async fn faults(State(sim): State<Simulator>, Json(body): Json<FaultArgs>) -> Json<Value> {
+    sim.set_faults(body.into());
     Json(json!({ "ok": true }))
 }

@@ -1,12 +1,16 @@
-//! The gate in front of every `/api/v1/*` route: counts the request, checks the key, then the
-//! rate limit, then rolls for an injected 5xx, and adds the configured latency.
+//! The gate in front of every `/api/v1/*` route: counts the request, checks the key, then a
+//! 429 storm and the rate limit, rolls for an injected 5xx and a slow answer, adds the latency,
+//! and after the handler may spoil a 200 GET body (reset, truncated, HTML).
 
 use super::{ApiError, Simulator, State};
+use axum::body::Body;
 use axum::extract::{Request, State as Extract};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
+use futures::stream::{self, StreamExt};
 use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 
 const BAD_GATEWAY_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head>\
@@ -32,20 +36,73 @@ impl TokenBucket {
     }
 }
 
+/// True with probability `p`; draws nothing when `p` is off, so turning one fault on or off
+/// leaves the sequence of the others alone.
+pub(crate) fn roll(rng: &mut ChaCha8Rng, p: f64) -> bool {
+    p > 0.0 && rng.random_bool(p.min(1.0))
+}
+
+/// How a 200 body is spoiled after the handler ran.
+enum Spoil {
+    Reset,
+    Truncate,
+    Html,
+}
+
 /// Axum middleware over `/api/v1/*`.
 pub(crate) async fn guard(Extract(sim): Extract<Simulator>, req: Request, next: Next) -> Response {
-    let (rejection, latency) = sim
-        .lock()
-        .admit(req.method(), req.uri().path(), req.headers());
+    let (rejection, delay) = sim.lock().admit(req.method(), req.uri(), req.headers());
     let rejected = rejection.is_some();
     tracing::debug!(method = %req.method(), path = req.uri().path(), rejected, "api request");
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
-    match rejection {
-        Some(response) => response,
-        None => next.run(req).await,
+    if let Some(response) = rejection {
+        return response;
     }
+    let is_get = req.method() == Method::GET;
+    let response = next.run(req).await;
+    if !is_get || response.status() != StatusCode::OK {
+        return response;
+    }
+    let spoil = sim.lock().spoil();
+    match spoil {
+        Some(how) => spoiled(response, how).await,
+        None => response,
+    }
+}
+
+/// The spoiled answer: same status and headers, but the body is cut or aborted, or replaced.
+async fn spoiled(response: Response, how: Spoil) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+    };
+    // Half the JSON text, backed off to a UTF-8 boundary: never a complete JSON value.
+    let mut cut = bytes.len() / 2;
+    while cut > 0 && bytes[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    let half = bytes.slice(..cut);
+    // Hyper sets the length of what is actually sent, or streams it chunked.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = match how {
+        Spoil::Html => return (StatusCode::OK, Html(BAD_GATEWAY_PAGE)).into_response(),
+        Spoil::Truncate => Body::from(half),
+        Spoil::Reset => {
+            // The pause lets hyper flush the headers and first chunk before the error aborts
+            // the connection, so the client sees a broken body rather than no answer.
+            let abort = async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "injected reset",
+                ))
+            };
+            Body::from_stream(stream::once(async { Ok(half) }).chain(stream::once(abort)))
+        }
+    };
+    Response::from_parts(parts, body)
 }
 
 impl State {
@@ -53,9 +110,10 @@ impl State {
     fn admit(
         &mut self,
         method: &Method,
-        path: &str,
+        uri: &Uri,
         headers: &HeaderMap,
     ) -> (Option<Response>, Duration) {
+        let path = uri.path();
         self.stats.requests += 1;
         let is_get = method == Method::GET;
         match path {
@@ -71,17 +129,31 @@ impl State {
                 faults.latency,
             );
         }
-        if let Some(rps) = faults.rate_limit_rps {
-            if !self.bucket.take(rps, Instant::now()) {
-                self.stats.rate_limited += 1;
-                return (Some(too_many(faults.retry_after)), faults.latency);
-            }
+        let now = Instant::now();
+        let mut storm = self.storm_until.is_some_and(|until| now < until);
+        if !storm && roll(&mut self.fault_rng, faults.storm_rate) {
+            self.stats.storms += 1;
+            self.storm_until = Some(now + faults.storm_len);
+            storm = true;
         }
-        // Only roll when on, so turning errors on and off does not disturb the shift sequence.
-        if is_get
-            && faults.error_rate > 0.0
-            && self.fault_rng.random_bool(faults.error_rate.min(1.0))
-        {
+        let limited = faults
+            .rate_limit_rps
+            .is_some_and(|rps| !storm && !self.bucket.take(rps, now));
+        if storm || limited {
+            self.stats.rate_limited += 1;
+            return (Some(too_many(faults.retry_after)), faults.latency);
+        }
+        if path == "/api/v1/attributed-users" && asks_for_any(uri, &faults.failing_campaigns) {
+            self.stats.server_errors += 1;
+            return (
+                Some(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                )),
+                faults.latency,
+            );
+        }
+        if is_get && roll(&mut self.fault_rng, faults.error_rate) {
             self.stats.server_errors += 1;
             let response = match self.fault_rng.random_range(0..3) {
                 0 => error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
@@ -90,8 +162,44 @@ impl State {
             };
             return (Some(response), faults.latency);
         }
+        if is_get && roll(&mut self.fault_rng, faults.slow_rate) {
+            self.stats.slow += 1;
+            return (None, faults.latency + faults.slow_delay);
+        }
         (None, faults.latency)
     }
+
+    /// One draw over the three body faults, only when one is on.
+    fn spoil(&mut self) -> Option<Spoil> {
+        let f = &self.config.faults;
+        let rates = [f.reset_rate, f.truncate_rate, f.html_rate].map(|r| r.clamp(0.0, 1.0));
+        if rates.iter().all(|&r| r == 0.0) {
+            return None;
+        }
+        let x: f64 = self.fault_rng.random();
+        let (reset, truncate) = (rates[0], rates[0] + rates[1]);
+        let how = match x {
+            x if x < reset => Spoil::Reset,
+            x if x < truncate => Spoil::Truncate,
+            x if x < truncate + rates[2] => Spoil::Html,
+            _ => return None,
+        };
+        let counter = match how {
+            Spoil::Reset => &mut self.stats.resets,
+            Spoil::Truncate => &mut self.stats.truncated,
+            Spoil::Html => &mut self.stats.html,
+        };
+        *counter += 1;
+        Some(how)
+    }
+}
+
+/// Whether the query names one of `campaigns` as its `display_id`.
+fn asks_for_any(uri: &Uri, campaigns: &[String]) -> bool {
+    let query = uri.query().unwrap_or_default();
+    !campaigns.is_empty()
+        && url::form_urlencoded::parse(query.as_bytes())
+            .any(|(k, v)| k == "display_id" && campaigns.iter().any(|c| *c == v))
 }
 
 /// 401 with the wording of the endpoint's own docs: read pages differ from the campaign page.

@@ -297,6 +297,35 @@ fn row(
     }
 }
 
+/// A signup that lands while a scan runs: a fresh user of `c` attributed in `[lo, hi]`.
+pub(crate) fn fresh_row(
+    rng: &mut ChaCha8Rng,
+    c: &Campaign,
+    lo: DateTime<Utc>,
+    hi: DateTime<Utc>,
+    uid: u64,
+) -> Row {
+    let at = between(rng, lo, hi);
+    // Generated users step the counter by at most 9 each, so uid * 10 is past all of them.
+    let mut people = People {
+        known: Vec::new(),
+        next: uid * 10,
+    };
+    let mut fields = ad_fields(rng, c);
+    fields.insert("link".into(), json!(c.link()));
+    fields.insert("installed_at".into(), json!(ts(at - TimeDelta::minutes(5))));
+    fields.insert("store_click_at".into(), Value::Null);
+    let user = new_user(rng, &mut people, at);
+    fields.insert("user_data".into(), Value::Object(user));
+    Row {
+        uid,
+        order: 0,
+        attributed_at: at,
+        install: None,
+        fields,
+    }
+}
+
 /// Ad fields: filled for META and GOOGLE campaigns from a few ad sets and creatives per campaign,
 /// null otherwise, and now and then "" where null is meant (as in the docs' own examples).
 fn ad_fields(rng: &mut ChaCha8Rng, c: &Campaign) -> Map<String, Value> {

@@ -5,6 +5,7 @@
 
 mod control;
 mod data;
+mod drift;
 mod faults;
 mod generate;
 mod read;
@@ -24,6 +25,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+pub use control::FaultArgs;
 
 /// Link domains of the simulated project; the first one is its primary domain.
 pub(crate) const PROJECT_DOMAINS: [&str; 2] = ["go.example.org", "links.example.com"];
@@ -49,7 +52,8 @@ pub struct SimConfig {
     pub faults: Faults,
 }
 
-/// Faults injected into `/api/v1/*` responses.
+/// Faults injected into `/api/v1/*` responses. Every rate is a fraction 0..1 drawn from the
+/// seeded fault RNG (drift and bad rows from a seeded hash of each record), so a seed replays.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     /// Global token-bucket limit in requests per second; `None` turns it off.
@@ -62,6 +66,28 @@ pub struct Faults {
     pub shift_rate: f64,
     /// Delay added before every response.
     pub latency: Duration,
+    /// Fraction of requests that start a storm: every request gets 429 for `storm_len`.
+    pub storm_rate: f64,
+    pub storm_len: Duration,
+    /// Fraction of GET responses delayed by `slow_delay` on top of `latency`.
+    pub slow_rate: f64,
+    pub slow_delay: Duration,
+    /// Fraction of 200 GET answers whose connection drops after part of the body.
+    pub reset_rate: f64,
+    /// Fraction of 200 GET answers whose JSON is cut in half but ends cleanly.
+    pub truncate_rate: f64,
+    /// Fraction of 200 GET answers replaced by a proxy's HTML error page (still 200).
+    pub html_rate: f64,
+    /// Fraction of `attributed-users` requests with page > 1 that first add or remove a row of
+    /// that campaign inside the request's window.
+    pub churn_rate: f64,
+    /// Fraction of rows and campaigns rendered with schema drift (never their key fields).
+    pub drift_rate: f64,
+    /// Fraction of rows whose `attributed_at` is missing, null or not a date.
+    pub bad_row_rate: f64,
+    /// Campaigns whose `attributed-users` requests always answer 500 (a campaign that keeps
+    /// failing).
+    pub failing_campaigns: Vec<String>,
 }
 
 /// Request counters since the simulator started.
@@ -77,6 +103,22 @@ pub struct SimStats {
     pub attributed_users_requests: u64,
     /// `GET /campaigns` requests, whatever their answer.
     pub campaigns_requests: u64,
+    /// 429 storms started (their 429s count in `rate_limited`).
+    pub storms: u64,
+    /// Responses delayed by `slow_delay`.
+    pub slow: u64,
+    /// Connections reset mid-body.
+    pub resets: u64,
+    /// Bodies cut short.
+    pub truncated: u64,
+    /// HTML pages served instead of JSON.
+    pub html: u64,
+    /// Rows inserted and removed by churn.
+    pub rows_added: u64,
+    pub rows_removed: u64,
+    /// Rows of the current data set rendered with drift, and with an unreadable `attributed_at`.
+    pub drifted_rows: u64,
+    pub bad_rows: u64,
 }
 
 impl SimConfig {
@@ -115,6 +157,10 @@ pub(crate) struct State {
     pub(crate) installs: HashMap<String, write::Install>,
     pub(crate) clock: Option<DateTime<Utc>>,
     pub(crate) bucket: faults::TokenBucket,
+    /// End of the current 429 storm.
+    pub(crate) storm_until: Option<std::time::Instant>,
+    /// Rows churn took away, as they were served.
+    pub(crate) removed: Vec<Value>,
     pub(crate) fault_rng: ChaCha8Rng,
     /// Draws generated display ids and processing ids, so those are reproducible too.
     pub(crate) id_rng: ChaCha8Rng,
@@ -185,6 +231,8 @@ impl Simulator {
             installs: HashMap::new(),
             clock: None,
             bucket: faults::TokenBucket::default(),
+            storm_until: None,
+            removed: Vec::new(),
             fault_rng: ChaCha8Rng::seed_from_u64(mix(config.seed ^ 0xFA17)),
             id_rng: ChaCha8Rng::seed_from_u64(mix(config.seed ^ 0x1D5)),
             stats: SimStats::default(),
@@ -254,26 +302,33 @@ impl Simulator {
 
     /// Every live campaign, in listing order, exactly as `GET /campaigns` renders it.
     pub fn campaigns(&self) -> Vec<Value> {
-        self.lock().ordered().iter().map(|c| c.to_json()).collect()
+        let st = self.lock();
+        st.ordered().iter().map(|c| st.render_campaign(c)).collect()
     }
 
-    /// Every row of a campaign as `GET /attributed-users` renders it; empty if unknown or deleted.
+    /// Every row of a campaign as `GET /attributed-users` renders it (drift and bad rows
+    /// included); empty if unknown or deleted.
     pub fn attributed_users(&self, display_id: &str) -> Vec<Value> {
         let st = self.lock();
         st.campaigns
             .get(display_id)
-            .map(|c| c.rows.iter().map(|r| r.to_json(c)).collect())
+            .map(|c| c.rows.iter().map(|r| st.render_row(c, r)).collect())
             .unwrap_or_default()
     }
 
-    /// Every row of every live campaign.
+    /// Every row of every live campaign, as served.
     pub fn all_attributed_users(&self) -> Vec<Value> {
         let st = self.lock();
         let ordered = st.ordered();
         let rows = ordered
             .iter()
-            .flat_map(|c| c.rows.iter().map(|r| r.to_json(c)));
+            .flat_map(|c| c.rows.iter().map(|r| st.render_row(c, r)));
         rows.collect()
+    }
+
+    /// Rows churn removed from the data set, rendered as they were served before removal.
+    pub fn removed_rows(&self) -> Vec<Value> {
+        self.lock().removed.clone()
     }
 
     /// Sets the simulated clock; `None` goes back to real time.
@@ -281,16 +336,23 @@ impl Simulator {
         self.lock().clock = now;
     }
 
-    /// Replaces the faults; the rate limiter starts again with a full bucket.
+    /// Replaces the faults; the rate limiter starts again with a full bucket and no storm.
     pub fn set_faults(&self, faults: Faults) {
         let mut st = self.lock();
         st.config.faults = faults;
         st.bucket = faults::TokenBucket::default();
+        st.storm_until = None;
     }
 
-    /// Counters since start.
+    /// Counters since start; drifted and bad rows are counted in the current data set.
     pub fn stats(&self) -> SimStats {
-        self.lock().stats.clone()
+        let st = self.lock();
+        let rows = || st.campaigns.values().flat_map(|c| &c.rows);
+        SimStats {
+            drifted_rows: rows().filter(|r| st.drifts(r)).count() as u64,
+            bad_rows: rows().filter(|r| st.is_bad(r)).count() as u64,
+            ..st.stats.clone()
+        }
     }
 
     /// Test-only (no API does it): replaces a campaign's store listings and bumps `update_at`.

@@ -1,8 +1,11 @@
 //! The read Data APIs: `GET /campaigns`, `GET /attributed-users`, `GET /get-attribution-result`.
-//! Auth, rate limit and injected errors are handled before these run (see `faults`).
+//! Auth, rate limit and injected errors are handled before these run (see `faults`); the
+//! reshuffles and churn of rows between pages happen here.
 
 use super::data::{Campaign, Row};
-use super::{fail, ok, ApiError, Reply, Simulator, PROJECT_DOMAINS};
+use super::faults::roll;
+use super::generate::fresh_row;
+use super::{fail, ok, ApiError, Reply, Simulator, State as SimState, PROJECT_DOMAINS};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -163,7 +166,7 @@ pub(crate) async fn campaigns(State(sim): State<Simulator>, Query(q): Params) ->
     );
     let data = json!({
         "total_campaigns": page.len(),
-        "campaigns": page.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+        "campaigns": page.iter().map(|c| st.render_campaign(c)).collect::<Vec<_>>(),
         "pagination": pagination,
     });
     ok(StatusCode::OK, &msg, data)
@@ -196,10 +199,13 @@ pub(crate) async fn attributed_users(State(sim): State<Simulator>, Query(q): Par
     if !st.campaigns.contains_key(id) {
         return fail(StatusCode::NOT_FOUND, "Resource not found.");
     }
-    let shift = st.config.faults.shift_rate;
-    if paging.page > 1 && shift > 0.0 && st.fault_rng.random_bool(shift.min(1.0)) {
+    let faults = st.config.faults.clone();
+    if paging.page > 1 && roll(&mut st.fault_rng, faults.shift_rate) {
         let salt = st.fault_rng.random();
         st.campaigns.get_mut(id).unwrap().resalt(salt);
+    }
+    if paging.page > 1 && roll(&mut st.fault_rng, faults.churn_rate) {
+        st.churn(id, start, end);
     }
     let c = &st.campaigns[id];
     let in_window = |r: &&Row| {
@@ -212,10 +218,38 @@ pub(crate) async fn attributed_users(State(sim): State<Simulator>, Query(q): Par
     );
     let data = json!({
         "total_users": page.len(),
-        "users": page.iter().map(|r| r.to_json(c)).collect::<Vec<_>>(),
+        "users": page.iter().map(|r| st.render_row(c, r)).collect::<Vec<_>>(),
         "pagination": pagination,
     });
     ok(StatusCode::OK, &msg, data)
+}
+
+impl SimState {
+    /// Adds a fresh signup to campaign `id` inside `[start, end]` and not in the future, or
+    /// removes one of its rows there (reattributed away), as writes landing mid-scan do.
+    fn churn(&mut self, id: &str, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) {
+        let now = self.now();
+        let c = &self.campaigns[id];
+        let in_window =
+            |t: DateTime<Utc>| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
+        let inside: Vec<usize> = (0..c.rows.len())
+            .filter(|&i| in_window(c.rows[i].attributed_at))
+            .collect();
+        let lo = start.unwrap_or(c.created_at).max(c.created_at);
+        let hi = end.map_or(now, |e| e.min(now));
+        if lo <= hi && (inside.is_empty() || self.fault_rng.random_bool(0.5)) {
+            let uid = self.take_uid();
+            let c = self.campaigns.get_mut(id).unwrap();
+            c.insert_row(fresh_row(&mut self.fault_rng, c, lo, hi, uid));
+            self.stats.rows_added += 1;
+        } else if !inside.is_empty() {
+            let i = inside[self.fault_rng.random_range(0..inside.len())];
+            let row = self.campaigns.get_mut(id).unwrap().rows.remove(i);
+            let served = self.render_row(&self.campaigns[id], &row);
+            self.removed.push(served);
+            self.stats.rows_removed += 1;
+        }
+    }
 }
 
 /// `GET /get-attribution-result`: the latest attribution of a user id, else of a GAID/IDFA;

@@ -38,10 +38,16 @@ pub async fn run(config: &SyncConfig, pool: &PgPool) -> Result<RunReport, Failur
 }
 
 /// As `run`, stopping at the next safe point once `stop` is cancelled.
-pub async fn run_until(config: &SyncConfig, pool: &PgPool, stop: CancellationToken) -> Result<RunReport, Failure> {
+pub async fn run_until(
+    config: &SyncConfig,
+    pool: &PgPool,
+    stop: CancellationToken,
+) -> Result<RunReport, Failure> {
     let started = std::time::Instant::now();
     let halt = stop.child_token();
-    let lock = db::try_lock(pool, halt.clone()).await?.ok_or(Failure::Locked)?;
+    let lock = db::try_lock(pool, halt.clone())
+        .await?
+        .ok_or(Failure::Locked)?;
     db::migrate(pool).await?;
     let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
     let run_id = Uuid::new_v4();
@@ -54,7 +60,9 @@ pub async fn run_until(config: &SyncConfig, pool: &PgPool, stop: CancellationTok
     let mut result = sync_all(config, pool, &api, run_id, &halt, &mut totals).await;
     if halt.is_cancelled() && result.is_ok() {
         result = Err(if lock.lost() {
-            Failure::Transient(anyhow::anyhow!("the run lock was lost to another run; stopped"))
+            Failure::Transient(anyhow::anyhow!(
+                "the run lock was lost to another run; stopped"
+            ))
         } else {
             Failure::Interrupted
         });
@@ -110,7 +118,14 @@ async fn sync_all(
     totals: &mut RunTotals,
 ) -> Result<(), Failure> {
     let now = Utc::now();
-    let end = config.until.unwrap_or(now).min(now);
+    let ctx = RunContext {
+        config,
+        pool,
+        api,
+        run_id,
+        halt,
+        end: config.until.unwrap_or(now).min(now),
+    };
     let listed = list_campaigns(api, pool, config.campaigns.is_empty()).await?;
     totals.campaigns_listed = listed.len() as u64;
     let checkpoints: HashMap<String, Checkpoint> = state::checkpoints(pool)
@@ -135,10 +150,11 @@ async fn sync_all(
 
     let progress = progress_bar(config.progress, todo.len() as u64);
     let mut first_error: Option<anyhow::Error> = None;
+    let ctx = &ctx;
     let mut results = futures::stream::iter(todo.into_iter().map(|campaign| {
         let checkpoint = checkpoints.get(&campaign.display_id).copied();
         async move {
-            let result = sync_campaign(config, pool, api, run_id, halt, campaign, checkpoint, end).await;
+            let result = sync_campaign(ctx, campaign, checkpoint).await;
             (campaign, result)
         }
     }))
@@ -256,17 +272,31 @@ fn api_failure(e: ApiError) -> Failure {
     }
 }
 
+/// What every campaign of one run shares.
+struct RunContext<'a> {
+    config: &'a SyncConfig,
+    pool: &'a PgPool,
+    api: &'a ApiClient,
+    run_id: Uuid,
+    halt: &'a CancellationToken,
+    /// Where this run stops reading: `--until` or the moment it started.
+    end: DateTime<Utc>,
+}
+
 /// Plans one campaign's windows from its checkpoint and reads them in order.
 async fn sync_campaign(
-    config: &SyncConfig,
-    pool: &PgPool,
-    api: &ApiClient,
-    run_id: Uuid,
-    halt: &CancellationToken,
+    ctx: &RunContext<'_>,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
-    end: DateTime<Utc>,
 ) -> Result<CampaignReport, ScanError> {
+    let RunContext {
+        config,
+        pool,
+        api,
+        run_id,
+        halt,
+        end,
+    } = *ctx;
     let id = campaign.display_id.as_str();
     let start = match (config.since, checkpoint) {
         (Some(since), _) => since,
