@@ -334,6 +334,8 @@ async fn bad_configuration_is_refused_before_anything_changes(pool: PgPool) {
         (vec!["--window", "0h"], vec![], "greater than zero"),
         (vec!["--window=-1d"], vec![], "--window"),
         (vec!["--rps", "fast"], vec![], "invalid value 'fast'"),
+        (vec!["--max-retries=-1"], vec![], "--max-retries"),
+        (vec!["--timeout", "0s"], vec![], "--timeout"),
         (vec!["--no-such-flag"], vec![], "unexpected argument"),
         (vec!["--window", "36h"], vec![], "whole number of days"),
         (vec!["--lookback", "soon"], vec![], "--lookback"),
@@ -389,7 +391,7 @@ async fn bad_configuration_is_refused_before_anything_changes(pool: PgPool) {
     ];
     let tried = cases.len();
     for (args, env, expected) in cases {
-        let mut cmd = sync_command(&good, &base_url, "sim-key");
+        let mut cmd = bare_sync_command(&good, &base_url, "sim-key");
         cmd.args(&args);
         for (k, v) in &env {
             cmd.env(k, v);

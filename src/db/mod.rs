@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Failure;
@@ -27,7 +27,13 @@ const LOCK_KEY: i64 = 0x6c72_7379_6e63;
 
 /// Reads a database URL, with an error that never repeats the URL (it may hold a password).
 pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
-    PgConnectOptions::from_str(url.expose_secret())
+    let text = url.expose_secret();
+    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+        return Err(
+            "DATABASE_URL must start with postgres:// (e.g. postgres://user@host:5432/db)".into(),
+        );
+    }
+    PgConnectOptions::from_str(text)
         .map(|o| {
             o.application_name("linkrunner-sync")
                 .options([("statement_timeout", "300s"), ("timezone", "UTC")])
@@ -100,7 +106,8 @@ pub fn failure(e: sqlx::Error, what: &str) -> Failure {
 /// (a dropped connection, a restarted server) it takes the lock again, and if another run got
 /// there first it cancels `halt`, so this run stops at its next safe point.
 pub struct RunLock {
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    release: Option<tokio::sync::oneshot::Sender<()>>,
     lost: Arc<AtomicBool>,
 }
 
@@ -108,12 +115,24 @@ impl RunLock {
     pub fn lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
     }
+
+    /// Frees the lock now, so a run that follows at once can take it.
+    pub async fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
         // Dropping the task drops its connection, which ends the session and frees the lock.
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -125,9 +144,16 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<
     let lost = Arc::new(AtomicBool::new(false));
     let flag = lost.clone();
     let pool = pool.clone();
+    let (release, mut released) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::select! {
+                _ = &mut released => {
+                    let _ = conn.close().await;
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
             if sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
                 continue;
             }
@@ -146,7 +172,11 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<
             }
         }
     });
-    Ok(Some(RunLock { task, lost }))
+    Ok(Some(RunLock {
+        task: Some(task),
+        release: Some(release),
+        lost,
+    }))
 }
 
 /// A session of its own (never returned to the pool) holding the advisory lock.

@@ -43,11 +43,23 @@ pub async fn run_until(
     pool: &PgPool,
     stop: CancellationToken,
 ) -> Result<RunReport, Failure> {
-    let started = std::time::Instant::now();
     let halt = stop.child_token();
     let lock = db::try_lock(pool, halt.clone())
         .await?
         .ok_or(Failure::Locked)?;
+    let result = locked_run(config, pool, &halt, &lock).await;
+    lock.release().await;
+    result
+}
+
+/// The run, once it holds the lock.
+async fn locked_run(
+    config: &SyncConfig,
+    pool: &PgPool,
+    halt: &CancellationToken,
+    lock: &db::RunLock,
+) -> Result<RunReport, Failure> {
+    let started = std::time::Instant::now();
     db::migrate(pool).await?;
     let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
     let run_id = Uuid::new_v4();
@@ -57,7 +69,7 @@ pub async fn run_until(
     tracing::info!(%run_id, timezone = config.timezone.name(), "sync started");
 
     let mut totals = RunTotals::default();
-    let mut result = sync_all(config, pool, &api, run_id, &halt, &mut totals).await;
+    let mut result = sync_all(config, pool, &api, run_id, halt, &mut totals).await;
     if halt.is_cancelled() && result.is_ok() {
         result = Err(if lock.lost() {
             Failure::Transient(anyhow::anyhow!(

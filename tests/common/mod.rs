@@ -168,16 +168,22 @@ pub async fn assert_checkpoints_truthful(pool: &PgPool, sim: &Simulator) {
     }
 }
 
-/// The linkrunner-sync binary with the settings a test run needs.
-pub fn sync_command(db_url: &str, base_url: &str, key: &str) -> std::process::Command {
+/// `linkrunner-sync sync` with its environment and no flags.
+pub fn bare_sync_command(db_url: &str, base_url: &str, key: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
     cmd.arg("sync")
         .env("DATABASE_URL", db_url)
         .env("LINKRUNNER_BASE_URL", base_url)
         .env("LINKRUNNER_API_KEY", key)
         .env("RUST_LOG", "warn")
-        .args(["--rps", "2000", "--retry-delay", "10ms", "--no-progress"])
         .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// The linkrunner-sync binary with the settings a fast test run needs.
+pub fn sync_command(db_url: &str, base_url: &str, key: &str) -> std::process::Command {
+    let mut cmd = bare_sync_command(db_url, base_url, key);
+    cmd.args(["--rps", "2000", "--retry-delay", "10ms", "--no-progress"]);
     cmd
 }
 
