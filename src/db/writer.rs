@@ -15,7 +15,7 @@ pub struct WriteCounts {
 }
 
 /// Upserts rows keyed on (campaign, attributed_at, row_key); rows whose content is unchanged
-/// are not rewritten. `rows` must hold each key once.
+/// are not rewritten. `rows` must hold each key once; profiles are written by `upsert_profiles`.
 pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Result<WriteCounts> {
     if rows.is_empty() {
         return Ok(WriteCounts::default());
@@ -80,32 +80,55 @@ pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Re
         inserted,
         updated: results.len() as u64 - inserted,
     };
-    upsert_profiles(conn, rows).await?;
     Ok(counts)
 }
 
-/// Keeps `users` at the profile of each user's latest attribution.
-async fn upsert_profiles(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Result<()> {
-    // Latest attribution per user; a BTreeMap also sorts the ids, so concurrent batches lock
-    // user rows in the same order and cannot deadlock.
-    let mut latest: BTreeMap<&str, &UserRow> = BTreeMap::new();
+/// The profile of a user's latest attribution seen so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub attributed_at: DateTime<Utc>,
+    pub campaign_display_id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// Keeps, per user id, the profile of the latest attribution among `rows` and those already in
+/// `profiles`. A BTreeMap keeps the ids sorted, so concurrent transactions lock user rows in the
+/// same order and cannot deadlock.
+pub fn merge_profiles(profiles: &mut BTreeMap<String, Profile>, rows: &[UserRow]) {
     for row in rows {
         let Some(id) = row.user_id.as_deref() else {
             continue;
         };
-        let newer = latest.get(id).is_none_or(|seen| {
+        let newer = profiles.get(id).is_none_or(|seen| {
             (row.attributed_at, &row.campaign_display_id)
-                > (seen.attributed_at, &seen.campaign_display_id)
+                >= (seen.attributed_at, &seen.campaign_display_id)
         });
         if newer {
-            latest.insert(id, row);
+            profiles.insert(
+                id.to_owned(),
+                Profile {
+                    attributed_at: row.attributed_at,
+                    campaign_display_id: row.campaign_display_id.clone(),
+                    name: row.profile("name"),
+                    email: row.profile("email"),
+                    phone: row.profile("phone"),
+                },
+            );
         }
     }
-    if latest.is_empty() {
+}
+
+/// Keeps `users` at the profile of each user's latest attribution.
+pub async fn upsert_profiles(
+    conn: &mut PgConnection,
+    profiles: &BTreeMap<String, Profile>,
+) -> sqlx::Result<()> {
+    if profiles.is_empty() {
         return Ok(());
     }
-    let profile = |key: &str| latest.values().map(|r| r.profile(key)).collect::<Vec<_>>();
-    let times: Vec<DateTime<Utc>> = latest.values().map(|r| r.attributed_at).collect();
+    let text = |f: fn(&Profile) -> Option<String>| profiles.values().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO linkrunner.users AS u (user_id, name, email, phone,
              latest_campaign_display_id, latest_attributed_at)
@@ -122,17 +145,22 @@ async fn upsert_profiles(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Res
                (EXCLUDED.name, EXCLUDED.email, EXCLUDED.phone,
                 EXCLUDED.latest_campaign_display_id, EXCLUDED.latest_attributed_at)",
     )
-    .bind(latest.keys().map(|k| k.to_string()).collect::<Vec<_>>())
-    .bind(profile("name"))
-    .bind(profile("email"))
-    .bind(profile("phone"))
+    .bind(profiles.keys().cloned().collect::<Vec<_>>())
+    .bind(text(|p| p.name.clone()))
+    .bind(text(|p| p.email.clone()))
+    .bind(text(|p| p.phone.clone()))
     .bind(
-        latest
+        profiles
             .values()
-            .map(|r| r.campaign_display_id.clone())
+            .map(|p| p.campaign_display_id.clone())
             .collect::<Vec<_>>(),
     )
-    .bind(times)
+    .bind(
+        profiles
+            .values()
+            .map(|p| p.attributed_at)
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *conn)
     .await?;
     Ok(())

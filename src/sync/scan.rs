@@ -1,14 +1,14 @@
 //! Reading one campaign's users over a range of windows, and committing what was read.
 //!
 //! A range is first asked for as a whole; when it holds more pages than one transaction should
-//! carry, it is halved along window boundaries. Every page of a range is read before anything is
-//! written, so the rows of a range and the checkpoint that says they are stored commit together.
+//! carry, it is halved along window boundaries. Each page is written as it arrives, inside one
+//! transaction per range, so memory holds one page while the rows of a range and the checkpoint
+//! that says they are stored still commit together.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -19,7 +19,10 @@ use crate::db::{self, state, writer};
 use crate::sync::windows::Window;
 
 /// Full re-reads of a range whose total moved while it was paged through.
-const MAX_ATTEMPTS: u32 = 4;
+const MAX_PASSES: u32 = 4;
+
+/// Reads of a range when the database drops out under its transaction.
+const DB_ATTEMPTS: u32 = 6;
 
 /// What one campaign's sync did.
 #[derive(Clone, Debug, Default)]
@@ -65,33 +68,21 @@ pub struct Scanner<'a> {
     pub pages_per_scan: u64,
 }
 
-/// The rows of one range, deduplicated on the natural key.
+/// What one range's transaction has written so far.
 #[derive(Default)]
-struct Batch {
-    rows: HashMap<(DateTime<Utc>, String), UserRow>,
-    rejected: HashMap<String, Rejected>,
+struct RangeState {
+    /// Natural keys of the rows written, to count distinct rows against the server's total.
+    seen: HashSet<(DateTime<Utc>, String)>,
+    rejected: HashSet<String>,
+    profiles: BTreeMap<String, writer::Profile>,
     requests: u64,
     received: u64,
+    counts: writer::WriteCounts,
 }
 
-impl Batch {
-    fn add(&mut self, campaign: &str, page: Page) {
-        self.received += page.items.len() as u64;
-        for item in page.items {
-            match UserRow::from_wire(campaign, item) {
-                Ok(row) => {
-                    self.rows
-                        .insert((row.attributed_at, row.row_key.clone()), row);
-                }
-                Err(rejected) => {
-                    self.rejected.insert(rejected.raw.to_string(), rejected);
-                }
-            }
-        }
-    }
-
+impl RangeState {
     fn distinct(&self) -> u64 {
-        (self.rows.len() + self.rejected.len()) as u64
+        (self.seen.len() + self.rejected.len()) as u64
     }
 }
 
@@ -112,21 +103,25 @@ impl Scanner<'_> {
                 end: ws[ws.len() - 1].end,
             };
             let first = self.page(range, 1, report).await?;
-            if first.pages > self.pages_per_scan && ws.len() > 1 {
-                let (a, b) = ws.split_at(ws.len() / 2);
-                queue.push_front(b);
-                queue.push_front(a);
-                continue;
-            }
-            match self.read_range(range, first, report).await {
-                // Fewer pages give concurrent writes less chance to move rows under us.
+            let result = if first.pages > self.pages_per_scan && ws.len() > 1 {
+                Err(ScanError::Unstable {
+                    start: range.start,
+                    end: range.end,
+                    seen: 0,
+                    total: first.total,
+                })
+            } else {
+                self.read_range(range, first, report).await
+            };
+            match result {
+                // Too many pages for one transaction, or rows kept moving: halve the range, as
+                // fewer pages give concurrent writes less chance to move rows under us.
                 Err(ScanError::Unstable { .. }) if ws.len() > 1 => {
                     let (a, b) = ws.split_at(ws.len() / 2);
                     queue.push_front(b);
                     queue.push_front(a);
                 }
-                Err(e) => return Err(e),
-                Ok(batch) => self.commit(range, batch, report).await?,
+                other => other?,
             }
         }
         Ok(())
@@ -144,121 +139,97 @@ impl Scanner<'_> {
             .await
     }
 
-    /// Pages through a range until one full pass saw a steady total and at least that many rows.
+    /// Reads a range into one transaction. When the database drops out mid-way the transaction
+    /// is gone with everything in it, so the range is read again from the start.
     async fn read_range(
         &self,
         range: Window,
-        mut first: Page,
+        first: Page,
         report: &mut CampaignReport,
-    ) -> Result<Batch, ScanError> {
-        let mut batch = Batch::default();
-        for attempt in 1..=MAX_ATTEMPTS {
-            if attempt > 1 {
-                first = self.page(range, 1, report).await?;
+    ) -> Result<(), ScanError> {
+        let mut first = Some(first);
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1.. {
+            let page = match first.take() {
+                Some(page) => page,
+                None => self.page(range, 1, report).await?,
+            };
+            match self.range_transaction(range, page, report).await {
+                Err(ScanError::Db(e)) if db::is_transient(&e) && attempt < DB_ATTEMPTS => {
+                    tracing::warn!(campaign = self.campaign, error = %e, attempt, "database trouble; reading the range again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                other => return other,
             }
-            let expected = first.total;
-            let pages = first.pages;
-            let mut last_total = first.total;
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Pages through a range, writing each page as it comes, until one full pass saw a steady
+    /// total and at least that many distinct rows; then records the range and the checkpoint
+    /// and commits. Memory holds one page at a time.
+    async fn range_transaction(
+        &self,
+        range: Window,
+        first: Page,
+        report: &mut CampaignReport,
+    ) -> Result<(), ScanError> {
+        let mut tx = self.pool.begin().await?;
+        let mut state = RangeState::default();
+        let mut next_first = Some(first);
+        for pass in 1..=MAX_PASSES {
+            let first = match next_first.take() {
+                Some(page) => page,
+                None => self.page(range, 1, report).await?,
+            };
+            let (expected, pages) = (first.total, first.pages);
+            let mut last_total = expected;
             let mut short = first.items.len() < self.page_size as usize;
-            batch.requests += 1;
-            batch.add(self.campaign, first.clone());
+            self.write_page(&mut tx, first, &mut state).await?;
             let mut page_no = 2;
-            // Stop at the last page, at a short page, or one past the count as a guard.
+            // Stop at the last page, or at a short one.
             while page_no <= pages && !short {
                 let page = self.page(range, page_no, report).await?;
-                batch.requests += 1;
                 last_total = page.total;
                 short = page.items.len() < self.page_size as usize;
-                batch.add(self.campaign, page);
+                self.write_page(&mut tx, page, &mut state).await?;
                 page_no += 1;
             }
-            if last_total == expected && batch.distinct() >= expected {
-                return Ok(batch);
+            let steady = last_total == expected && state.distinct() >= expected;
+            if steady || (pass == MAX_PASSES && state.distinct() >= last_total) {
+                break;
+            }
+            if pass == MAX_PASSES {
+                return Err(ScanError::Unstable {
+                    start: range.start,
+                    end: range.end,
+                    seen: state.distinct(),
+                    total: last_total,
+                });
             }
             tracing::warn!(
                 campaign = self.campaign,
                 start = %range.start,
                 end = %range.end,
-                attempt,
+                pass,
                 expected,
                 last_total,
-                seen = batch.distinct(),
+                seen = state.distinct(),
                 "rows moved while paging; reading the range again"
             );
-            if attempt == MAX_ATTEMPTS && batch.distinct() >= last_total {
-                return Ok(batch);
-            }
-            if attempt == MAX_ATTEMPTS {
-                return Err(ScanError::Unstable {
-                    start: range.start,
-                    end: range.end,
-                    seen: batch.distinct(),
-                    total: last_total,
-                });
-            }
         }
-        unreachable!("the last attempt returns")
-    }
-
-    /// Writes a range's rows, its ledger entry and the checkpoint in one transaction.
-    async fn commit(
-        &self,
-        range: Window,
-        batch: Batch,
-        report: &mut CampaignReport,
-    ) -> Result<(), ScanError> {
-        let rows: Vec<UserRow> = batch.rows.into_values().collect();
-        let rejected: Vec<Rejected> = batch.rejected.into_values().collect();
-        // Upserts are idempotent, so a transaction cut off by a dropped connection or a
-        // restarting server is safe to run again whole.
-        let backoff = ExponentialBuilder::default()
-            .with_jitter()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(6);
-        let counts = (|| self.write(range, &rows, &rejected, batch.requests, batch.received))
-            .retry(backoff)
-            .when(db::is_transient)
-            .notify(|e, wait| {
-                tracing::warn!(campaign = self.campaign, error = %e, wait_ms = wait.as_millis() as u64, "database write failed; retrying");
-            })
-            .await?;
-        report.scans += 1;
-        report.rows_received += batch.received;
-        report.inserted += counts.inserted;
-        report.updated += counts.updated;
-        report.rejected += rejected.len() as u64;
-        if !rejected.is_empty() {
-            tracing::warn!(
-                campaign = self.campaign,
-                count = rejected.len(),
-                "rows rejected"
-            );
-        }
-        Ok(())
-    }
-
-    async fn write(
-        &self,
-        range: Window,
-        rows: &[UserRow],
-        rejected: &[Rejected],
-        requests: u64,
-        received: u64,
-    ) -> Result<writer::WriteCounts, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let counts = writer::upsert_users(&mut tx, rows).await?;
-        writer::insert_rejected(&mut tx, self.run_id, self.campaign, rejected).await?;
+        writer::upsert_profiles(&mut tx, &state.profiles).await?;
         state::record_scan(
             &mut tx,
             &state::ScanRecord {
                 campaign: self.campaign,
                 range,
                 run_id: self.run_id,
-                requests,
-                rows_received: received,
-                inserted: counts.inserted,
-                updated: counts.updated,
+                requests: state.requests,
+                rows_received: state.received,
+                inserted: state.counts.inserted,
+                updated: state.counts.updated,
             },
         )
         .await?;
@@ -271,7 +242,56 @@ impl Scanner<'_> {
         )
         .await?;
         tx.commit().await?;
-        Ok(counts)
+        report.scans += 1;
+        report.rows_received += state.received;
+        report.inserted += state.counts.inserted;
+        report.updated += state.counts.updated;
+        report.rejected += state.rejected.len() as u64;
+        if !state.rejected.is_empty() {
+            tracing::warn!(
+                campaign = self.campaign,
+                count = state.rejected.len(),
+                "rows rejected"
+            );
+        }
+        Ok(())
+    }
+
+    /// Converts and upserts one page inside the range's transaction.
+    async fn write_page(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        page: Page,
+        state: &mut RangeState,
+    ) -> Result<(), sqlx::Error> {
+        state.requests += 1;
+        state.received += page.items.len() as u64;
+        let mut rows: HashMap<(DateTime<Utc>, String), UserRow> = HashMap::new();
+        let mut rejected: HashMap<String, Rejected> = HashMap::new();
+        for item in page.items {
+            match UserRow::from_wire(self.campaign, item) {
+                Ok(row) => {
+                    rows.insert((row.attributed_at, row.row_key.clone()), row);
+                }
+                Err(r) => {
+                    rejected.insert(r.raw.to_string(), r);
+                }
+            }
+        }
+        let rows: Vec<UserRow> = rows.into_values().collect();
+        let rejected: Vec<Rejected> = rejected.into_values().collect();
+        let counts = writer::upsert_users(tx, &rows).await?;
+        writer::insert_rejected(tx, self.run_id, self.campaign, &rejected).await?;
+        writer::merge_profiles(&mut state.profiles, &rows);
+        state.counts.inserted += counts.inserted;
+        state.counts.updated += counts.updated;
+        state
+            .seen
+            .extend(rows.into_iter().map(|r| (r.attributed_at, r.row_key)));
+        state
+            .rejected
+            .extend(rejected.into_iter().map(|r| r.raw.to_string()));
+        Ok(())
     }
 }
 
