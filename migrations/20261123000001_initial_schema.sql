@@ -112,6 +112,8 @@ CREATE TABLE linkrunner.sync_runs (
     settings         jsonb NOT NULL,
     campaigns_listed integer NOT NULL DEFAULT 0,
     campaigns_synced integer NOT NULL DEFAULT 0,
+    -- Of the synced: skipped because their attributed_users counter had not moved.
+    campaigns_skipped integer NOT NULL DEFAULT 0,
     campaigns_failed integer NOT NULL DEFAULT 0,
     requests         bigint NOT NULL DEFAULT 0,
     rate_limited     bigint NOT NULL DEFAULT 0,
@@ -130,6 +132,11 @@ CREATE TABLE linkrunner.sync_checkpoints (
     synced_until        timestamptz NOT NULL,
     updated_at          timestamptz NOT NULL DEFAULT now(),
     last_run_id         uuid NOT NULL,
+    -- The campaign list's attributed_users counter when a run last read the campaign up to its
+    -- end, and when that was: while the counter stays put, runs skip the campaign, re-reading it
+    -- anyway every --full-scan-every because the counters can lag.
+    counter_at_sync     bigint,
+    verified_at         timestamptz,
     CHECK (covered_from <= synced_until)
 );
 

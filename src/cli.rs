@@ -94,7 +94,13 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
 
-    /// Re-read ranges already settled (read at least --lookback after their end).
+    /// Campaigns whose attributed_users counter has not moved are skipped, but re-read at
+    /// least this often anyway (the counters can lag).
+    #[arg(long, default_value = "6h")]
+    pub full_scan_every: String,
+
+    /// Re-read ranges already settled (read at least --lookback after their end), and
+    /// campaigns whose counter has not moved.
     #[arg(long)]
     pub rescan: bool,
 

@@ -19,6 +19,8 @@ pub struct SyncConfig {
     pub timezone: Tz,
     pub window: WindowLen,
     pub lookback: Duration,
+    /// Longest a campaign with an unchanged counter goes without being read.
+    pub full_scan_every: Duration,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub campaigns: Vec<String>,
@@ -39,6 +41,7 @@ impl SyncConfig {
             "timezone": self.timezone.name(),
             "window": format!("{:?}", self.window),
             "lookback_seconds": self.lookback.num_seconds(),
+            "full_scan_every_seconds": self.full_scan_every.num_seconds(),
             "since": self.since,
             "until": self.until,
             "campaigns": self.campaigns,
@@ -77,6 +80,8 @@ pub fn sync_config(
     let timezone = parse_timezone(&args.timezone)?;
     let window = WindowLen::parse(&args.window).map_err(|e| format!("--window: {e}"))?;
     let lookback = parse_duration(&args.lookback).map_err(|e| format!("--lookback: {e}"))?;
+    let full_scan_every =
+        parse_duration(&args.full_scan_every).map_err(|e| format!("--full-scan-every: {e}"))?;
     let timeout = parse_duration(&args.timeout).map_err(|e| format!("--timeout: {e}"))?;
     let retry_delay =
         parse_duration(&args.retry_delay).map_err(|e| format!("--retry-delay: {e}"))?;
@@ -145,6 +150,7 @@ pub fn sync_config(
         timezone,
         window,
         lookback,
+        full_scan_every,
         since,
         until,
         campaigns: args.campaigns.clone(),

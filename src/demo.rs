@@ -54,6 +54,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         timezone,
         window: WindowLen::Days(1),
         lookback: parse_duration("2d").expect("valid duration"),
+        full_scan_every: parse_duration("6h").expect("valid duration"),
         since: None,
         until: None,
         campaigns: Vec::new(),

@@ -333,3 +333,31 @@ pub async fn signup(
         .unwrap();
     assert!(trigger.status().is_success());
 }
+
+#[sqlx::test]
+async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) {
+    let (sim, server) = start(SimConfig::small(41)).await;
+    let mut config = sync_config(&server, "UTC");
+    sync::run(&config, &pool).await.unwrap();
+    let campaigns = sim.campaigns().len() as u64;
+
+    // Nothing changed: the campaign list is the only request.
+    let idle = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(idle.totals.requests, 1);
+    assert_eq!(idle.totals.campaigns_skipped, campaigns);
+
+    // One signup moves one campaign's counter: that campaign alone is read.
+    let campaign = sim.campaigns()[2].clone();
+    signup(&server, &campaign, "install-counter-1", "u_counter_1").await;
+    let one = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(one.totals.requests, 2);
+    assert_eq!(one.totals.campaigns_skipped, campaigns - 1);
+    assert_eq!(one.totals.rows_inserted, 1);
+    assert_exact(&pool, &sim).await;
+
+    // Past --full-scan-every every campaign is read again, counter or not.
+    config.full_scan_every = Duration::milliseconds(1);
+    let full = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(full.totals.campaigns_skipped, 0);
+    assert_eq!(full.totals.requests, 1 + campaigns);
+}

@@ -149,6 +149,12 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<
         loop {
             tokio::select! {
                 _ = &mut released => {
+                    // Unlock before closing: a closing session frees its locks only once the
+                    // server has wound it down, which a run started right after could race.
+                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                        .bind(LOCK_KEY)
+                        .execute(&mut conn)
+                        .await;
                     let _ = conn.close().await;
                     return;
                 }

@@ -11,11 +11,15 @@ use crate::sync::windows::Window;
 pub struct Checkpoint {
     pub covered_from: DateTime<Utc>,
     pub synced_until: DateTime<Utc>,
+    /// The list's `attributed_users` counter when the campaign was last read up to a run's end.
+    pub counter_at_sync: Option<i64>,
+    pub verified_at: Option<DateTime<Utc>>,
 }
 
 pub async fn checkpoints(pool: &PgPool) -> sqlx::Result<Vec<(String, Checkpoint)>> {
     let rows = sqlx::query(
-        "SELECT campaign_display_id, covered_from, synced_until FROM linkrunner.sync_checkpoints",
+        "SELECT campaign_display_id, covered_from, synced_until, counter_at_sync, verified_at
+         FROM linkrunner.sync_checkpoints",
     )
     .fetch_all(pool)
     .await?;
@@ -27,10 +31,29 @@ pub async fn checkpoints(pool: &PgPool) -> sqlx::Result<Vec<(String, Checkpoint)
                 Checkpoint {
                     covered_from: r.get(1),
                     synced_until: r.get(2),
+                    counter_at_sync: r.get(3),
+                    verified_at: r.get(4),
                 },
             )
         })
         .collect())
+}
+
+/// Notes that the campaign was read up to now while the list showed `counter`.
+pub async fn mark_verified(
+    pool: &PgPool,
+    campaign: &str,
+    counter: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE linkrunner.sync_checkpoints SET counter_at_sync = $2, verified_at = now()
+         WHERE campaign_display_id = $1",
+    )
+    .bind(campaign)
+    .bind(counter)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Extends the checkpoint by a range this run read, when it joins what is already covered.
@@ -157,6 +180,8 @@ pub async fn start_run(
 pub struct RunTotals {
     pub campaigns_listed: u64,
     pub campaigns_synced: u64,
+    /// Of the synced: skipped because their counter had not moved.
+    pub campaigns_skipped: u64,
     pub campaigns_failed: u64,
     pub requests: u64,
     pub rate_limited: u64,
@@ -178,7 +203,7 @@ pub async fn finish_run(
         "UPDATE linkrunner.sync_runs SET finished_at = now(), outcome = $2,
              campaigns_listed = $3, campaigns_synced = $4, campaigns_failed = $5, requests = $6,
              rate_limited = $7, retries = $8, rows_received = $9, rows_inserted = $10,
-             rows_updated = $11, rows_rejected = $12, error = $13
+             rows_updated = $11, rows_rejected = $12, error = $13, campaigns_skipped = $14
          WHERE run_id = $1",
     )
     .bind(run_id)
@@ -194,6 +219,7 @@ pub async fn finish_run(
     .bind(totals.rows_updated as i64)
     .bind(totals.rows_rejected as i64)
     .bind(error)
+    .bind(totals.campaigns_skipped as i32)
     .execute(pool)
     .await?;
     Ok(())

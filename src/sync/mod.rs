@@ -177,6 +177,7 @@ async fn sync_all(
         match result {
             Ok(report) => {
                 totals.campaigns_synced += 1;
+                totals.campaigns_skipped += u64::from(report.skipped);
                 totals.rows_received += report.rows_received;
                 totals.rows_inserted += report.inserted;
                 totals.rows_updated += report.updated;
@@ -310,12 +311,16 @@ async fn sync_campaign(
         end,
     } = *ctx;
     let id = campaign.display_id.as_str();
+    let mut report = CampaignReport::default();
+    if unchanged_since_verified(config, campaign, checkpoint) {
+        report.skipped = true;
+        return Ok(report);
+    }
     let start = match (config.since, checkpoint) {
         (Some(since), _) => since,
         (None, Some(c)) => c.synced_until - config.lookback,
         (None, None) => campaign.created_at.unwrap_or_else(span::fallback_origin),
     };
-    let mut report = CampaignReport::default();
     let planned = windows::plan(config.timezone, config.window, start, end);
     let Some(first) = planned.first() else {
         return Ok(report);
@@ -349,6 +354,9 @@ async fn sync_campaign(
             other => other?,
         }
     }
+    if config.until.is_none() {
+        state::mark_verified(pool, id, campaign.attributed_users).await?;
+    }
     tracing::debug!(
         campaign = id,
         scans = report.scans,
@@ -356,6 +364,35 @@ async fn sync_campaign(
         "campaign synced"
     );
     Ok(report)
+}
+
+/// Whether the campaign can be skipped: its counter has not moved since a run last read it up
+/// to that run's end, and that was less than `--full-scan-every` ago. The interval is spread
+/// per campaign over its last quarter, so campaigns verified together do not all come due in
+/// the same run.
+fn unchanged_since_verified(
+    config: &SyncConfig,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+) -> bool {
+    let Some(Checkpoint {
+        counter_at_sync: Some(counter),
+        verified_at: Some(verified_at),
+        ..
+    }) = checkpoint
+    else {
+        return false;
+    };
+    if config.since.is_some() || config.rescan || campaign.attributed_users != Some(counter) {
+        return false;
+    }
+    let spread = campaign
+        .display_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 1000;
+    let interval = config.full_scan_every - config.full_scan_every * spread as i32 / 4000;
+    Utc::now() - verified_at < interval
 }
 
 fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
@@ -372,4 +409,97 @@ fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ClientSettings;
+    use crate::sync::span::WindowLen;
+    use chrono::Duration;
+    use secrecy::SecretString;
+
+    fn config() -> SyncConfig {
+        SyncConfig {
+            api: ClientSettings {
+                base_url: "http://127.0.0.1:9/api/v1".parse().unwrap(),
+                api_key: SecretString::from("k"),
+                rps: 10.0,
+                timeout: std::time::Duration::from_secs(1),
+                max_retries: 0,
+                retry_min_delay: std::time::Duration::from_secs(1),
+                retry_max_delay: std::time::Duration::from_secs(1),
+            },
+            timezone: chrono_tz::UTC,
+            window: WindowLen::Days(1),
+            lookback: Duration::days(2),
+            full_scan_every: Duration::hours(6),
+            since: None,
+            until: None,
+            campaigns: Vec::new(),
+            concurrency: 1,
+            rescan: false,
+            progress: false,
+            page_size: 1000,
+            pages_per_scan: 20,
+        }
+    }
+
+    fn campaign(counter: Option<i64>) -> CampaignRow {
+        let raw = serde_json::json!({"display_id": "abc", "attributed_users": counter});
+        CampaignRow::from_wire(raw).unwrap()
+    }
+
+    fn checkpoint(counter: Option<i64>, hours_ago: i64) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            covered_from: Utc::now() - Duration::days(30),
+            synced_until: Utc::now() - Duration::hours(hours_ago),
+            counter_at_sync: counter,
+            verified_at: Some(Utc::now() - Duration::hours(hours_ago)),
+        })
+    }
+
+    #[test]
+    fn skips_only_unchanged_recently_read_campaigns() {
+        let c = config();
+        assert!(unchanged_since_verified(
+            &c,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 1)
+        ));
+        assert!(!unchanged_since_verified(
+            &c,
+            &campaign(Some(8)),
+            checkpoint(Some(7), 1)
+        ));
+        assert!(!unchanged_since_verified(
+            &c,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 7)
+        ));
+        assert!(!unchanged_since_verified(
+            &c,
+            &campaign(None),
+            checkpoint(None, 1)
+        ));
+        assert!(!unchanged_since_verified(&c, &campaign(Some(7)), None));
+        let backfill = SyncConfig {
+            since: Some(Utc::now() - Duration::days(9)),
+            ..config()
+        };
+        assert!(!unchanged_since_verified(
+            &backfill,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 1)
+        ));
+        let rescan = SyncConfig {
+            rescan: true,
+            ..config()
+        };
+        assert!(!unchanged_since_verified(
+            &rescan,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 1)
+        ));
+    }
 }

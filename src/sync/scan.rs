@@ -27,6 +27,8 @@ const DB_ATTEMPTS: u32 = 6;
 /// What one campaign's sync did.
 #[derive(Clone, Debug, Default)]
 pub struct CampaignReport {
+    /// Not read: its counter had not moved since it was last read.
+    pub skipped: bool,
     pub scans: u64,
     pub requests: u64,
     pub rows_received: u64,

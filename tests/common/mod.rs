@@ -38,6 +38,7 @@ pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
         timezone: config::parse_timezone(timezone).unwrap(),
         window: WindowLen::Days(1),
         lookback: parse_duration("2d").unwrap(),
+        full_scan_every: parse_duration("6h").unwrap(),
         since: None,
         until: None,
         campaigns: Vec::new(),
