@@ -36,7 +36,13 @@ pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
     PgConnectOptions::from_str(text)
         .map(|o| {
             o.application_name("linkrunner-sync")
-                .options([("statement_timeout", "300s"), ("timezone", "UTC")])
+                // A commit lost to a server crash takes its checkpoint with it, so the next run
+                // reads that range again: waiting for each WAL flush buys nothing here.
+                .options([
+                    ("statement_timeout", "300s"),
+                    ("timezone", "UTC"),
+                    ("synchronous_commit", "off"),
+                ])
         })
         .map_err(|_| {
             "DATABASE_URL is not a valid Postgres URL (expected postgres://user@host:port/db)"

@@ -5,12 +5,13 @@ pub mod span;
 pub mod windows;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -130,14 +131,14 @@ async fn sync_all(
     totals: &mut RunTotals,
 ) -> Result<(), Failure> {
     let now = Utc::now();
-    let ctx = RunContext {
-        config,
-        pool,
-        api,
+    let ctx = Arc::new(RunContext {
+        config: config.clone(),
+        pool: pool.clone(),
+        api: api.clone(),
         run_id,
-        halt,
+        halt: halt.clone(),
         end: config.until.unwrap_or(now).min(now),
-    };
+    });
     let listed = list_campaigns(api, pool, config.campaigns.is_empty()).await?;
     totals.campaigns_listed = listed.len() as u64;
     let checkpoints: HashMap<String, Checkpoint> = state::checkpoints(pool)
@@ -155,24 +156,36 @@ async fn sync_all(
             );
         }
     }
-    let todo: Vec<&CampaignRow> = listed
-        .iter()
+    let mut todo = listed
+        .into_iter()
         .filter(|c| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
-        .collect();
+        .map(|c| {
+            let checkpoint = checkpoints.get(&c.display_id).copied();
+            (c, checkpoint)
+        })
+        .collect::<Vec<_>>()
+        .into_iter();
 
     let progress = progress_bar(config.progress, todo.len() as u64);
     let mut first_error: Option<anyhow::Error> = None;
-    let ctx = &ctx;
-    let mut results = futures::stream::iter(todo.into_iter().map(|campaign| {
-        let checkpoint = checkpoints.get(&campaign.display_id).copied();
-        async move {
-            let result = sync_campaign(ctx, campaign, checkpoint).await;
-            (campaign, result)
+    // Campaigns run as tasks of their own so that parsing and converting pages spreads over
+    // every core; dropping the set (an early return) aborts the ones still running.
+    let mut running = JoinSet::new();
+    let mut start_next = |running: &mut JoinSet<_>| {
+        if let Some((campaign, checkpoint)) = todo.next() {
+            let ctx = ctx.clone();
+            running.spawn(async move {
+                let result = sync_campaign(&ctx, &campaign, checkpoint).await;
+                (campaign.display_id, result)
+            });
         }
-    }))
-    .buffer_unordered(config.concurrency);
-
-    while let Some((campaign, result)) = results.next().await {
+    };
+    for _ in 0..config.concurrency {
+        start_next(&mut running);
+    }
+    while let Some(joined) = running.join_next().await {
+        let (campaign, result) = joined.context("a campaign task failed")?;
+        start_next(&mut running);
         progress.inc(1);
         match result {
             Ok(report) => {
@@ -193,8 +206,8 @@ async fn sync_all(
             }
             Err(e) => {
                 totals.campaigns_failed += 1;
-                tracing::error!(campaign = campaign.display_id, error = %e, "campaign failed; the next run retries it");
-                first_error.get_or_insert(anyhow::anyhow!("campaign {}: {e}", campaign.display_id));
+                tracing::error!(campaign, error = %e, "campaign failed; the next run retries it");
+                first_error.get_or_insert(anyhow::anyhow!("campaign {campaign}: {e}"));
             }
         }
     }
@@ -286,19 +299,19 @@ fn api_failure(e: ApiError) -> Failure {
 }
 
 /// What every campaign of one run shares.
-struct RunContext<'a> {
-    config: &'a SyncConfig,
-    pool: &'a PgPool,
-    api: &'a ApiClient,
+struct RunContext {
+    config: SyncConfig,
+    pool: PgPool,
+    api: ApiClient,
     run_id: Uuid,
-    halt: &'a CancellationToken,
+    halt: CancellationToken,
     /// Where this run stops reading: `--until` or the moment it started.
     end: DateTime<Utc>,
 }
 
 /// Plans one campaign's windows from its checkpoint and reads them in order.
 async fn sync_campaign(
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
 ) -> Result<CampaignReport, ScanError> {
@@ -309,7 +322,8 @@ async fn sync_campaign(
         run_id,
         halt,
         end,
-    } = *ctx;
+    } = ctx;
+    let (run_id, end) = (*run_id, *end);
     let id = campaign.display_id.as_str();
     let mut report = CampaignReport::default();
     if unchanged_since_verified(config, campaign, checkpoint) {

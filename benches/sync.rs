@@ -1,0 +1,249 @@
+//! `cargo bench`: throughput, rate-limit efficiency, requests per run and peak memory of
+//! `linkrunner-sync` against the simulator and a local Postgres, printed as Markdown tables.
+//!
+//! Each size starts `linkrunner-sim` and a fresh database, runs the release binary as a child
+//! process (so its CPU time and peak RSS are its own), checks the database against the
+//! simulator's counters, and times a plain `COPY` of the same rows into the same table.
+//! `cargo bench -- --max-users 100000` stops at a smaller size.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use sqlx::{Connection, Executor, PgConnection, Row};
+
+const SIM: &str = env!("CARGO_BIN_EXE_linkrunner-sim");
+const SYNC: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
+const DB: &str = "linkrunner_bench";
+
+struct Sim {
+    child: Child,
+    base: String,
+}
+
+impl Sim {
+    fn start(campaigns: usize, users: usize, extra: &[&str]) -> Sim {
+        let mut child = Command::new(SIM)
+            .args(["--listen", "127.0.0.1:0", "--seed", "7"])
+            .args(["--campaigns", &campaigns.to_string(), "--users", &users.to_string()])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("linkrunner-sim starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base = line.trim().rsplit(' ').next().unwrap().to_string();
+        Sim { child, base }
+    }
+
+    async fn stats(&self) -> serde_json::Value {
+        let url = self.base.replace("/api/v1", "/__sim/stats");
+        reqwest::get(url).await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One run of the job: wall time, CPU seconds, peak RSS and what it printed.
+struct Run {
+    seconds: f64,
+    cpu: f64,
+    max_rss_mb: f64,
+    requests: u64,
+}
+
+fn admin_url() -> String {
+    std::env::var("BENCH_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn db_url() -> String {
+    admin_url().rsplit_once('/').map(|(base, _)| format!("{base}/{DB}")).unwrap()
+}
+
+// The child is reaped by wait4, which also reports its CPU time and peak RSS.
+#[allow(clippy::zombie_processes)]
+fn sync(sim: &Sim, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let child = Command::new(SYNC)
+        .arg("sync")
+        .args(args)
+        .env("DATABASE_URL", db_url())
+        .env("LINKRUNNER_BASE_URL", &sim.base)
+        .env("LINKRUNNER_API_KEY", "sim-key")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("linkrunner-sync starts");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut stdout).unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child; status and usage are valid for writes.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "sync failed: {stdout}");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let requests = stdout
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" requests"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Run {
+        seconds: started.elapsed().as_secs_f64(),
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        requests,
+    }
+}
+
+async fn fresh_database() {
+    let mut admin = PgConnection::connect(&admin_url()).await.expect("Postgres answers (scripts/test starts it)");
+    admin.execute(format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)").as_str()).await.unwrap();
+    admin.execute(format!("CREATE DATABASE {DB}").as_str()).await.unwrap();
+}
+
+/// Rows per campaign in the database against the simulator's counters; returns (rows, mismatches,
+/// the fewest requests a backfill can make).
+async fn check(db: &mut PgConnection) -> (i64, i64, u64) {
+    let rows = sqlx::query(
+        "SELECT c.display_id, c.attributed_users,
+                (SELECT count(*) FROM linkrunner.attributed_users a WHERE a.campaign_display_id = c.display_id)
+         FROM linkrunner.campaigns c WHERE c.deleted_at IS NULL",
+    )
+    .fetch_all(&mut *db)
+    .await
+    .unwrap();
+    let mut total = 0;
+    let mut mismatches = 0;
+    let mut minimum = rows.len().div_ceil(1000) as u64;
+    for r in &rows {
+        let (counter, stored): (Option<i64>, i64) = (r.get(1), r.get(2));
+        total += stored;
+        mismatches += i64::from(counter != Some(stored));
+        minimum += (stored as u64).div_ceil(1000).max(1);
+    }
+    (total, mismatches, minimum)
+}
+
+/// Times a plain COPY of the stored rows into an empty copy of the table. The rows go through a
+/// server-side file, so this process never holds them (its children would inherit the memory
+/// in their peak RSS) and the figure is Postgres's own ingest rate.
+async fn copy_ceiling(db: &mut PgConnection) -> f64 {
+    let columns = "campaign_display_id, attributed_at, row_key, user_id, ad_channel, campaign_name, link,
+        meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name, publisher_platform,
+        platform_position, installed_at, store_click_at, user_data, extra";
+    let file = "/tmp/linkrunner_bench_copy.tsv";
+    db.execute(format!("COPY linkrunner.attributed_users ({columns}) TO '{file}'").as_str())
+        .await
+        .expect("COPY TO a server file (BENCH_ADMIN_URL must be a superuser)");
+    db.execute("DROP TABLE IF EXISTS linkrunner.copy_target").await.unwrap();
+    db.execute("CREATE TABLE linkrunner.copy_target (LIKE linkrunner.attributed_users INCLUDING ALL)")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let rows = db
+        .execute(format!("COPY linkrunner.copy_target ({columns}) FROM '{file}'").as_str())
+        .await
+        .unwrap()
+        .rows_affected();
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    db.execute("DROP TABLE linkrunner.copy_target").await.unwrap();
+    let _ = std::fs::remove_file(file);
+    rate
+}
+
+/// Makes `n` signups through the SDK flow, one in each of the first `n` campaigns.
+async fn signups(sim: &Sim, n: usize) {
+    let http = reqwest::Client::new();
+    let client = sim.base.replace("/api/v1", "/api/client");
+    let list: serde_json::Value = http
+        .get(format!("{}/campaigns?limit=1000", sim.base))
+        .header("linkrunner-key", "sim-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (i, c) in list["data"]["campaigns"].as_array().unwrap().iter().take(n).enumerate() {
+        let install = format!("bench-install-{i}");
+        for (path, body) in [
+            ("init", serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "link": c["link"]})),
+            ("trigger", serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "user_data": {"id": format!("bench-user-{i}")}})),
+        ] {
+            http.post(format!("{client}/{path}")).json(&body).send().await.unwrap();
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let max_users: usize = args
+        .iter()
+        .position(|a| a == "--max-users")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("linkrunner-sync benchmark: {cores} cores, Postgres at {}\n", admin_url().rsplit_once('@').map_or("", |(_, h)| h));
+
+    println!("| campaigns | users | backfill s | rows/s | COPY rows/s | vs COPY | CPU s / M rows | peak RSS MB | backfill requests (min) | idle run requests | 1% changed requests | rows checked | mismatches |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (campaigns, users) in [(100, 10_000), (1_000, 100_000), (10_000, 1_000_000)] {
+        if users > max_users {
+            continue;
+        }
+        let sim = Sim::start(campaigns, users, &[]);
+        fresh_database().await;
+        let backfill = sync(&sim, &["--rps", "10000", "--no-progress"]);
+        let mut db = PgConnection::connect(&db_url()).await.unwrap();
+        let (rows, mismatches, minimum) = check(&mut db).await;
+        let copy = copy_ceiling(&mut db).await;
+        let idle = sync(&sim, &["--rps", "10000", "--no-progress"]);
+        let changed = (campaigns / 100).max(1);
+        signups(&sim, changed).await;
+        let some = sync(&sim, &["--rps", "10000", "--no-progress"]);
+        let (rows_after, mismatches_after, _) = check(&mut db).await;
+        let rate = rows as f64 / backfill.seconds;
+        println!(
+            "| {campaigns} | {users} | {:.1} | {:.0} | {:.0} | {:.0}% | {:.1} | {:.0} | {} ({minimum}) | {} | {} | {rows_after} | {} |",
+            backfill.seconds,
+            rate,
+            copy,
+            100.0 * rate / copy,
+            backfill.cpu / rows as f64 * 1e6,
+            backfill.max_rss_mb.max(idle.max_rss_mb).max(some.max_rss_mb),
+            backfill.requests,
+            idle.requests,
+            some.requests,
+            mismatches + mismatches_after,
+        );
+    }
+
+    println!("\n| limit (req/s) | requests | seconds | sustained req/s | of limit | 429s |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for limit in [10, 30] {
+        let sim = Sim::start(limit * 30, limit * 600, &["--rate-limit", &limit.to_string()]);
+        fresh_database().await;
+        let run = sync(&sim, &["--rps", &limit.to_string(), "--no-progress"]);
+        let rate = run.requests as f64 / run.seconds;
+        let limited = sim.stats().await["rate_limited"].as_u64().unwrap_or(0);
+        println!(
+            "| {limit} | {} | {:.1} | {:.2} | {:.1}% | {limited} |",
+            run.requests,
+            run.seconds,
+            rate,
+            100.0 * rate / limit as f64
+        );
+    }
+}
