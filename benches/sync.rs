@@ -25,7 +25,12 @@ impl Sim {
     fn start(campaigns: usize, users: usize, extra: &[&str]) -> Sim {
         let mut child = Command::new(SIM)
             .args(["--listen", "127.0.0.1:0", "--seed", "7"])
-            .args(["--campaigns", &campaigns.to_string(), "--users", &users.to_string()])
+            .args([
+                "--campaigns",
+                &campaigns.to_string(),
+                "--users",
+                &users.to_string(),
+            ])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -33,7 +38,9 @@ impl Sim {
             .spawn()
             .expect("linkrunner-sim starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let base = line.trim().rsplit(' ').next().unwrap().to_string();
         Sim { child, base }
     }
@@ -60,11 +67,15 @@ struct Run {
 }
 
 fn admin_url() -> String {
-    std::env::var("BENCH_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("BENCH_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn db_url() -> String {
-    admin_url().rsplit_once('/').map(|(base, _)| format!("{base}/{DB}")).unwrap()
+    admin_url()
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{DB}"))
+        .unwrap()
 }
 
 // The child is reaped by wait4, which also reports its CPU time and peak RSS.
@@ -90,7 +101,10 @@ fn sync(sim: &Sim, args: &[&str]) -> Run {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our own child; status and usage are valid for writes.
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "sync failed: {stdout}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "sync failed: {stdout}"
+    );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let requests = stdout
         .split(", ")
@@ -106,9 +120,17 @@ fn sync(sim: &Sim, args: &[&str]) -> Run {
 }
 
 async fn fresh_database() {
-    let mut admin = PgConnection::connect(&admin_url()).await.expect("Postgres answers (scripts/test starts it)");
-    admin.execute(format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)").as_str()).await.unwrap();
-    admin.execute(format!("CREATE DATABASE {DB}").as_str()).await.unwrap();
+    let mut admin = PgConnection::connect(&admin_url())
+        .await
+        .expect("Postgres answers (scripts/test starts it)");
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {DB}").as_str())
+        .await
+        .unwrap();
 }
 
 /// Rows per campaign in the database against the simulator's counters; returns (rows, mismatches,
@@ -138,17 +160,22 @@ async fn check(db: &mut PgConnection) -> (i64, i64, u64) {
 /// server-side file, so this process never holds them (its children would inherit the memory
 /// in their peak RSS) and the figure is Postgres's own ingest rate.
 async fn copy_ceiling(db: &mut PgConnection) -> f64 {
-    let columns = "campaign_display_id, attributed_at, row_key, user_id, ad_channel, campaign_name, link,
+    let columns =
+        "campaign_display_id, attributed_at, row_key, user_id, ad_channel, campaign_name, link,
         meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name, publisher_platform,
         platform_position, installed_at, store_click_at, user_data, extra";
     let file = "/tmp/linkrunner_bench_copy.tsv";
     db.execute(format!("COPY linkrunner.attributed_users ({columns}) TO '{file}'").as_str())
         .await
         .expect("COPY TO a server file (BENCH_ADMIN_URL must be a superuser)");
-    db.execute("DROP TABLE IF EXISTS linkrunner.copy_target").await.unwrap();
-    db.execute("CREATE TABLE linkrunner.copy_target (LIKE linkrunner.attributed_users INCLUDING ALL)")
+    db.execute("DROP TABLE IF EXISTS linkrunner.copy_target")
         .await
         .unwrap();
+    db.execute(
+        "CREATE TABLE linkrunner.copy_target (LIKE linkrunner.attributed_users INCLUDING ALL)",
+    )
+    .await
+    .unwrap();
     let started = Instant::now();
     let rows = db
         .execute(format!("COPY linkrunner.copy_target ({columns}) FROM '{file}'").as_str())
@@ -156,7 +183,9 @@ async fn copy_ceiling(db: &mut PgConnection) -> f64 {
         .unwrap()
         .rows_affected();
     let rate = rows as f64 / started.elapsed().as_secs_f64();
-    db.execute("DROP TABLE linkrunner.copy_target").await.unwrap();
+    db.execute("DROP TABLE linkrunner.copy_target")
+        .await
+        .unwrap();
     let _ = std::fs::remove_file(file);
     rate
 }
@@ -174,13 +203,29 @@ async fn signups(sim: &Sim, n: usize) {
         .json()
         .await
         .unwrap();
-    for (i, c) in list["data"]["campaigns"].as_array().unwrap().iter().take(n).enumerate() {
+    for (i, c) in list["data"]["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(n)
+        .enumerate()
+    {
         let install = format!("bench-install-{i}");
         for (path, body) in [
-            ("init", serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "link": c["link"]})),
-            ("trigger", serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "user_data": {"id": format!("bench-user-{i}")}})),
+            (
+                "init",
+                serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "link": c["link"]}),
+            ),
+            (
+                "trigger",
+                serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "user_data": {"id": format!("bench-user-{i}")}}),
+            ),
         ] {
-            http.post(format!("{client}/{path}")).json(&body).send().await.unwrap();
+            http.post(format!("{client}/{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
         }
     }
 }
@@ -195,7 +240,10 @@ async fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1_000_000);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("linkrunner-sync benchmark: {cores} cores, Postgres at {}\n", admin_url().rsplit_once('@').map_or("", |(_, h)| h));
+    println!(
+        "linkrunner-sync benchmark: {cores} cores, Postgres at {}\n",
+        admin_url().rsplit_once('@').map_or("", |(_, h)| h)
+    );
 
     println!("| campaigns | users | backfill s | rows/s | COPY rows/s | vs COPY | CPU s / M rows | peak RSS MB | backfill requests (min) | idle run requests | 1% changed requests | rows checked | mismatches |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -233,7 +281,11 @@ async fn main() {
     println!("\n| limit (req/s) | requests | seconds | sustained req/s | of limit | 429s |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for limit in [10, 30] {
-        let sim = Sim::start(limit * 30, limit * 600, &["--rate-limit", &limit.to_string()]);
+        let sim = Sim::start(
+            limit * 30,
+            limit * 600,
+            &["--rate-limit", &limit.to_string()],
+        );
         fresh_database().await;
         let run = sync(&sim, &["--rps", &limit.to_string(), "--no-progress"]);
         let rate = run.requests as f64 / run.seconds;

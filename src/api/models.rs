@@ -1,16 +1,20 @@
 //! The wire format: the response envelope and its pagination, read leniently.
 //!
-//! Items stay `serde_json::Value` so that no key the server sends is lost; typing them is a
-//! separate step (`db::rows` for users, `db::campaigns` for campaigns).
+//! Items stay raw JSON text so that no key the server sends is lost and the bulk of a row
+//! (`user_data` with its device data) is never built into a tree; typing them is a separate step
+//! (`db::rows` for users, `db::campaigns` for campaigns).
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::api::ApiError;
 
 /// One page of a list endpoint.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Page {
-    pub items: Vec<Value>,
+    pub items: Vec<Box<RawValue>>,
     /// All matches over all pages (`data.pagination.total`).
     pub total: u64,
     /// Page count (`data.pagination.pages`).
@@ -22,18 +26,22 @@ impl Page {
     ///
     /// `total_campaigns` / `total_users` count the rows on this page only, so they are ignored.
     pub fn parse(body: &[u8], list_key: &str) -> Result<Page, ApiError> {
-        let envelope: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::Decode(format!("not JSON ({e}): {}", preview(body))))?;
-        let data = envelope
+        let envelope: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
+            .map_err(|e| ApiError::Decode(format!("not a JSON object ({e}): {}", preview(body))))?;
+        let data: BTreeMap<String, &RawValue> = envelope
             .get("data")
-            .ok_or_else(|| ApiError::Decode(format!("no 'data' in {}", preview(body))))?;
-        let items = match data.get(list_key) {
-            Some(Value::Array(items)) => items.clone(),
-            Some(Value::Null) | None => Vec::new(),
-            Some(_) => return Err(ApiError::Decode(format!("'{list_key}' is not an array"))),
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .ok_or_else(|| ApiError::Decode(format!("no 'data' object in {}", preview(body))))?;
+        let items = match data.get(list_key).map(|raw| raw.get()) {
+            None | Some("null") => Vec::new(),
+            Some(raw) => serde_json::from_str::<Vec<Box<RawValue>>>(raw)
+                .map_err(|_| ApiError::Decode(format!("'{list_key}' is not an array")))?,
         };
-        let pagination = data.get("pagination");
-        let number = |key: &str| pagination.and_then(|p| p.get(key)).and_then(as_u64);
+        let pagination: Value = data
+            .get("pagination")
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        let number = |key: &str| pagination.get(key).and_then(as_u64);
         let total = number("total").unwrap_or(items.len() as u64);
         let pages = number("pages").unwrap_or(if total == 0 { 0 } else { 1 });
         Ok(Page {
@@ -69,6 +77,7 @@ mod tests {
             "pagination":{"total":1874,"pages":2,"page":1,"limit":1000}}}"#;
         let page = Page::parse(body, "users").unwrap();
         assert_eq!((page.items.len(), page.total, page.pages), (1, 1874, 2));
+        assert_eq!(page.items[0].get(), r#"{"a":1}"#);
     }
 
     #[test]

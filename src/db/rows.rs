@@ -2,7 +2,11 @@
 //! received, and `extra` for everything the columns cannot hold exactly. `to_wire` rebuilds the
 //! received JSON from the stored parts, which is how the tests prove nothing is lost.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -25,10 +29,7 @@ pub const TIME_FIELDS: [&str; 2] = ["installed_at", "store_click_at"];
 
 const ABSENT: &str = "__absent";
 
-/// Device identifiers that stand in for a missing user id, most specific first.
-const DEVICE_KEYS: [&str; 4] = ["install_instance_id", "device_id", "idfv", "android_id"];
-
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct UserRow {
     pub campaign_display_id: String,
     pub attributed_at: DateTime<Utc>,
@@ -36,8 +37,11 @@ pub struct UserRow {
     pub user_id: Option<String>,
     pub texts: [Option<String>; 10],
     pub times: [Option<DateTime<Utc>>; 2],
-    pub user_data: Option<Value>,
+    /// `user_data` as the JSON text received; it goes to Postgres without being rebuilt.
+    pub user_data: Option<String>,
     pub extra: Option<Value>,
+    /// `user_data.name`, `.email` and `.phone` as text, for the `users` table.
+    pub profile: [Option<String>; 3],
 }
 
 /// A row we could not key, with the reason.
@@ -58,27 +62,80 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The few fields of `user_data` the sync itself needs; the rest is skipped, not built.
+#[derive(Default, Deserialize)]
+struct UserFields<'a> {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    name: Value,
+    #[serde(default)]
+    email: Value,
+    #[serde(default)]
+    phone: Value,
+    #[serde(default, borrow)]
+    device_data: Option<&'a RawValue>,
+}
+
+#[derive(Default, Deserialize)]
+struct DeviceIds {
+    #[serde(default)]
+    install_instance_id: Value,
+    #[serde(default)]
+    device_id: Value,
+    #[serde(default)]
+    idfv: Value,
+    #[serde(default)]
+    android_id: Value,
+}
+
+/// A small JSON value; the text was already checked to be JSON.
+fn small(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+}
+
+fn as_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
 impl UserRow {
     /// Splits a received row of `campaign`'s listing.
-    pub fn from_wire(campaign: &str, row: Value) -> Result<UserRow, Rejected> {
-        let Value::Object(mut obj) = row else {
-            return Err(Rejected {
-                reason: "row is not a JSON object".into(),
-                raw: row,
-            });
+    pub fn from_wire(campaign: &str, raw: &RawValue) -> Result<UserRow, Rejected> {
+        let reject = |reason: &str| Rejected {
+            reason: reason.to_owned(),
+            raw: small(raw),
         };
-        let attributed_at = match obj.get("attributed_at") {
-            Some(Value::String(s)) => parse_time(s),
+        let Ok(mut obj) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+            return Err(reject("row is not a JSON object"));
+        };
+        let attributed_at = match obj.get("attributed_at").map(|r| small(r)) {
+            Some(Value::String(s)) => parse_time(&s),
             _ => None,
         };
         let Some(attributed_at) = attributed_at else {
-            return Err(Rejected {
-                reason: "attributed_at is missing or not an ISO 8601 timestamp".into(),
-                raw: Value::Object(obj),
-            });
+            return Err(reject(
+                "attributed_at is missing or not an ISO 8601 timestamp",
+            ));
         };
-        let user_id = user_id(obj.get("user_data"));
-        let row_key = row_key(user_id.as_deref(), &obj);
+        let user_data = match obj.get("user_data").map(|r| r.get()) {
+            None | Some("null") => None,
+            Some(text) => Some(text.to_owned()),
+        };
+        let fields: UserFields = user_data
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default();
+        let user_id = match &fields.id {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let row_key = row_key(user_id.as_deref(), fields.device_data, raw);
+        let profile = [&fields.name, &fields.email, &fields.phone].map(as_text);
 
         let mut extra = Map::new();
         let mut absent = Vec::new();
@@ -87,7 +144,7 @@ impl UserRow {
                 absent.push(Value::String(key.to_owned()));
                 None
             }
-            Some(v) => Some(v),
+            Some(raw) => Some(small(raw)),
         };
         if let Some(original) = take("attributed_at") {
             if original.as_str() != Some(wire_time(attributed_at).as_str()) {
@@ -127,11 +184,12 @@ impl UserRow {
                 parsed
             }
         });
-        let user_data = match take("user_data") {
-            Some(Value::Null) | None => None,
-            Some(v) => Some(v),
-        };
-        extra.extend(obj);
+        // user_data is kept as text above; only whether it was there matters here.
+        if !obj.contains_key("user_data") {
+            absent.push(Value::String("user_data".into()));
+        }
+        obj.remove("user_data");
+        extra.extend(obj.into_iter().map(|(k, v)| (k, small(v))));
         if !absent.is_empty() {
             extra.insert(ABSENT.into(), Value::Array(absent));
         }
@@ -144,6 +202,7 @@ impl UserRow {
             times,
             user_data,
             extra: (!extra.is_empty()).then_some(Value::Object(extra)),
+            profile,
         })
     }
 
@@ -167,10 +226,11 @@ impl UserRow {
                 value.map_or(Value::Null, |t| wire_time(t).into()),
             );
         }
-        obj.insert(
-            "user_data".into(),
-            self.user_data.clone().unwrap_or(Value::Null),
-        );
+        let user_data = self
+            .user_data
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok());
+        obj.insert("user_data".into(), user_data.unwrap_or(Value::Null));
         if let Some(Value::Object(extra)) = &self.extra {
             for (key, value) in extra {
                 if key != ABSENT {
@@ -185,48 +245,37 @@ impl UserRow {
         }
         Value::Object(obj)
     }
-
-    /// A profile field of `user_data` as text.
-    pub fn profile(&self, key: &str) -> Option<String> {
-        match self.user_data.as_ref()?.get(key)? {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        }
-    }
-}
-
-/// `user_data.id` as text; empty means none.
-fn user_id(user_data: Option<&Value>) -> Option<String> {
-    match user_data?.get("id")? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// The natural key's last part: the user id, else a device identifier, else a hash of the row.
-fn row_key(user_id: Option<&str>, row: &Map<String, Value>) -> String {
+fn row_key(user_id: Option<&str>, device_data: Option<&RawValue>, row: &RawValue) -> String {
     if let Some(id) = user_id {
         return format!("u:{id}");
     }
-    let device = row
-        .get("user_data")
-        .and_then(|u| u.get("device_data"))
-        .and_then(|d| {
-            DEVICE_KEYS.iter().find_map(|key| match d.get(*key)? {
-                Value::String(s) if !s.trim().is_empty() => Some(format!("{key}={s}")),
-                _ => None,
-            })
-        });
+    let ids: DeviceIds = device_data
+        .and_then(|d| serde_json::from_str(d.get()).ok())
+        .unwrap_or_default();
+    let device = [
+        ("install_instance_id", &ids.install_instance_id),
+        ("device_id", &ids.device_id),
+        ("idfv", &ids.idfv),
+        ("android_id", &ids.android_id),
+    ]
+    .into_iter()
+    .find_map(|(key, value)| match value {
+        Value::String(s) if !s.trim().is_empty() => Some(format!("{key}={s}")),
+        _ => None,
+    });
     if let Some(device) = device {
         return format!("d:{device}");
     }
     // campaign_name follows renames, so it is left out of the hash. serde_json sorts object
     // keys, which makes the text canonical.
-    let mut stable = row.clone();
-    stable.remove("campaign_name");
-    let digest = Sha256::digest(Value::Object(stable).to_string().as_bytes());
+    let mut stable = small(row);
+    if let Value::Object(obj) = &mut stable {
+        obj.remove("campaign_name");
+    }
+    let digest = Sha256::digest(stable.to_string().as_bytes());
     format!("h:{}", hex::encode(digest))
 }
 
@@ -234,6 +283,10 @@ fn row_key(user_id: Option<&str>, row: &Map<String, Value>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    pub fn raw(v: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&v).unwrap()
+    }
 
     fn sample() -> Value {
         json!({
@@ -257,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_documented_row_needs_no_extra() {
-        let row = UserRow::from_wire("spring-ref-7Q", sample()).unwrap();
+        let row = UserRow::from_wire("spring-ref-7Q", &raw(sample())).unwrap();
         assert_eq!(row.row_key, "u:u_58213");
         assert_eq!(row.extra, None);
         assert_eq!(row.texts[3].as_deref(), Some(""));
@@ -272,7 +325,7 @@ mod tests {
         odd["ad_set_id"] = json!(1203);
         odd["is_instagram"] = json!(false);
         odd.as_object_mut().unwrap().remove("platform_position");
-        let row = UserRow::from_wire("spring-ref-7Q", odd.clone()).unwrap();
+        let row = UserRow::from_wire("spring-ref-7Q", &raw(odd.clone())).unwrap();
         assert_eq!(row.times[0], parse_time("2026-01-31T18:02:11Z"));
         assert_eq!(row.texts[6].as_deref(), Some("1203"));
         assert_eq!(row.to_wire(), odd);
@@ -284,16 +337,16 @@ mod tests {
         row["user_data"]["id"] = Value::Null;
         row["user_data"]["device_data"]["idfv"] = json!("ABC");
         assert_eq!(
-            UserRow::from_wire("c", row.clone()).unwrap().row_key,
+            UserRow::from_wire("c", &raw(row.clone())).unwrap().row_key,
             "d:idfv=ABC"
         );
         row["user_data"]["device_data"] = json!({});
-        let hashed = UserRow::from_wire("c", row.clone()).unwrap();
+        let hashed = UserRow::from_wire("c", &raw(row.clone())).unwrap();
         assert!(hashed.row_key.starts_with("h:"));
         // A rename does not change the key.
         row["campaign_name"] = json!("Renamed");
         assert_eq!(
-            UserRow::from_wire("c", row).unwrap().row_key,
+            UserRow::from_wire("c", &raw(row)).unwrap().row_key,
             hashed.row_key
         );
     }
@@ -302,11 +355,11 @@ mod tests {
     fn rows_without_a_time_are_rejected() {
         let mut row = sample();
         row["attributed_at"] = json!("yesterday");
-        assert!(UserRow::from_wire("c", row)
+        assert!(UserRow::from_wire("c", &raw(row))
             .unwrap_err()
             .reason
             .contains("attributed_at"));
-        assert!(UserRow::from_wire("c", json!([1])).is_err());
+        assert!(UserRow::from_wire("c", &raw(json!([1]))).is_err());
     }
 
     mod properties {
@@ -335,7 +388,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_json_never_panics(value in any_json()) {
-                let _ = UserRow::from_wire("c", value);
+                let _ = UserRow::from_wire("c", &raw(value));
             }
 
             /// Whatever a row holds, what we store rebuilds it exactly.
@@ -344,7 +397,7 @@ mod tests {
                 if keep_time {
                     row["attributed_at"] = Value::String(at);
                 }
-                if let Ok(stored) = UserRow::from_wire("c", row.clone()) {
+                if let Ok(stored) = UserRow::from_wire("c", &raw(row.clone())) {
                     prop_assert_eq!(stored.to_wire(), row);
                 }
             }

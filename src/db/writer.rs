@@ -1,11 +1,13 @@
 //! Bulk upserts of attributed users and their profiles.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use crate::db::rows::{Rejected, UserRow};
+use serde_json::Value;
+
+use crate::db::rows::{wire_time, Rejected, UserRow};
 
 /// What a batch did to the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,10 +29,13 @@ pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Re
              user_id, ad_channel, campaign_name, link, meta_ad_id, ad_creative_id, ad_creative_name,
              ad_set_id, ad_set_name, publisher_platform, platform_position, installed_at,
              store_click_at, user_data, extra)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+         SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16,
+             c17::jsonb, c18
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-             $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::jsonb[],
+             $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::text[],
              $18::jsonb[])
+             AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18)
          ON CONFLICT (campaign_display_id, attributed_at, row_key) DO UPDATE SET
              user_id = EXCLUDED.user_id, ad_channel = EXCLUDED.ad_channel,
              campaign_name = EXCLUDED.campaign_name, link = EXCLUDED.link,
@@ -83,6 +88,89 @@ pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Re
     Ok(counts)
 }
 
+/// Columns of `attributed_users` that a load writes, in the order of `UserRow`'s fields.
+const COLUMNS: &str = "campaign_display_id, attributed_at, row_key, user_id, ad_channel, \
+    campaign_name, link, meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name, \
+    publisher_platform, platform_position, installed_at, store_click_at, user_data, extra";
+
+/// Keys already stored for a campaign in `[start, end]` (both bounds, like the API).
+pub async fn existing_keys(
+    conn: &mut PgConnection,
+    campaign: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> sqlx::Result<HashSet<(DateTime<Utc>, String)>> {
+    let rows = sqlx::query(
+        "SELECT attributed_at, row_key FROM linkrunner.attributed_users
+         WHERE campaign_display_id = $1 AND attributed_at BETWEEN $2 AND $3",
+    )
+    .bind(campaign)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Loads rows known to be new with `COPY`, the fastest way into Postgres; returns the count.
+pub async fn copy_new_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut buf = String::with_capacity(rows.len() * 1024);
+    for row in rows {
+        copy_text(&mut buf, Some(&row.campaign_display_id));
+        copy_field(&mut buf, Some(&wire_time(row.attributed_at)));
+        copy_text(&mut buf, Some(&row.row_key));
+        copy_text(&mut buf, row.user_id.as_deref());
+        for text in &row.texts {
+            copy_text(&mut buf, text.as_deref());
+        }
+        for time in &row.times {
+            copy_field(&mut buf, time.map(wire_time).as_deref());
+        }
+        copy_text(&mut buf, row.user_data.as_deref());
+        copy_text(
+            &mut buf,
+            row.extra.as_ref().map(Value::to_string).as_deref(),
+        );
+        buf.pop();
+        buf.push('\n');
+    }
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY linkrunner.attributed_users ({COLUMNS}) FROM STDIN"
+        ))
+        .await?;
+    copy.send(buf.into_bytes()).await?;
+    copy.finish().await
+}
+
+/// One field of COPY's text format, escaped, then the column separator.
+fn copy_text(buf: &mut String, value: Option<&str>) {
+    match value {
+        None => buf.push_str("\\N"),
+        Some(text) => {
+            for c in text.chars() {
+                match c {
+                    '\\' => buf.push_str("\\\\"),
+                    '\n' => buf.push_str("\\n"),
+                    '\r' => buf.push_str("\\r"),
+                    '\t' => buf.push_str("\\t"),
+                    c => buf.push(c),
+                }
+            }
+        }
+    }
+    buf.push('\t');
+}
+
+/// A field that needs no escaping (a timestamp).
+fn copy_field(buf: &mut String, value: Option<&str>) {
+    buf.push_str(value.unwrap_or("\\N"));
+    buf.push('\t');
+}
+
 /// The profile of a user's latest attribution seen so far.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
@@ -111,9 +199,9 @@ pub fn merge_profiles(profiles: &mut BTreeMap<String, Profile>, rows: &[UserRow]
                 Profile {
                     attributed_at: row.attributed_at,
                     campaign_display_id: row.campaign_display_id.clone(),
-                    name: row.profile("name"),
-                    email: row.profile("email"),
-                    phone: row.profile("phone"),
+                    name: row.profile[0].clone(),
+                    email: row.profile[1].clone(),
+                    phone: row.profile[2].clone(),
                 },
             );
         }

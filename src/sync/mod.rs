@@ -247,7 +247,10 @@ async fn list_campaigns(
         }
         let mut this_pass = HashSet::new();
         for item in items {
-            match CampaignRow::from_wire(item) {
+            match serde_json::from_str(item.get())
+                .ok()
+                .and_then(CampaignRow::from_wire)
+            {
                 Some(c) => {
                     this_pass.insert(c.display_id.clone());
                     seen.insert(c.display_id.clone(), c);

@@ -75,6 +75,8 @@ pub struct Scanner<'a> {
 struct RangeState {
     /// Natural keys of the rows written, to count distinct rows against the server's total.
     seen: HashSet<(DateTime<Utc>, String)>,
+    /// Keys stored before this transaction began; rows with other keys are loaded by COPY.
+    existing: HashSet<(DateTime<Utc>, String)>,
     rejected: HashSet<String>,
     profiles: BTreeMap<String, writer::Profile>,
     requests: u64,
@@ -178,7 +180,10 @@ impl Scanner<'_> {
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut tx = self.pool.begin().await?;
-        let mut state = RangeState::default();
+        let mut state = RangeState {
+            existing: writer::existing_keys(&mut tx, self.campaign, range.start, range.end).await?,
+            ..RangeState::default()
+        };
         let mut next_first = Some(first);
         for pass in 1..=MAX_PASSES {
             let first = match next_first.take() {
@@ -271,7 +276,7 @@ impl Scanner<'_> {
         let mut rows: HashMap<(DateTime<Utc>, String), UserRow> = HashMap::new();
         let mut rejected: HashMap<String, Rejected> = HashMap::new();
         for item in page.items {
-            match UserRow::from_wire(self.campaign, item) {
+            match UserRow::from_wire(self.campaign, &item) {
                 Ok(row) => {
                     rows.insert((row.attributed_at, row.row_key.clone()), row);
                 }
@@ -280,12 +285,17 @@ impl Scanner<'_> {
                 }
             }
         }
-        let rows: Vec<UserRow> = rows.into_values().collect();
+        let (new, known): (Vec<UserRow>, Vec<UserRow>) = rows.into_values().partition(|r| {
+            let key = (r.attributed_at, r.row_key.clone());
+            !state.existing.contains(&key) && !state.seen.contains(&key)
+        });
         let rejected: Vec<Rejected> = rejected.into_values().collect();
-        let counts = writer::upsert_users(tx, &rows).await?;
+        let counts = writer::upsert_users(tx, &known).await?;
+        let copied = writer::copy_new_users(tx, &new).await?;
+        let rows = [new, known].concat();
         writer::insert_rejected(tx, self.run_id, self.campaign, &rejected).await?;
         writer::merge_profiles(&mut state.profiles, &rows);
-        state.counts.inserted += counts.inserted;
+        state.counts.inserted += counts.inserted + copied;
         state.counts.updated += counts.updated;
         state
             .seen

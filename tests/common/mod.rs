@@ -82,8 +82,9 @@ pub async fn stored_rows(pool: &PgPool) -> Vec<Value> {
                     text(13),
                 ],
                 times: [r.get(14), r.get(15)],
-                user_data: r.get(16),
+                user_data: r.get::<Option<Value>, _>(16).map(|v| v.to_string()),
                 extra: r.get(17),
+                profile: Default::default(),
             }
             .to_wire()
         })
