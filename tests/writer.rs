@@ -1,0 +1,42 @@
+//! The two write paths (COPY for new rows, upsert for known ones) store odd text exactly.
+
+mod common;
+
+use common::*;
+use linkrunner_sync::db::rows::UserRow;
+use linkrunner_sync::db::writer;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+fn odd_row(n: u32) -> Value {
+    json!({
+        "attributed_at": format!("2026-03-08T07:00:0{n}.001Z"),
+        "campaign_display_id": "odd",
+        "campaign_name": "tab\there, newline\nthere, back\\slash, quote\" and ünïcödé ✓",
+        "link": "https://x.example/?a=1&b=\\N",
+        "installed_at": "2026-03-08T06:59:59+05:30",
+        "store_click_at": "",
+        "user_data": {"id": format!("u\t{n}"), "name": "Line\r\nBreak", "device_data": {"k": "\\\\server\\share", "n": 1.5e300}},
+        "surprise": {"nested": [1, "two\t", null]}
+    })
+}
+
+#[sqlx::test]
+async fn odd_text_survives_both_write_paths(pool: PgPool) {
+    let rows: Vec<Value> = (1..=3).map(odd_row).collect();
+    let parsed: Vec<UserRow> = rows
+        .iter()
+        .map(|r| UserRow::from_wire("odd", &serde_json::value::to_raw_value(r).unwrap()).unwrap())
+        .collect();
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        writer::copy_new_users(&mut conn, &parsed[..2])
+            .await
+            .unwrap(),
+        2
+    );
+    let counts = writer::upsert_users(&mut conn, &parsed).await.unwrap();
+    // The two copied rows are unchanged; the third is new.
+    assert_eq!((counts.inserted, counts.updated), (1, 0));
+    assert_eq!(canonical(&stored_rows(&pool).await), canonical(&rows));
+}
