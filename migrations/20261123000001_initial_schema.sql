@@ -137,6 +137,9 @@ CREATE TABLE linkrunner.sync_checkpoints (
     -- anyway every --full-scan-every because the counters can lag.
     counter_at_sync     bigint,
     verified_at         timestamptz,
+    -- When a run last confirmed the campaign current: read it up to its end, or saw its counter
+    -- unchanged. Freshness is measured from here.
+    checked_at          timestamptz,
     CHECK (covered_from <= synced_until)
 );
 

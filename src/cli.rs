@@ -124,6 +124,10 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 20, hide = true)]
     pub pages_per_scan: u64,
 
+    /// Print the plan (campaigns, ranges, estimated requests and time) and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// Hide the progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -137,6 +141,20 @@ pub struct StatusArgs {
     /// How many recent runs to show.
     #[arg(long, default_value_t = 5)]
     pub runs: i64,
+
+    /// A campaign not confirmed current for longer than this is stale; status then exits 6.
+    #[arg(long, default_value = "1h")]
+    pub max_lag: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

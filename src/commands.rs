@@ -4,8 +4,9 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, DbArgs, StatusArgs, SyncArgs};
+use crate::cli::{Cli, Command, DbArgs, OutputFormat, StatusArgs, SyncArgs};
 use crate::error::Failure;
+use crate::sync::span::parse_duration;
 use crate::{config, db, secrets, status, sync};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -28,6 +29,10 @@ async fn sync_command(args: SyncArgs) -> Result<(), Failure> {
         );
     }
     let pool = db::connect(options, config.concurrency as u32 + 2).await?;
+    if args.dry_run {
+        print!("{}", sync::plan::dry_run(&config, &pool).await?);
+        return Ok(());
+    }
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     let report = sync::run_until(&config, &pool, stop).await?;
@@ -54,13 +59,27 @@ async fn migrate_command(args: DbArgs) -> Result<(), Failure> {
 }
 
 async fn status_command(args: StatusArgs) -> Result<(), Failure> {
+    let max_lag =
+        parse_duration(&args.max_lag).map_err(|e| Failure::Config(format!("--max-lag: {e}")))?;
     let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     db::migrate(&pool).await?;
-    let text = status::report(&pool, args.runs)
+    let status = status::load(&pool, args.runs, max_lag)
         .await
-        .map_err(|e| Failure::Transient(e.into()))?;
-    print!("{text}");
+        .map_err(|e| db::failure(e, "reading the sync state"))?;
+    match args.format {
+        OutputFormat::Text => print!("{}", status::render(&status)),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        ),
+    }
+    if status.stale > 0 {
+        return Err(Failure::Stale(format!(
+            "{} campaigns are behind by more than {}",
+            status.stale, args.max_lag
+        )));
+    }
     Ok(())
 }
 

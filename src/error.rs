@@ -10,6 +10,7 @@ pub mod code {
     pub const AUTH: u8 = 3;
     pub const PARTIAL: u8 = 4;
     pub const LOCKED: u8 = 5;
+    pub const STALE: u8 = 6;
 }
 
 /// Why a command did not finish cleanly.
@@ -27,6 +28,9 @@ pub enum Failure {
     /// Some campaigns could not be synced; what finished is committed.
     #[error("{0}")]
     Partial(String),
+    /// `status` found campaigns behind the freshness threshold.
+    #[error("{0}")]
+    Stale(String),
     /// Stopped by SIGTERM or SIGINT at a safe point; what finished is committed.
     #[error("stopped by a signal; every finished range is committed and the next run resumes")]
     Interrupted,
@@ -42,6 +46,7 @@ impl Failure {
             Failure::Auth(_) => code::AUTH,
             Failure::Locked => code::LOCKED,
             Failure::Partial(_) => code::PARTIAL,
+            Failure::Stale(_) => code::STALE,
             Failure::Transient(_) | Failure::Interrupted => code::TRANSIENT,
         })
     }

@@ -20,7 +20,12 @@ pub fn init(format: LogFormat) {
         .with_target(false);
     // A second init (tests call it per case) is harmless.
     let _ = if json {
-        builder.json().flatten_event(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -105,4 +105,67 @@ async fn status_shows_checkpoints_and_runs(_: PgPoolOptions, db: PgConnectOption
         );
     }
     assert!(text.contains("success"), "{text}");
+
+    // As JSON, and as a check: nothing is behind an hour, everything is behind a second later.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["status", "--format", "json"])
+        .env("DATABASE_URL", &url);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["campaigns"].as_array().unwrap().len(),
+        sim.campaigns().len()
+    );
+    assert_eq!(json["stale"], 0);
+    assert_eq!(json["runs"][0]["outcome"], "success");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["status", "--max-lag", "1s"])
+        .env("DATABASE_URL", &url);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STALE"));
+}
+
+#[sqlx::test]
+async fn dry_run_prints_the_plan_and_writes_nothing(opts: PgPoolOptions, db: PgConnectOptions) {
+    let pool = opts.connect_with(db.clone()).await.unwrap();
+    let (sim, server) = start(SimConfig::small(6)).await;
+    let url = database_url(&db);
+    let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
+    cmd.arg("--dry-run");
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let campaigns = sim.campaigns().len();
+    assert!(
+        text.contains(&format!("{campaigns} of {campaigns} campaigns to read")),
+        "{text}"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM linkrunner.campaigns").await,
+        0
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM linkrunner.sync_runs").await,
+        0
+    );
+
+    // After a sync nothing has changed, so the plan skips every campaign.
+    assert!(output(sync_command(&url, &server.base_url(), "sim-key"))
+        .await
+        .status
+        .success());
+    let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
+    cmd.arg("--dry-run");
+    let text = String::from_utf8_lossy(&output(cmd).await.stdout).to_string();
+    assert!(
+        text.contains(&format!("0 of {campaigns} campaigns to read")),
+        "{text}"
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM linkrunner.sync_runs").await,
+        1
+    );
 }

@@ -46,11 +46,27 @@ pub async fn mark_verified(
     counter: Option<i64>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE linkrunner.sync_checkpoints SET counter_at_sync = $2, verified_at = now()
+        "UPDATE linkrunner.sync_checkpoints
+         SET counter_at_sync = $2, verified_at = now(), checked_at = now()
          WHERE campaign_display_id = $1",
     )
     .bind(campaign)
     .bind(counter)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Notes that these campaigns were confirmed current by their unchanged counters.
+pub async fn mark_checked(pool: &PgPool, campaigns: &[String]) -> sqlx::Result<()> {
+    if campaigns.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE linkrunner.sync_checkpoints SET checked_at = now()
+         WHERE campaign_display_id = ANY($1)",
+    )
+    .bind(campaigns)
     .execute(pool)
     .await?;
     Ok(())

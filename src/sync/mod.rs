@@ -1,5 +1,6 @@
 //! One sync run: list campaigns, plan each campaign's windows, read and commit them.
 
+pub mod plan;
 pub mod scan;
 pub mod span;
 pub mod windows;
@@ -13,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::api::client::MAX_LIMIT;
@@ -64,10 +66,26 @@ async fn locked_run(
     db::migrate(pool).await?;
     let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
     let run_id = Uuid::new_v4();
+    // Every log line of the run carries its id; campaign and range spans nest below it.
+    let span = tracing::info_span!("run", %run_id);
+    run_logged(config, pool, halt, lock, api, run_id, started)
+        .instrument(span)
+        .await
+}
+
+async fn run_logged(
+    config: &SyncConfig,
+    pool: &PgPool,
+    halt: &CancellationToken,
+    lock: &db::RunLock,
+    api: ApiClient,
+    run_id: Uuid,
+    started: std::time::Instant,
+) -> Result<RunReport, Failure> {
     state::start_run(pool, run_id, &config.ledger_settings())
         .await
         .context("recording the run")?;
-    tracing::info!(%run_id, timezone = config.timezone.name(), "sync started");
+    tracing::info!(timezone = config.timezone.name(), "sync started");
 
     let mut totals = RunTotals::default();
     let mut result = sync_all(config, pool, &api, run_id, halt, &mut totals).await;
@@ -168,16 +186,21 @@ async fn sync_all(
 
     let progress = progress_bar(config.progress, todo.len() as u64);
     let mut first_error: Option<anyhow::Error> = None;
+    let mut skipped = Vec::new();
     // Campaigns run as tasks of their own so that parsing and converting pages spreads over
     // every core; dropping the set (an early return) aborts the ones still running.
     let mut running = JoinSet::new();
     let mut start_next = |running: &mut JoinSet<_>| {
         if let Some((campaign, checkpoint)) = todo.next() {
             let ctx = ctx.clone();
-            running.spawn(async move {
-                let result = sync_campaign(&ctx, &campaign, checkpoint).await;
-                (campaign.display_id, result)
-            });
+            let span = tracing::info_span!("campaign", campaign = %campaign.display_id);
+            running.spawn(
+                async move {
+                    let result = sync_campaign(&ctx, &campaign, checkpoint).await;
+                    (campaign.display_id, result)
+                }
+                .instrument(span),
+            );
         }
     };
     for _ in 0..config.concurrency {
@@ -190,7 +213,10 @@ async fn sync_all(
         match result {
             Ok(report) => {
                 totals.campaigns_synced += 1;
-                totals.campaigns_skipped += u64::from(report.skipped);
+                if report.skipped {
+                    totals.campaigns_skipped += 1;
+                    skipped.push(campaign);
+                }
                 totals.rows_received += report.rows_received;
                 totals.rows_inserted += report.inserted;
                 totals.rows_updated += report.updated;
@@ -212,6 +238,9 @@ async fn sync_all(
         }
     }
     progress.finish_and_clear();
+    state::mark_checked(pool, &skipped)
+        .await
+        .context("recording campaigns confirmed by their counters")?;
     match first_error {
         Some(e) => Err(Failure::Transient(e.context(format!(
             "{} of {} campaigns failed",
@@ -229,6 +258,13 @@ async fn list_campaigns(
     pool: &PgPool,
     may_mark_deleted: bool,
 ) -> Result<Vec<CampaignRow>, Failure> {
+    let (listed, complete) = fetch_campaigns(api).await?;
+    store_campaigns(pool, &listed, complete && may_mark_deleted).await?;
+    Ok(listed)
+}
+
+/// Pages through the campaign list; `true` when one pass saw a steady, complete list.
+pub(crate) async fn fetch_campaigns(api: &ApiClient) -> Result<(Vec<CampaignRow>, bool), Failure> {
     let mut seen: HashMap<String, CampaignRow> = HashMap::new();
     let mut complete = false;
     for attempt in 1..=3 {
@@ -271,11 +307,19 @@ async fn list_campaigns(
     }
     let mut listed: Vec<CampaignRow> = seen.into_values().collect();
     listed.sort_by(|a, b| a.display_id.cmp(&b.display_id));
+    Ok((listed, complete))
+}
+
+async fn store_campaigns(
+    pool: &PgPool,
+    listed: &[CampaignRow],
+    mark_deleted: bool,
+) -> Result<(), Failure> {
     let mut tx = pool.begin().await.context("storing campaigns")?;
-    let changed = campaigns::upsert(&mut tx, &listed)
+    let changed = campaigns::upsert(&mut tx, listed)
         .await
         .context("storing campaigns")?;
-    if complete && may_mark_deleted {
+    if mark_deleted {
         let ids: Vec<String> = listed.iter().map(|c| c.display_id.clone()).collect();
         let gone = campaigns::mark_missing_deleted(&mut tx, &ids)
             .await
@@ -288,10 +332,10 @@ async fn list_campaigns(
     tracing::info!(
         listed = listed.len(),
         changed,
-        complete,
+        deletions_checked = mark_deleted,
         "campaign list read"
     );
-    Ok(listed)
+    Ok(())
 }
 
 fn api_failure(e: ApiError) -> Failure {
@@ -333,11 +377,7 @@ async fn sync_campaign(
         report.skipped = true;
         return Ok(report);
     }
-    let start = match (config.since, checkpoint) {
-        (Some(since), _) => since,
-        (None, Some(c)) => c.synced_until - config.lookback,
-        (None, None) => campaign.created_at.unwrap_or_else(span::fallback_origin),
-    };
+    let start = start_of_plan(config, campaign, checkpoint);
     let planned = windows::plan(config.timezone, config.window, start, end);
     let Some(first) = planned.first() else {
         return Ok(report);
@@ -383,11 +423,25 @@ async fn sync_campaign(
     Ok(report)
 }
 
+/// Where a campaign's reading starts: `--since`, else the checkpoint less the lookback, else
+/// the campaign's creation.
+pub(crate) fn start_of_plan(
+    config: &SyncConfig,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+) -> DateTime<Utc> {
+    match (config.since, checkpoint) {
+        (Some(since), _) => since,
+        (None, Some(c)) => c.synced_until - config.lookback,
+        (None, None) => campaign.created_at.unwrap_or_else(span::fallback_origin),
+    }
+}
+
 /// Whether the campaign can be skipped: its counter has not moved since a run last read it up
 /// to that run's end, and that was less than `--full-scan-every` ago. The interval is spread
 /// per campaign over its last quarter, so campaigns verified together do not all come due in
 /// the same run.
-fn unchanged_since_verified(
+pub(crate) fn unchanged_since_verified(
     config: &SyncConfig,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,

@@ -173,6 +173,7 @@ impl Scanner<'_> {
     /// Pages through a range, writing each page as it comes, until one full pass saw a steady
     /// total and at least that many distinct rows; then records the range and the checkpoint
     /// and commits. Memory holds one page at a time.
+    #[tracing::instrument(name = "range", skip_all, fields(start = %range.start, end = %range.end))]
     async fn range_transaction(
         &self,
         range: Window,
