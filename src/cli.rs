@@ -124,6 +124,14 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 20, hide = true)]
     pub pages_per_scan: u64,
 
+    /// Write the run's metrics here at its end, for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH", env = "LINKRUNNER_METRICS_FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+
+    /// Push the run's metrics to this Prometheus Pushgateway at its end.
+    #[arg(long, value_name = "URL", env = "LINKRUNNER_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+
     /// Print the plan (campaigns, ranges, estimated requests and time) and write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -31,6 +31,8 @@ pub struct SyncConfig {
     pub page_size: u32,
     /// Most pages one transaction carries before a range is split.
     pub pages_per_scan: u64,
+    pub metrics_file: Option<std::path::PathBuf>,
+    pub pushgateway: Option<Url>,
 }
 
 impl SyncConfig {
@@ -159,6 +161,17 @@ pub fn sync_config(
         progress: !args.no_progress,
         page_size: args.page_size,
         pages_per_scan: args.pages_per_scan,
+        metrics_file: args.metrics_file.clone(),
+        pushgateway: args
+            .pushgateway
+            .as_deref()
+            .map(|u| {
+                Url::parse(u)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or(format!("--pushgateway '{u}' is not an http(s) URL"))
+            })
+            .transpose()?,
     };
     Ok((config, database))
 }

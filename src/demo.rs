@@ -63,6 +63,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         progress: true,
         page_size: 1000,
         pages_per_scan: 20,
+        metrics_file: None,
+        pushgateway: None,
     };
     let report = sync::run(&config, &pool).await?;
     println!(

@@ -41,14 +41,18 @@ pub enum Failure {
 
 impl Failure {
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
+        ExitCode::from(self.code())
+    }
+
+    pub fn code(&self) -> u8 {
+        match self {
             Failure::Config(_) => code::CONFIG,
             Failure::Auth(_) => code::AUTH,
             Failure::Locked => code::LOCKED,
             Failure::Partial(_) => code::PARTIAL,
             Failure::Stale(_) => code::STALE,
             Failure::Transient(_) | Failure::Interrupted => code::TRANSIENT,
-        })
+        }
     }
 
     /// One line: the error and its causes, joined.

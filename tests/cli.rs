@@ -169,3 +169,46 @@ async fn dry_run_prints_the_plan_and_writes_nothing(opts: PgPoolOptions, db: PgC
         1
     );
 }
+
+#[sqlx::test]
+async fn metrics_are_written_for_the_textfile_collector_and_pushed(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    use axum::routing::put;
+    use std::sync::{Arc, Mutex};
+
+    let (sim, server) = start(SimConfig::small(8)).await;
+    // A stand-in Pushgateway that keeps what it was sent.
+    let pushed = Arc::new(Mutex::new(String::new()));
+    let keep = pushed.clone();
+    let gateway = axum::Router::new().route(
+        "/metrics/job/linkrunner_sync",
+        put(move |body: String| async move {
+            *keep.lock().unwrap() = body;
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway_url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, gateway).await });
+
+    let file = std::env::temp_dir().join(format!("linkrunner-sync-{}.prom", std::process::id()));
+    let mut cmd = sync_command(&database_url(&db), &server.base_url(), "sim-key");
+    cmd.arg("--metrics-file")
+        .arg(&file)
+        .args(["--pushgateway", &gateway_url]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_file(&file);
+    let rows = sim.all_attributed_users().len();
+    assert!(
+        text.contains(&format!("linkrunner_sync_last_run_rows_inserted {rows}\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("linkrunner_sync_last_run_exit_code 0\n"),
+        "{text}"
+    );
+    assert_eq!(*pushed.lock().unwrap(), text);
+}

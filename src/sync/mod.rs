@@ -24,6 +24,7 @@ use crate::db::campaigns::{self, CampaignRow};
 use crate::db::state::{self, Checkpoint, RunTotals};
 use crate::db::{self};
 use crate::error::Failure;
+use crate::metrics;
 use crate::sync::scan::{CampaignReport, ScanError, Scanner};
 
 /// What a finished run reports.
@@ -130,14 +131,37 @@ async fn run_logged(
         seconds = format!("{:.1}", report.seconds),
         "sync finished"
     );
-    result?;
-    if report.totals.rows_rejected > 0 {
-        return Err(Failure::Partial(format!(
+    let result = match result {
+        Ok(()) if report.totals.rows_rejected > 0 => Err(Failure::Partial(format!(
             "{} rows could not be read and were kept in linkrunner.rejected_rows (run {run_id})",
             report.totals.rows_rejected
-        )));
+        ))),
+        other => other,
+    };
+    export_metrics(config, &report, &result).await;
+    result.map(|()| report)
+}
+
+/// Writes or pushes the run's metrics when asked to; trouble here never fails the run.
+async fn export_metrics(config: &SyncConfig, report: &RunReport, result: &Result<(), Failure>) {
+    if config.metrics_file.is_none() && config.pushgateway.is_none() {
+        return;
     }
-    Ok(report)
+    let code = result
+        .as_ref()
+        .err()
+        .map_or(crate::error::code::SUCCESS, Failure::code);
+    let text = metrics::render(report, code);
+    if let Some(path) = &config.metrics_file {
+        if let Err(e) = metrics::write_textfile(path, &text) {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the metrics file");
+        }
+    }
+    if let Some(url) = &config.pushgateway {
+        if let Err(e) = metrics::push(url, text).await {
+            tracing::warn!(error = %e, "could not push metrics");
+        }
+    }
 }
 
 async fn sync_all(
@@ -513,6 +537,8 @@ mod tests {
             progress: false,
             page_size: 1000,
             pages_per_scan: 20,
+            metrics_file: None,
+            pushgateway: None,
         }
     }
 

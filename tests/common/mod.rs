@@ -47,6 +47,8 @@ pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
         progress: false,
         page_size: 1000,
         pages_per_scan: 20,
+        metrics_file: None,
+        pushgateway: None,
     }
 }
 

@@ -1,0 +1,146 @@
+//! Prometheus metrics of a finished run: a file for node_exporter's textfile collector, or a
+//! push to a Pushgateway. The exposition format is a handful of lines, written here directly:
+//! the client crates speak OpenMetrics, whose `# EOF` trailer the textfile collector rejects.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use url::Url;
+
+use crate::sync::RunReport;
+
+/// The run as Prometheus text exposition.
+pub fn render(report: &RunReport, exit_code: u8) -> String {
+    let t = &report.totals;
+    let finished = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    let gauges: [(&str, &str, f64); 16] = [
+        (
+            "last_run_timestamp_seconds",
+            "When the last run ended (Unix time).",
+            finished,
+        ),
+        (
+            "last_run_duration_seconds",
+            "How long the last run took.",
+            report.seconds,
+        ),
+        (
+            "last_run_exit_code",
+            "Exit code of the last run (see the README).",
+            f64::from(exit_code),
+        ),
+        (
+            "last_run_success",
+            "1 when the last run succeeded.",
+            f64::from(u8::from(report.outcome == "success")),
+        ),
+        ("last_run_requests", "API requests made.", t.requests as f64),
+        (
+            "last_run_rate_limited",
+            "429 answers received.",
+            t.rate_limited as f64,
+        ),
+        ("last_run_retries", "Requests retried.", t.retries as f64),
+        (
+            "last_run_rows_received",
+            "Attributed-user rows received.",
+            t.rows_received as f64,
+        ),
+        (
+            "last_run_rows_inserted",
+            "Rows new to the warehouse.",
+            t.rows_inserted as f64,
+        ),
+        (
+            "last_run_rows_updated",
+            "Rows whose content changed.",
+            t.rows_updated as f64,
+        ),
+        (
+            "last_run_rows_rejected",
+            "Rows kept in linkrunner.rejected_rows.",
+            t.rows_rejected as f64,
+        ),
+        (
+            "last_run_campaigns_listed",
+            "Campaigns in the list.",
+            t.campaigns_listed as f64,
+        ),
+        (
+            "last_run_campaigns_synced",
+            "Campaigns synced (read or confirmed unchanged).",
+            t.campaigns_synced as f64,
+        ),
+        (
+            "last_run_campaigns_skipped",
+            "Campaigns confirmed unchanged by their counters.",
+            t.campaigns_skipped as f64,
+        ),
+        (
+            "last_run_campaigns_failed",
+            "Campaigns left for the next run.",
+            t.campaigns_failed as f64,
+        ),
+        (
+            "last_run_interrupted",
+            "1 when a signal stopped the last run.",
+            f64::from(u8::from(report.outcome == "interrupted")),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP linkrunner_sync_{name} {help}");
+        let _ = writeln!(out, "# TYPE linkrunner_sync_{name} gauge");
+        let _ = writeln!(out, "linkrunner_sync_{name} {value}");
+    }
+    out
+}
+
+/// Writes the file whole or not at all: the collector may read it at any moment.
+pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("prom.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Replaces this job's metrics on a Pushgateway.
+pub async fn push(gateway: &Url, text: String) -> anyhow::Result<()> {
+    let url = gateway.join("metrics/job/linkrunner_sync")?;
+    let response = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(text)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "Pushgateway answered HTTP {}",
+        response.status()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::state::RunTotals;
+
+    #[test]
+    fn renders_one_gauge_per_figure() {
+        let report = RunReport {
+            run_id: uuid::Uuid::nil(),
+            outcome: "success".into(),
+            totals: RunTotals {
+                requests: 27,
+                rows_inserted: 5000,
+                ..RunTotals::default()
+            },
+            seconds: 2.5,
+        };
+        let text = render(&report, 0);
+        assert!(text.contains("linkrunner_sync_last_run_requests 27\n"));
+        assert!(text.contains("linkrunner_sync_last_run_rows_inserted 5000\n"));
+        assert!(text.contains("linkrunner_sync_last_run_success 1\n"));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 16);
+    }
+}
