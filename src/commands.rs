@@ -4,7 +4,7 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, DbArgs, OutputFormat, StatusArgs, SyncArgs};
+use crate::cli::{Cli, Command, DbArgs, LogFormat, OutputFormat, StatusArgs, SyncArgs};
 use crate::error::Failure;
 use crate::sync::span::parse_duration;
 use crate::{config, db, secrets, status, sync};
@@ -12,15 +12,17 @@ use crate::{config, db, secrets, status, sync};
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     register_secrets(&cli);
     match cli.command {
-        Command::Sync(args) => sync_command(*args).await,
+        Command::Sync(args) => sync_command(*args, cli.log_format).await,
         Command::Migrate(args) => migrate_command(args).await,
         Command::Status(args) => status_command(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
     }
 }
 
-async fn sync_command(args: SyncArgs) -> Result<(), Failure> {
-    let (config, options) = config::sync_config(&args, Utc::now()).map_err(Failure::Config)?;
+async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failure> {
+    let (mut config, options) = config::sync_config(&args, Utc::now()).map_err(Failure::Config)?;
+    // A bar between JSON lines would garble them.
+    config.progress &= log_format != LogFormat::Json;
     // Lets the test suite prove that a panic cannot print the key.
     if std::env::var_os("LINKRUNNER_SYNC_PANIC_FOR_TEST").is_some() {
         panic!(

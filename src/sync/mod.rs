@@ -180,6 +180,7 @@ async fn sync_all(
         run_id,
         halt: halt.clone(),
         end: config.until.unwrap_or(now).min(now),
+        progress: std::sync::OnceLock::new(),
     });
     let listed = list_campaigns(api, pool, config.campaigns.is_empty()).await?;
     totals.campaigns_listed = listed.len() as u64;
@@ -208,7 +209,20 @@ async fn sync_all(
         .collect::<Vec<_>>()
         .into_iter();
 
-    let progress = progress_bar(config.progress, todo.len() as u64);
+    // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
+    let expected_rows: u64 = todo
+        .as_slice()
+        .iter()
+        .filter(|(c, k)| !unchanged_since_verified(config, c, *k))
+        .map(|(c, k)| {
+            let counter = c.attributed_users.unwrap_or(0).max(0) as u64;
+            counter.saturating_sub(k.and_then(|k| k.counter_at_sync).unwrap_or(0).max(0) as u64)
+        })
+        .sum();
+    let campaigns = todo.len();
+    let progress = progress_bar(config.progress, expected_rows);
+    ctx.progress.set(progress.clone()).ok();
+    let mut done = 0;
     let mut first_error: Option<anyhow::Error> = None;
     let mut skipped = Vec::new();
     // Campaigns run as tasks of their own so that parsing and converting pages spreads over
@@ -233,7 +247,12 @@ async fn sync_all(
     while let Some(joined) = running.join_next().await {
         let (campaign, result) = joined.context("a campaign task failed")?;
         start_next(&mut running);
-        progress.inc(1);
+        done += 1;
+        let requests = ApiStats::get(&api.stats.requests);
+        let rate = requests as f64 / progress.elapsed().as_secs_f64().max(0.001);
+        progress.set_message(format!(
+            "campaigns {done}/{campaigns}, {requests} requests ({rate:.1}/s)"
+        ));
         match result {
             Ok(report) => {
                 totals.campaigns_synced += 1;
@@ -245,7 +264,6 @@ async fn sync_all(
                 totals.rows_inserted += report.inserted;
                 totals.rows_updated += report.updated;
                 totals.rows_rejected += report.rejected;
-                progress.set_message(format!("{} rows", totals.rows_received));
             }
             Err(ScanError::Stopped) => {}
             Err(ScanError::Api(ApiError::Unauthorized { status })) => {
@@ -378,6 +396,8 @@ struct RunContext {
     halt: CancellationToken,
     /// Where this run stops reading: `--until` or the moment it started.
     end: DateTime<Utc>,
+    /// Rows received so far, drawn on a terminal.
+    progress: std::sync::OnceLock<ProgressBar>,
 }
 
 /// Plans one campaign's windows from its checkpoint and reads them in order.
@@ -393,6 +413,7 @@ async fn sync_campaign(
         run_id,
         halt,
         end,
+        ..
     } = ctx;
     let (run_id, end) = (*run_id, *end);
     let id = campaign.display_id.as_str();
@@ -419,6 +440,7 @@ async fn sync_campaign(
         run_from: first.start,
         page_size: config.page_size,
         halt,
+        progress: ctx.progress.get(),
         pages_per_scan: config.pages_per_scan,
     };
     for run in scan::unsettled_runs(&planned, &settled) {
@@ -490,15 +512,16 @@ pub(crate) fn unchanged_since_verified(
     Utc::now() - verified_at < interval
 }
 
-fn progress_bar(enabled: bool, len: u64) -> ProgressBar {
+/// A bar over the expected rows, on a terminal only (never under cron or with JSON logs).
+fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
     use std::io::IsTerminal;
     if !enabled || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(len);
+    let bar = ProgressBar::new(expected_rows.max(1));
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} campaigns {pos}/{len} [{bar:30}] {msg} ({elapsed}, eta {eta})",
+            "{spinner} {human_pos}/{human_len} rows [{bar:30}] {msg}, eta {eta}",
         )
         .expect("valid template")
         .progress_chars("=> "),

@@ -66,6 +66,7 @@ pub struct Scanner<'a> {
     pub page_size: u32,
     /// Cancelled when the run must stop at its next safe point.
     pub halt: &'a CancellationToken,
+    pub progress: Option<&'a indicatif::ProgressBar>,
     /// Most pages one transaction carries; a crash costs at most this many requests again.
     pub pages_per_scan: u64,
 }
@@ -274,6 +275,9 @@ impl Scanner<'_> {
     ) -> Result<(), sqlx::Error> {
         state.requests += 1;
         state.received += page.items.len() as u64;
+        if let Some(bar) = self.progress {
+            bar.inc(page.items.len() as u64);
+        }
         let mut rows: HashMap<(DateTime<Utc>, String), UserRow> = HashMap::new();
         let mut rejected: HashMap<String, Rejected> = HashMap::new();
         for item in page.items {
