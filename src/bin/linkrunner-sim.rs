@@ -6,6 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
 use linkrunner_sync::sim::{FaultArgs, SimConfig, Simulator};
+use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use tracing_subscriber::EnvFilter;
@@ -71,19 +72,27 @@ impl Args {
     }
 }
 
-/// Resolves on Ctrl-C or, on Unix, SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+/// Resolves on Ctrl-C or SIGTERM. Both handlers are installed before this returns, so a script
+/// that stops the simulator as soon as it reads the listening line still gets a clean exit.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 #[tokio::main]
@@ -98,11 +107,12 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.start < args.end, "--start must be before --end");
     let sim = Simulator::new(args.config());
     let server = sim.serve(args.listen).await?;
+    let stop = stop_signal()?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "linkrunner-sim listening on {}", server.base_url())?;
     out.flush()?;
     drop(out);
-    stop_signal().await;
+    stop.await;
     tracing::info!(stats = ?sim.stats(), "stopping");
     server.shutdown();
     Ok(())

@@ -1,5 +1,7 @@
-//! The simulator's records, campaigns and attributed-user rows, and how the API renders them.
+//! The simulator's campaigns and how the API renders them; their rows live in [`super::rows`].
 
+use super::row::Row;
+use super::rows::Rows;
 use super::{mix, PROJECT_DOMAINS};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
@@ -29,7 +31,9 @@ pub(crate) struct Campaign {
     /// Internal id; a campaign re-created under a deleted display id gets a new one.
     pub uid: u64,
     pub display_id: String,
-    pub name: String,
+    /// Private: every row's served text names the campaign, so a rename goes through
+    /// [`Campaign::rename`].
+    name: String,
     pub created_at: DateTime<Utc>,
     pub update_at: DateTime<Utc>,
     pub google: bool,
@@ -45,22 +49,11 @@ pub(crate) struct Campaign {
     pub store_listings: Vec<usize>,
     /// Undocumented keys (`website`, `network_account`, ...), rendered as they are.
     pub extra: Map<String, Value>,
-    /// Salt of the row order; re-salting moves rows between pages.
+    /// Salt of the row order (set it directly only before there are rows); re-salting moves
+    /// rows between pages.
     pub salt: u64,
-    /// Kept sorted by [`Row::order`], the order `GET /attributed-users` pages through.
-    pub rows: Vec<Row>,
-}
-
-/// One attributed-user row.
-pub(crate) struct Row {
-    /// Identity of the row, hashed with the campaign salt into `order`.
-    pub uid: u64,
-    pub order: u64,
-    pub attributed_at: DateTime<Utc>,
-    /// The simulated install that signed up, for rows made through `/api/client/trigger`.
-    pub install: Option<String>,
-    /// Every field except `attributed_at`, `campaign_display_id` and `campaign_name`.
-    pub fields: Map<String, Value>,
+    /// In the order `GET /attributed-users` pages through.
+    rows: Rows,
 }
 
 /// ISO 8601 UTC with exactly three fractional digits and `Z`, as the API writes timestamps.
@@ -107,8 +100,37 @@ impl Campaign {
             store_listings: Vec::new(),
             extra: Map::new(),
             salt: mix(uid),
-            rows: Vec::new(),
+            rows: Rows::default(),
         }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Renames the campaign; its rows' served texts carry the old name, so they are dropped.
+    pub(crate) fn rename(&mut self, name: String) {
+        self.name = name;
+        self.rows.forget_served();
+    }
+
+    pub(crate) fn rows(&self) -> &Rows {
+        &self.rows
+    }
+
+    /// The rows, to change their fields (which drops their served texts).
+    pub(crate) fn rows_mut(&mut self) -> std::slice::IterMut<'_, Row> {
+        self.rows.iter_mut()
+    }
+
+    /// Drops every row's served text, when the rendering faults change.
+    pub(crate) fn forget_served(&mut self) {
+        self.rows.forget_served();
+    }
+
+    /// Replaces the rows, putting them in order under the current salt.
+    pub(crate) fn set_rows(&mut self, rows: Vec<Row>) {
+        self.rows = Rows::new(rows, self.salt);
     }
 
     /// The long link; a campaign without a domain uses the project's primary one.
@@ -154,46 +176,19 @@ impl Campaign {
     }
 
     /// Adds a row at its place in the current order.
-    pub(crate) fn insert_row(&mut self, mut row: Row) {
-        row.order = mix(self.salt ^ mix(row.uid));
-        let at = self.rows.partition_point(|r| r.order < row.order);
-        self.rows.insert(at, row);
+    pub(crate) fn insert_row(&mut self, row: Row) {
+        self.rows.insert(row, self.salt);
+    }
+
+    /// Takes out the row at `order` (see [`Row::order`]).
+    pub(crate) fn remove_row(&mut self, order: u64) -> Option<Row> {
+        self.rows.remove(order)
     }
 
     /// Re-orders every row under a new salt, as concurrent writes reshuffle the real API's pages.
     pub(crate) fn resalt(&mut self, salt: u64) {
         self.salt = salt;
-        for r in &mut self.rows {
-            r.order = mix(salt ^ mix(r.uid));
-        }
-        self.rows.sort_by_key(|r| (r.order, r.uid));
-    }
-}
-
-impl Row {
-    /// The row as an item of `GET /attributed-users`, naming the campaign as it is now.
-    pub(crate) fn to_json(&self, c: &Campaign) -> Value {
-        let mut m = self.fields.clone();
-        m.insert("attributed_at".into(), json!(ts(self.attributed_at)));
-        m.insert("campaign_display_id".into(), json!(c.display_id));
-        m.insert("campaign_name".into(), json!(c.name));
-        Value::Object(m)
-    }
-
-    pub(crate) fn user_data(&self) -> Option<&Map<String, Value>> {
-        self.fields.get("user_data").and_then(Value::as_object)
-    }
-
-    pub(crate) fn user_id(&self) -> Option<&str> {
-        self.user_data()?.get("id")?.as_str()
-    }
-
-    /// True when the device's advertising id (GAID or IDFA) is `id`.
-    pub(crate) fn has_device(&self, id: &str) -> bool {
-        let device = self.user_data().and_then(|u| u.get("device_data"));
-        ["gaid", "idfa"]
-            .iter()
-            .any(|k| device.and_then(|d| d.get(*k)).and_then(Value::as_str) == Some(id))
+        self.rows.resalt(salt);
     }
 }
 
@@ -202,37 +197,10 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn row(uid: u64) -> Row {
-        let attributed_at = Utc.timestamp_millis_opt(1_780_000_000_000).unwrap();
-        let fields = Map::new();
-        Row {
-            uid,
-            order: 0,
-            attributed_at,
-            install: None,
-            fields,
-        }
-    }
-
     #[test]
     fn timestamps_have_three_fraction_digits_and_z() {
         let t = Utc.timestamp_millis_opt(1_780_000_000_000).unwrap();
         assert_eq!(ts(t), "2026-05-28T20:26:40.000Z");
-    }
-
-    #[test]
-    fn resalting_keeps_rows_but_changes_their_order() {
-        let mut c = Campaign::new(1, "abc123".into(), "A".into(), Utc::now());
-        (0..50).for_each(|uid| c.insert_row(row(uid)));
-        let before: Vec<u64> = c.rows.iter().map(|r| r.uid).collect();
-        assert!(c.rows.windows(2).all(|w| w[0].order <= w[1].order));
-        c.resalt(99);
-        let after: Vec<u64> = c.rows.iter().map(|r| r.uid).collect();
-        assert_ne!(before, after);
-        let (mut a, mut b) = (before, after);
-        a.sort();
-        b.sort();
-        assert_eq!(a, b);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! seeded hash of the record's identity, not the request RNG, so a row renders the same way on
 //! every request and in [`super::Simulator::all_attributed_users`].
 
-use super::data::{Campaign, Row};
-use super::{mix, State};
+use super::data::Campaign;
+use super::row::Row;
+use super::{mix, SimConfig};
 use serde_json::{json, Map, Value};
 
 const DRIFT: u64 = 0xD21F7;
@@ -16,29 +17,42 @@ fn pick(seed: u64, salt: u64, uid: u64, rate: f64) -> Option<u64> {
     (fraction < rate).then(|| mix(h))
 }
 
-impl State {
+/// Rendering depends on the config alone (its seed, drift and bad-row rates), so the generator
+/// can render rows as well as the handlers.
+impl SimConfig {
     fn pick(&self, salt: u64, uid: u64, rate: f64) -> Option<u64> {
-        pick(self.config.seed, salt, uid, rate)
+        pick(self.seed, salt, uid, rate)
     }
 
     pub(crate) fn drifts(&self, r: &Row) -> bool {
-        let rate = self.config.faults.drift_rate;
-        self.pick(DRIFT, r.uid, rate).is_some()
+        self.pick(DRIFT, r.uid(), self.faults.drift_rate).is_some()
     }
 
     pub(crate) fn is_bad(&self, r: &Row) -> bool {
-        let rate = self.config.faults.bad_row_rate;
-        self.pick(BAD, r.uid, rate).is_some()
+        self.pick(BAD, r.uid(), self.faults.bad_row_rate).is_some()
+    }
+
+    /// [`SimConfig::render_row`] as JSON text, rendered once per row and kept until the row,
+    /// its campaign's name or the drift and bad-row rates change. Most rows are served as
+    /// stored, and those are written without building their tree.
+    pub(crate) fn served_row<'r>(&self, c: &Campaign, r: &'r Row) -> &'r str {
+        r.served(|| {
+            if self.drifts(r) || self.is_bad(r) {
+                self.render_row(c, r).to_string()
+            } else {
+                r.to_json_text(c)
+            }
+        })
     }
 
     /// A row as `GET /attributed-users` serves it.
     pub(crate) fn render_row(&self, c: &Campaign, r: &Row) -> Value {
         let mut v = r.to_json(c);
-        let (faults, m) = (&self.config.faults, v.as_object_mut().unwrap());
-        if let Some(h) = self.pick(DRIFT, r.uid, faults.drift_rate) {
+        let m = v.as_object_mut().unwrap();
+        if let Some(h) = self.pick(DRIFT, r.uid(), self.faults.drift_rate) {
             drift_row(m, h);
         }
-        if let Some(h) = self.pick(BAD, r.uid, faults.bad_row_rate) {
+        if let Some(h) = self.pick(BAD, r.uid(), self.faults.bad_row_rate) {
             match h % 3 {
                 0 => m.remove("attributed_at"),
                 1 => m.insert("attributed_at".into(), Value::Null),
@@ -51,9 +65,9 @@ impl State {
     /// A campaign as `GET /campaigns` serves it; `display_id` never drifts.
     pub(crate) fn render_campaign(&self, c: &Campaign) -> Value {
         let mut v = c.to_json();
-        if let Some(h) = self.pick(DRIFT, c.uid, self.config.faults.drift_rate) {
+        if let Some(h) = self.pick(DRIFT, c.uid, self.faults.drift_rate) {
             match h % 3 {
-                0 => v["attributed_users"] = json!(c.rows.len().to_string()),
+                0 => v["attributed_users"] = json!(c.rows().len().to_string()),
                 1 => v["meta_campaign_id"] = json!(""),
                 _ => v["experiment_bucket"] = json!("B"),
             }

@@ -1,8 +1,9 @@
 //! The synthetic data set: campaigns and rows drawn from a seeded ChaCha8 generator, shaped to
 //! hit the awkward cases of the real API (skewed sizes, midnights and DST edges, null ids, "").
 
-use super::data::{ts, Campaign, Row};
+use super::data::{ts, Campaign};
 use super::read::resolve_local;
+use super::row::Row;
 use super::{mix, SimConfig, PROJECT_DOMAINS};
 use chrono::{DateTime, Datelike, Months, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -49,14 +50,21 @@ pub(crate) fn generate(cfg: &SimConfig) -> Vec<Campaign> {
     }
     let tricky = tricky_instants(cfg.start, cfg.end);
     let mut people = People::default();
+    let mut rows: Vec<Vec<Row>> = campaigns.iter().map(|_| Vec::new()).collect();
     let targets = row_targets(&mut rng, campaigns.len(), cfg.users);
     for (n, ci) in targets.into_iter().enumerate() {
         let uid = (cfg.campaigns + n) as u64 + 1;
-        let row = row(&mut rng, cfg, &campaigns[ci], &tricky, &mut people, uid);
-        campaigns[ci].rows.push(row);
+        let spot = (ci, rows[ci].len());
+        let c = &campaigns[ci];
+        let (at, fields) = row(&mut rng, cfg, c, &tricky, &mut people, &rows, spot);
+        let row = Row::new(uid, at, None, fields);
+        // Rendered now, while the fields are in cache: a sync reads most rows once, so a text
+        // made on first read would cost the request as much as having none.
+        cfg.served_row(c, &row);
+        rows[ci].push(row);
     }
-    for c in &mut campaigns {
-        c.resalt(c.salt);
+    for (c, rows) in campaigns.iter_mut().zip(rows) {
+        c.set_rows(rows);
     }
     campaigns
 }
@@ -231,38 +239,49 @@ pub(crate) fn tricky_instants(start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<D
     all
 }
 
-/// Users seen so far, so some can be attributed again later.
+/// Users with an id seen so far, so some can be attributed again later.
 #[derive(Default)]
 struct People {
-    known: Vec<(Map<String, Value>, DateTime<Utc>)>,
+    known: Vec<Known>,
     next: u64,
 }
 
+/// A user with an id: where their first row is (campaign and row index in generation order),
+/// whose `user_data` a later attribution copies, and when they were last attributed.
+struct Known {
+    first: (usize, usize),
+    last: DateTime<Utc>,
+}
+
+/// `attributed_at` and fields of the next row of `c`, to be stored at `spot` of `rows`.
 fn row(
     rng: &mut ChaCha8Rng,
     cfg: &SimConfig,
     c: &Campaign,
     tricky: &[DateTime<Utc>],
     people: &mut People,
-    uid: u64,
-) -> Row {
+    rows: &[Vec<Row>],
+    spot: (usize, usize),
+) -> (DateTime<Utc>, Map<String, Value>) {
     let lo = c.created_at;
     // ~5% are an earlier user attributed again, strictly later, so (campaign, id, at) stays unique.
     let again = if rng.random_bool(0.05) && !people.known.is_empty() {
         Some(rng.random_range(0..people.known.len()))
-            .filter(|&i| people.known[i].1.max(lo) < cfg.end)
+            .filter(|&i| people.known[i].last.max(lo) < cfg.end)
     } else {
         None
     };
     let (user_data, at) = match again {
         Some(i) => {
+            let known = &mut people.known[i];
             let at = between(
                 rng,
-                people.known[i].1.max(lo) + TimeDelta::milliseconds(1),
+                known.last.max(lo) + TimeDelta::milliseconds(1),
                 cfg.end,
             );
-            people.known[i].1 = at;
-            (people.known[i].0.clone(), at)
+            known.last = at;
+            let (ci, ri) = known.first;
+            (rows[ci][ri].user_data().cloned().unwrap_or_default(), at)
         }
         None => {
             let from = tricky.partition_point(|t| *t < lo);
@@ -271,7 +290,14 @@ fn row(
             } else {
                 between(rng, lo, cfg.end)
             };
-            (new_user(rng, people, at), at)
+            let user = new_user(rng, &mut people.next, at);
+            if user.get("id").is_some_and(Value::is_string) {
+                people.known.push(Known {
+                    first: spot,
+                    last: at,
+                });
+            }
+            (user, at)
         }
     };
     let mut fields = ad_fields(rng, c);
@@ -288,13 +314,7 @@ fn row(
     if rng.random_bool(0.01) {
         fields.insert("is_instagram".into(), json!(false));
     }
-    Row {
-        uid,
-        order: 0,
-        attributed_at: at,
-        install: None,
-        fields,
-    }
+    (at, fields)
 }
 
 /// A signup that lands while a scan runs: a fresh user of `c` attributed in `[lo, hi]`.
@@ -307,23 +327,14 @@ pub(crate) fn fresh_row(
 ) -> Row {
     let at = between(rng, lo, hi);
     // Generated users step the counter by at most 9 each, so uid * 10 is past all of them.
-    let mut people = People {
-        known: Vec::new(),
-        next: uid * 10,
-    };
+    let mut next = uid * 10;
     let mut fields = ad_fields(rng, c);
     fields.insert("link".into(), json!(c.link()));
     fields.insert("installed_at".into(), json!(ts(at - TimeDelta::minutes(5))));
     fields.insert("store_click_at".into(), Value::Null);
-    let user = new_user(rng, &mut people, at);
+    let user = new_user(rng, &mut next, at);
     fields.insert("user_data".into(), Value::Object(user));
-    Row {
-        uid,
-        order: 0,
-        attributed_at: at,
-        install: None,
-        fields,
-    }
+    Row::new(uid, at, None, fields)
 }
 
 /// Ad fields: filled for META and GOOGLE campaigns from a few ad sets and creatives per campaign,
@@ -359,9 +370,10 @@ fn ad_fields(rng: &mut ChaCha8Rng, c: &Campaign) -> Map<String, Value> {
 }
 
 /// A new user: ~3% with a null id but a device id, ~1% with neither (told apart by name and email).
-fn new_user(rng: &mut ChaCha8Rng, people: &mut People, at: DateTime<Utc>) -> Map<String, Value> {
-    people.next += rng.random_range(1..=9);
-    let n = 10_000 + people.next;
+/// `next` counts the users made so far and numbers their ids.
+fn new_user(rng: &mut ChaCha8Rng, next: &mut u64, at: DateTime<Utc>) -> Map<String, Value> {
+    *next += rng.random_range(1..=9);
+    let n = 10_000 + *next;
     let kind = rng.random_range(0..100);
     let mut device = if rng.random_bool(0.6) {
         android_device(rng)
@@ -413,9 +425,6 @@ fn new_user(rng: &mut ChaCha8Rng, people: &mut People, at: DateTime<Utc>) -> Map
             json!(ts(at - TimeDelta::days(rng.random_range(0..400)))),
         );
         user.insert("is_first_time_user".into(), json!(rng.random_bool(0.7)));
-    }
-    if kind >= 4 {
-        people.known.push((user.clone(), at));
     }
     user
 }
@@ -491,20 +500,21 @@ mod tests {
         let cfg = SimConfig::small(7);
         let campaigns = generate(&cfg);
         assert_eq!(campaigns.len(), 8);
-        assert_eq!(campaigns.iter().map(|c| c.rows.len()).sum::<usize>(), 600);
+        assert_eq!(campaigns.iter().map(|c| c.rows().len()).sum::<usize>(), 600);
         assert_eq!(campaigns.iter().filter(|c| c.default_link).count(), 1);
-        assert!(campaigns.iter().filter(|c| c.rows.is_empty()).count() >= 2);
-        assert!(campaigns.iter().any(|c| c.rows.len() >= 180));
+        assert!(campaigns.iter().filter(|c| c.rows().len() == 0).count() >= 2);
+        assert!(campaigns.iter().any(|c| c.rows().len() >= 180));
         let tricky: HashSet<_> = tricky_instants(cfg.start, cfg.end).into_iter().collect();
         let mut keys = HashSet::new();
         let (mut on_tricky, mut null_ids) = (0, 0);
         for c in &campaigns {
             assert!(c.update_at >= c.created_at);
-            for r in &c.rows {
-                assert!(r.attributed_at >= c.created_at && r.attributed_at <= cfg.end);
-                on_tricky += usize::from(tricky.contains(&r.attributed_at));
+            for r in c.rows().iter() {
+                let at = r.attributed_at();
+                assert!(at >= c.created_at && at <= cfg.end);
+                on_tricky += usize::from(tricky.contains(&at));
                 match r.user_id() {
-                    Some(id) => assert!(keys.insert((c.uid, id.to_string(), r.attributed_at))),
+                    Some(id) => assert!(keys.insert((c.uid, id.to_string(), at))),
                     None => null_ids += 1,
                 }
             }
@@ -523,7 +533,7 @@ mod tests {
     fn users_are_reattributed_later() {
         let campaigns = generate(&SimConfig::default());
         let mut seen: HashSet<&str> = HashSet::new();
-        let rows = campaigns.iter().flat_map(|c| &c.rows);
+        let rows = campaigns.iter().flat_map(|c| c.rows().iter());
         let repeats = rows
             .filter_map(Row::user_id)
             .filter(|id| !seen.insert(id))

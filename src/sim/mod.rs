@@ -8,7 +8,10 @@ mod data;
 mod drift;
 mod faults;
 mod generate;
+mod page;
 mod read;
+mod row;
+mod rows;
 mod write;
 
 use axum::http::StatusCode;
@@ -303,7 +306,10 @@ impl Simulator {
     /// Every live campaign, in listing order, exactly as `GET /campaigns` renders it.
     pub fn campaigns(&self) -> Vec<Value> {
         let st = self.lock();
-        st.ordered().iter().map(|c| st.render_campaign(c)).collect()
+        st.ordered()
+            .iter()
+            .map(|c| st.config.render_campaign(c))
+            .collect()
     }
 
     /// Every row of a campaign as `GET /attributed-users` renders it (drift and bad rows
@@ -312,7 +318,12 @@ impl Simulator {
         let st = self.lock();
         st.campaigns
             .get(display_id)
-            .map(|c| c.rows.iter().map(|r| st.render_row(c, r)).collect())
+            .map(|c| {
+                c.rows()
+                    .iter()
+                    .map(|r| st.config.render_row(c, r))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -322,7 +333,7 @@ impl Simulator {
         let ordered = st.ordered();
         let rows = ordered
             .iter()
-            .flat_map(|c| c.rows.iter().map(|r| st.render_row(c, r)));
+            .flat_map(|c| c.rows().iter().map(|r| st.config.render_row(c, r)));
         rows.collect()
     }
 
@@ -339,6 +350,11 @@ impl Simulator {
     /// Replaces the faults; the rate limiter starts again with a full bucket and no storm.
     pub fn set_faults(&self, faults: Faults) {
         let mut st = self.lock();
+        let old = &st.config.faults;
+        if (old.drift_rate, old.bad_row_rate) != (faults.drift_rate, faults.bad_row_rate) {
+            // Served row texts were rendered with the old drift and bad-row rates.
+            st.campaigns.values_mut().for_each(Campaign::forget_served);
+        }
         st.config.faults = faults;
         st.bucket = faults::TokenBucket::default();
         st.storm_until = None;
@@ -347,10 +363,10 @@ impl Simulator {
     /// Counters since start; drifted and bad rows are counted in the current data set.
     pub fn stats(&self) -> SimStats {
         let st = self.lock();
-        let rows = || st.campaigns.values().flat_map(|c| &c.rows);
+        let rows = || st.campaigns.values().flat_map(|c| c.rows().iter());
         SimStats {
-            drifted_rows: rows().filter(|r| st.drifts(r)).count() as u64,
-            bad_rows: rows().filter(|r| st.is_bad(r)).count() as u64,
+            drifted_rows: rows().filter(|r| st.config.drifts(r)).count() as u64,
+            bad_rows: rows().filter(|r| st.config.is_bad(r)).count() as u64,
             ..st.stats.clone()
         }
     }

@@ -2,9 +2,11 @@
 //! Auth, rate limit and injected errors are handled before these run (see `faults`); the
 //! reshuffles and churn of rows between pages happen here.
 
-use super::data::{Campaign, Row};
+use super::data::Campaign;
 use super::faults::roll;
 use super::generate::fresh_row;
+use super::page::users_reply;
+use super::row::Row;
 use super::{fail, ok, ApiError, Reply, Simulator, State as SimState, PROJECT_DOMAINS};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -99,14 +101,25 @@ impl Paging {
         Ok(Paging { page, limit })
     }
 
+    /// How many items come before the page.
+    fn skip(&self) -> usize {
+        (self.page - 1).saturating_mul(self.limit)
+    }
+
+    /// The `pagination` object for `total` items.
+    fn pagination(&self, total: usize) -> Value {
+        let pages = total.div_ceil(self.limit);
+        json!({ "total": total, "pages": pages, "page": self.page, "limit": self.limit })
+    }
+
     /// The page's items and the `pagination` object; a page past the end is empty.
     fn apply<T>(&self, items: Vec<T>) -> (Vec<T>, Value) {
-        let total = items.len();
-        let skip = (self.page - 1).saturating_mul(self.limit);
-        let page: Vec<T> = items.into_iter().skip(skip).take(self.limit).collect();
-        let pages = total.div_ceil(self.limit);
-        let pagination =
-            json!({ "total": total, "pages": pages, "page": self.page, "limit": self.limit });
+        let pagination = self.pagination(items.len());
+        let page = items
+            .into_iter()
+            .skip(self.skip())
+            .take(self.limit)
+            .collect();
         (page, pagination)
     }
 }
@@ -166,7 +179,7 @@ pub(crate) async fn campaigns(State(sim): State<Simulator>, Query(q): Params) ->
     );
     let data = json!({
         "total_campaigns": page.len(),
-        "campaigns": page.iter().map(|c| st.render_campaign(c)).collect::<Vec<_>>(),
+        "campaigns": page.iter().map(|c| st.config.render_campaign(c)).collect::<Vec<_>>(),
         "pagination": pagination,
     });
     ok(StatusCode::OK, &msg, data)
@@ -208,20 +221,16 @@ pub(crate) async fn attributed_users(State(sim): State<Simulator>, Query(q): Par
         st.churn(id, start, end);
     }
     let c = &st.campaigns[id];
-    let in_window = |r: &&Row| {
-        start.is_none_or(|s| r.attributed_at >= s) && end.is_none_or(|e| r.attributed_at <= e)
-    };
-    let (page, pagination) = paging.apply(c.rows.iter().filter(in_window).collect());
+    let window = c.rows().window(start, end);
+    let page = window.page(paging.skip(), paging.limit);
+    let total = window.len();
     let msg = format!(
-        "Successfully retrieved {} attributed users for campaign {id}. Showing page {} of {}.",
-        pagination["total"], paging.page, pagination["pages"]
+        "Successfully retrieved {total} attributed users for campaign {id}. Showing page {} of {}.",
+        paging.page,
+        total.div_ceil(paging.limit)
     );
-    let data = json!({
-        "total_users": page.len(),
-        "users": page.iter().map(|r| st.render_row(c, r)).collect::<Vec<_>>(),
-        "pagination": pagination,
-    });
-    ok(StatusCode::OK, &msg, data)
+    let users: Vec<&str> = page.iter().map(|r| st.config.served_row(c, r)).collect();
+    users_reply(&msg, &users, paging.pagination(total))
 }
 
 impl SimState {
@@ -230,22 +239,21 @@ impl SimState {
     fn churn(&mut self, id: &str, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) {
         let now = self.now();
         let c = &self.campaigns[id];
-        let in_window =
-            |t: DateTime<Utc>| start.is_none_or(|s| t >= s) && end.is_none_or(|e| t <= e);
-        let inside: Vec<usize> = (0..c.rows.len())
-            .filter(|&i| in_window(c.rows[i].attributed_at))
-            .collect();
+        let inside = c.rows().window(start, end).len();
         let lo = start.unwrap_or(c.created_at).max(c.created_at);
         let hi = end.map_or(now, |e| e.min(now));
-        if lo <= hi && (inside.is_empty() || self.fault_rng.random_bool(0.5)) {
+        if lo <= hi && (inside == 0 || self.fault_rng.random_bool(0.5)) {
             let uid = self.take_uid();
             let c = self.campaigns.get_mut(id).unwrap();
             c.insert_row(fresh_row(&mut self.fault_rng, c, lo, hi, uid));
             self.stats.rows_added += 1;
-        } else if !inside.is_empty() {
-            let i = inside[self.fault_rng.random_range(0..inside.len())];
-            let row = self.campaigns.get_mut(id).unwrap().rows.remove(i);
-            let served = self.render_row(&self.campaigns[id], &row);
+        } else if inside > 0 {
+            // The i-th of the window's rows in served order.
+            let i = self.fault_rng.random_range(0..inside);
+            let c = self.campaigns.get_mut(id).unwrap();
+            let order = c.rows().window(start, end).page(i, 1)[0].order();
+            let row = c.remove_row(order).expect("the row was just found");
+            let served = self.config.render_row(&self.campaigns[id], &row);
             self.removed.push(served);
             self.stats.rows_removed += 1;
         }
@@ -268,17 +276,17 @@ pub(crate) async fn attribution_result(State(sim): State<Simulator>, Query(q): P
         let rows = st
             .campaigns
             .values()
-            .flat_map(|c| c.rows.iter().map(move |r| (c, r)));
+            .flat_map(|c| c.rows().iter().map(move |r| (c, r)));
         rows.filter(|(_, r)| pred(r))
-            .max_by_key(|(_, r)| r.attributed_at)
+            .max_by_key(|(_, r)| r.attributed_at())
     };
     let by_user = user.and_then(|u| latest(&|r| r.user_id() == Some(u)));
     let Some((c, r)) = by_user.or_else(|| device.and_then(|d| latest(&|r| r.has_device(d)))) else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let field = |k: &str| r.fields.get(k).cloned().unwrap_or(Value::Null);
+    let field = |k: &str| r.fields().get(k).cloned().unwrap_or(Value::Null);
     let data = json!({
-        "campaign_name": c.name,
+        "campaign_name": c.name(),
         "display_id": c.display_id,
         "deeplink": c.deeplink,
         "domain_name": c.link_domain(),

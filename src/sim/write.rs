@@ -2,9 +2,10 @@
 //! `/api/client`, tied together as in §5 of the write-API notes: an install that opened a
 //! campaign link and then signs up (`trigger`) becomes a row of that campaign.
 
-use super::data::{listing_indexes, ts, Campaign, Row, AD_KEYS, LISTINGS};
+use super::data::{listing_indexes, ts, Campaign, AD_KEYS, LISTINGS};
 use super::generate::random_id;
 use super::read::link_display_id;
+use super::row::Row;
 use super::{fail, ok, ApiError, Reply, Simulator, State, PROJECT_DOMAINS};
 use axum::body::Bytes;
 use axum::extract::{Path, State as Extract};
@@ -68,7 +69,7 @@ impl State {
         let resolved = link
             .and_then(link_display_id)
             .and_then(|id| self.campaigns.get(&id))
-            .map(|c| ((c.uid, c.display_id.clone()), c.name.clone()));
+            .map(|c| ((c.uid, c.display_id.clone()), c.name().to_string()));
         let install = self.installs.entry(iid.to_string()).or_default();
         if is_init {
             install.installed_at.get_or_insert(now);
@@ -141,7 +142,7 @@ pub(crate) async fn attribution_data(Extract(sim): Extract<Simulator>, bytes: By
         // A deleted campaign keeps its cached result (the real one is cached for 24 hours).
         let live = st
             .install_campaign(&install)
-            .map(|c| (c.name.clone(), c.deeplink.clone()));
+            .map(|c| (c.name().to_string(), c.deeplink.clone()));
         let (name, deeplink) = live.unwrap_or((install.campaign_name.clone(), None));
         data["deeplink"] = json!(deeplink);
         data["campaign_data"] = json!({
@@ -177,13 +178,12 @@ pub(crate) async fn trigger(Extract(sim): Extract<Simulator>, bytes: Bytes) -> R
     };
     let user_id = user.get("id").cloned().unwrap_or_default();
     let same = |r: &&mut Row| {
-        r.install == iid && r.user_data().and_then(|u| u.get("id")) == Some(&user_id)
+        r.install() == iid.as_deref() && r.user_data().and_then(|u| u.get("id")) == Some(&user_id)
     };
     match c
-        .rows
-        .iter_mut()
+        .rows_mut()
         .find(same)
-        .and_then(|r| r.fields.get_mut("user_data"))
+        .and_then(|r| r.fields_mut().get_mut("user_data"))
     {
         // A login changes the user's details, never the attribution.
         Some(Value::Object(data)) => data.extend(user),
@@ -220,13 +220,7 @@ fn signup_row(
         json!(install.store_click_at.map(ts)),
     );
     fields.insert("user_data".into(), Value::Object(user));
-    Row {
-        uid,
-        order: 0,
-        attributed_at: at,
-        install: iid,
-        fields,
-    }
+    Row::new(uid, at, iid, fields)
 }
 
 /// `POST /api/client/set-user-data`: merges `user_data` into every row of that user id.
@@ -237,9 +231,9 @@ pub(crate) async fn set_user_data(Extract(sim): Extract<Simulator>, bytes: Bytes
     let Some(id) = user.get("id").and_then(Value::as_str).map(String::from) else {
         return fail(StatusCode::BAD_REQUEST, "user_data.id is required");
     };
-    let rows = st.campaigns.values_mut().flat_map(|c| c.rows.iter_mut());
+    let rows = st.campaigns.values_mut().flat_map(|c| c.rows_mut());
     for row in rows.filter(|r| r.user_id() == Some(id.as_str())) {
-        if let Some(Value::Object(data)) = row.fields.get_mut("user_data") {
+        if let Some(Value::Object(data)) = row.fields_mut().get_mut("user_data") {
             data.extend(user.clone());
         }
     }
@@ -285,7 +279,7 @@ pub(crate) async fn create_campaign(Extract(sim): Extract<Simulator>, bytes: Byt
         c.extra.insert("website".into(), json!(site));
     }
     let data = json!({
-        "id": uid, "name": c.name, "link": c.link(), "website": website, "display_id": c.display_id,
+        "id": uid, "name": c.name(), "link": c.link(), "website": website, "display_id": c.display_id,
         "created_at": ts(now),
         "android_web_redirect": text(&body, "android_web_redirect"),
         "ios_web_redirect": text(&body, "ios_web_redirect"),
@@ -353,7 +347,7 @@ pub(crate) async fn edit_campaign(
         return fail(StatusCode::NOT_FOUND, "Campaign not found!");
     };
     if let Some(n) = name.and_then(Value::as_str) {
-        c.name = n.to_string();
+        c.rename(n.to_string());
     }
     if let Some(a) = active.and_then(Value::as_bool) {
         c.active = a;
