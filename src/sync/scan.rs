@@ -108,25 +108,24 @@ impl Scanner<'_> {
                 end: ws[ws.len() - 1].end,
             };
             let first = self.page(range, 1, report).await?;
-            let result = if first.pages > self.pages_per_scan && ws.len() > 1 {
-                Err(ScanError::Unstable {
-                    start: range.start,
-                    end: range.end,
-                    seen: 0,
-                    total: first.total,
-                })
+            // Too many pages for one transaction, or rows that kept moving: halve the range,
+            // as fewer pages give concurrent writes less chance to move rows under us.
+            let splittable = ws.len() > 1;
+            let split = if splittable && first.pages > self.pages_per_scan {
+                true
             } else {
-                self.read_range(range, first, report).await
-            };
-            match result {
-                // Too many pages for one transaction, or rows kept moving: halve the range, as
-                // fewer pages give concurrent writes less chance to move rows under us.
-                Err(ScanError::Unstable { .. }) if ws.len() > 1 => {
-                    let (a, b) = ws.split_at(ws.len() / 2);
-                    queue.push_front(b);
-                    queue.push_front(a);
+                match self.read_range(range, first, report).await {
+                    Err(ScanError::Unstable { .. }) if splittable => true,
+                    other => {
+                        other?;
+                        false
+                    }
                 }
-                other => other?,
+            };
+            if split {
+                let (a, b) = ws.split_at(ws.len() / 2);
+                queue.push_front(b);
+                queue.push_front(a);
             }
         }
         Ok(())
@@ -290,24 +289,22 @@ impl Scanner<'_> {
                 }
             }
         }
-        let (new, known): (Vec<UserRow>, Vec<UserRow>) = rows.into_values().partition(|r| {
-            let key = (r.attributed_at, r.row_key.clone());
-            !state.existing.contains(&key) && !state.seen.contains(&key)
-        });
-        let rejected: Vec<Rejected> = rejected.into_values().collect();
+        // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
+        let (new, known): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(key, _)| !state.existing.contains(key) && !state.seen.contains(key));
+        let (new_keys, new): (Vec<_>, Vec<UserRow>) = new.into_iter().unzip();
+        let (known_keys, known): (Vec<_>, Vec<UserRow>) = known.into_iter().unzip();
+        let (rejected_keys, rejected): (Vec<String>, Vec<Rejected>) = rejected.into_iter().unzip();
         let counts = writer::upsert_users(tx, &known).await?;
         let copied = writer::copy_new_users(tx, &new).await?;
-        let rows = [new, known].concat();
         writer::insert_rejected(tx, self.run_id, self.campaign, &rejected).await?;
-        writer::merge_profiles(&mut state.profiles, &rows);
+        writer::merge_profiles(&mut state.profiles, &new);
+        writer::merge_profiles(&mut state.profiles, &known);
         state.counts.inserted += counts.inserted + copied;
         state.counts.updated += counts.updated;
-        state
-            .seen
-            .extend(rows.into_iter().map(|r| (r.attributed_at, r.row_key)));
-        state
-            .rejected
-            .extend(rejected.into_iter().map(|r| r.raw.to_string()));
+        state.seen.extend(new_keys.into_iter().chain(known_keys));
+        state.rejected.extend(rejected_keys);
         Ok(())
     }
 }
