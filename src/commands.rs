@@ -30,7 +30,7 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
             config.api.api_key.expose_secret()
         );
     }
-    let pool = db::connect(options, config.concurrency as u32 + 2).await?;
+    let pool = db::connect(options, config.concurrency as u32 + 4).await?;
     if args.dry_run {
         print!("{}", sync::plan::dry_run(&config, &pool).await?);
         return Ok(());

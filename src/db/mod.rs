@@ -1,5 +1,6 @@
 //! Postgres: connecting, migrations, the run lock and the writers.
 
+pub mod batch;
 pub mod campaigns;
 pub mod rows;
 pub mod state;

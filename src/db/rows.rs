@@ -40,8 +40,6 @@ pub struct UserRow {
     /// `user_data` as the JSON text received; it goes to Postgres without being rebuilt.
     pub user_data: Option<String>,
     pub extra: Option<Value>,
-    /// `user_data.name`, `.email` and `.phone` as text, for the `users` table.
-    pub profile: [Option<String>; 3],
 }
 
 /// A row we could not key, with the reason.
@@ -67,12 +65,6 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 struct UserFields<'a> {
     #[serde(default)]
     id: Value,
-    #[serde(default)]
-    name: Value,
-    #[serde(default)]
-    email: Value,
-    #[serde(default)]
-    phone: Value,
     #[serde(default, borrow)]
     device_data: Option<&'a RawValue>,
 }
@@ -92,14 +84,6 @@ struct DeviceIds {
 /// A small JSON value; the text was already checked to be JSON.
 fn small(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
-}
-
-fn as_text(value: &Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
 }
 
 impl UserRow {
@@ -135,7 +119,6 @@ impl UserRow {
             _ => None,
         };
         let row_key = row_key(user_id.as_deref(), fields.device_data, raw);
-        let profile = [&fields.name, &fields.email, &fields.phone].map(as_text);
 
         let mut extra = Map::new();
         let mut absent = Vec::new();
@@ -202,7 +185,6 @@ impl UserRow {
             times,
             user_data,
             extra: (!extra.is_empty()).then_some(Value::Object(extra)),
-            profile,
         })
     }
 

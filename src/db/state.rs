@@ -72,21 +72,59 @@ pub async fn mark_checked(pool: &PgPool, campaigns: &[String]) -> sqlx::Result<(
     Ok(())
 }
 
-/// Extends the checkpoint by a range this run read, when it joins what is already covered.
+/// A range this run read completely, with what reading it did.
+pub struct ScanRecord<'a> {
+    pub campaign: &'a str,
+    pub range: Window,
+    /// Where this run's gap-free reading of the campaign began.
+    pub run_from: DateTime<Utc>,
+    pub requests: u64,
+    pub rows_received: u64,
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+/// Records ranges read completely (at most one per campaign) and extends each campaign's
+/// checkpoint by its range, when that joins what is already covered.
 ///
-/// `run_from` is where this run's gap-free reading of the campaign began. The update only ever
-/// widens the interval, so a checkpoint never moves backwards.
-pub async fn advance_checkpoint(
+/// The checkpoint update only ever widens the interval, so a checkpoint never moves backwards.
+pub async fn record_scans(
     conn: &mut PgConnection,
-    campaign: &str,
-    run_from: DateTime<Utc>,
-    read_until: DateTime<Utc>,
     run_id: Uuid,
+    scans: &[ScanRecord<'_>],
 ) -> sqlx::Result<()> {
+    let campaigns: Vec<&str> = scans.iter().map(|s| s.campaign).collect();
+    let starts: Vec<_> = scans.iter().map(|s| s.range.start).collect();
+    let ends: Vec<_> = scans.iter().map(|s| s.range.end).collect();
+    let count = |f: fn(&ScanRecord) -> u64| scans.iter().map(|s| f(s) as i32).collect::<Vec<_>>();
+    // One row per start; a longer or newer reading of the same start replaces a shorter one.
+    sqlx::query(
+        "INSERT INTO linkrunner.sync_windows AS w (campaign_display_id, window_start, window_end,
+             completed_at, run_id, requests, rows_received, rows_inserted, rows_updated)
+         SELECT c, s, e, now(), $4, r, n, i, u
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $5::int4[], $6::int4[],
+             $7::int4[], $8::int4[]) AS t(c, s, e, r, n, i, u)
+         ON CONFLICT (campaign_display_id, window_start) DO UPDATE SET
+             window_end = EXCLUDED.window_end, completed_at = EXCLUDED.completed_at,
+             run_id = EXCLUDED.run_id, requests = EXCLUDED.requests,
+             rows_received = EXCLUDED.rows_received, rows_inserted = EXCLUDED.rows_inserted,
+             rows_updated = EXCLUDED.rows_updated
+         WHERE EXCLUDED.window_end >= w.window_end",
+    )
+    .bind(&campaigns)
+    .bind(&starts)
+    .bind(&ends)
+    .bind(run_id)
+    .bind(count(|s| s.requests))
+    .bind(count(|s| s.rows_received))
+    .bind(count(|s| s.inserted))
+    .bind(count(|s| s.updated))
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO linkrunner.sync_checkpoints AS c
              (campaign_display_id, covered_from, synced_until, last_run_id)
-         VALUES ($1, $2, $3, $4)
+         SELECT c, f, u, $4 FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[]) AS t(c, f, u)
          ON CONFLICT (campaign_display_id) DO UPDATE SET
              covered_from = LEAST(c.covered_from, EXCLUDED.covered_from),
              synced_until = GREATEST(c.synced_until, EXCLUDED.synced_until),
@@ -95,47 +133,10 @@ pub async fn advance_checkpoint(
            AND EXCLUDED.synced_until >= c.covered_from
            AND (EXCLUDED.covered_from < c.covered_from OR EXCLUDED.synced_until > c.synced_until)",
     )
-    .bind(campaign)
-    .bind(run_from)
-    .bind(read_until)
+    .bind(&campaigns)
+    .bind(scans.iter().map(|s| s.run_from).collect::<Vec<_>>())
+    .bind(&ends)
     .bind(run_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Records that `range` was read completely.
-pub struct ScanRecord<'a> {
-    pub campaign: &'a str,
-    pub range: Window,
-    pub run_id: Uuid,
-    pub requests: u64,
-    pub rows_received: u64,
-    pub inserted: u64,
-    pub updated: u64,
-}
-
-pub async fn record_scan(conn: &mut PgConnection, scan: &ScanRecord<'_>) -> sqlx::Result<()> {
-    // One row per start; a longer or newer reading of the same start replaces a shorter one.
-    sqlx::query(
-        "INSERT INTO linkrunner.sync_windows AS w (campaign_display_id, window_start, window_end,
-             completed_at, run_id, requests, rows_received, rows_inserted, rows_updated)
-         VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8)
-         ON CONFLICT (campaign_display_id, window_start) DO UPDATE SET
-             window_end = EXCLUDED.window_end, completed_at = EXCLUDED.completed_at,
-             run_id = EXCLUDED.run_id, requests = EXCLUDED.requests,
-             rows_received = EXCLUDED.rows_received, rows_inserted = EXCLUDED.rows_inserted,
-             rows_updated = EXCLUDED.rows_updated
-         WHERE EXCLUDED.window_end >= w.window_end",
-    )
-    .bind(scan.campaign)
-    .bind(scan.range.start)
-    .bind(scan.range.end)
-    .bind(scan.run_id)
-    .bind(scan.requests as i32)
-    .bind(scan.rows_received as i32)
-    .bind(scan.inserted as i32)
-    .bind(scan.updated as i32)
     .execute(conn)
     .await?;
     Ok(())

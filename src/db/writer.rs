@@ -1,6 +1,6 @@
-//! Bulk upserts of attributed users and their profiles.
+//! Bulk writes of attributed users.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
@@ -17,10 +17,15 @@ pub struct WriteCounts {
 }
 
 /// Upserts rows keyed on (campaign, attributed_at, row_key); rows whose content is unchanged
-/// are not rewritten. `rows` must hold each key once; profiles are written by `upsert_profiles`.
-pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Result<WriteCounts> {
+/// are not rewritten. `rows` must hold each key once.
+/// Returns, per campaign, what the upsert did.
+pub async fn upsert_users(
+    conn: &mut PgConnection,
+    rows: &[&UserRow],
+) -> sqlx::Result<HashMap<String, WriteCounts>> {
+    let mut counts: HashMap<String, WriteCounts> = HashMap::new();
     if rows.is_empty() {
-        return Ok(WriteCounts::default());
+        return Ok(counts);
     }
     let text = |i: usize| rows.iter().map(|r| r.texts[i].clone()).collect::<Vec<_>>();
     let time = |i: usize| rows.iter().map(|r| r.times[i]).collect::<Vec<_>>();
@@ -54,7 +59,7 @@ pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Re
                 EXCLUDED.ad_set_id, EXCLUDED.ad_set_name, EXCLUDED.publisher_platform,
                 EXCLUDED.platform_position, EXCLUDED.installed_at, EXCLUDED.store_click_at,
                 EXCLUDED.user_data, EXCLUDED.extra)
-         RETURNING (xmax = 0) AS inserted",
+         RETURNING campaign_display_id, (xmax = 0) AS inserted",
     )
     .bind(
         rows.iter()
@@ -80,11 +85,14 @@ pub async fn upsert_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Re
     .bind(rows.iter().map(|r| r.extra.clone()).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
-    let inserted = results.iter().filter(|r| r.get::<bool, _>(0)).count() as u64;
-    let counts = WriteCounts {
-        inserted,
-        updated: results.len() as u64 - inserted,
-    };
+    for row in results {
+        let entry = counts.entry(row.get(0)).or_default();
+        if row.get::<bool, _>(1) {
+            entry.inserted += 1;
+        } else {
+            entry.updated += 1;
+        }
+    }
     Ok(counts)
 }
 
@@ -112,8 +120,33 @@ pub async fn existing_keys(
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// A stored row's natural key.
+pub type RowKey = (String, DateTime<Utc>, String);
+
+/// Keys already stored in any of `ranges`: (campaign, start, end), both bounds included.
+pub async fn existing_keys_in(
+    conn: &mut PgConnection,
+    ranges: &[(&str, DateTime<Utc>, DateTime<Utc>)],
+) -> sqlx::Result<HashSet<RowKey>> {
+    let rows = sqlx::query(
+        "SELECT a.campaign_display_id, a.attributed_at, a.row_key
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(c, s, e)
+         JOIN linkrunner.attributed_users a
+           ON a.campaign_display_id = r.c AND a.attributed_at BETWEEN r.s AND r.e",
+    )
+    .bind(ranges.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind(ranges.iter().map(|r| r.2).collect::<Vec<_>>())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 /// Loads rows known to be new with `COPY`, the fastest way into Postgres; returns the count.
-pub async fn copy_new_users(conn: &mut PgConnection, rows: &[UserRow]) -> sqlx::Result<u64> {
+pub async fn copy_new_users(conn: &mut PgConnection, rows: &[&UserRow]) -> sqlx::Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
@@ -171,89 +204,6 @@ fn copy_text(buf: &mut String, value: Option<&str>) {
 fn copy_field(buf: &mut String, value: Option<&str>) {
     buf.push_str(value.unwrap_or("\\N"));
     buf.push('\t');
-}
-
-/// The profile of a user's latest attribution seen so far.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Profile {
-    pub attributed_at: DateTime<Utc>,
-    pub campaign_display_id: String,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-}
-
-/// Keeps, per user id, the profile of the latest attribution among `rows` and those already in
-/// `profiles`. A BTreeMap keeps the ids sorted, so concurrent transactions lock user rows in the
-/// same order and cannot deadlock.
-pub fn merge_profiles(profiles: &mut BTreeMap<String, Profile>, rows: &[UserRow]) {
-    for row in rows {
-        let Some(id) = row.user_id.as_deref() else {
-            continue;
-        };
-        let newer = profiles.get(id).is_none_or(|seen| {
-            (row.attributed_at, &row.campaign_display_id)
-                >= (seen.attributed_at, &seen.campaign_display_id)
-        });
-        if newer {
-            profiles.insert(
-                id.to_owned(),
-                Profile {
-                    attributed_at: row.attributed_at,
-                    campaign_display_id: row.campaign_display_id.clone(),
-                    name: row.profile[0].clone(),
-                    email: row.profile[1].clone(),
-                    phone: row.profile[2].clone(),
-                },
-            );
-        }
-    }
-}
-
-/// Keeps `users` at the profile of each user's latest attribution.
-pub async fn upsert_profiles(
-    conn: &mut PgConnection,
-    profiles: &BTreeMap<String, Profile>,
-) -> sqlx::Result<()> {
-    if profiles.is_empty() {
-        return Ok(());
-    }
-    let text = |f: fn(&Profile) -> Option<String>| profiles.values().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO linkrunner.users AS u (user_id, name, email, phone,
-             latest_campaign_display_id, latest_attributed_at)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-             $6::timestamptz[])
-         ON CONFLICT (user_id) DO UPDATE SET
-             name = EXCLUDED.name, email = EXCLUDED.email, phone = EXCLUDED.phone,
-             latest_campaign_display_id = EXCLUDED.latest_campaign_display_id,
-             latest_attributed_at = EXCLUDED.latest_attributed_at, last_synced_at = now()
-         WHERE (EXCLUDED.latest_attributed_at, EXCLUDED.latest_campaign_display_id)
-                 >= (u.latest_attributed_at, u.latest_campaign_display_id)
-           AND (u.name, u.email, u.phone, u.latest_campaign_display_id, u.latest_attributed_at)
-                 IS DISTINCT FROM
-               (EXCLUDED.name, EXCLUDED.email, EXCLUDED.phone,
-                EXCLUDED.latest_campaign_display_id, EXCLUDED.latest_attributed_at)",
-    )
-    .bind(profiles.keys().cloned().collect::<Vec<_>>())
-    .bind(text(|p| p.name.clone()))
-    .bind(text(|p| p.email.clone()))
-    .bind(text(|p| p.phone.clone()))
-    .bind(
-        profiles
-            .values()
-            .map(|p| p.campaign_display_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        profiles
-            .values()
-            .map(|p| p.attributed_at)
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// Keeps rows that could not be understood, with the reason.

@@ -20,12 +20,16 @@ use uuid::Uuid;
 use crate::api::client::MAX_LIMIT;
 use crate::api::{ApiClient, ApiError, ApiStats};
 use crate::config::SyncConfig;
+use crate::db::batch::BatchWriter;
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::state::{self, Checkpoint, RunTotals};
 use crate::db::{self};
 use crate::error::Failure;
 use crate::metrics;
 use crate::sync::scan::{CampaignReport, ScanError, Scanner};
+
+/// Writer tasks committing small ranges; two let Postgres use a second core while one commits.
+const WRITERS: usize = 2;
 
 /// What a finished run reports.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -173,7 +177,9 @@ async fn sync_all(
     totals: &mut RunTotals,
 ) -> Result<(), Failure> {
     let now = Utc::now();
+    let (writer, mut writers) = BatchWriter::start(pool.clone(), run_id, WRITERS);
     let ctx = Arc::new(RunContext {
+        writer,
         config: config.clone(),
         pool: pool.clone(),
         api: api.clone(),
@@ -280,6 +286,9 @@ async fn sync_all(
         }
     }
     progress.finish_and_clear();
+    // Every range was committed before its task ended; the writers end with the last handle.
+    drop(ctx);
+    while writers.join_next().await.is_some() {}
     state::mark_checked(pool, &skipped)
         .await
         .context("recording campaigns confirmed by their counters")?;
@@ -390,6 +399,7 @@ fn api_failure(e: ApiError) -> Failure {
 /// What every campaign of one run shares.
 struct RunContext {
     config: SyncConfig,
+    writer: BatchWriter,
     pool: PgPool,
     api: ApiClient,
     run_id: Uuid,
@@ -435,6 +445,7 @@ async fn sync_campaign(
     let scanner = Scanner {
         api,
         pool,
+        writer: &ctx.writer,
         run_id,
         campaign: id,
         run_from: first.start,

@@ -5,7 +5,7 @@
 //! transaction per range, so memory holds one page while the rows of a range and the checkpoint
 //! that says they are stored still commit together.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiError, Page};
+use crate::db::batch::{BatchWriter, RangeRows};
 use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer};
 use crate::sync::windows::Window;
@@ -59,6 +60,8 @@ pub enum ScanError {
 pub struct Scanner<'a> {
     pub api: &'a ApiClient,
     pub pool: &'a sqlx::PgPool,
+    /// Commits ranges that fit in one page together with other campaigns' ranges.
+    pub writer: &'a BatchWriter,
     pub run_id: Uuid,
     pub campaign: &'a str,
     /// Where this run's gap-free reading of the campaign began.
@@ -71,24 +74,100 @@ pub struct Scanner<'a> {
     pub pages_per_scan: u64,
 }
 
-/// What one range's transaction has written so far.
-#[derive(Default)]
-struct RangeState {
+/// Where the pages of a range go while it is read: the range's own transaction, or memory.
+trait PageSink {
+    async fn take(&mut self, scanner: &Scanner<'_>, page: Page) -> Result<(), sqlx::Error>;
+    /// Distinct rows taken so far, rejected ones included.
+    fn distinct(&self) -> u64;
+}
+
+/// A range's own transaction, written page by page: memory holds one page.
+struct TxSink<'t> {
+    tx: &'t mut sqlx::PgConnection,
     /// Natural keys of the rows written, to count distinct rows against the server's total.
     seen: HashSet<(DateTime<Utc>, String)>,
     /// Keys stored before this transaction began; rows with other keys are loaded by COPY.
     existing: HashSet<(DateTime<Utc>, String)>,
     rejected: HashSet<String>,
-    profiles: BTreeMap<String, writer::Profile>,
-    requests: u64,
-    received: u64,
     counts: writer::WriteCounts,
 }
 
-impl RangeState {
+impl PageSink for TxSink<'_> {
+    async fn take(&mut self, scanner: &Scanner<'_>, page: Page) -> Result<(), sqlx::Error> {
+        let (rows, rejected) = convert(scanner.campaign, page);
+        // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
+        let (new, known): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|(key, _)| !self.existing.contains(key) && !self.seen.contains(key));
+        let (new_keys, new): (Vec<_>, Vec<UserRow>) = new.into_iter().unzip();
+        let (known_keys, known): (Vec<_>, Vec<UserRow>) = known.into_iter().unzip();
+        let (rejected_keys, rejected): (Vec<String>, Vec<Rejected>) = rejected.into_iter().unzip();
+        let upserted = writer::upsert_users(self.tx, &known.iter().collect::<Vec<_>>()).await?;
+        let copied = writer::copy_new_users(self.tx, &new.iter().collect::<Vec<_>>()).await?;
+        writer::insert_rejected(self.tx, scanner.run_id, scanner.campaign, &rejected).await?;
+        for c in upserted.values() {
+            self.counts.inserted += c.inserted;
+            self.counts.updated += c.updated;
+        }
+        self.counts.inserted += copied;
+        self.seen.extend(new_keys.into_iter().chain(known_keys));
+        self.rejected.extend(rejected_keys);
+        Ok(())
+    }
+
     fn distinct(&self) -> u64 {
         (self.seen.len() + self.rejected.len()) as u64
     }
+}
+
+/// A small range held in memory until the batch writer commits it; a later pass's copy of a
+/// row replaces an earlier one.
+#[derive(Default)]
+struct MemorySink {
+    rows: HashMap<(DateTime<Utc>, String), UserRow>,
+    rejected: HashMap<String, Rejected>,
+}
+
+impl PageSink for MemorySink {
+    async fn take(&mut self, scanner: &Scanner<'_>, page: Page) -> Result<(), sqlx::Error> {
+        let (rows, rejected) = convert(scanner.campaign, page);
+        self.rows.extend(rows);
+        self.rejected.extend(rejected);
+        Ok(())
+    }
+
+    fn distinct(&self) -> u64 {
+        (self.rows.len() + self.rejected.len()) as u64
+    }
+}
+
+/// A page's rows by natural key, and the rows that could not be read, by content.
+type Converted = (
+    HashMap<(DateTime<Utc>, String), UserRow>,
+    HashMap<String, Rejected>,
+);
+
+fn convert(campaign: &str, page: Page) -> Converted {
+    let mut rows = HashMap::with_capacity(page.items.len());
+    let mut rejected = HashMap::new();
+    for item in page.items {
+        match UserRow::from_wire(campaign, &item) {
+            Ok(row) => {
+                rows.insert((row.attributed_at, row.row_key.clone()), row);
+            }
+            Err(r) => {
+                rejected.insert(r.raw.to_string(), r);
+            }
+        }
+    }
+    (rows, rejected)
+}
+
+/// What reading a range's pages took.
+#[derive(Default)]
+struct Reading {
+    requests: u64,
+    received: u64,
 }
 
 impl Scanner<'_> {
@@ -143,8 +222,9 @@ impl Scanner<'_> {
             .await
     }
 
-    /// Reads a range into one transaction. When the database drops out mid-way the transaction
-    /// is gone with everything in it, so the range is read again from the start.
+    /// Reads a range and commits it: through the batch writer when it fits in one page, else
+    /// in a transaction of its own. When the database drops out mid-way the transaction is gone
+    /// with everything in it, so the range is read again from the start.
     async fn read_range(
         &self,
         range: Window,
@@ -158,7 +238,12 @@ impl Scanner<'_> {
                 Some(page) => page,
                 None => self.page(range, 1, report).await?,
             };
-            match self.range_transaction(range, page, report).await {
+            let result = if page.pages <= 1 {
+                self.batched(range, page, report).await
+            } else {
+                self.range_transaction(range, page, report).await
+            };
+            match result {
                 Err(ScanError::Db(e)) if db::is_transient(&e) && attempt < DB_ATTEMPTS => {
                     tracing::warn!(campaign = self.campaign, error = %e, attempt, "database trouble; reading the range again");
                     tokio::time::sleep(delay).await;
@@ -170,10 +255,34 @@ impl Scanner<'_> {
         unreachable!("the loop returns")
     }
 
-    /// Pages through a range, writing each page as it comes, until one full pass saw a steady
-    /// total and at least that many distinct rows; then records the range and the checkpoint
-    /// and commits. Memory holds one page at a time.
-    #[tracing::instrument(name = "range", skip_all, fields(start = %range.start, end = %range.end))]
+    /// Reads a small range into memory and has the batch writer commit it.
+    async fn batched(
+        &self,
+        range: Window,
+        first: Page,
+        report: &mut CampaignReport,
+    ) -> Result<(), ScanError> {
+        let mut sink = MemorySink::default();
+        let reading = self.read_passes(range, first, report, &mut sink).await?;
+        let rejected = sink.rejected.len() as u64;
+        let counts = self
+            .writer
+            .write(RangeRows {
+                campaign: self.campaign.to_owned(),
+                range,
+                run_from: self.run_from,
+                rows: sink.rows.into_values().collect(),
+                rejected: sink.rejected.into_values().collect(),
+                requests: reading.requests,
+                received: reading.received,
+            })
+            .await?;
+        self.finish(report, &reading, counts, rejected);
+        Ok(())
+    }
+
+    /// Pages through a range in one transaction, writing each page as it comes, then records
+    /// the range and the checkpoint and commits.
     async fn range_transaction(
         &self,
         range: Window,
@@ -181,10 +290,60 @@ impl Scanner<'_> {
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut tx = self.pool.begin().await?;
-        let mut state = RangeState {
-            existing: writer::existing_keys(&mut tx, self.campaign, range.start, range.end).await?,
-            ..RangeState::default()
+        let existing =
+            writer::existing_keys(&mut tx, self.campaign, range.start, range.end).await?;
+        let mut sink = TxSink {
+            tx: &mut tx,
+            seen: HashSet::new(),
+            existing,
+            rejected: HashSet::new(),
+            counts: writer::WriteCounts::default(),
         };
+        let reading = self.read_passes(range, first, report, &mut sink).await?;
+        let (counts, rejected) = (sink.counts, sink.rejected.len() as u64);
+        let scan = state::ScanRecord {
+            campaign: self.campaign,
+            range,
+            run_from: self.run_from,
+            requests: reading.requests,
+            rows_received: reading.received,
+            inserted: counts.inserted,
+            updated: counts.updated,
+        };
+        state::record_scans(&mut tx, self.run_id, &[scan]).await?;
+        tx.commit().await?;
+        self.finish(report, &reading, counts, rejected);
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        report: &mut CampaignReport,
+        reading: &Reading,
+        counts: writer::WriteCounts,
+        rejected: u64,
+    ) {
+        report.scans += 1;
+        report.rows_received += reading.received;
+        report.inserted += counts.inserted;
+        report.updated += counts.updated;
+        report.rejected += rejected;
+        if rejected > 0 {
+            tracing::warn!(campaign = self.campaign, count = rejected, "rows rejected");
+        }
+    }
+
+    /// Pages through a range into `sink` until one full pass saw a steady total and at least
+    /// that many distinct rows.
+    #[tracing::instrument(name = "range", skip_all, fields(start = %range.start, end = %range.end))]
+    async fn read_passes(
+        &self,
+        range: Window,
+        first: Page,
+        report: &mut CampaignReport,
+        sink: &mut impl PageSink,
+    ) -> Result<Reading, ScanError> {
+        let mut reading = Reading::default();
         let mut next_first = Some(first);
         for pass in 1..=MAX_PASSES {
             let first = match next_first.take() {
@@ -194,25 +353,25 @@ impl Scanner<'_> {
             let (expected, pages) = (first.total, first.pages);
             let mut last_total = expected;
             let mut short = first.items.len() < self.page_size as usize;
-            self.write_page(&mut tx, first, &mut state).await?;
+            self.take(sink, first, &mut reading).await?;
             let mut page_no = 2;
             // Stop at the last page, or at a short one.
             while page_no <= pages && !short {
                 let page = self.page(range, page_no, report).await?;
                 last_total = page.total;
                 short = page.items.len() < self.page_size as usize;
-                self.write_page(&mut tx, page, &mut state).await?;
+                self.take(sink, page, &mut reading).await?;
                 page_no += 1;
             }
-            let steady = last_total == expected && state.distinct() >= expected;
-            if steady || (pass == MAX_PASSES && state.distinct() >= last_total) {
-                break;
+            let steady = last_total == expected && sink.distinct() >= expected;
+            if steady || (pass == MAX_PASSES && sink.distinct() >= last_total) {
+                return Ok(reading);
             }
             if pass == MAX_PASSES {
                 return Err(ScanError::Unstable {
                     start: range.start,
                     end: range.end,
-                    seen: state.distinct(),
+                    seen: sink.distinct(),
                     total: last_total,
                 });
             }
@@ -223,89 +382,25 @@ impl Scanner<'_> {
                 pass,
                 expected,
                 last_total,
-                seen = state.distinct(),
+                seen = sink.distinct(),
                 "rows moved while paging; reading the range again"
             );
         }
-        writer::upsert_profiles(&mut tx, &state.profiles).await?;
-        state::record_scan(
-            &mut tx,
-            &state::ScanRecord {
-                campaign: self.campaign,
-                range,
-                run_id: self.run_id,
-                requests: state.requests,
-                rows_received: state.received,
-                inserted: state.counts.inserted,
-                updated: state.counts.updated,
-            },
-        )
-        .await?;
-        state::advance_checkpoint(
-            &mut tx,
-            self.campaign,
-            self.run_from,
-            range.end,
-            self.run_id,
-        )
-        .await?;
-        tx.commit().await?;
-        report.scans += 1;
-        report.rows_received += state.received;
-        report.inserted += state.counts.inserted;
-        report.updated += state.counts.updated;
-        report.rejected += state.rejected.len() as u64;
-        if !state.rejected.is_empty() {
-            tracing::warn!(
-                campaign = self.campaign,
-                count = state.rejected.len(),
-                "rows rejected"
-            );
-        }
-        Ok(())
+        unreachable!("the last pass returns")
     }
 
-    /// Converts and upserts one page inside the range's transaction.
-    async fn write_page(
+    async fn take(
         &self,
-        tx: &mut sqlx::PgConnection,
+        sink: &mut impl PageSink,
         page: Page,
-        state: &mut RangeState,
+        reading: &mut Reading,
     ) -> Result<(), sqlx::Error> {
-        state.requests += 1;
-        state.received += page.items.len() as u64;
+        reading.requests += 1;
+        reading.received += page.items.len() as u64;
         if let Some(bar) = self.progress {
             bar.inc(page.items.len() as u64);
         }
-        let mut rows: HashMap<(DateTime<Utc>, String), UserRow> = HashMap::new();
-        let mut rejected: HashMap<String, Rejected> = HashMap::new();
-        for item in page.items {
-            match UserRow::from_wire(self.campaign, &item) {
-                Ok(row) => {
-                    rows.insert((row.attributed_at, row.row_key.clone()), row);
-                }
-                Err(r) => {
-                    rejected.insert(r.raw.to_string(), r);
-                }
-            }
-        }
-        // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
-        let (new, known): (Vec<_>, Vec<_>) = rows
-            .into_iter()
-            .partition(|(key, _)| !state.existing.contains(key) && !state.seen.contains(key));
-        let (new_keys, new): (Vec<_>, Vec<UserRow>) = new.into_iter().unzip();
-        let (known_keys, known): (Vec<_>, Vec<UserRow>) = known.into_iter().unzip();
-        let (rejected_keys, rejected): (Vec<String>, Vec<Rejected>) = rejected.into_iter().unzip();
-        let counts = writer::upsert_users(tx, &known).await?;
-        let copied = writer::copy_new_users(tx, &new).await?;
-        writer::insert_rejected(tx, self.run_id, self.campaign, &rejected).await?;
-        writer::merge_profiles(&mut state.profiles, &new);
-        writer::merge_profiles(&mut state.profiles, &known);
-        state.counts.inserted += counts.inserted + copied;
-        state.counts.updated += counts.updated;
-        state.seen.extend(new_keys.into_iter().chain(known_keys));
-        state.rejected.extend(rejected_keys);
-        Ok(())
+        sink.take(self, page).await
     }
 }
 

@@ -86,7 +86,6 @@ pub async fn stored_rows(pool: &PgPool) -> Vec<Value> {
                 times: [r.get(14), r.get(15)],
                 user_data: r.get::<Option<Value>, _>(16).map(|v| v.to_string()),
                 extra: r.get(17),
-                profile: Default::default(),
             }
             .to_wire()
         })
