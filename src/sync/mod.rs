@@ -322,27 +322,27 @@ pub(crate) async fn fetch_campaigns(api: &ApiClient) -> Result<(Vec<CampaignRow>
         let first = api.campaigns(1, MAX_LIMIT).await.map_err(api_failure)?;
         let (expected, pages) = (first.total, first.pages);
         let mut last_total = first.total;
-        let mut items = first.items;
+        let mut this_pass = HashSet::new();
+        // Each page is typed as it arrives, so the raw pages are never all held at once.
+        let mut take = |items: Vec<Box<serde_json::value::RawValue>>| {
+            for item in items {
+                match CampaignRow::from_wire(&item) {
+                    Some(c) => {
+                        this_pass.insert(c.display_id.clone());
+                        seen.insert(c.display_id.clone(), c);
+                    }
+                    None => tracing::warn!("campaign without a display_id in the list; skipped"),
+                }
+            }
+        };
+        take(first.items);
         for page in 2..=pages {
             let next = api.campaigns(page, MAX_LIMIT).await.map_err(api_failure)?;
             last_total = next.total;
             let short = next.items.len() < MAX_LIMIT as usize;
-            items.extend(next.items);
+            take(next.items);
             if short {
                 break;
-            }
-        }
-        let mut this_pass = HashSet::new();
-        for item in items {
-            match serde_json::from_str(item.get())
-                .ok()
-                .and_then(CampaignRow::from_wire)
-            {
-                Some(c) => {
-                    this_pass.insert(c.display_id.clone());
-                    seen.insert(c.display_id.clone(), c);
-                }
-                None => tracing::warn!("campaign without a display_id in the list; skipped"),
             }
         }
         if last_total == expected && this_pass.len() as u64 >= expected {
@@ -578,7 +578,7 @@ mod tests {
 
     fn campaign(counter: Option<i64>) -> CampaignRow {
         let raw = serde_json::json!({"display_id": "abc", "attributed_users": counter});
-        CampaignRow::from_wire(raw).unwrap()
+        CampaignRow::from_wire(&serde_json::value::to_raw_value(&raw).unwrap()).unwrap()
     }
 
     fn checkpoint(counter: Option<i64>, hours_ago: i64) -> Option<Checkpoint> {
