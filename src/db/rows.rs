@@ -2,12 +2,15 @@
 //! received, and `extra` for everything the columns cannot hold exactly. `to_wire` rebuilds the
 //! received JSON from the stored parts, which is how the tests prove nothing is lost.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
 /// Documented text fields of a row, in column order.
@@ -51,7 +54,64 @@ pub struct Rejected {
 
 /// The API's own timestamp form: UTC, milliseconds, `Z`.
 pub fn wire_time(t: DateTime<Utc>) -> String {
+    match WireTime::of(t) {
+        Some(text) => text.as_str().to_owned(),
+        None => chrono_wire_time(t),
+    }
+}
+
+/// Appends [`wire_time`]'s text to `buf`, allocating nothing of its own for years 0 to 9999.
+pub fn write_wire_time(buf: &mut String, t: DateTime<Utc>) {
+    match WireTime::of(t) {
+        Some(text) => buf.push_str(text.as_str()),
+        None => buf.push_str(&chrono_wire_time(t)),
+    }
+}
+
+/// The definition of the wire form; chrono signs years outside 0..=9999.
+fn chrono_wire_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Whether `text` is exactly `t` in the wire form.
+fn is_wire_time(text: &str, t: DateTime<Utc>) -> bool {
+    match WireTime::of(t) {
+        Some(wire) => text == wire.as_str(),
+        None => text == chrono_wire_time(t),
+    }
+}
+
+/// [`wire_time`]'s text on the stack, for the years chrono prints as four plain digits.
+struct WireTime([u8; 24]);
+
+impl WireTime {
+    fn of(t: DateTime<Utc>) -> Option<WireTime> {
+        let t = t.naive_utc();
+        let year = u32::try_from(t.year()).ok().filter(|&y| y <= 9999)?;
+        let nano = t.nanosecond();
+        let mut text = *b"0000-00-00T00:00:00.000Z";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], t.month());
+        put_digits(&mut text[8..10], t.day());
+        put_digits(&mut text[11..13], t.hour());
+        put_digits(&mut text[14..16], t.minute());
+        // As chrono's `%S` and `%.3f` print them: a leap second is second 60.
+        put_digits(&mut text[17..19], t.second() + nano / 1_000_000_000);
+        put_digits(&mut text[20..23], nano / 1_000_000 % 1000);
+        Some(WireTime(text))
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII digits and separators")
+    }
+}
+
+/// Writes the last `out.len()` decimal digits of `n`, zero-padded.
+fn put_digits(out: &mut [u8], mut n: u32) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -63,27 +123,265 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 /// The few fields of `user_data` the sync itself needs; the rest is skipped, not built.
 #[derive(Default, Deserialize)]
 struct UserFields<'a> {
-    #[serde(default)]
-    id: Value,
+    #[serde(default, borrow)]
+    id: Id<'a>,
     #[serde(default, borrow)]
     device_data: Option<&'a RawValue>,
 }
 
 #[derive(Default, Deserialize)]
-struct DeviceIds {
-    #[serde(default)]
-    install_instance_id: Value,
-    #[serde(default)]
-    device_id: Value,
-    #[serde(default)]
-    idfv: Value,
-    #[serde(default)]
-    android_id: Value,
+struct DeviceIds<'a> {
+    #[serde(default, borrow)]
+    install_instance_id: Id<'a>,
+    #[serde(default, borrow)]
+    device_id: Id<'a>,
+    #[serde(default, borrow)]
+    idfv: Id<'a>,
+    #[serde(default, borrow)]
+    android_id: Id<'a>,
+}
+
+/// An identifier field, read as a `Value` would be but keeping only what a key can use: a
+/// string (borrowed unless it has escapes) or a number. Arrays and objects are still read as
+/// `Value`s, so a field that would not parse as one still fails its whole struct.
+#[derive(Default)]
+enum Id<'a> {
+    #[default]
+    Other,
+    Str(Cow<'a, str>),
+    Number(Number),
+}
+
+impl Id<'_> {
+    /// Arrays are never strings or numbers, but an object can read as one: serde_json reads
+    /// `{"$serde_json::private::RawValue": "5"}` as the number 5.
+    fn from_value(value: Value) -> Self {
+        match value {
+            Value::String(s) => Id::Str(Cow::Owned(s)),
+            Value::Number(n) => Id::Number(n),
+            _ => Id::Other,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(IdVisitor(PhantomData))
+    }
+}
+
+/// `serde_json::Value`'s visitor, case by case.
+struct IdVisitor<'a>(PhantomData<Id<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for IdVisitor<'a> {
+    type Value = Id<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Id<'a>, E> {
+        Ok(Id::Other)
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Id<'a>, E> {
+        Ok(Id::Number(n.into()))
+    }
+
+    fn visit_i128<E: de::Error>(self, n: i128) -> Result<Id<'a>, E> {
+        Number::deserialize(de::value::I128Deserializer::new(n)).map(Id::Number)
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Id<'a>, E> {
+        Ok(Id::Number(n.into()))
+    }
+
+    fn visit_u128<E: de::Error>(self, n: u128) -> Result<Id<'a>, E> {
+        Number::deserialize(de::value::U128Deserializer::new(n)).map(Id::Number)
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Id<'a>, E> {
+        Ok(Number::from_f64(n).map_or(Id::Other, Id::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Id<'a>, E> {
+        Ok(Id::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Id<'a>, E> {
+        Ok(Id::Str(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Id<'a>, E> {
+        Ok(Id::Str(Cow::Owned(s)))
+    }
+
+    fn visit_none<E>(self) -> Result<Id<'a>, E> {
+        Ok(Id::Other)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Id<'a>, D::Error> {
+        Id::deserialize(deserializer)
+    }
+
+    fn visit_unit<E>(self) -> Result<Id<'a>, E> {
+        Ok(Id::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Id<'a>, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Id::from_value)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Id<'a>, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Id::from_value)
+    }
 }
 
 /// A small JSON value; the text was already checked to be JSON.
 fn small(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+}
+
+/// A member's value as [`small`] reads it, without building a `Value` for `null` or for a
+/// string without escapes: a `RawValue` holds valid JSON, so the text between the quotes of such
+/// a string is exactly the string.
+enum Field<'a> {
+    Null,
+    Str(&'a str),
+    Other(Value),
+}
+
+impl<'a> Field<'a> {
+    fn of(raw: &'a RawValue) -> Field<'a> {
+        let text = raw.get();
+        if text == "null" {
+            return Field::Null;
+        }
+        if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            if !inner.contains('\\') {
+                return Field::Str(inner);
+            }
+        }
+        match small(raw) {
+            Value::Null => Field::Null,
+            other => Field::Other(other),
+        }
+    }
+
+    /// `Value::as_str` of the value.
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Null => None,
+            Field::Str(s) => Some(s),
+            Field::Other(v) => v.as_str(),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Field::Null => Value::Null,
+            Field::Str(s) => Value::String(s.to_owned()),
+            Field::Other(v) => v,
+        }
+    }
+}
+
+/// Slots of the documented members in [`Members::known`].
+const ATTRIBUTED_AT: usize = 0;
+const CAMPAIGN: usize = 1;
+const TEXTS: usize = 2;
+const TIMES: usize = TEXTS + TEXT_FIELDS.len();
+const USER_DATA: usize = TIMES + TIME_FIELDS.len();
+const KNOWN: usize = USER_DATA + 1;
+
+fn known_slot(key: &str) -> Option<usize> {
+    Some(match key {
+        "attributed_at" => ATTRIBUTED_AT,
+        "campaign_display_id" => CAMPAIGN,
+        "ad_channel" => TEXTS,
+        "campaign_name" => TEXTS + 1,
+        "link" => TEXTS + 2,
+        "meta_ad_id" => TEXTS + 3,
+        "ad_creative_id" => TEXTS + 4,
+        "ad_creative_name" => TEXTS + 5,
+        "ad_set_id" => TEXTS + 6,
+        "ad_set_name" => TEXTS + 7,
+        "publisher_platform" => TEXTS + 8,
+        "platform_position" => TEXTS + 9,
+        "installed_at" => TIMES,
+        "store_click_at" => TIMES + 1,
+        "user_data" => USER_DATA,
+        _ => return None,
+    })
+}
+
+/// A row object's members: the documented ones by slot, the others in the order received. A
+/// key received twice keeps its last value, as a map would.
+struct Members<'a> {
+    known: [Option<&'a RawValue>; KNOWN],
+    unknown: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut members = Members {
+            known: [None; KNOWN],
+            unknown: Vec::new(),
+        };
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            match known_slot(&key) {
+                Some(slot) => members.known[slot] = Some(value),
+                None => members.unknown.push((key, value)),
+            }
+        }
+        Ok(members)
+    }
+}
+
+/// An object key, borrowed unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s)))
+    }
 }
 
 impl UserRow {
@@ -93,50 +391,52 @@ impl UserRow {
             reason: reason.to_owned(),
             raw: small(raw),
         };
-        let Ok(mut obj) = serde_json::from_str::<BTreeMap<String, &RawValue>>(raw.get()) else {
+        let Ok(Members { known, unknown }) = serde_json::from_str::<Members>(raw.get()) else {
             return Err(reject("row is not a JSON object"));
         };
-        let attributed_at = match obj.get("attributed_at").map(|r| small(r)) {
-            Some(Value::String(s)) => parse_time(&s),
-            _ => None,
-        };
+        let original_at = known[ATTRIBUTED_AT].map(Field::of);
+        let attributed_at = original_at
+            .as_ref()
+            .and_then(Field::as_str)
+            .and_then(parse_time);
         let Some(attributed_at) = attributed_at else {
             return Err(reject(
                 "attributed_at is missing or not an ISO 8601 timestamp",
             ));
         };
-        let user_data = match obj.get("user_data").map(|r| r.get()) {
-            None | Some("null") => None,
-            Some(text) => Some(text.to_owned()),
-        };
-        let fields: UserFields = user_data
-            .as_deref()
+        let user_data_text = known[USER_DATA].map(RawValue::get).filter(|t| *t != "null");
+        let fields: UserFields = user_data_text
             .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or_default();
-        let user_id = match &fields.id {
-            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+        let user_id = match fields.id {
+            Id::Str(s) if !s.trim().is_empty() => Some(s.into_owned()),
+            Id::Number(n) => Some(n.to_string()),
             _ => None,
         };
         let row_key = row_key(user_id.as_deref(), fields.device_data, raw);
 
         let mut extra = Map::new();
         let mut absent = Vec::new();
-        let mut take = |key: &str| match obj.remove(key) {
+        let mut take = |slot: usize, key: &str| match known[slot] {
             None => {
                 absent.push(Value::String(key.to_owned()));
                 None
             }
-            Some(raw) => Some(small(raw)),
+            Some(raw) => Some(Field::of(raw)),
         };
-        if let Some(original) = take("attributed_at") {
-            if original.as_str() != Some(wire_time(attributed_at).as_str()) {
-                extra.insert("attributed_at".into(), original);
+        // Read above; present, since it parsed.
+        if let Some(original) = original_at {
+            if !original
+                .as_str()
+                .is_some_and(|s| is_wire_time(s, attributed_at))
+            {
+                extra.insert("attributed_at".into(), original.into_value());
             }
         }
-        match take("campaign_display_id") {
-            Some(Value::String(s)) if s == campaign => {}
+        match take(CAMPAIGN, "campaign_display_id") {
+            Some(same) if same.as_str() == Some(campaign) => {}
             Some(other) => {
+                let other = other.into_value();
                 if other
                     .as_str()
                     .is_some_and(|s| s.eq_ignore_ascii_case(campaign))
@@ -147,32 +447,41 @@ impl UserRow {
             }
             None => {}
         }
-        let texts = TEXT_FIELDS.map(|key| match take(key)? {
-            Value::Null => None,
-            Value::String(s) => Some(s),
-            other => {
-                let text = other.to_string();
-                extra.insert(key.to_owned(), other);
-                Some(text)
-            }
-        });
-        let times = TIME_FIELDS.map(|key| match take(key)? {
-            Value::Null => None,
-            other => {
-                let parsed = other.as_str().and_then(parse_time);
-                let exact = parsed.is_some() && parsed.map(wire_time).as_deref() == other.as_str();
-                if !exact {
+        let texts = std::array::from_fn(|i| {
+            let key = TEXT_FIELDS[i];
+            match take(TEXTS + i, key)? {
+                Field::Null => None,
+                Field::Str(s) => Some(s.to_owned()),
+                Field::Other(Value::String(s)) => Some(s),
+                Field::Other(other) => {
+                    let text = other.to_string();
                     extra.insert(key.to_owned(), other);
+                    Some(text)
                 }
-                parsed
             }
         });
-        // user_data is kept as text above; only whether it was there matters here.
-        if !obj.contains_key("user_data") {
+        let times = std::array::from_fn(|i| {
+            let key = TIME_FIELDS[i];
+            match take(TIMES + i, key)? {
+                Field::Null => None,
+                other => {
+                    let text = other.as_str();
+                    let parsed = text.and_then(parse_time);
+                    let exact = parsed.is_some_and(|t| text.is_some_and(|s| is_wire_time(s, t)));
+                    if !exact {
+                        extra.insert(key.to_owned(), other.into_value());
+                    }
+                    parsed
+                }
+            }
+        });
+        // user_data is kept as text; only whether it was there matters here.
+        if known[USER_DATA].is_none() {
             absent.push(Value::String("user_data".into()));
         }
-        obj.remove("user_data");
-        extra.extend(obj.into_iter().map(|(k, v)| (k, small(v))));
+        for (key, value) in unknown {
+            extra.insert(key.into_owned(), small(value));
+        }
         if !absent.is_empty() {
             extra.insert(ABSENT.into(), Value::Array(absent));
         }
@@ -183,7 +492,7 @@ impl UserRow {
             user_id,
             texts,
             times,
-            user_data,
+            user_data: user_data_text.map(str::to_owned),
             extra: (!extra.is_empty()).then_some(Value::Object(extra)),
         })
     }
@@ -232,7 +541,7 @@ impl UserRow {
 /// The natural key's last part: the user id, else a device identifier, else a hash of the row.
 fn row_key(user_id: Option<&str>, device_data: Option<&RawValue>, row: &RawValue) -> String {
     if let Some(id) = user_id {
-        return format!("u:{id}");
+        return ["u:", id].concat();
     }
     let ids: DeviceIds = device_data
         .and_then(|d| serde_json::from_str(d.get()).ok())
@@ -245,11 +554,11 @@ fn row_key(user_id: Option<&str>, device_data: Option<&RawValue>, row: &RawValue
     ]
     .into_iter()
     .find_map(|(key, value)| match value {
-        Value::String(s) if !s.trim().is_empty() => Some(format!("{key}={s}")),
+        Id::Str(s) if !s.trim().is_empty() => Some(["d:", key, "=", s].concat()),
         _ => None,
     });
     if let Some(device) = device {
-        return format!("d:{device}");
+        return device;
     }
     // campaign_name follows renames, so it is left out of the hash. serde_json sorts object
     // keys, which makes the text canonical.
@@ -344,6 +653,41 @@ mod tests {
         assert!(UserRow::from_wire("c", &raw(json!([1]))).is_err());
     }
 
+    #[test]
+    fn known_slots_follow_the_field_lists() {
+        assert_eq!(known_slot("attributed_at"), Some(ATTRIBUTED_AT));
+        assert_eq!(known_slot("campaign_display_id"), Some(CAMPAIGN));
+        for (i, key) in TEXT_FIELDS.iter().enumerate() {
+            assert_eq!(known_slot(key), Some(TEXTS + i));
+        }
+        for (i, key) in TIME_FIELDS.iter().enumerate() {
+            assert_eq!(known_slot(key), Some(TIMES + i));
+        }
+        assert_eq!(known_slot("user_data"), Some(USER_DATA));
+        assert_eq!(known_slot("is_instagram"), None);
+    }
+
+    #[test]
+    fn wire_time_edges() {
+        let at = |text: &str| parse_time(text).unwrap();
+        assert_eq!(
+            wire_time(at("2026-06-30T23:59:60.5Z")),
+            "2026-06-30T23:59:60.500Z"
+        );
+        assert_eq!(
+            wire_time(at("0012-01-02T03:04:05.006Z")),
+            "0012-01-02T03:04:05.006Z"
+        );
+        let far = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(
+            wire_time(far),
+            far.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        );
+        let mut buf = String::from("[");
+        write_wire_time(&mut buf, DateTime::<Utc>::MIN_UTC);
+        assert!(buf.starts_with("[-"), "{buf}");
+    }
+
     mod properties {
         use super::*;
         use crate::testing::{any_json, object_with, timestamp};
@@ -367,10 +711,38 @@ mod tests {
             "user_data",
         ];
 
+        /// Seconds since the epoch anywhere chrono can go, and often near years 0 and 10000.
+        fn epoch_seconds() -> impl Strategy<Value = i64> {
+            const YEAR_0: i64 = -62_167_219_200;
+            const YEAR_10000: i64 = 253_402_300_800;
+            const SPAN: i64 = 400 * 86_400;
+            prop_oneof![
+                DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp(),
+                YEAR_0 - SPAN..YEAR_0 + SPAN,
+                YEAR_10000 - SPAN..YEAR_10000 + SPAN,
+                0i64..4_000_000_000,
+            ]
+        }
+
         proptest! {
             #[test]
             fn any_json_never_panics(value in any_json()) {
                 let _ = UserRow::from_wire("c", &raw(value));
+            }
+
+            /// The wire form is chrono's `%Y-%m-%dT%H:%M:%S%.3fZ`, leap seconds included.
+            #[test]
+            fn wire_time_is_chronos_format(secs in epoch_seconds(), nanos in 0u32..1_000_000_000, leap in any::<bool>()) {
+                // chrono keeps a leap second as second 59 with more than 10^9 nanoseconds.
+                let (secs, nanos) = if leap { (secs - secs.rem_euclid(60) + 59, nanos + 1_000_000_000) } else { (secs, nanos) };
+                if let Some(t) = DateTime::from_timestamp(secs, nanos) {
+                    let expected = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                    prop_assert_eq!(wire_time(t), expected.as_str());
+                    let mut buf = String::from("x");
+                    write_wire_time(&mut buf, t);
+                    prop_assert_eq!(&buf[1..], expected.as_str());
+                    prop_assert!(is_wire_time(&expected, t));
+                }
             }
 
             /// Whatever a row holds, what we store rebuilds it exactly.

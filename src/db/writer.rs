@@ -7,7 +7,7 @@ use sqlx::{PgConnection, Row};
 
 use serde_json::Value;
 
-use crate::db::rows::{wire_time, Rejected, UserRow};
+use crate::db::rows::{write_wire_time, Rejected, UserRow};
 
 /// What a batch did to the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -153,14 +153,14 @@ pub async fn copy_new_users(conn: &mut PgConnection, rows: &[&UserRow]) -> sqlx:
     let mut buf = String::with_capacity(rows.len() * 1024);
     for row in rows {
         copy_text(&mut buf, Some(&row.campaign_display_id));
-        copy_field(&mut buf, Some(&wire_time(row.attributed_at)));
+        copy_time(&mut buf, Some(row.attributed_at));
         copy_text(&mut buf, Some(&row.row_key));
         copy_text(&mut buf, row.user_id.as_deref());
         for text in &row.texts {
             copy_text(&mut buf, text.as_deref());
         }
-        for time in &row.times {
-            copy_field(&mut buf, time.map(wire_time).as_deref());
+        for time in row.times {
+            copy_time(&mut buf, time);
         }
         copy_text(&mut buf, row.user_data.as_deref());
         copy_text(
@@ -200,9 +200,12 @@ fn copy_text(buf: &mut String, value: Option<&str>) {
     buf.push('\t');
 }
 
-/// A field that needs no escaping (a timestamp).
-fn copy_field(buf: &mut String, value: Option<&str>) {
-    buf.push_str(value.unwrap_or("\\N"));
+/// A timestamp field: it needs no escaping.
+fn copy_time(buf: &mut String, value: Option<DateTime<Utc>>) {
+    match value {
+        Some(t) => write_wire_time(buf, t),
+        None => buf.push_str("\\N"),
+    }
     buf.push('\t');
 }
 
