@@ -90,8 +90,9 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 10.0)]
     pub rps: f64,
 
-    /// Campaigns read at the same time (all under the one --rps limit).
-    #[arg(long, default_value_t = 4)]
+    /// Campaigns read at the same time (all under the one --rps limit); small ranges of
+    /// several campaigns are committed together.
+    #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
 
     /// Campaigns whose attributed_users counter has not moved are skipped, but re-read at

@@ -58,7 +58,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         since: None,
         until: None,
         campaigns: Vec::new(),
-        concurrency: 4,
+        concurrency: 16,
         rescan: false,
         progress: true,
         page_size: 1000,

@@ -4,8 +4,10 @@
 //! (`user_data` with its device data) is never built into a tree; typing them is a separate step
 //! (`db::rows` for users, `db::campaigns` for campaigns).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -22,26 +24,26 @@ pub struct Page {
 }
 
 impl Page {
-    /// Reads `{ "data": { <list_key>: [...], "pagination": { "total", "pages" } } }`.
+    /// Reads `{ "data": { <list_key>: [...], "pagination": { "total", "pages" } } }` in one pass
+    /// over the body; of repeated keys the last counts.
     ///
     /// `total_campaigns` / `total_users` count the rows on this page only, so they are ignored.
     pub fn parse(body: &[u8], list_key: &str) -> Result<Page, ApiError> {
-        let envelope: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let data = Envelope { list_key }
+            .deserialize(&mut de)
+            .and_then(|data| de.end().map(|()| data))
             .map_err(|e| ApiError::Decode(format!("not a JSON object ({e}): {}", preview(body))))?;
-        let data: BTreeMap<String, &RawValue> = envelope
-            .get("data")
-            .and_then(|d| serde_json::from_str(d.get()).ok())
-            .ok_or_else(|| ApiError::Decode(format!("no 'data' object in {}", preview(body))))?;
-        let items = match data.get(list_key).map(|raw| raw.get()) {
-            None | Some("null") => Vec::new(),
-            Some(raw) => serde_json::from_str::<Vec<Box<RawValue>>>(raw)
-                .map_err(|_| ApiError::Decode(format!("'{list_key}' is not an array")))?,
+        let Some(data) = data else {
+            return Err(ApiError::Decode(format!(
+                "no 'data' object in {}",
+                preview(body)
+            )));
         };
-        let pagination: Value = data
-            .get("pagination")
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or(Value::Null);
-        let number = |key: &str| pagination.get(key).and_then(as_u64);
+        let items = data
+            .items
+            .ok_or_else(|| ApiError::Decode(format!("'{list_key}' is not an array")))?;
+        let number = |key: &str| data.pagination.get(key).and_then(as_u64);
         let total = number("total").unwrap_or(items.len() as u64);
         let pages = number("pages").unwrap_or(if total == 0 { 0 } else { 1 });
         Ok(Page {
@@ -49,6 +51,160 @@ impl Page {
             total,
             pages,
         })
+    }
+}
+
+/// What `data` holds: the list (None when it is not an array) and the pagination.
+struct Data {
+    items: Option<Vec<Box<RawValue>>>,
+    pagination: Value,
+}
+
+/// The envelope, an object; its `data` when that is an object.
+struct Envelope<'k> {
+    list_key: &'k str,
+}
+
+impl<'de> DeserializeSeed<'de> for Envelope<'_> {
+    type Value = Option<Data>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Envelope<'_> {
+    type Value = Option<Data>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = None;
+        while let Some(key) = map.next_key::<Cow<str>>()? {
+            if key == "data" {
+                data = map.next_value_seed(DataSeed {
+                    list_key: self.list_key,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// `data`: None unless it is an object.
+struct DataSeed<'k> {
+    list_key: &'k str,
+}
+
+impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
+    type Value = Option<Data>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_> {
+    type Value = Option<Data>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = Data {
+            items: Some(Vec::new()),
+            pagination: Value::Null,
+        };
+        while let Some(key) = map.next_key::<Cow<str>>()? {
+            if key == self.list_key {
+                data.items = map.next_value_seed(ListSeed)?;
+            } else if key == "pagination" {
+                data.pagination = map.next_value()?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(Some(data))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The list: null is empty, an array its items as received, anything else None.
+struct ListSeed;
+
+impl<'de> DeserializeSeed<'de> for ListSeed {
+    type Value = Option<Vec<Box<RawValue>>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed {
+    type Value = Option<Vec<Box<RawValue>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Some(items))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Some(Vec::new()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
@@ -94,6 +250,34 @@ mod tests {
         assert_eq!((page.total, page.pages), (0, 0));
     }
 
+    /// The reading `Page::parse` replaced: envelope, `data` and list each parsed on their own.
+    fn three_passes(body: &[u8], list_key: &str) -> Result<Page, ApiError> {
+        use std::collections::BTreeMap;
+        let envelope: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
+            .map_err(|e| ApiError::Decode(format!("not a JSON object ({e}): {}", preview(body))))?;
+        let data: BTreeMap<String, &RawValue> = envelope
+            .get("data")
+            .and_then(|d| serde_json::from_str(d.get()).ok())
+            .ok_or_else(|| ApiError::Decode(format!("no 'data' object in {}", preview(body))))?;
+        let items = match data.get(list_key).map(|raw| raw.get()) {
+            None | Some("null") => Vec::new(),
+            Some(raw) => serde_json::from_str::<Vec<Box<RawValue>>>(raw)
+                .map_err(|_| ApiError::Decode(format!("'{list_key}' is not an array")))?,
+        };
+        let pagination: Value = data
+            .get("pagination")
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        let number = |key: &str| pagination.get(key).and_then(as_u64);
+        let total = number("total").unwrap_or(items.len() as u64);
+        let pages = number("pages").unwrap_or(if total == 0 { 0 } else { 1 });
+        Ok(Page {
+            items,
+            total,
+            pages,
+        })
+    }
+
     mod properties {
         use super::*;
         use crate::testing::any_json;
@@ -103,6 +287,33 @@ mod tests {
             #[test]
             fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
                 let _ = Page::parse(&bytes, "users");
+            }
+
+            #[test]
+            fn reads_as_three_passes_would(value in any_json(), key in prop_oneof![Just("users"), Just("campaigns")]) {
+                let bodies = [
+                    value.to_string(),
+                    serde_json::json!({"data": {key: [value.clone()], "pagination": value}}).to_string(),
+                    serde_json::json!({"data": {key: value.clone(), "pagination": {"total": 3}}}).to_string(),
+                    serde_json::json!({"data": value.clone()}).to_string(),
+                    format!(r#"{{"data":{{"{key}":[1]}},"data":{{"{key}":[2,3]}}}}"#),
+                ];
+                for body in bodies {
+                    let new = Page::parse(body.as_bytes(), key);
+                    let old = three_passes(body.as_bytes(), key);
+                    match (new, old) {
+                        (Ok(a), Ok(b)) => {
+                            let text = |p: &Page| p.items.iter().map(|i| i.get().to_owned()).collect::<Vec<_>>();
+                            prop_assert_eq!((text(&a), a.total, a.pages), (text(&b), b.total, b.pages));
+                        }
+                        (Err(a), Err(b)) => {
+                            // The same failure; serde's own wording may differ.
+                            let kind = |e: ApiError| e.to_string().split(' ').next().unwrap_or_default().to_owned();
+                            prop_assert_eq!(kind(a), kind(b));
+                        }
+                        (a, b) => prop_assert!(false, "{:?} vs {:?} for {}", a.map(|p| p.total), b.map(|p| p.total), body),
+                    }
+                }
             }
 
             #[test]

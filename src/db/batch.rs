@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Acquire, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -72,6 +73,9 @@ impl BatchWriter {
 }
 
 async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    // A writer keeps its connection, so its batches go to one warm backend; after an error
+    // it takes a fresh one.
+    let mut conn: Option<PoolConnection<Postgres>> = None;
     loop {
         let batch = {
             let mut queue = queue.lock().await;
@@ -88,7 +92,11 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
             batch
         };
         let ranges: Vec<&RangeRows> = batch.iter().map(|j| &j.range).collect();
-        match write_batch(&pool, run_id, &ranges).await {
+        let result = write_batch(&pool, &mut conn, run_id, &ranges).await;
+        if result.is_err() {
+            conn = None;
+        }
+        match result {
             Ok(counts) => {
                 for (job, counts) in batch.into_iter().zip(counts) {
                     let _ = job.done.send(Ok(counts));
@@ -108,7 +116,10 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
             // One range's trouble must not fail the others: commit each on its own.
             Err(_) => {
                 for job in batch {
-                    let result = write_batch(&pool, run_id, &[&job.range]).await;
+                    let result = write_batch(&pool, &mut conn, run_id, &[&job.range]).await;
+                    if result.is_err() {
+                        conn = None;
+                    }
                     let _ = job.done.send(result.map(|mut c| c.remove(0)));
                 }
             }
@@ -119,10 +130,15 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
 /// Writes ranges of different campaigns in one transaction; returns each range's counts.
 async fn write_batch(
     pool: &PgPool,
+    conn: &mut Option<PoolConnection<Postgres>>,
     run_id: Uuid,
     ranges: &[&RangeRows],
 ) -> sqlx::Result<Vec<writer::WriteCounts>> {
-    let mut tx = pool.begin().await?;
+    let conn = match conn {
+        Some(conn) => conn,
+        None => conn.insert(pool.acquire().await?),
+    };
+    let mut tx = conn.begin().await?;
     let bounds: Vec<_> = ranges
         .iter()
         .map(|r| (r.campaign.as_str(), r.range.start, r.range.end))
