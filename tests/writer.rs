@@ -40,3 +40,48 @@ async fn odd_text_survives_both_write_paths(pool: PgPool) {
     assert_eq!((counts.len(), odd.inserted, odd.updated), (1, 1, 0));
     assert_eq!(canonical(&stored_rows(&pool).await), canonical(&rows));
 }
+
+#[sqlx::test]
+async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool: PgPool) {
+    use chrono::{TimeZone, Utc};
+    use linkrunner_sync::db::batch::{BatchWriter, RangeRows};
+    use linkrunner_sync::sync::windows::Window;
+
+    let rows: Vec<Value> = (1..=3).map(odd_row).collect();
+    let range = Window {
+        start: Utc.with_ymd_and_hms(2026, 3, 8, 0, 0, 0).unwrap(),
+        end: Utc.with_ymd_and_hms(2026, 3, 9, 0, 0, 0).unwrap(),
+    };
+    let read = |n: usize, fresh: bool| RangeRows {
+        campaign: "odd".into(),
+        range,
+        run_from: range.start,
+        rows: rows[..n]
+            .iter()
+            .map(|r| {
+                UserRow::from_wire("odd", &serde_json::value::to_raw_value(r).unwrap()).unwrap()
+            })
+            .collect(),
+        rejected: Vec::new(),
+        requests: 1,
+        received: n as u64,
+        fresh,
+    };
+    let (writer, mut tasks) = BatchWriter::start(pool.clone(), uuid::Uuid::new_v4(), 1);
+    let first = writer.write(read(2, true)).await.unwrap();
+    assert_eq!((first.inserted, first.updated), (2, 0));
+    // Wrongly taken to be fresh: the COPY meets the stored rows, and the batch is written again.
+    let again = writer.write(read(3, true)).await.unwrap();
+    assert_eq!((again.inserted, again.updated), (1, 0));
+    drop(writer);
+    while tasks.join_next().await.is_some() {}
+    assert_eq!(canonical(&stored_rows(&pool).await), canonical(&rows));
+    let checkpoint: (chrono::DateTime<Utc>, chrono::DateTime<Utc>) = sqlx::query_as(
+        "SELECT covered_from, synced_until FROM linkrunner.sync_checkpoints
+         WHERE campaign_display_id = 'odd'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(checkpoint, (range.start, range.end));
+}

@@ -5,13 +5,14 @@
 //! one `COPY`, one statement per state table, instead of a handful of statements per campaign.
 //! A range's rows and its checkpoint still commit in the same transaction, and a task waits for
 //! its range to commit before reading the next one, so a campaign's checkpoint advances in order.
+//! A campaign read to its end is marked verified the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
-use sqlx::{Acquire, PgPool, Postgres};
+use sqlx::{Acquire, PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -35,10 +36,32 @@ pub struct RangeRows {
     pub rejected: Vec<Rejected>,
     pub requests: u64,
     pub received: u64,
+    /// Nothing is expected to be stored in the range yet, so its rows go straight to `COPY`;
+    /// should one be there after all, the batch is written again with a look-up.
+    pub fresh: bool,
+}
+
+/// What a campaign task hands to the writers.
+enum Work {
+    Range(RangeRows),
+    /// The campaign was read up to the run's end while the list showed this counter.
+    Verified {
+        campaign: String,
+        counter: Option<i64>,
+    },
+}
+
+impl Work {
+    fn rows(&self) -> usize {
+        match self {
+            Work::Range(r) => r.rows.len(),
+            Work::Verified { .. } => 0,
+        }
+    }
 }
 
 struct Job {
-    range: RangeRows,
+    work: Work,
     done: oneshot::Sender<sqlx::Result<writer::WriteCounts>>,
 }
 
@@ -63,9 +86,21 @@ impl BatchWriter {
 
     /// Commits the range with whatever else is waiting; returns what it did to the table.
     pub async fn write(&self, range: RangeRows) -> sqlx::Result<writer::WriteCounts> {
+        self.submit(Work::Range(range)).await
+    }
+
+    /// Records that the campaign was read up to the run's end while the list showed `counter`.
+    pub async fn verified(&self, campaign: &str, counter: Option<i64>) -> sqlx::Result<()> {
+        let campaign = campaign.to_owned();
+        self.submit(Work::Verified { campaign, counter })
+            .await
+            .map(drop)
+    }
+
+    async fn submit(&self, work: Work) -> sqlx::Result<writer::WriteCounts> {
         let (done, result) = oneshot::channel();
         self.jobs
-            .send(Job { range, done })
+            .send(Job { work, done })
             .await
             .map_err(|_| sqlx::Error::WorkerCrashed)?;
         result.await.map_err(|_| sqlx::Error::WorkerCrashed)?
@@ -82,17 +117,17 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
             let Some(first) = queue.recv().await else {
                 return;
             };
-            let mut rows = first.range.rows.len();
+            let mut rows = first.work.rows();
             let mut batch = vec![first];
             while rows < MAX_BATCH_ROWS {
                 let Ok(job) = queue.try_recv() else { break };
-                rows += job.range.rows.len();
+                rows += job.work.rows();
                 batch.push(job);
             }
             batch
         };
-        let ranges: Vec<&RangeRows> = batch.iter().map(|j| &j.range).collect();
-        let result = write_batch(&pool, &mut conn, run_id, &ranges).await;
+        let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
+        let result = write_batch(&pool, &mut conn, run_id, &works).await;
         if result.is_err() {
             conn = None;
         }
@@ -116,7 +151,7 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
             // One range's trouble must not fail the others: commit each on its own.
             Err(_) => {
                 for job in batch {
-                    let result = write_batch(&pool, &mut conn, run_id, &[&job.range]).await;
+                    let result = write_batch(&pool, &mut conn, run_id, &[&job.work]).await;
                     if result.is_err() {
                         conn = None;
                     }
@@ -127,23 +162,61 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
     }
 }
 
-/// Writes ranges of different campaigns in one transaction; returns each range's counts.
+/// Writes the work of different campaigns in one transaction; returns each one's counts. When
+/// a range thought fresh held rows after all, the batch is written again with a look-up.
 async fn write_batch(
     pool: &PgPool,
     conn: &mut Option<PoolConnection<Postgres>>,
     run_id: Uuid,
-    ranges: &[&RangeRows],
+    works: &[&Work],
 ) -> sqlx::Result<Vec<writer::WriteCounts>> {
     let conn = match conn {
         Some(conn) => conn,
         None => conn.insert(pool.acquire().await?),
     };
-    let mut tx = conn.begin().await?;
-    let bounds: Vec<_> = ranges
+    let ranges: Vec<&RangeRows> = works
         .iter()
-        .map(|r| (r.campaign.as_str(), r.range.start, r.range.end))
+        .filter_map(|w| match w {
+            Work::Range(r) => Some(r),
+            Work::Verified { .. } => None,
+        })
         .collect();
-    let existing = writer::existing_keys_in(&mut tx, &bounds).await?;
+    let all_fresh = ranges.iter().all(|r| r.fresh);
+    let result = write_once(conn, run_id, works, &ranges, !all_fresh).await;
+    let counts = match result {
+        Err(sqlx::Error::Database(e)) if all_fresh && e.code().as_deref() == Some("23505") => {
+            write_once(conn, run_id, works, &ranges, true).await?
+        }
+        other => other?,
+    };
+    let mut by_range = counts.into_iter();
+    Ok(works
+        .iter()
+        .map(|w| match w {
+            Work::Range(_) => by_range.next().unwrap_or_default(),
+            Work::Verified { .. } => writer::WriteCounts::default(),
+        })
+        .collect())
+}
+
+/// One attempt of `write_batch`; without `look_up`, every row is loaded as new.
+async fn write_once(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    works: &[&Work],
+    ranges: &[&RangeRows],
+    look_up: bool,
+) -> sqlx::Result<Vec<writer::WriteCounts>> {
+    let mut tx = conn.begin().await?;
+    let existing = if look_up {
+        let bounds: Vec<_> = ranges
+            .iter()
+            .map(|r| (r.campaign.as_str(), r.range.start, r.range.end))
+            .collect();
+        writer::existing_keys_in(&mut tx, &bounds).await?
+    } else {
+        HashSet::new()
+    };
     let mut new = Vec::new();
     let mut known = Vec::new();
     let mut counts = vec![writer::WriteCounts::default(); ranges.len()];
@@ -193,7 +266,14 @@ async fn write_batch(
             updated: c.updated,
         })
         .collect();
-    state::record_scans(&mut tx, run_id, &scans).await?;
+    let verified: Vec<_> = works
+        .iter()
+        .filter_map(|w| match w {
+            Work::Verified { campaign, counter } => Some((campaign.as_str(), *counter)),
+            Work::Range(_) => None,
+        })
+        .collect();
+    state::record_scans(&mut tx, run_id, &scans, &verified).await?;
     tx.commit().await?;
     Ok(counts)
 }

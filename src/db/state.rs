@@ -39,24 +39,6 @@ pub async fn checkpoints(pool: &PgPool) -> sqlx::Result<Vec<(String, Checkpoint)
         .collect())
 }
 
-/// Notes that the campaign was read up to now while the list showed `counter`.
-pub async fn mark_verified(
-    pool: &PgPool,
-    campaign: &str,
-    counter: Option<i64>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE linkrunner.sync_checkpoints
-         SET counter_at_sync = $2, verified_at = now(), checked_at = now()
-         WHERE campaign_display_id = $1",
-    )
-    .bind(campaign)
-    .bind(counter)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 /// Notes that these campaigns were confirmed current by their unchanged counters.
 pub async fn mark_checked(pool: &PgPool, campaigns: &[String]) -> sqlx::Result<()> {
     if campaigns.is_empty() {
@@ -84,59 +66,68 @@ pub struct ScanRecord<'a> {
     pub updated: u64,
 }
 
-/// Records ranges read completely (at most one per campaign) and extends each campaign's
-/// checkpoint by its range, when that joins what is already covered.
+/// Records ranges read completely (at most one per campaign), extends each campaign's
+/// checkpoint by its range when that joins what is already covered, and marks `verified`
+/// campaigns (read to the run's end while the list showed the counter given), in one statement.
 ///
 /// The checkpoint update only ever widens the interval, so a checkpoint never moves backwards.
 pub async fn record_scans(
     conn: &mut PgConnection,
     run_id: Uuid,
     scans: &[ScanRecord<'_>],
+    verified: &[(&str, Option<i64>)],
 ) -> sqlx::Result<()> {
-    let campaigns: Vec<&str> = scans.iter().map(|s| s.campaign).collect();
-    let starts: Vec<_> = scans.iter().map(|s| s.range.start).collect();
-    let ends: Vec<_> = scans.iter().map(|s| s.range.end).collect();
+    if scans.is_empty() && verified.is_empty() {
+        return Ok(());
+    }
     let count = |f: fn(&ScanRecord) -> u64| scans.iter().map(|s| f(s) as i32).collect::<Vec<_>>();
-    // One row per start; a longer or newer reading of the same start replaces a shorter one.
+    // One sync_windows row per start; a longer or newer reading of the same start replaces a
+    // shorter one. Verified campaigns had their ranges committed by earlier statements.
     sqlx::query(
-        "INSERT INTO linkrunner.sync_windows AS w (campaign_display_id, window_start, window_end,
-             completed_at, run_id, requests, rows_received, rows_inserted, rows_updated)
-         SELECT c, s, e, now(), $4, r, n, i, u
-         FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[], $5::int4[], $6::int4[],
-             $7::int4[], $8::int4[]) AS t(c, s, e, r, n, i, u)
-         ON CONFLICT (campaign_display_id, window_start) DO UPDATE SET
-             window_end = EXCLUDED.window_end, completed_at = EXCLUDED.completed_at,
-             run_id = EXCLUDED.run_id, requests = EXCLUDED.requests,
-             rows_received = EXCLUDED.rows_received, rows_inserted = EXCLUDED.rows_inserted,
-             rows_updated = EXCLUDED.rows_updated
-         WHERE EXCLUDED.window_end >= w.window_end",
+        "WITH scans AS (
+             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[],
+                 $4::timestamptz[], $6::int4[], $7::int4[], $8::int4[], $9::int4[])
+                 AS t(c, s, e, f, r, n, i, u)
+         ), windows AS (
+             INSERT INTO linkrunner.sync_windows AS w (campaign_display_id, window_start,
+                 window_end, completed_at, run_id, requests, rows_received, rows_inserted,
+                 rows_updated)
+             SELECT c, s, e, now(), $5, r, n, i, u FROM scans
+             ON CONFLICT (campaign_display_id, window_start) DO UPDATE SET
+                 window_end = EXCLUDED.window_end, completed_at = EXCLUDED.completed_at,
+                 run_id = EXCLUDED.run_id, requests = EXCLUDED.requests,
+                 rows_received = EXCLUDED.rows_received, rows_inserted = EXCLUDED.rows_inserted,
+                 rows_updated = EXCLUDED.rows_updated
+             WHERE EXCLUDED.window_end >= w.window_end
+         ), checkpoints AS (
+             INSERT INTO linkrunner.sync_checkpoints AS k
+                 (campaign_display_id, covered_from, synced_until, last_run_id)
+             SELECT c, f, e, $5 FROM scans
+             ON CONFLICT (campaign_display_id) DO UPDATE SET
+                 covered_from = LEAST(k.covered_from, EXCLUDED.covered_from),
+                 synced_until = GREATEST(k.synced_until, EXCLUDED.synced_until),
+                 updated_at = now(), last_run_id = EXCLUDED.last_run_id
+             WHERE EXCLUDED.covered_from <= k.synced_until
+               AND EXCLUDED.synced_until >= k.covered_from
+               AND (EXCLUDED.covered_from < k.covered_from
+                    OR EXCLUDED.synced_until > k.synced_until)
+         )
+         UPDATE linkrunner.sync_checkpoints k
+         SET counter_at_sync = v.n, verified_at = now(), checked_at = now()
+         FROM UNNEST($10::text[], $11::int8[]) AS v(c, n)
+         WHERE k.campaign_display_id = v.c",
     )
-    .bind(&campaigns)
-    .bind(&starts)
-    .bind(&ends)
+    .bind(scans.iter().map(|s| s.campaign).collect::<Vec<_>>())
+    .bind(scans.iter().map(|s| s.range.start).collect::<Vec<_>>())
+    .bind(scans.iter().map(|s| s.range.end).collect::<Vec<_>>())
+    .bind(scans.iter().map(|s| s.run_from).collect::<Vec<_>>())
     .bind(run_id)
     .bind(count(|s| s.requests))
     .bind(count(|s| s.rows_received))
     .bind(count(|s| s.inserted))
     .bind(count(|s| s.updated))
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO linkrunner.sync_checkpoints AS c
-             (campaign_display_id, covered_from, synced_until, last_run_id)
-         SELECT c, f, u, $4 FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[]) AS t(c, f, u)
-         ON CONFLICT (campaign_display_id) DO UPDATE SET
-             covered_from = LEAST(c.covered_from, EXCLUDED.covered_from),
-             synced_until = GREATEST(c.synced_until, EXCLUDED.synced_until),
-             updated_at = now(), last_run_id = EXCLUDED.last_run_id
-         WHERE EXCLUDED.covered_from <= c.synced_until
-           AND EXCLUDED.synced_until >= c.covered_from
-           AND (EXCLUDED.covered_from < c.covered_from OR EXCLUDED.synced_until > c.synced_until)",
-    )
-    .bind(&campaigns)
-    .bind(scans.iter().map(|s| s.run_from).collect::<Vec<_>>())
-    .bind(&ends)
-    .bind(run_id)
+    .bind(verified.iter().map(|v| v.0).collect::<Vec<_>>())
+    .bind(verified.iter().map(|v| v.1).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

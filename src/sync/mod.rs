@@ -453,6 +453,7 @@ async fn sync_campaign(
         halt,
         progress: ctx.progress.get(),
         pages_per_scan: config.pages_per_scan,
+        stored_until: std::sync::Mutex::new(checkpoint.map(|c| c.synced_until)),
     };
     for run in scan::unsettled_runs(&planned, &settled) {
         match scanner.run(&run, &mut report).await {
@@ -469,7 +470,7 @@ async fn sync_campaign(
         }
     }
     if config.until.is_none() {
-        state::mark_verified(pool, id, campaign.attributed_users).await?;
+        ctx.writer.verified(id, campaign.attributed_users).await?;
     }
     tracing::debug!(
         campaign = id,

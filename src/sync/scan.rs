@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -72,6 +73,9 @@ pub struct Scanner<'a> {
     pub progress: Option<&'a indicatif::ProgressBar>,
     /// Most pages one transaction carries; a crash costs at most this many requests again.
     pub pages_per_scan: u64,
+    /// The end of what is stored for the campaign (its checkpoint, then each range this run
+    /// commits); None when nothing is. Ranges starting there or later are taken to be fresh.
+    pub stored_until: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// Where the pages of a range go while it is read: the range's own transaction, or memory.
@@ -275,9 +279,10 @@ impl Scanner<'_> {
                 rejected: sink.rejected.into_values().collect(),
                 requests: reading.requests,
                 received: reading.received,
+                fresh: self.stored_until().is_none_or(|until| range.start >= until),
             })
             .await?;
-        self.finish(report, &reading, counts, rejected);
+        self.finish(report, &reading, counts, rejected, range);
         Ok(())
     }
 
@@ -310,19 +315,28 @@ impl Scanner<'_> {
             inserted: counts.inserted,
             updated: counts.updated,
         };
-        state::record_scans(&mut tx, self.run_id, &[scan]).await?;
+        state::record_scans(&mut tx, self.run_id, &[scan], &[]).await?;
         tx.commit().await?;
-        self.finish(report, &reading, counts, rejected);
+        self.finish(report, &reading, counts, rejected, range);
         Ok(())
     }
 
+    fn stored_until(&self) -> Option<DateTime<Utc>> {
+        *self.stored_until.lock().expect("never poisoned")
+    }
+
+    /// Accounts for a committed range.
     fn finish(
         &self,
         report: &mut CampaignReport,
         reading: &Reading,
         counts: writer::WriteCounts,
         rejected: u64,
+        range: Window,
     ) {
+        let mut stored = self.stored_until.lock().expect("never poisoned");
+        *stored = Some(stored.map_or(range.end, |u| u.max(range.end)));
+        drop(stored);
         report.scans += 1;
         report.rows_received += reading.received;
         report.inserted += counts.inserted;
