@@ -66,6 +66,7 @@ async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool:
         requests: 1,
         received: n as u64,
         fresh,
+        verified: None,
     };
     let (writer, mut tasks) = BatchWriter::start(pool.clone(), uuid::Uuid::new_v4(), 1);
     let first = writer.write(read(2, true)).await.unwrap();

@@ -39,6 +39,9 @@ pub struct RangeRows {
     /// Nothing is expected to be stored in the range yet, so its rows go straight to `COPY`;
     /// should one be there after all, the batch is written again with a look-up.
     pub fresh: bool,
+    /// Set on a campaign's last range of the run: its commit also marks the campaign read to
+    /// the run's end while the list showed this counter.
+    pub verified: Option<Option<i64>>,
 }
 
 /// What a campaign task hands to the writers.
@@ -270,7 +273,7 @@ async fn write_once(
         .iter()
         .filter_map(|w| match w {
             Work::Verified { campaign, counter } => Some((campaign.as_str(), *counter)),
-            Work::Range(_) => None,
+            Work::Range(r) => r.verified.map(|n| (r.campaign.as_str(), n)),
         })
         .collect();
     state::record_scans(&mut tx, run_id, &scans, &verified).await?;

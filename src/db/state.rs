@@ -77,9 +77,30 @@ pub async fn record_scans(
     scans: &[ScanRecord<'_>],
     verified: &[(&str, Option<i64>)],
 ) -> sqlx::Result<()> {
-    if scans.is_empty() && verified.is_empty() {
-        return Ok(());
+    if !scans.is_empty() {
+        record_ranges(&mut *conn, run_id, scans).await?;
     }
+    // A statement of its own: it must see the checkpoints the ranges above created.
+    if !verified.is_empty() {
+        sqlx::query(
+            "UPDATE linkrunner.sync_checkpoints k
+             SET counter_at_sync = v.n, verified_at = now(), checked_at = now()
+             FROM UNNEST($1::text[], $2::int8[]) AS v(c, n)
+             WHERE k.campaign_display_id = v.c",
+        )
+        .bind(verified.iter().map(|v| v.0).collect::<Vec<_>>())
+        .bind(verified.iter().map(|v| v.1).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn record_ranges(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    scans: &[ScanRecord<'_>],
+) -> sqlx::Result<()> {
     let count = |f: fn(&ScanRecord) -> u64| scans.iter().map(|s| f(s) as i32).collect::<Vec<_>>();
     // One sync_windows row per start; a longer or newer reading of the same start replaces a
     // shorter one. Verified campaigns had their ranges committed by earlier statements.
@@ -112,10 +133,8 @@ pub async fn record_scans(
                AND (EXCLUDED.covered_from < k.covered_from
                     OR EXCLUDED.synced_until > k.synced_until)
          )
-         UPDATE linkrunner.sync_checkpoints k
-         SET counter_at_sync = v.n, verified_at = now(), checked_at = now()
-         FROM UNNEST($10::text[], $11::int8[]) AS v(c, n)
-         WHERE k.campaign_display_id = v.c",
+         -- Postgres runs every data-modifying WITH to completion, read or not.
+         SELECT 1",
     )
     .bind(scans.iter().map(|s| s.campaign).collect::<Vec<_>>())
     .bind(scans.iter().map(|s| s.range.start).collect::<Vec<_>>())
@@ -126,8 +145,6 @@ pub async fn record_scans(
     .bind(count(|s| s.rows_received))
     .bind(count(|s| s.inserted))
     .bind(count(|s| s.updated))
-    .bind(verified.iter().map(|v| v.0).collect::<Vec<_>>())
-    .bind(verified.iter().map(|v| v.1).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

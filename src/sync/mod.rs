@@ -454,9 +454,12 @@ async fn sync_campaign(
         progress: ctx.progress.get(),
         pages_per_scan: config.pages_per_scan,
         stored_until: std::sync::Mutex::new(checkpoint.map(|c| c.synced_until)),
+        // Read up to the run's end: the last range's commit also marks the campaign verified.
+        verify: config.until.is_none().then_some(campaign.attributed_users),
     };
-    for run in scan::unsettled_runs(&planned, &settled) {
-        match scanner.run(&run, &mut report).await {
+    let runs = scan::unsettled_runs(&planned, &settled);
+    for (i, run) in runs.iter().enumerate() {
+        match scanner.run(run, i + 1 == runs.len(), &mut report).await {
             Err(ScanError::Api(ApiError::NotFound)) => {
                 tracing::info!(
                     campaign = id,
@@ -469,7 +472,7 @@ async fn sync_campaign(
             other => other?,
         }
     }
-    if config.until.is_none() {
+    if runs.is_empty() && config.until.is_none() {
         ctx.writer.verified(id, campaign.attributed_users).await?;
     }
     tracing::debug!(

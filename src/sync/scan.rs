@@ -76,6 +76,9 @@ pub struct Scanner<'a> {
     /// The end of what is stored for the campaign (its checkpoint, then each range this run
     /// commits); None when nothing is. Ranges starting there or later are taken to be fresh.
     pub stored_until: Mutex<Option<DateTime<Utc>>>,
+    /// When set, the commit of the campaign's last range also records that it was read to the
+    /// run's end while the list showed this counter.
+    pub verify: Option<Option<i64>>,
 }
 
 /// Where the pages of a range go while it is read: the range's own transaction, or memory.
@@ -175,14 +178,20 @@ struct Reading {
 }
 
 impl Scanner<'_> {
-    /// Reads and commits consecutive windows, in order.
+    /// Reads and commits consecutive windows, in order; `last` when they end the campaign's plan.
     pub async fn run(
         &self,
         windows: &[Window],
+        last: bool,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut queue = VecDeque::from([windows]);
         while let Some(ws) = queue.pop_front() {
+            let verify = if last && queue.is_empty() {
+                self.verify
+            } else {
+                None
+            };
             if self.halt.is_cancelled() {
                 return Err(ScanError::Stopped);
             }
@@ -197,7 +206,7 @@ impl Scanner<'_> {
             let split = if splittable && first.pages > self.pages_per_scan {
                 true
             } else {
-                match self.read_range(range, first, report).await {
+                match self.read_range(range, first, verify, report).await {
                     Err(ScanError::Unstable { .. }) if splittable => true,
                     other => {
                         other?;
@@ -233,6 +242,7 @@ impl Scanner<'_> {
         &self,
         range: Window,
         first: Page,
+        verify: Option<Option<i64>>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut first = Some(first);
@@ -243,9 +253,9 @@ impl Scanner<'_> {
                 None => self.page(range, 1, report).await?,
             };
             let result = if page.pages <= 1 {
-                self.batched(range, page, report).await
+                self.batched(range, page, verify, report).await
             } else {
-                self.range_transaction(range, page, report).await
+                self.range_transaction(range, page, verify, report).await
             };
             match result {
                 Err(ScanError::Db(e)) if db::is_transient(&e) && attempt < DB_ATTEMPTS => {
@@ -264,6 +274,7 @@ impl Scanner<'_> {
         &self,
         range: Window,
         first: Page,
+        verify: Option<Option<i64>>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut sink = MemorySink::default();
@@ -280,6 +291,7 @@ impl Scanner<'_> {
                 requests: reading.requests,
                 received: reading.received,
                 fresh: self.stored_until().is_none_or(|until| range.start >= until),
+                verified: verify,
             })
             .await?;
         self.finish(report, &reading, counts, rejected, range);
@@ -292,6 +304,7 @@ impl Scanner<'_> {
         &self,
         range: Window,
         first: Page,
+        verify: Option<Option<i64>>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut tx = self.pool.begin().await?;
@@ -315,7 +328,8 @@ impl Scanner<'_> {
             inserted: counts.inserted,
             updated: counts.updated,
         };
-        state::record_scans(&mut tx, self.run_id, &[scan], &[]).await?;
+        let verified: Vec<_> = verify.map(|n| (self.campaign, n)).into_iter().collect();
+        state::record_scans(&mut tx, self.run_id, &[scan], &verified).await?;
         tx.commit().await?;
         self.finish(report, &reading, counts, rejected, range);
         Ok(())
