@@ -2,7 +2,7 @@
 //!
 //! A range whose rows fit in one page is read into memory by its campaign's task and handed to
 //! a few writer tasks, which commit the ranges waiting at that moment together: one transaction,
-//! one `COPY`, one statement per state table, instead of a handful of statements per campaign.
+//! one `COPY` and two state statements, instead of a handful of statements per campaign.
 //! A range's rows and its checkpoint still commit in the same transaction, and a task waits for
 //! its range to commit before reading the next one, so a campaign's checkpoint advances in order.
 //! A campaign read to its end is marked verified the same way.

@@ -66,9 +66,9 @@ pub struct ScanRecord<'a> {
     pub updated: u64,
 }
 
-/// Records ranges read completely (at most one per campaign), extends each campaign's
-/// checkpoint by its range when that joins what is already covered, and marks `verified`
-/// campaigns (read to the run's end while the list showed the counter given), in one statement.
+/// Records ranges read completely (at most one per campaign) and extends each campaign's
+/// checkpoint by its range when that joins what is already covered, in one statement; then marks
+/// `verified` campaigns (read to the run's end while the list showed the counter given).
 ///
 /// The checkpoint update only ever widens the interval, so a checkpoint never moves backwards.
 pub async fn record_scans(
