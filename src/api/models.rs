@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -54,6 +55,58 @@ impl Page {
     }
 }
 
+/// An object key, borrowed unless it has escapes.
+pub(crate) struct Key<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(s)))
+    }
+}
+
+/// Visitor methods answering None for a scalar, where only an object or array is of use.
+macro_rules! none_for_scalars {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    };
+}
+
 /// What `data` holds: the list (None when it is not an array) and the pagination.
 struct Data {
     items: Option<Vec<Box<RawValue>>>,
@@ -82,7 +135,7 @@ impl<'de> Visitor<'de> for Envelope<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut data = None;
-        while let Some(key) = map.next_key::<Cow<str>>()? {
+        while let Some(Key(key)) = map.next_key()? {
             if key == "data" {
                 data = map.next_value_seed(DataSeed {
                     list_key: self.list_key,
@@ -120,7 +173,7 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
             items: Some(Vec::new()),
             pagination: Value::Null,
         };
-        while let Some(key) = map.next_key::<Cow<str>>()? {
+        while let Some(Key(key)) = map.next_key()? {
             if key == self.list_key {
                 data.items = map.next_value_seed(ListSeed)?;
             } else if key == "pagination" {
@@ -137,24 +190,11 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
         Ok(None)
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
     }
+
+    none_for_scalars!();
 }
 
 /// The list: null is empty, an array its items as received, anything else None.
@@ -191,21 +231,8 @@ impl<'de> Visitor<'de> for ListSeed {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(None)
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+
+    none_for_scalars!();
 }
 
 /// A count that may arrive as a number or as a numeric string.
