@@ -7,7 +7,7 @@
 //! its range to commit before reading the next one, so a campaign's checkpoint advances in order.
 //! A campaign read to its end is marked verified the same way.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -55,11 +55,15 @@ enum Work {
 }
 
 impl Work {
-    fn rows(&self) -> usize {
+    fn range(&self) -> Option<&RangeRows> {
         match self {
-            Work::Range(r) => r.rows.len(),
-            Work::Verified { .. } => 0,
+            Work::Range(r) => Some(r),
+            Work::Verified { .. } => None,
         }
+    }
+
+    fn rows(&self) -> usize {
+        self.range().map_or(0, |r| r.rows.len())
     }
 }
 
@@ -130,11 +134,7 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
             batch
         };
         let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
-        let result = write_batch(&pool, &mut conn, run_id, &works).await;
-        if result.is_err() {
-            conn = None;
-        }
-        match result {
+        match write_batch(&pool, &mut conn, run_id, &works).await {
             Ok(counts) => {
                 for (job, counts) in batch.into_iter().zip(counts) {
                     let _ = job.done.send(Ok(counts));
@@ -155,9 +155,6 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
             Err(_) => {
                 for job in batch {
                     let result = write_batch(&pool, &mut conn, run_id, &[&job.work]).await;
-                    if result.is_err() {
-                        conn = None;
-                    }
                     let _ = job.done.send(result.map(|mut c| c.remove(0)));
                 }
             }
@@ -166,40 +163,29 @@ async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>
 }
 
 /// Writes the work of different campaigns in one transaction; returns each one's counts. When
-/// a range thought fresh held rows after all, the batch is written again with a look-up.
+/// a range thought fresh held rows after all, the batch is written again with a look-up. After
+/// an error the writer's connection is dropped, so the next batch starts on a fresh one.
 async fn write_batch(
     pool: &PgPool,
-    conn: &mut Option<PoolConnection<Postgres>>,
+    slot: &mut Option<PoolConnection<Postgres>>,
     run_id: Uuid,
     works: &[&Work],
 ) -> sqlx::Result<Vec<writer::WriteCounts>> {
-    let conn = match conn {
+    let conn = match slot {
         Some(conn) => conn,
-        None => conn.insert(pool.acquire().await?),
+        None => slot.insert(pool.acquire().await?),
     };
-    let ranges: Vec<&RangeRows> = works
-        .iter()
-        .filter_map(|w| match w {
-            Work::Range(r) => Some(r),
-            Work::Verified { .. } => None,
-        })
-        .collect();
-    let all_fresh = ranges.iter().all(|r| r.fresh);
-    let result = write_once(conn, run_id, works, &ranges, !all_fresh).await;
-    let counts = match result {
-        Err(sqlx::Error::Database(e)) if all_fresh && e.code().as_deref() == Some("23505") => {
-            write_once(conn, run_id, works, &ranges, true).await?
+    let fresh = works.iter().all(|w| w.range().is_none_or(|r| r.fresh));
+    let result = match write_once(conn, run_id, works, !fresh).await {
+        Err(sqlx::Error::Database(e)) if fresh && e.code().as_deref() == Some("23505") => {
+            write_once(conn, run_id, works, true).await
         }
-        other => other?,
+        other => other,
     };
-    let mut by_range = counts.into_iter();
-    Ok(works
-        .iter()
-        .map(|w| match w {
-            Work::Range(_) => by_range.next().unwrap_or_default(),
-            Work::Verified { .. } => writer::WriteCounts::default(),
-        })
-        .collect())
+    if result.is_err() {
+        *slot = None;
+    }
+    result
 }
 
 /// One attempt of `write_batch`; without `look_up`, every row is loaded as new.
@@ -207,32 +193,27 @@ async fn write_once(
     conn: &mut PgConnection,
     run_id: Uuid,
     works: &[&Work],
-    ranges: &[&RangeRows],
     look_up: bool,
 ) -> sqlx::Result<Vec<writer::WriteCounts>> {
     let mut tx = conn.begin().await?;
+    let ranges = || works.iter().filter_map(|w| w.range());
     let existing = if look_up {
-        let bounds: Vec<_> = ranges
-            .iter()
+        let bounds: Vec<_> = ranges()
             .map(|r| (r.campaign.as_str(), r.range.start, r.range.end))
             .collect();
-        writer::existing_keys_in(&mut tx, &bounds).await?
+        writer::existing_keys(&mut tx, &bounds).await?
     } else {
-        HashSet::new()
+        HashMap::new()
     };
     let mut new = Vec::new();
     let mut known = Vec::new();
-    let mut counts = vec![writer::WriteCounts::default(); ranges.len()];
-    // Most ranges of a backfill have nothing stored yet; only the others need a look-up.
-    let with_rows: HashSet<&str> = existing.iter().map(|k| k.0.as_str()).collect();
-    for (range, counts) in ranges.iter().zip(&mut counts) {
-        let look = with_rows.contains(range.campaign.as_str());
+    let mut counts = vec![writer::WriteCounts::default(); works.len()];
+    for (range, counts) in works.iter().map(|w| w.range()).zip(&mut counts) {
+        let Some(range) = range else { continue };
+        // Most ranges of a backfill have nothing stored yet; only the others need a look-up.
+        let stored = existing.get(&range.campaign);
         for row in &range.rows {
-            let key = || {
-                let campaign = row.campaign_display_id.clone();
-                (campaign, row.attributed_at, row.row_key.clone())
-            };
-            if look && existing.contains(&key()) {
+            if stored.is_some_and(|keys| keys.contains(&(row.attributed_at, row.row_key.clone()))) {
                 known.push(row);
             } else {
                 new.push(row);
@@ -242,10 +223,10 @@ async fn write_once(
     }
     writer::copy_new_users(&mut tx, &new).await?;
     let upserted = writer::upsert_users(&mut tx, &known).await?;
-    let index: HashMap<&str, usize> = ranges
+    let index: HashMap<&str, usize> = works
         .iter()
         .enumerate()
-        .map(|(i, r)| (r.campaign.as_str(), i))
+        .filter_map(|(i, w)| Some((w.range()?.campaign.as_str(), i)))
         .collect();
     for (campaign, c) in upserted {
         if let Some(&i) = index.get(campaign.as_str()) {
@@ -253,20 +234,23 @@ async fn write_once(
             counts[i].updated += c.updated;
         }
     }
-    for range in ranges.iter().filter(|r| !r.rejected.is_empty()) {
+    for range in ranges().filter(|r| !r.rejected.is_empty()) {
         writer::insert_rejected(&mut tx, run_id, &range.campaign, &range.rejected).await?;
     }
-    let scans: Vec<_> = ranges
+    let scans: Vec<_> = works
         .iter()
         .zip(&counts)
-        .map(|(r, c)| state::ScanRecord {
-            campaign: &r.campaign,
-            range: r.range,
-            run_from: r.run_from,
-            requests: r.requests,
-            rows_received: r.received,
-            inserted: c.inserted,
-            updated: c.updated,
+        .filter_map(|(w, c)| {
+            let r = w.range()?;
+            Some(state::ScanRecord {
+                campaign: &r.campaign,
+                range: r.range,
+                run_from: r.run_from,
+                requests: r.requests,
+                rows_received: r.received,
+                inserted: c.inserted,
+                updated: c.updated,
+            })
         })
         .collect();
     let verified: Vec<_> = works

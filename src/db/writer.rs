@@ -101,33 +101,15 @@ const COLUMNS: &str = "campaign_display_id, attributed_at, row_key, user_id, ad_
     campaign_name, link, meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name, \
     publisher_platform, platform_position, installed_at, store_click_at, user_data, extra";
 
-/// Keys already stored for a campaign in `[start, end]` (both bounds, like the API).
+/// A row's key within its campaign: `(attributed_at, row_key)`.
+pub type Key = (DateTime<Utc>, String);
+
+/// Keys already stored in any of `ranges`, (campaign, start, end) with both bounds included
+/// like the API's, by campaign; campaigns with nothing stored are absent.
 pub async fn existing_keys(
     conn: &mut PgConnection,
-    campaign: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> sqlx::Result<HashSet<(DateTime<Utc>, String)>> {
-    let rows = sqlx::query(
-        "SELECT attributed_at, row_key FROM linkrunner.attributed_users
-         WHERE campaign_display_id = $1 AND attributed_at BETWEEN $2 AND $3",
-    )
-    .bind(campaign)
-    .bind(start)
-    .bind(end)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// A stored row's natural key.
-pub type RowKey = (String, DateTime<Utc>, String);
-
-/// Keys already stored in any of `ranges`: (campaign, start, end), both bounds included.
-pub async fn existing_keys_in(
-    conn: &mut PgConnection,
     ranges: &[(&str, DateTime<Utc>, DateTime<Utc>)],
-) -> sqlx::Result<HashSet<RowKey>> {
+) -> sqlx::Result<HashMap<String, HashSet<Key>>> {
     let rows = sqlx::query(
         "SELECT a.campaign_display_id, a.attributed_at, a.row_key
          FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(c, s, e)
@@ -139,10 +121,13 @@ pub async fn existing_keys_in(
     .bind(ranges.iter().map(|r| r.2).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+    let mut keys: HashMap<String, HashSet<Key>> = HashMap::new();
+    for r in rows {
+        keys.entry(r.get(0))
+            .or_default()
+            .insert((r.get(1), r.get(2)));
+    }
+    Ok(keys)
 }
 
 /// Loads rows known to be new with `COPY`, the fastest way into Postgres; returns the count.

@@ -92,9 +92,9 @@ trait PageSink {
 struct TxSink<'t> {
     tx: &'t mut sqlx::PgConnection,
     /// Natural keys of the rows written, to count distinct rows against the server's total.
-    seen: HashSet<(DateTime<Utc>, String)>,
+    seen: HashSet<writer::Key>,
     /// Keys stored before this transaction began; rows with other keys are loaded by COPY.
-    existing: HashSet<(DateTime<Utc>, String)>,
+    existing: HashSet<writer::Key>,
     rejected: HashSet<String>,
     counts: writer::WriteCounts,
 }
@@ -131,7 +131,7 @@ impl PageSink for TxSink<'_> {
 /// row replaces an earlier one.
 #[derive(Default)]
 struct MemorySink {
-    rows: HashMap<(DateTime<Utc>, String), UserRow>,
+    rows: HashMap<writer::Key, UserRow>,
     rejected: HashMap<String, Rejected>,
 }
 
@@ -149,10 +149,7 @@ impl PageSink for MemorySink {
 }
 
 /// A page's rows by natural key, and the rows that could not be read, by content.
-type Converted = (
-    HashMap<(DateTime<Utc>, String), UserRow>,
-    HashMap<String, Rejected>,
-);
+type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
 
 fn convert(campaign: &str, page: Page) -> Converted {
     let mut rows = HashMap::with_capacity(page.items.len());
@@ -308,8 +305,11 @@ impl Scanner<'_> {
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut tx = self.pool.begin().await?;
-        let existing =
-            writer::existing_keys(&mut tx, self.campaign, range.start, range.end).await?;
+        let bounds = [(self.campaign, range.start, range.end)];
+        let existing = writer::existing_keys(&mut tx, &bounds)
+            .await?
+            .remove(self.campaign)
+            .unwrap_or_default();
         let mut sink = TxSink {
             tx: &mut tx,
             seen: HashSet::new(),
