@@ -55,7 +55,7 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
 async fn migrate_command(args: DbArgs) -> Result<(), Failure> {
     let options = config::database(args.database_url.as_ref()).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
-    db::migrate(&pool).await?;
+    db::migrate(&mut *db::session(&pool).await?).await?;
     println!("migrations applied");
     Ok(())
 }
@@ -65,7 +65,7 @@ async fn status_command(args: StatusArgs) -> Result<(), Failure> {
         parse_duration(&args.max_lag).map_err(|e| Failure::Config(format!("--max-lag: {e}")))?;
     let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
-    db::migrate(&pool).await?;
+    db::migrate(&mut *db::session(&pool).await?).await?;
     let status = status::load(&pool, args.runs, max_lag)
         .await
         .map_err(|e| db::failure(e, "reading the sync state"))?;

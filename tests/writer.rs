@@ -10,7 +10,8 @@ use sqlx::PgPool;
 
 fn odd_row(n: u32) -> Value {
     json!({
-        "attributed_at": format!("2026-03-08T07:00:0{n}.001Z"),
+        // Finer than the API's milliseconds: Postgres keeps microseconds, both paths alike.
+        "attributed_at": format!("2026-03-08T07:00:0{n}.001{}Z", ["", "234", "234567"][n as usize % 3]),
         "campaign_display_id": "odd",
         "campaign_name": "tab\there, newline\nthere, back\\slash, quote\" and ünïcödé ✓",
         "link": "https://x.example/?a=1&b=\\N",

@@ -61,14 +61,26 @@ pub async fn connect(options: PgConnectOptions, max: u32) -> Result<PgPool, Fail
     );
     PgPoolOptions::new()
         .max_connections(max)
+        // The pool already pings every connection handed back; a second ping on the way out
+        // would cost each statement another round trip.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
         .map_err(|e| failure(e, &format!("cannot connect to Postgres at {target}")))
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), Failure> {
-    match MIGRATOR.run(pool).await {
+/// Takes a connection of the pool for a run of statements that follow one another: a pool
+/// connection handed back is pinged before it can be taken again, so taking one per statement
+/// would open a new connection each time.
+pub async fn session(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, Failure> {
+    pool.acquire()
+        .await
+        .map_err(|e| failure(e, "taking a database connection"))
+}
+
+pub async fn migrate(conn: &mut PgConnection) -> Result<(), Failure> {
+    match MIGRATOR.run_direct(conn).await {
         Ok(()) => Ok(()),
         Err(sqlx::migrate::MigrateError::Execute(e)) => {
             Err(failure(e, "applying database migrations"))

@@ -62,14 +62,6 @@ pub fn wire_time(t: DateTime<Utc>) -> String {
     }
 }
 
-/// Appends [`wire_time`]'s text to `buf`, allocating nothing of its own for years 0 to 9999.
-pub fn write_wire_time(buf: &mut String, t: DateTime<Utc>) {
-    match WireTime::of(t) {
-        Some(text) => buf.push_str(text.as_str()),
-        None => buf.push_str(&chrono_wire_time(t)),
-    }
-}
-
 /// The definition of the wire form; chrono signs years outside 0..=9999.
 fn chrono_wire_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -116,10 +108,13 @@ fn put_digits(out: &mut [u8], mut n: u32) {
     }
 }
 
+/// Parses an offset-carrying timestamp to the microseconds Postgres keeps, so the key a row
+/// is matched on in memory is the key stored; a finer original is kept in `extra`.
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    use chrono::SubsecRound;
     DateTime::parse_from_rfc3339(text)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
 }
 
 /// The few fields of `user_data` the sync itself needs; the rest is skipped, not built.
@@ -654,9 +649,7 @@ mod tests {
             wire_time(far),
             far.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
         );
-        let mut buf = String::from("[");
-        write_wire_time(&mut buf, DateTime::<Utc>::MIN_UTC);
-        assert!(buf.starts_with("[-"), "{buf}");
+        assert!(wire_time(DateTime::<Utc>::MIN_UTC).starts_with('-'));
     }
 
     mod properties {
@@ -709,9 +702,6 @@ mod tests {
                 if let Some(t) = DateTime::from_timestamp(secs, nanos) {
                     let expected = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
                     prop_assert_eq!(wire_time(t), expected.as_str());
-                    let mut buf = String::from("x");
-                    write_wire_time(&mut buf, t);
-                    prop_assert_eq!(&buf[1..], expected.as_str());
                     prop_assert!(is_wire_time(&expected, t));
                 }
             }

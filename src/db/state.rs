@@ -1,7 +1,7 @@
 //! The sync's own state: the run ledger, checkpoints and scanned ranges.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
 use crate::sync::windows::Window;
@@ -16,12 +16,12 @@ pub struct Checkpoint {
     pub verified_at: Option<DateTime<Utc>>,
 }
 
-pub async fn checkpoints(pool: &PgPool) -> sqlx::Result<Vec<(String, Checkpoint)>> {
+pub async fn checkpoints<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(String, Checkpoint)>> {
     let rows = sqlx::query(
         "SELECT campaign_display_id, covered_from, synced_until, counter_at_sync, verified_at
          FROM linkrunner.sync_checkpoints",
     )
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
@@ -40,7 +40,7 @@ pub async fn checkpoints(pool: &PgPool) -> sqlx::Result<Vec<(String, Checkpoint)
 }
 
 /// Notes that these campaigns were confirmed current by their unchanged counters.
-pub async fn mark_checked(pool: &PgPool, campaigns: &[String]) -> sqlx::Result<()> {
+pub async fn mark_checked(conn: &mut PgConnection, campaigns: &[String]) -> sqlx::Result<()> {
     if campaigns.is_empty() {
         return Ok(());
     }
@@ -49,7 +49,7 @@ pub async fn mark_checked(pool: &PgPool, campaigns: &[String]) -> sqlx::Result<(
          WHERE campaign_display_id = ANY($1)",
     )
     .bind(campaigns)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -181,7 +181,7 @@ pub async fn settled_ranges(
 
 /// Opens a run in the ledger; runs left 'running' by a process that died become 'abandoned'.
 pub async fn start_run(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     run_id: Uuid,
     settings: &serde_json::Value,
 ) -> sqlx::Result<()> {
@@ -190,12 +190,12 @@ pub async fn start_run(
          WHERE outcome = 'running' AND run_id <> $1",
     )
     .bind(run_id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     sqlx::query("INSERT INTO linkrunner.sync_runs (run_id, settings) VALUES ($1, $2)")
         .bind(run_id)
         .bind(settings)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -218,7 +218,7 @@ pub struct RunTotals {
 }
 
 pub async fn finish_run(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     run_id: Uuid,
     outcome: &str,
     totals: &RunTotals,
@@ -245,7 +245,7 @@ pub async fn finish_run(
     .bind(totals.rows_rejected as i64)
     .bind(error)
     .bind(totals.campaigns_skipped as i32)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

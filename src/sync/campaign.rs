@@ -1,0 +1,429 @@
+//! Reading the campaigns of a run: in parallel, biggest first, each from its checkpoint.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::api::{ApiClient, ApiError, ApiStats};
+use crate::config::SyncConfig;
+use crate::db::batch::BatchWriter;
+use crate::db::campaigns::{self, CampaignRow};
+use crate::db::state::{self, Checkpoint, RunTotals};
+use crate::error::Failure;
+use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
+use crate::sync::{span, windows, Run};
+
+/// What every campaign of one run shares.
+struct RunContext {
+    config: SyncConfig,
+    writer: BatchWriter,
+    pool: PgPool,
+    api: ApiClient,
+    run_id: Uuid,
+    halt: CancellationToken,
+    /// Where this run stops reading: `--until` or the moment it started.
+    end: DateTime<Utc>,
+    /// Rows received so far, drawn on a terminal.
+    progress: std::sync::OnceLock<ProgressBar>,
+    /// Turns true once the campaign list is stored.
+    campaigns_stored: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Writer tasks committing small ranges; two let Postgres use a second core while one commits.
+const WRITERS: usize = 2;
+
+/// Reads the campaigns and returns once every range read is committed. `campaigns_stored`
+/// turns true once the campaign list is stored.
+pub(crate) async fn read_all(
+    run: &Run<'_>,
+    listed: Arc<Vec<CampaignRow>>,
+    checkpoints: HashMap<String, Checkpoint>,
+    campaigns_stored: watch::Receiver<bool>,
+    totals: &mut RunTotals,
+) -> Result<Read, Failure> {
+    let now = Utc::now();
+    let (writer, mut writers) = BatchWriter::start(run.pool.clone(), run.run_id, WRITERS);
+    let ctx = Arc::new(RunContext {
+        writer,
+        config: run.config.clone(),
+        pool: run.pool.clone(),
+        api: run.api.clone(),
+        run_id: run.run_id,
+        halt: run.halt.clone(),
+        end: run.config.until.unwrap_or(now).min(now),
+        progress: std::sync::OnceLock::new(),
+        campaigns_stored,
+    });
+    let read = read_campaigns(&ctx, &listed, &checkpoints, totals).await;
+    // Every range was committed before its task ended; the writers end with the last handle.
+    drop(ctx);
+    while writers.join_next().await.is_some() {}
+    read
+}
+
+/// What reading the campaigns leaves for the end of the run.
+pub(crate) struct Read {
+    /// Confirmed current by their unchanged counters.
+    pub skipped: Vec<String>,
+    pub first_error: Option<anyhow::Error>,
+}
+
+/// Reads every listed campaign (or those `--campaign` names), `--concurrency` at a time.
+async fn read_campaigns(
+    ctx: &Arc<RunContext>,
+    listed: &Arc<Vec<CampaignRow>>,
+    checkpoints: &HashMap<String, Checkpoint>,
+    totals: &mut RunTotals,
+) -> Result<Read, Failure> {
+    let config = &ctx.config;
+    let wanted: HashSet<&str> = config.campaigns.iter().map(String::as_str).collect();
+    for id in &wanted {
+        if !listed.iter().any(|c| c.display_id == *id) {
+            tracing::warn!(
+                campaign = id,
+                "--campaign not in the campaign list; skipped"
+            );
+        }
+    }
+    let mut todo = listed
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
+        .map(|(i, c)| {
+            let checkpoint = checkpoints.get(&c.display_id).copied();
+            (i, checkpoint, expected_rows(config, c, checkpoint))
+        })
+        .collect::<Vec<_>>();
+    // The biggest campaigns start first, so the run does not end waiting on one of them alone.
+    todo.sort_by_key(|&(_, _, expected)| std::cmp::Reverse(expected));
+    // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
+    let expected_total: u64 = todo.iter().map(|&(_, _, expected)| expected).sum();
+    let campaigns = todo.len();
+    let mut todo = todo.into_iter();
+    let progress = progress_bar(config.progress, expected_total);
+    ctx.progress.set(progress.clone()).ok();
+    let mut done = 0;
+    let mut read = Read {
+        skipped: Vec::new(),
+        first_error: None,
+    };
+    // Campaigns run as tasks of their own so that parsing and converting pages spreads over
+    // every core; dropping the set (an early return) aborts the ones still running.
+    let mut running = JoinSet::new();
+    let mut start_next = |running: &mut JoinSet<_>| {
+        if let Some((i, checkpoint, _)) = todo.next() {
+            let (ctx, listed) = (ctx.clone(), listed.clone());
+            let span = tracing::info_span!("campaign", campaign = %listed[i].display_id);
+            running.spawn(
+                async move {
+                    let result = sync_campaign(&ctx, &listed[i], checkpoint).await;
+                    (i, result)
+                }
+                .instrument(span),
+            );
+        }
+    };
+    for _ in 0..config.concurrency {
+        start_next(&mut running);
+    }
+    while let Some(joined) = running.join_next().await {
+        let (i, result) = joined.context("a campaign task failed")?;
+        let campaign = &listed[i].display_id;
+        start_next(&mut running);
+        done += 1;
+        let requests = ApiStats::get(&ctx.api.stats.requests);
+        let rate = requests as f64 / progress.elapsed().as_secs_f64().max(0.001);
+        progress.set_message(format!(
+            "campaigns {done}/{campaigns}, {requests} requests ({rate:.1}/s)"
+        ));
+        match result {
+            Ok(report) => {
+                totals.campaigns_synced += 1;
+                if report.skipped {
+                    totals.campaigns_skipped += 1;
+                    read.skipped.push(campaign.clone());
+                }
+                totals.rows_received += report.rows_received;
+                totals.rows_inserted += report.inserted;
+                totals.rows_updated += report.updated;
+                totals.rows_rejected += report.rejected;
+            }
+            Err(ScanError::Stopped) => {}
+            Err(ScanError::Api(ApiError::Unauthorized { status })) => {
+                progress.finish_and_clear();
+                return Err(Failure::Auth(format!(
+                    "Linkrunner rejected the API key (HTTP {status}); check LINKRUNNER_API_KEY"
+                )));
+            }
+            Err(e) => {
+                totals.campaigns_failed += 1;
+                tracing::error!(campaign, error = %e, "campaign failed; the next run retries it");
+                read.first_error
+                    .get_or_insert(anyhow::anyhow!("campaign {campaign}: {e}"));
+            }
+        }
+    }
+    progress.finish_and_clear();
+    Ok(read)
+}
+/// Plans one campaign's windows from its checkpoint and reads them in order.
+async fn sync_campaign(
+    ctx: &RunContext,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+) -> Result<CampaignReport, ScanError> {
+    let RunContext {
+        config,
+        pool,
+        api,
+        run_id,
+        halt,
+        end,
+        ..
+    } = ctx;
+    let (run_id, end) = (*run_id, *end);
+    let id = campaign.display_id.as_str();
+    let mut report = CampaignReport::default();
+    if unchanged_since_verified(config, campaign, checkpoint) {
+        report.skipped = true;
+        return Ok(report);
+    }
+    let start = start_of_plan(config, campaign, checkpoint);
+    let planned = windows::plan(config.timezone, config.window, start, end);
+    let Some(first) = planned.first() else {
+        return Ok(report);
+    };
+    let settled = if config.rescan || checkpoint.is_none() {
+        Vec::new()
+    } else {
+        state::settled_ranges(pool, id, first.start, end, config.lookback).await?
+    };
+    let scanner = Scanner {
+        api,
+        pool,
+        writer: &ctx.writer,
+        run_id,
+        campaign: id,
+        run_from: first.start,
+        page_size: config.page_size,
+        halt,
+        progress: ctx.progress.get(),
+        pages_per_scan: config.pages_per_scan,
+        stored_until: std::sync::Mutex::new(checkpoint.map(|c| c.synced_until)),
+        // Read up to the run's end: the last range's commit also marks the campaign verified.
+        verify: config.until.is_none().then_some(campaign.attributed_users),
+    };
+    let runs = scan::unsettled_runs(&planned, &settled);
+    for (i, run) in runs.iter().enumerate() {
+        match scanner.run(run, i + 1 == runs.len(), &mut report).await {
+            Err(ScanError::Api(ApiError::NotFound)) => {
+                tracing::info!(
+                    campaign = id,
+                    "campaign answered 404; marked deleted, its rows kept"
+                );
+                // Storing the list clears deletion marks, so this one must come after it.
+                let _ = ctx
+                    .campaigns_stored
+                    .clone()
+                    .wait_for(|stored| *stored)
+                    .await;
+                let mut conn = pool.acquire().await?;
+                campaigns::mark_deleted(&mut conn, id).await?;
+                return Ok(report);
+            }
+            other => other?,
+        }
+    }
+    if runs.is_empty() && config.until.is_none() {
+        ctx.writer.verified(id, campaign.attributed_users).await?;
+    }
+    tracing::debug!(
+        campaign = id,
+        scans = report.scans,
+        rows = report.rows_received,
+        "campaign synced"
+    );
+    Ok(report)
+}
+
+/// Rows the campaign list's counter says are new since the campaign was last read; none for a
+/// campaign that will be skipped.
+fn expected_rows(
+    config: &SyncConfig,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+) -> u64 {
+    if unchanged_since_verified(config, campaign, checkpoint) {
+        return 0;
+    }
+    let counter = campaign.attributed_users.unwrap_or(0).max(0) as u64;
+    let at_sync = checkpoint
+        .and_then(|k| k.counter_at_sync)
+        .unwrap_or(0)
+        .max(0) as u64;
+    counter.saturating_sub(at_sync)
+}
+
+/// Where a campaign's reading starts: `--since`, else the checkpoint less the lookback, else
+/// the campaign's creation.
+pub(crate) fn start_of_plan(
+    config: &SyncConfig,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+) -> DateTime<Utc> {
+    match (config.since, checkpoint) {
+        (Some(since), _) => since,
+        (None, Some(c)) => c.synced_until - config.lookback,
+        (None, None) => campaign.created_at.unwrap_or_else(span::fallback_origin),
+    }
+}
+
+/// Whether the campaign can be skipped: its counter has not moved since a run last read it up
+/// to that run's end, and that was less than `--full-scan-every` ago. The interval is spread
+/// per campaign over its last quarter, so campaigns verified together do not all come due in
+/// the same run.
+pub(crate) fn unchanged_since_verified(
+    config: &SyncConfig,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+) -> bool {
+    let Some(Checkpoint {
+        counter_at_sync: Some(counter),
+        verified_at: Some(verified_at),
+        ..
+    }) = checkpoint
+    else {
+        return false;
+    };
+    if config.since.is_some() || config.rescan || campaign.attributed_users != Some(counter) {
+        return false;
+    }
+    let spread = campaign
+        .display_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 1000;
+    let interval = config.full_scan_every - config.full_scan_every * spread as i32 / 4000;
+    Utc::now() - verified_at < interval
+}
+
+/// A bar over the expected rows, on a terminal only (never under cron or with JSON logs).
+fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(expected_rows.max(1));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {human_pos}/{human_len} rows [{bar:30}] {msg}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ClientSettings;
+    use crate::sync::span::WindowLen;
+    use chrono::Duration;
+    use secrecy::SecretString;
+
+    fn config() -> SyncConfig {
+        SyncConfig {
+            api: ClientSettings {
+                base_url: "http://127.0.0.1:9/api/v1".parse().unwrap(),
+                api_key: SecretString::from("k"),
+                rps: 10.0,
+                timeout: std::time::Duration::from_secs(1),
+                max_retries: 0,
+                retry_min_delay: std::time::Duration::from_secs(1),
+                retry_max_delay: std::time::Duration::from_secs(1),
+            },
+            timezone: chrono_tz::UTC,
+            window: WindowLen::Days(1),
+            lookback: Duration::days(2),
+            full_scan_every: Duration::hours(6),
+            since: None,
+            until: None,
+            campaigns: Vec::new(),
+            concurrency: 1,
+            rescan: false,
+            progress: false,
+            page_size: 1000,
+            pages_per_scan: 20,
+            metrics_file: None,
+            pushgateway: None,
+        }
+    }
+
+    fn campaign(counter: Option<i64>) -> CampaignRow {
+        let raw = serde_json::json!({"display_id": "abc", "attributed_users": counter});
+        CampaignRow::from_wire(&serde_json::value::to_raw_value(&raw).unwrap()).unwrap()
+    }
+
+    fn checkpoint(counter: Option<i64>, hours_ago: i64) -> Option<Checkpoint> {
+        Some(Checkpoint {
+            covered_from: Utc::now() - Duration::days(30),
+            synced_until: Utc::now() - Duration::hours(hours_ago),
+            counter_at_sync: counter,
+            verified_at: Some(Utc::now() - Duration::hours(hours_ago)),
+        })
+    }
+
+    #[test]
+    fn skips_only_unchanged_recently_read_campaigns() {
+        let c = config();
+        assert!(unchanged_since_verified(
+            &c,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 1)
+        ));
+        assert!(!unchanged_since_verified(
+            &c,
+            &campaign(Some(8)),
+            checkpoint(Some(7), 1)
+        ));
+        assert!(!unchanged_since_verified(
+            &c,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 7)
+        ));
+        assert!(!unchanged_since_verified(
+            &c,
+            &campaign(None),
+            checkpoint(None, 1)
+        ));
+        assert!(!unchanged_since_verified(&c, &campaign(Some(7)), None));
+        let backfill = SyncConfig {
+            since: Some(Utc::now() - Duration::days(9)),
+            ..config()
+        };
+        assert!(!unchanged_since_verified(
+            &backfill,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 1)
+        ));
+        let rescan = SyncConfig {
+            rescan: true,
+            ..config()
+        };
+        assert!(!unchanged_since_verified(
+            &rescan,
+            &campaign(Some(7)),
+            checkpoint(Some(7), 1)
+        ));
+    }
+}
