@@ -174,18 +174,30 @@ async fn check(db: &mut PgConnection) -> (i64, i64, u64) {
     (total, mismatches, minimum)
 }
 
-/// Times a plain COPY of the stored rows into an empty copy of the table. The rows go through a
-/// server-side file, so this process never holds them (its children would inherit the memory
-/// in their peak RSS) and the figure is Postgres's own ingest rate.
-async fn copy_ceiling(db: &mut PgConnection) -> f64 {
+/// Times a plain `COPY` of the stored rows into an empty copy of the table, in text (the
+/// default) and in binary format (what the job sends); returns rows per second of each. The rows
+/// go through a server-side file, so this process never holds them (its children would inherit
+/// the memory in their peak RSS) and the figure is Postgres's own ingest rate.
+async fn copy_ceiling(db: &mut PgConnection) -> (f64, f64) {
+    let mut rates = [0.0; 2];
+    for (rate, format) in rates.iter_mut().zip(["text", "binary"]) {
+        *rate = copy_rate(db, format).await;
+    }
+    (rates[0], rates[1])
+}
+
+async fn copy_rate(db: &mut PgConnection, format: &str) -> f64 {
     let columns =
         "campaign_display_id, attributed_at, row_key, user_id, ad_channel, campaign_name, link,
         meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name, publisher_platform,
         platform_position, installed_at, store_click_at, user_data, extra";
-    let file = "/tmp/linkrunner_bench_copy.tsv";
-    db.execute(format!("COPY linkrunner.attributed_users ({columns}) TO '{file}'").as_str())
-        .await
-        .expect("COPY TO a server file (BENCH_ADMIN_URL must be a superuser)");
+    let file = "/tmp/linkrunner_bench_copy";
+    let options = format!("(FORMAT {format})");
+    db.execute(
+        format!("COPY linkrunner.attributed_users ({columns}) TO '{file}' {options}").as_str(),
+    )
+    .await
+    .expect("COPY TO a server file (BENCH_ADMIN_URL must be a superuser)");
     db.execute("DROP TABLE IF EXISTS linkrunner.copy_target")
         .await
         .unwrap();
@@ -197,7 +209,9 @@ async fn copy_ceiling(db: &mut PgConnection) -> f64 {
     checkpoint().await;
     let started = Instant::now();
     let rows = db
-        .execute(format!("COPY linkrunner.copy_target ({columns}) FROM '{file}'").as_str())
+        .execute(
+            format!("COPY linkrunner.copy_target ({columns}) FROM '{file}' {options}").as_str(),
+        )
         .await
         .unwrap()
         .rows_affected();
@@ -249,6 +263,11 @@ async fn signups(sim: &Sim, n: usize) {
     }
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -264,8 +283,8 @@ async fn main() {
         admin_url().rsplit_once('@').map_or("", |(_, h)| h)
     );
 
-    println!("| campaigns | users | backfill s | rows/s | COPY rows/s | vs COPY | CPU s / M rows | peak RSS MB | backfill requests (min) | idle run requests | 1% changed requests | rows checked | mismatches |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| campaigns | users | backfill s | rows/s | COPY rows/s | vs COPY | binary COPY rows/s | vs binary | CPU s / M rows | peak RSS MB | backfill requests (min) | idle run requests | 1% changed requests | rows checked | mismatches |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (campaigns, users) in [(100, 10_000), (1_000, 100_000), (10_000, 1_000_000)] {
         if users > max_users {
             continue;
@@ -276,6 +295,7 @@ async fn main() {
         let repeats = if users <= 100_000 { 5 } else { 1 };
         let mut backfills = Vec::new();
         let mut copies = Vec::new();
+        let mut binary_copies = Vec::new();
         let mut checked = (0, 0, 0);
         let mut db = None;
         for _ in 0..repeats {
@@ -288,15 +308,16 @@ async fn main() {
             let mut conn = PgConnection::connect(&db_url()).await.unwrap();
             let (rows, mismatches, minimum) = check(&mut conn).await;
             checked = (rows, checked.1 + mismatches, minimum);
-            copies.push(copy_ceiling(&mut conn).await);
+            let (text, binary) = copy_ceiling(&mut conn).await;
+            copies.push(text);
+            binary_copies.push(binary);
             db = Some(conn);
         }
         let (rows, mismatches, minimum) = checked;
         let mut db = db.expect("at least one repeat");
         backfills.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-        copies.sort_by(f64::total_cmp);
         let backfill = backfills.swap_remove(backfills.len() / 2);
-        let copy = copies[copies.len() / 2];
+        let (copy, binary_copy) = (median(copies), median(binary_copies));
         let idle = sync(&sim, &["--rps", "10000", "--no-progress"]);
         let changed = (campaigns / 100).max(1);
         signups(&sim, changed).await;
@@ -304,11 +325,13 @@ async fn main() {
         let (rows_after, mismatches_after, _) = check(&mut db).await;
         let rate = rows as f64 / backfill.seconds;
         println!(
-            "| {campaigns} | {users} | {:.1} | {:.0} | {:.0} | {:.0}% | {:.1} | {:.0} | {} ({minimum}) | {} | {} | {rows_after} | {} |",
+            "| {campaigns} | {users} | {:.1} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.1} | {:.0} | {} ({minimum}) | {} | {} | {rows_after} | {} |",
             backfill.seconds,
             rate,
             copy,
             100.0 * rate / copy,
+            binary_copy,
+            100.0 * rate / binary_copy,
             backfill.cpu / rows as f64 * 1e6,
             backfill.max_rss_mb.max(idle.max_rss_mb).max(some.max_rss_mb),
             backfill.requests,

@@ -90,9 +90,10 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 10.0)]
     pub rps: f64,
 
-    /// Campaigns read at the same time (all under the one --rps limit); small ranges of
-    /// several campaigns are committed together.
-    #[arg(long, default_value_t = 16)]
+    /// Most campaigns read at the same time (all under the one --rps limit), fewer when their
+    /// pages are full: at most 16 pages of rows are held at once. Small ranges of several
+    /// campaigns are committed together.
+    #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
 
     /// Campaigns whose attributed_users counter has not moved are skipped, but re-read at

@@ -30,7 +30,12 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
             config.api.api_key.expose_secret()
         );
     }
-    let pool = db::connect(options, config.concurrency as u32 + 4).await?;
+    // Campaigns of more than a page each hold a connection while they read; small ones only
+    // borrow one now and then.
+    let readers = config
+        .concurrency
+        .min(sync::campaign::PAGES_IN_FLIGHT as usize);
+    let pool = db::connect(options, readers as u32 + 4).await?;
     if args.dry_run {
         print!("{}", sync::plan::dry_run(&config, &pool).await?);
         return Ok(());

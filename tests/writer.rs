@@ -69,7 +69,7 @@ async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool:
         fresh,
         verified: None,
     };
-    let (writer, mut tasks) = BatchWriter::start(pool.clone(), uuid::Uuid::new_v4(), 1);
+    let (writer, mut tasks) = BatchWriter::start(pool.clone(), uuid::Uuid::new_v4(), 1, false);
     let first = writer.write(read(2, true)).await.unwrap();
     assert_eq!((first.inserted, first.updated), (2, 0));
     // Wrongly taken to be fresh: the COPY meets the stored rows, and the batch is written again.

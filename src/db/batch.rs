@@ -79,14 +79,20 @@ pub struct BatchWriter {
 }
 
 impl BatchWriter {
-    /// Starts `writers` writer tasks; they end once every handle is dropped and the queue is
-    /// empty.
-    pub fn start(pool: PgPool, run_id: Uuid, writers: usize) -> (BatchWriter, JoinSet<()>) {
+    /// Starts `writers` writer tasks, which take their connections at once with `connect_now`
+    /// and at their first batch otherwise; they end once every handle is dropped and the queue
+    /// is empty.
+    pub fn start(
+        pool: PgPool,
+        run_id: Uuid,
+        writers: usize,
+        connect_now: bool,
+    ) -> (BatchWriter, JoinSet<()>) {
         let (jobs, queue) = mpsc::channel(256);
         let queue = Arc::new(Mutex::new(queue));
         let mut tasks = JoinSet::new();
         for _ in 0..writers.max(1) {
-            tasks.spawn(serve(pool.clone(), run_id, queue.clone()));
+            tasks.spawn(serve(pool.clone(), run_id, queue.clone(), connect_now));
         }
         (BatchWriter { jobs }, tasks)
     }
@@ -114,10 +120,18 @@ impl BatchWriter {
     }
 }
 
-async fn serve(pool: PgPool, run_id: Uuid, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn serve(
+    pool: PgPool,
+    run_id: Uuid,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    connect_now: bool,
+) {
     // A writer keeps its connection, so its batches go to one warm backend; after an error
-    // it takes a fresh one.
-    let mut conn: Option<PoolConnection<Postgres>> = None;
+    // it takes a fresh one (a failure here is the first batch's to report).
+    let mut conn: Option<PoolConnection<Postgres>> = match connect_now {
+        true => pool.acquire().await.ok(),
+        false => None,
+    };
     loop {
         let batch = {
             let mut queue = queue.lock().await;

@@ -41,6 +41,9 @@ struct RunContext {
 /// Writer tasks committing small ranges; two let Postgres use a second core while one commits.
 const WRITERS: usize = 2;
 
+/// Most pages of rows the campaigns being read hold at once, which bounds the job's memory.
+pub const PAGES_IN_FLIGHT: u64 = 16;
+
 /// Reads the campaigns and returns once every range read is committed. `campaigns_stored`
 /// turns true once the campaign list is stored.
 pub(crate) async fn read_all(
@@ -51,7 +54,12 @@ pub(crate) async fn read_all(
     totals: &mut RunTotals,
 ) -> Result<Read, Failure> {
     let now = Utc::now();
-    let (writer, mut writers) = BatchWriter::start(run.pool.clone(), run.run_id, WRITERS);
+    let todo = queue(run.config, &listed, &checkpoints);
+    // The writers' connections open while the first pages are fetched, unless nothing is read.
+    let reading = todo
+        .iter()
+        .any(|&(i, checkpoint, _)| !unchanged_since_verified(run.config, &listed[i], checkpoint));
+    let (writer, mut writers) = BatchWriter::start(run.pool.clone(), run.run_id, WRITERS, reading);
     let ctx = Arc::new(RunContext {
         writer,
         config: run.config.clone(),
@@ -63,7 +71,7 @@ pub(crate) async fn read_all(
         progress: std::sync::OnceLock::new(),
         campaigns_stored,
     });
-    let read = read_campaigns(&ctx, &listed, &checkpoints, totals).await;
+    let read = read_campaigns(&ctx, &listed, todo, totals).await;
     // Every range was committed before its task ended; the writers end with the last handle.
     drop(ctx);
     while writers.join_next().await.is_some() {}
@@ -77,14 +85,13 @@ pub(crate) struct Read {
     pub first_error: Option<anyhow::Error>,
 }
 
-/// Reads every listed campaign (or those `--campaign` names), `--concurrency` at a time.
-async fn read_campaigns(
-    ctx: &Arc<RunContext>,
-    listed: &Arc<Vec<CampaignRow>>,
+/// The campaigns to read, biggest first (so the run does not end waiting on one of them
+/// alone): each one's index in the list, checkpoint and the rows its counter says are new.
+fn queue(
+    config: &SyncConfig,
+    listed: &[CampaignRow],
     checkpoints: &HashMap<String, Checkpoint>,
-    totals: &mut RunTotals,
-) -> Result<Read, Failure> {
-    let config = &ctx.config;
+) -> Vec<(usize, Option<Checkpoint>, u64)> {
     let wanted: HashSet<&str> = config.campaigns.iter().map(String::as_str).collect();
     for id in &wanted {
         if !listed.iter().any(|c| c.display_id == *id) {
@@ -103,12 +110,21 @@ async fn read_campaigns(
             (i, checkpoint, expected_rows(config, c, checkpoint))
         })
         .collect::<Vec<_>>();
-    // The biggest campaigns start first, so the run does not end waiting on one of them alone.
     todo.sort_by_key(|&(_, _, expected)| std::cmp::Reverse(expected));
+    todo
+}
+
+/// Reads the queued campaigns, up to `--concurrency` at a time.
+async fn read_campaigns(
+    ctx: &Arc<RunContext>,
+    listed: &Arc<Vec<CampaignRow>>,
+    todo: Vec<(usize, Option<Checkpoint>, u64)>,
+    totals: &mut RunTotals,
+) -> Result<Read, Failure> {
+    let config = &ctx.config;
     // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
     let expected_total: u64 = todo.iter().map(|&(_, _, expected)| expected).sum();
     let campaigns = todo.len();
-    let mut todo = todo.into_iter();
     let progress = progress_bar(config.progress, expected_total);
     ctx.progress.set(progress.clone()).ok();
     let mut done = 0;
@@ -117,10 +133,24 @@ async fn read_campaigns(
         first_error: None,
     };
     // Campaigns run as tasks of their own so that parsing and converting pages spreads over
-    // every core; dropping the set (an early return) aborts the ones still running.
+    // every core; dropping the set (an early return) aborts the ones still running. A task
+    // holds at most a page of rows at a time, and its counter says how full that page can get,
+    // so the rows held stay within PAGES_IN_FLIGHT pages however many campaigns are small.
+    let mut todo = todo.into_iter().peekable();
+    let page = config.page_size as u64;
+    let weight = |i: usize| (listed[i].attributed_users.unwrap_or(0).max(0) as u64).clamp(1, page);
+    let mut held = 0;
     let mut running = JoinSet::new();
-    let mut start_next = |running: &mut JoinSet<_>| {
-        if let Some((i, checkpoint, _)) = todo.next() {
+    let mut start = |running: &mut JoinSet<_>, held: &mut u64| {
+        while running.len() < config.concurrency {
+            let Some(&(i, checkpoint, _)) = todo.peek() else {
+                return;
+            };
+            if *held + weight(i) > page * PAGES_IN_FLIGHT && !running.is_empty() {
+                return;
+            }
+            todo.next();
+            *held += weight(i);
             let (ctx, listed) = (ctx.clone(), listed.clone());
             let span = tracing::info_span!("campaign", campaign = %listed[i].display_id);
             running.spawn(
@@ -132,13 +162,12 @@ async fn read_campaigns(
             );
         }
     };
-    for _ in 0..config.concurrency {
-        start_next(&mut running);
-    }
+    start(&mut running, &mut held);
     while let Some(joined) = running.join_next().await {
         let (i, result) = joined.context("a campaign task failed")?;
         let campaign = &listed[i].display_id;
-        start_next(&mut running);
+        held -= weight(i);
+        start(&mut running, &mut held);
         done += 1;
         let requests = ApiStats::get(&ctx.api.stats.requests);
         let rate = requests as f64 / progress.elapsed().as_secs_f64().max(0.001);
