@@ -138,15 +138,13 @@ async fn read_campaigns(
     // so the rows held stay within PAGES_IN_FLIGHT pages however many campaigns are small.
     let mut todo = todo.into_iter().peekable();
     let page = config.page_size as u64;
-    let weight = |i: usize| (listed[i].attributed_users.unwrap_or(0).max(0) as u64).clamp(1, page);
+    let weight = |i: usize| page_weight(&listed[i], page);
     let mut held = 0;
     let mut running = JoinSet::new();
     let mut start = |running: &mut JoinSet<_>, held: &mut u64| {
-        while running.len() < config.concurrency {
-            let Some(&(i, checkpoint, _)) = todo.peek() else {
-                return;
-            };
-            if *held + weight(i) > page * PAGES_IN_FLIGHT && !running.is_empty() {
+        while let Some(&(i, checkpoint, _)) = todo.peek() {
+            let budget = page * PAGES_IN_FLIGHT;
+            if !admits(running.len(), *held, weight(i), config.concurrency, budget) {
                 return;
             }
             todo.next();
@@ -284,6 +282,18 @@ async fn sync_campaign(
     Ok(report)
 }
 
+/// The most rows a campaign's task can hold at once: a page, or fewer when its counter says the
+/// whole campaign is smaller.
+fn page_weight(campaign: &CampaignRow, page: u64) -> u64 {
+    (campaign.attributed_users.unwrap_or(0).max(0) as u64).clamp(1, page)
+}
+
+/// Whether a campaign that holds up to `weight` rows may start beside `running` others that
+/// hold up to `held`: within `--concurrency` and the row budget, though one always may.
+fn admits(running: usize, held: u64, weight: u64, concurrency: usize, budget: u64) -> bool {
+    running < concurrency && (running == 0 || held + weight <= budget)
+}
+
 /// Rows the campaign list's counter says are new since the campaign was last read; none for a
 /// campaign that will be skipped.
 fn expected_rows(
@@ -410,6 +420,21 @@ mod tests {
             counter_at_sync: counter,
             verified_at: Some(Utc::now() - Duration::hours(hours_ago)),
         })
+    }
+
+    #[test]
+    fn campaigns_start_within_the_concurrency_and_the_row_budget() {
+        assert_eq!(page_weight(&campaign(None), 1000), 1);
+        assert_eq!(page_weight(&campaign(Some(40)), 1000), 40);
+        assert_eq!(page_weight(&campaign(Some(5000)), 1000), 1000);
+        // Small campaigns fill the concurrency; full pages stop at the budget.
+        assert!(admits(31, 3100, 100, 32, 16_000));
+        assert!(!admits(32, 3200, 100, 32, 16_000));
+        assert!(admits(15, 15_000, 1000, 32, 16_000));
+        assert!(!admits(16, 16_000, 1000, 32, 16_000));
+        assert!(!admits(16, 15_950, 100, 32, 16_000));
+        // A campaign bigger than the budget still starts alone.
+        assert!(admits(0, 0, 20_000, 32, 16_000));
     }
 
     #[test]
