@@ -179,11 +179,7 @@ async fn check(db: &mut PgConnection) -> (i64, i64, u64) {
 /// go through a server-side file, so this process never holds them (its children would inherit
 /// the memory in their peak RSS) and the figure is Postgres's own ingest rate.
 async fn copy_ceiling(db: &mut PgConnection) -> (f64, f64) {
-    let mut rates = [0.0; 2];
-    for (rate, format) in rates.iter_mut().zip(["text", "binary"]) {
-        *rate = copy_rate(db, format).await;
-    }
-    (rates[0], rates[1])
+    (copy_rate(db, "text").await, copy_rate(db, "binary").await)
 }
 
 async fn copy_rate(db: &mut PgConnection, format: &str) -> f64 {

@@ -41,9 +41,6 @@ pub async fn checkpoints<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(Strin
 
 /// Notes that these campaigns were confirmed current by their unchanged counters.
 pub async fn mark_checked(conn: &mut PgConnection, campaigns: &[String]) -> sqlx::Result<()> {
-    if campaigns.is_empty() {
-        return Ok(());
-    }
     sqlx::query(
         "UPDATE linkrunner.sync_checkpoints SET checked_at = now()
          WHERE campaign_display_id = ANY($1)",

@@ -56,9 +56,7 @@ pub(crate) async fn read_all(
     let now = Utc::now();
     let todo = queue(run.config, &listed, &checkpoints);
     // The writers' connections open while the first pages are fetched, unless nothing is read.
-    let reading = todo
-        .iter()
-        .any(|&(i, checkpoint, _)| !unchanged_since_verified(run.config, &listed[i], checkpoint));
+    let reading = todo.iter().any(|q| !q.skip);
     let (writer, mut writers) = BatchWriter::start(run.pool.clone(), run.run_id, WRITERS, reading);
     let ctx = Arc::new(RunContext {
         writer,
@@ -85,13 +83,27 @@ pub(crate) struct Read {
     pub first_error: Option<anyhow::Error>,
 }
 
-/// The campaigns to read, biggest first (so the run does not end waiting on one of them
-/// alone): each one's index in the list, checkpoint and the rows its counter says are new.
+/// A campaign waiting to be read, with what the list and its checkpoint say of it.
+#[derive(Clone, Copy)]
+struct Queued {
+    /// Its place in the campaign list.
+    index: usize,
+    checkpoint: Option<Checkpoint>,
+    /// Confirmed current by its unchanged counter: nothing to read.
+    skip: bool,
+    /// Rows its counter says are new.
+    expected: u64,
+    /// The most rows its task can hold at once: a page, or fewer when its counter says the
+    /// whole campaign is smaller.
+    weight: u64,
+}
+
+/// The campaigns to read, biggest first, so the run does not end waiting on one of them alone.
 fn queue(
     config: &SyncConfig,
     listed: &[CampaignRow],
     checkpoints: &HashMap<String, Checkpoint>,
-) -> Vec<(usize, Option<Checkpoint>, u64)> {
+) -> Vec<Queued> {
     let wanted: HashSet<&str> = config.campaigns.iter().map(String::as_str).collect();
     for id in &wanted {
         if !listed.iter().any(|c| c.display_id == *id) {
@@ -105,12 +117,19 @@ fn queue(
         .iter()
         .enumerate()
         .filter(|(_, c)| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
-        .map(|(i, c)| {
+        .map(|(index, c)| {
             let checkpoint = checkpoints.get(&c.display_id).copied();
-            (i, checkpoint, expected_rows(config, c, checkpoint))
+            let skip = unchanged_since_verified(config, c, checkpoint);
+            Queued {
+                index,
+                checkpoint,
+                skip,
+                expected: if skip { 0 } else { new_rows(c, checkpoint) },
+                weight: page_weight(c, config.page_size as u64),
+            }
         })
         .collect::<Vec<_>>();
-    todo.sort_by_key(|&(_, _, expected)| std::cmp::Reverse(expected));
+    todo.sort_by_key(|q| std::cmp::Reverse(q.expected));
     todo
 }
 
@@ -118,12 +137,12 @@ fn queue(
 async fn read_campaigns(
     ctx: &Arc<RunContext>,
     listed: &Arc<Vec<CampaignRow>>,
-    todo: Vec<(usize, Option<Checkpoint>, u64)>,
+    todo: Vec<Queued>,
     totals: &mut RunTotals,
 ) -> Result<Read, Failure> {
     let config = &ctx.config;
     // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
-    let expected_total: u64 = todo.iter().map(|&(_, _, expected)| expected).sum();
+    let expected_total: u64 = todo.iter().map(|q| q.expected).sum();
     let campaigns = todo.len();
     let progress = progress_bar(config.progress, expected_total);
     ctx.progress.set(progress.clone()).ok();
@@ -137,24 +156,22 @@ async fn read_campaigns(
     // holds at most a page of rows at a time, and its counter says how full that page can get,
     // so the rows held stay within PAGES_IN_FLIGHT pages however many campaigns are small.
     let mut todo = todo.into_iter().peekable();
-    let page = config.page_size as u64;
-    let weight = |i: usize| page_weight(&listed[i], page);
+    let budget = config.page_size as u64 * PAGES_IN_FLIGHT;
     let mut held = 0;
     let mut running = JoinSet::new();
     let mut start = |running: &mut JoinSet<_>, held: &mut u64| {
-        while let Some(&(i, checkpoint, _)) = todo.peek() {
-            let budget = page * PAGES_IN_FLIGHT;
-            if !admits(running.len(), *held, weight(i), config.concurrency, budget) {
+        while let Some(&q) = todo.peek() {
+            if !admits(running.len(), *held, q.weight, config.concurrency, budget) {
                 return;
             }
             todo.next();
-            *held += weight(i);
+            *held += q.weight;
             let (ctx, listed) = (ctx.clone(), listed.clone());
-            let span = tracing::info_span!("campaign", campaign = %listed[i].display_id);
+            let span = tracing::info_span!("campaign", campaign = %listed[q.index].display_id);
             running.spawn(
                 async move {
-                    let result = sync_campaign(&ctx, &listed[i], checkpoint).await;
-                    (i, result)
+                    let campaign = &listed[q.index];
+                    (q, sync_campaign(&ctx, campaign, q.checkpoint, q.skip).await)
                 }
                 .instrument(span),
             );
@@ -162,9 +179,9 @@ async fn read_campaigns(
     };
     start(&mut running, &mut held);
     while let Some(joined) = running.join_next().await {
-        let (i, result) = joined.context("a campaign task failed")?;
-        let campaign = &listed[i].display_id;
-        held -= weight(i);
+        let (q, result) = joined.context("a campaign task failed")?;
+        let campaign = &listed[q.index].display_id;
+        held -= q.weight;
         start(&mut running, &mut held);
         done += 1;
         let requests = ApiStats::get(&ctx.api.stats.requests);
@@ -202,11 +219,13 @@ async fn read_campaigns(
     progress.finish_and_clear();
     Ok(read)
 }
-/// Plans one campaign's windows from its checkpoint and reads them in order.
+/// Plans one campaign's windows from its checkpoint and reads them in order; one to `skip` is
+/// only reported.
 async fn sync_campaign(
     ctx: &RunContext,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
+    skip: bool,
 ) -> Result<CampaignReport, ScanError> {
     let RunContext {
         config,
@@ -220,7 +239,7 @@ async fn sync_campaign(
     let (run_id, end) = (*run_id, *end);
     let id = campaign.display_id.as_str();
     let mut report = CampaignReport::default();
-    if unchanged_since_verified(config, campaign, checkpoint) {
+    if skip {
         report.skipped = true;
         return Ok(report);
     }
@@ -282,8 +301,7 @@ async fn sync_campaign(
     Ok(report)
 }
 
-/// The most rows a campaign's task can hold at once: a page, or fewer when its counter says the
-/// whole campaign is smaller.
+/// See [`Queued::weight`].
 fn page_weight(campaign: &CampaignRow, page: u64) -> u64 {
     (campaign.attributed_users.unwrap_or(0).max(0) as u64).clamp(1, page)
 }
@@ -294,16 +312,8 @@ fn admits(running: usize, held: u64, weight: u64, concurrency: usize, budget: u6
     running < concurrency && (running == 0 || held + weight <= budget)
 }
 
-/// Rows the campaign list's counter says are new since the campaign was last read; none for a
-/// campaign that will be skipped.
-fn expected_rows(
-    config: &SyncConfig,
-    campaign: &CampaignRow,
-    checkpoint: Option<Checkpoint>,
-) -> u64 {
-    if unchanged_since_verified(config, campaign, checkpoint) {
-        return 0;
-    }
+/// Rows the campaign list's counter says are new since the campaign was last read.
+fn new_rows(campaign: &CampaignRow, checkpoint: Option<Checkpoint>) -> u64 {
     let counter = campaign.attributed_users.unwrap_or(0).max(0) as u64;
     let at_sync = checkpoint
         .and_then(|k| k.counter_at_sync)

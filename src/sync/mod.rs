@@ -169,10 +169,12 @@ impl Run<'_> {
             first_error,
         } = read?;
         stored?;
-        live(conn, self.pool).await?;
-        state::mark_checked(conn, &skipped)
-            .await
-            .context("recording campaigns confirmed by their counters")?;
+        if !skipped.is_empty() {
+            live(conn, self.pool).await?;
+            state::mark_checked(conn, &skipped)
+                .await
+                .context("recording campaigns confirmed by their counters")?;
+        }
         match first_error {
             Some(e) => Err(Failure::Transient(e.context(format!(
                 "{} of {} campaigns failed",
