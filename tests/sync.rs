@@ -5,7 +5,7 @@ mod common;
 use chrono::{Duration, Utc};
 use common::*;
 use linkrunner_sync::sim::SimConfig;
-use linkrunner_sync::sync;
+use linkrunner_sync::{db, sync};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -360,4 +360,119 @@ async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) 
     let full = sync::run(&config, &pool).await.unwrap();
     assert_eq!(full.totals.campaigns_skipped, 0);
     assert_eq!(full.totals.requests, 1 + campaigns);
+}
+
+/// A current schema is confirmed in two statements; anything else still reaches the migrator,
+/// which applies or refuses.
+#[sqlx::test(migrations = false)]
+async fn migrations_apply_once_and_a_changed_history_is_refused(pool: PgPool) {
+    let mut conn = pool.acquire().await.unwrap();
+    db::migrate(&mut conn).await.unwrap();
+    let history =
+        "SELECT version, checksum, success, installed_on FROM _sqlx_migrations ORDER BY version";
+    let before: Vec<(i64, Vec<u8>, bool, chrono::DateTime<Utc>)> =
+        sqlx::query_as(history).fetch_all(&mut *conn).await.unwrap();
+    assert_eq!(before.len(), db::MIGRATOR.iter().count());
+    db::migrate(&mut conn).await.unwrap();
+    let after: Vec<(i64, Vec<u8>, bool, chrono::DateTime<Utc>)> =
+        sqlx::query_as(history).fetch_all(&mut *conn).await.unwrap();
+    assert_eq!(after, before);
+
+    let first = before[0].0;
+    for (change, undo, refusal) in [
+        (
+            format!("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = {first}"),
+            "UPDATE _sqlx_migrations m SET checksum = b.checksum FROM before b WHERE m.version = b.version",
+            "modified",
+        ),
+        (
+            format!("UPDATE _sqlx_migrations SET success = false WHERE version = {first}"),
+            "UPDATE _sqlx_migrations SET success = true",
+            "partially applied",
+        ),
+        (
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (99991231000000, 'from a newer release', true, '\\x00', 0)"
+                .to_string(),
+            "DELETE FROM _sqlx_migrations WHERE version = 99991231000000",
+            "missing",
+        ),
+    ] {
+        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS before AS SELECT * FROM _sqlx_migrations")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        sqlx::query(&change).execute(&mut *conn).await.unwrap();
+        let error = db::migrate(&mut conn).await.unwrap_err().one_line();
+        assert!(error.contains(refusal), "{change}: {error}");
+        sqlx::query(undo).execute(&mut *conn).await.unwrap();
+        db::migrate(&mut conn).await.unwrap();
+    }
+}
+
+/// The run lock lives on the run's own session. When that session is killed mid-run, the run
+/// takes the lock again on a new one, finishes and records its end.
+#[sqlx::test]
+async fn a_run_whose_session_is_killed_takes_the_lock_again_and_finishes(pool: PgPool) {
+    let (sim, server) = start(SimConfig::small(43)).await;
+    let mut config = sync_config(&server, "UTC");
+    // About three seconds of requests, past the lock's two-second watch.
+    config.api.rps = 3.0;
+    let run = tokio::spawn({
+        let pool = pool.clone();
+        async move { sync::run(&config, &pool).await }
+    });
+    let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                  AND ((classid::int8 << 32) | objid::int8) = 119238819409507";
+    let pid = loop {
+        let pid: Option<i32> = sqlx::query_scalar(holder)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        match pid {
+            Some(pid) if sim.stats().attributed_users_requests > 0 => break pid,
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    };
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(killed);
+    let retaken = loop {
+        let now: Option<i32> = sqlx::query_scalar(holder)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        if now.is_some_and(|p| p != pid) {
+            break true;
+        }
+        if run.is_finished() {
+            break false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        retaken,
+        "no session took the lock again while the run went on"
+    );
+
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, "success");
+    assert_exact(&pool, &sim).await;
+    let recorded: (String, bool) = sqlx::query_as(
+        "SELECT outcome, finished_at IS NOT NULL FROM linkrunner.sync_runs WHERE run_id = $1",
+    )
+    .bind(report.run_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, ("success".to_string(), true));
+    // Released at the end, on whichever session held it.
+    let left: Option<i32> = sqlx::query_scalar(holder)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, None);
 }

@@ -148,10 +148,14 @@ pub async fn upsert(conn: &mut PgConnection, campaigns: &[CampaignRow]) -> sqlx:
     .await?
     .rows_affected();
 
-    sqlx::query("UPDATE linkrunner.campaigns SET last_seen_at = now() WHERE display_id = ANY($1)")
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
+    // Rows inserted above already carry this transaction's now().
+    sqlx::query(
+        "UPDATE linkrunner.campaigns SET last_seen_at = now()
+         WHERE display_id = ANY($1) AND last_seen_at <> now()",
+    )
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
 
     let listings: Vec<&StoreListing> = campaigns.iter().flat_map(|c| &c.store_listings).collect();
     sqlx::query(

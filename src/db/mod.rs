@@ -9,13 +9,13 @@ pub mod writer;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Failure;
@@ -80,6 +80,9 @@ pub async fn session(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<sqlx::P
 }
 
 pub async fn migrate(conn: &mut PgConnection) -> Result<(), Failure> {
+    if schema_current(conn).await {
+        return Ok(());
+    }
     match MIGRATOR.run_direct(conn).await {
         Ok(()) => Ok(()),
         Err(sqlx::migrate::MigrateError::Execute(e)) => {
@@ -89,6 +92,37 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<(), Failure> {
             anyhow::Error::new(e).context("applying database migrations"),
         )),
     }
+}
+
+/// Whether every migration is applied as embedded, in two short statements. Anything else (no
+/// migrations table yet, one missing, changed, failed or unknown) goes to the migrator, which
+/// takes its lock, applies or reports. Its own check costs six round trips on every run.
+async fn schema_current(conn: &mut PgConnection) -> bool {
+    let present: sqlx::Result<bool> =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await;
+    if !matches!(present, Ok(true)) {
+        return false;
+    }
+    let Ok(applied) = sqlx::query_as::<_, (i64, Vec<u8>, bool)>(
+        "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    else {
+        return false;
+    };
+    let embedded = MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration());
+    applied.len() == embedded.clone().count()
+        && applied
+            .iter()
+            .zip(embedded)
+            .all(|((version, checksum, success), m)| {
+                *success && *version == m.version && checksum[..] == m.checksum[..]
+            })
 }
 
 /// Errors worth retrying: the connection went away, or the server is restarting or busy.
@@ -121,13 +155,28 @@ pub fn failure(e: sqlx::Error, what: &str) -> Failure {
     Failure::Transient(anyhow::Error::new(e).context(what.to_owned()))
 }
 
-/// Holds the run lock while it lives. A watchdog pings the lock's session; if the session dies
-/// (a dropped connection, a restarted server) it takes the lock again, and if another run got
-/// there first it cancels `halt`, so this run stops at its next safe point.
+/// Holds the run lock while it lives, on the session the run's own statements use (its
+/// migrations, ledger, campaign list and checkpoints), so a run opens one connection for both.
+/// A watchdog pings that session between statements; if it dies (a dropped connection, a
+/// restarted server) it takes the lock again on a new one, and if another run got there first it
+/// cancels `halt`, so this run stops at its next safe point.
 pub struct RunLock {
-    task: Option<tokio::task::JoinHandle<()>>,
-    release: Option<tokio::sync::oneshot::Sender<()>>,
+    conn: Arc<Mutex<PgConnection>>,
+    pool: PgPool,
+    halt: CancellationToken,
+    watchdog: Watchdog,
+    release: tokio::sync::oneshot::Sender<()>,
     lost: Arc<AtomicBool>,
+}
+
+/// Stops the watchdog when dropped; its handle on the session then goes, which ends the session
+/// and frees the lock even when the run never got to release it.
+struct Watchdog(tokio::task::JoinHandle<()>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl RunLock {
@@ -135,86 +184,123 @@ impl RunLock {
         self.lost.load(Ordering::Relaxed)
     }
 
+    /// The run's session. Hold it only for a run of statements: the watchdog waits meanwhile.
+    pub async fn session(&self) -> MutexGuard<'_, PgConnection> {
+        self.conn.lock().await
+    }
+
+    /// The run's session, replaced first when it broke, so the ledger is recorded all the same.
+    /// Should the lock have gone to another run meanwhile, the session is a plain one: this run
+    /// is stopping, and its ledger row is its own.
+    pub async fn live_session(&self) -> Result<MutexGuard<'_, PgConnection>, Failure> {
+        let mut conn = self.conn.lock().await;
+        if conn.ping().await.is_ok() {
+            return Ok(conn);
+        }
+        match lock_session(&self.pool).await {
+            Ok(Some(again)) => *conn = again,
+            Ok(None) => {
+                self.lose();
+                *conn = plain_session(&self.pool).await?;
+            }
+            Err(e) => return Err(failure(e, "taking a database connection")),
+        }
+        Ok(conn)
+    }
+
+    fn lose(&self) {
+        lose(&self.lost, &self.halt);
+    }
+
     /// Frees the lock now, so a run that follows at once can take it.
-    pub async fn release(mut self) {
-        if let Some(release) = self.release.take() {
-            let _ = release.send(());
+    pub async fn release(self) {
+        let RunLock {
+            conn,
+            release,
+            mut watchdog,
+            lost,
+            ..
+        } = self;
+        let _ = release.send(());
+        let _ = (&mut watchdog.0).await;
+        drop(watchdog);
+        let Ok(conn) = Arc::try_unwrap(conn) else {
+            return;
+        };
+        let mut conn = conn.into_inner();
+        // Unlock before closing: a closing session frees its locks only once the server has
+        // wound it down, which a run started right after could race.
+        if !lost.load(Ordering::Relaxed) {
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(LOCK_KEY)
+                .execute(&mut conn)
+                .await;
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        let _ = conn.close().await;
     }
 }
 
-impl Drop for RunLock {
-    fn drop(&mut self) {
-        // Dropping the task drops its connection, which ends the session and frees the lock.
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
+fn lose(lost: &AtomicBool, halt: &CancellationToken) {
+    tracing::error!("the run lock was lost to another run; stopping");
+    lost.store(true, Ordering::Relaxed);
+    halt.cancel();
 }
 
 /// Takes the run lock, or returns None when another run holds it.
-pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<Option<RunLock>> {
-    let Some(mut conn) = lock_session(pool).await? else {
+pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> Result<Option<RunLock>, Failure> {
+    let conn = lock_session(pool)
+        .await
+        .map_err(|e| failure(e, "taking the run lock"))?;
+    let Some(conn) = conn else {
         return Ok(None);
     };
+    let conn = Arc::new(Mutex::new(conn));
     let lost = Arc::new(AtomicBool::new(false));
-    let flag = lost.clone();
-    let pool = pool.clone();
     let (release, mut released) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut released => {
-                    // Unlock before closing: a closing session frees its locks only once the
-                    // server has wound it down, which a run started right after could race.
-                    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                        .bind(LOCK_KEY)
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
-                    return;
+    let task = tokio::spawn({
+        let (conn, pool, lost, halt) = (conn.clone(), pool.clone(), lost.clone(), halt.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = &mut released => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            }
-            if sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
-                continue;
-            }
-            match lock_session(&pool).await {
-                Ok(Some(again)) => {
-                    tracing::warn!("the run lock's database session died; lock taken again");
-                    conn = again;
+                let mut conn = conn.lock().await;
+                if conn.ping().await.is_ok() {
+                    continue;
                 }
-                Ok(None) => {
-                    tracing::error!("the run lock was lost to another run; stopping");
-                    flag.store(true, Ordering::Relaxed);
-                    halt.cancel();
-                    return;
+                match lock_session(&pool).await {
+                    Ok(Some(again)) => {
+                        tracing::warn!("the run lock's database session died; lock taken again");
+                        *conn = again;
+                    }
+                    Ok(None) => return lose(&lost, &halt),
+                    Err(_) => {} // Database still away: nobody else can take the lock either.
                 }
-                Err(_) => {} // Database still away: nobody else can take the lock either.
             }
         }
     });
     Ok(Some(RunLock {
-        task: Some(task),
-        release: Some(release),
+        conn,
+        pool: pool.clone(),
+        halt,
+        watchdog: Watchdog(task),
+        release,
         lost,
     }))
 }
 
-/// A session of its own (never returned to the pool) holding the advisory lock.
-async fn lock_session(pool: &PgPool) -> anyhow::Result<Option<PgConnection>> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .context("taking a database connection")?
-        .detach();
+/// A session of its own, never returned to the pool.
+async fn plain_session(pool: &PgPool) -> Result<PgConnection, Failure> {
+    session(pool).await.map(|c| c.detach())
+}
+
+/// A session of its own holding the advisory lock, or None when another session holds it.
+async fn lock_session(pool: &PgPool) -> sqlx::Result<Option<PgConnection>> {
+    let mut conn = pool.acquire().await?.detach();
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(LOCK_KEY)
         .fetch_one(&mut conn)
-        .await
-        .context("taking the run lock")?;
+        .await?;
     Ok(got.then_some(conn))
 }

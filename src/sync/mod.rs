@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -49,14 +48,12 @@ pub async fn run_until(
     stop: CancellationToken,
 ) -> Result<RunReport, Failure> {
     let halt = stop.child_token();
-    // The run's own statements follow one another on one connection, opened alongside the
-    // lock's.
-    let (lock, conn) = tokio::join!(db::try_lock(pool, halt.clone()), db::session(pool));
-    let lock = lock?.ok_or(Failure::Locked)?;
-    let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()));
-    let result = match (api, conn) {
-        (Err(e), _) | (_, Err(e)) => Err(e),
-        (Ok(api), Ok(conn)) => {
+    let lock = db::try_lock(pool, halt.clone())
+        .await?
+        .ok_or(Failure::Locked)?;
+    let result = match ApiClient::new(config.api.clone()) {
+        Err(e) => Err(Failure::Config(e.to_string())),
+        Ok(api) => {
             let run_id = Uuid::new_v4();
             let run = Run {
                 config,
@@ -66,7 +63,7 @@ pub async fn run_until(
                 halt: &halt,
             };
             // Every log line of the run carries its id; campaign and range spans nest below it.
-            run.locked(&lock, conn)
+            run.locked(&lock)
                 .instrument(tracing::info_span!("run", %run_id))
                 .await
         }
@@ -86,24 +83,19 @@ pub(crate) struct Run<'a> {
 
 impl Run<'_> {
     /// The run, once it holds the lock.
-    async fn locked(
-        &self,
-        lock: &db::RunLock,
-        mut conn: PoolConnection<Postgres>,
-    ) -> Result<RunReport, Failure> {
+    async fn locked(&self, lock: &db::RunLock) -> Result<RunReport, Failure> {
         let started = std::time::Instant::now();
         // The campaign list is read while the database is made ready; neither waits on the
         // other.
+        let mut conn = lock.session().await;
         let (listed, checkpoints) =
             tokio::join!(fetch_campaigns(&self.api), self.prepare(&mut conn));
+        drop(conn);
         let checkpoints = checkpoints?;
 
         let mut totals = RunTotals::default();
         let mut result = match listed {
-            Ok(listed) => {
-                self.sync_all(&mut conn, listed, checkpoints, &mut totals)
-                    .await
-            }
+            Ok(listed) => self.sync_all(lock, listed, checkpoints, &mut totals).await,
             Err(e) => Err(e),
         };
         if self.halt.is_cancelled() && result.is_ok() {
@@ -115,7 +107,7 @@ impl Run<'_> {
                 Failure::Interrupted
             });
         }
-        let report = self.finish(&mut conn, &result, totals, started).await?;
+        let report = self.finish(lock, &result, totals, started).await?;
         let result = match result {
             Ok(()) if report.totals.rows_rejected > 0 => Err(Failure::Partial(format!(
                 "{} rows could not be read and were kept in linkrunner.rejected_rows (run {})",
@@ -146,7 +138,7 @@ impl Run<'_> {
     /// Stores the campaign list and reads the campaigns.
     async fn sync_all(
         &self,
-        conn: &mut PoolConnection<Postgres>,
+        lock: &db::RunLock,
         (listed, complete): (Vec<CampaignRow>, bool),
         checkpoints: HashMap<String, Checkpoint>,
         totals: &mut RunTotals,
@@ -158,7 +150,8 @@ impl Run<'_> {
         // stored while the campaigns are read; only a 404's deletion mark waits for it.
         let (stored, campaigns_stored) = tokio::sync::watch::channel(false);
         let store = async {
-            let result = list::store_campaigns(conn, &listed, mark_deleted).await;
+            let result =
+                list::store_campaigns(&mut *lock.session().await, &listed, mark_deleted).await;
             stored.send_replace(true);
             result
         };
@@ -170,8 +163,7 @@ impl Run<'_> {
         } = read?;
         stored?;
         if !skipped.is_empty() {
-            live(conn, self.pool).await?;
-            state::mark_checked(conn, &skipped)
+            state::mark_checked(&mut *lock.live_session().await?, &skipped)
                 .await
                 .context("recording campaigns confirmed by their counters")?;
         }
@@ -188,7 +180,7 @@ impl Run<'_> {
     /// Records the run's end in the ledger.
     async fn finish(
         &self,
-        conn: &mut PoolConnection<Postgres>,
+        lock: &db::RunLock,
         result: &Result<(), Failure>,
         mut totals: RunTotals,
         started: std::time::Instant,
@@ -206,10 +198,15 @@ impl Run<'_> {
             }
             Err(e) => ("failed", Some(e.one_line())),
         };
-        live(conn, self.pool).await?;
-        state::finish_run(conn, self.run_id, outcome, &totals, error.as_deref())
-            .await
-            .context("recording the run's end")?;
+        state::finish_run(
+            &mut *lock.live_session().await?,
+            self.run_id,
+            outcome,
+            &totals,
+            error.as_deref(),
+        )
+        .await
+        .context("recording the run's end")?;
         let report = RunReport {
             run_id: self.run_id,
             outcome: outcome.to_string(),
@@ -229,16 +226,6 @@ impl Run<'_> {
         );
         Ok(report)
     }
-}
-
-/// Replaces the run's connection from the pool when it broke (the server restarted, or
-/// something ended the session): the ledger is worth recording all the same.
-async fn live(conn: &mut PoolConnection<Postgres>, pool: &PgPool) -> Result<(), Failure> {
-    use sqlx::Connection;
-    if conn.ping().await.is_err() {
-        *conn = db::session(pool).await?;
-    }
-    Ok(())
 }
 
 /// Writes or pushes the run's metrics when asked to; trouble here never fails the run.
