@@ -4,7 +4,9 @@
 //! Each size starts `linkrunner-sim` and a fresh database, runs the release binary as a child
 //! process (so its CPU time and peak RSS are its own), checks the database against the
 //! simulator's counters, and times a plain `COPY` of the same rows into the same table.
-//! Sizes up to 100,000 rows are measured five times (medians reported), the largest once.
+//! Each repeat of a size times the job and then the `COPY`s on the same rows, so a ratio compares
+//! runs a second apart; the 10,000-row size is measured nine times, 100,000 five, the largest
+//! once, and medians are reported (of the ratios, too).
 //! `cargo bench -- --max-users 100000` stops at a smaller size.
 
 use std::io::{BufRead, BufReader};
@@ -288,7 +290,11 @@ async fn main() {
         let sim = Sim::start(campaigns, users, &[]);
         // Short runs are at the mercy of whatever else the machine does: the smaller sizes are
         // measured several times, each from a fresh database, and the medians reported.
-        let repeats = if users <= 100_000 { 5 } else { 1 };
+        let repeats = match users {
+            ..=10_000 => 9,
+            ..=100_000 => 5,
+            _ => 1,
+        };
         let mut backfills = Vec::new();
         let mut copies = Vec::new();
         let mut binary_copies = Vec::new();
@@ -311,6 +317,10 @@ async fn main() {
         }
         let (rows, mismatches, minimum) = checked;
         let mut db = db.expect("at least one repeat");
+        let rates: Vec<f64> = backfills.iter().map(|b| rows as f64 / b.seconds).collect();
+        let ratio =
+            |ceilings: &[f64]| median(rates.iter().zip(ceilings).map(|(r, c)| r / c).collect());
+        let (vs_copy, vs_binary) = (ratio(&copies), ratio(&binary_copies));
         backfills.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         let backfill = backfills.swap_remove(backfills.len() / 2);
         let (copy, binary_copy) = (median(copies), median(binary_copies));
@@ -325,9 +335,9 @@ async fn main() {
             backfill.seconds,
             rate,
             copy,
-            100.0 * rate / copy,
+            100.0 * vs_copy,
             binary_copy,
-            100.0 * rate / binary_copy,
+            100.0 * vs_binary,
             backfill.cpu / rows as f64 * 1e6,
             backfill.max_rss_mb.max(idle.max_rss_mb).max(some.max_rss_mb),
             backfill.requests,
