@@ -290,10 +290,12 @@ async fn main() {
         let sim = Sim::start(campaigns, users, &[]);
         // Short runs are at the mercy of whatever else the machine does: the smaller sizes are
         // measured several times, each from a fresh database, and the medians reported.
-        let repeats = match users {
-            ..=10_000 => 9,
-            ..=100_000 => 5,
-            _ => 1,
+        let repeats = if users <= 10_000 {
+            9
+        } else if users <= 100_000 {
+            5
+        } else {
+            1
         };
         let mut backfills = Vec::new();
         let mut copies = Vec::new();
