@@ -476,3 +476,42 @@ async fn a_run_whose_session_is_killed_takes_the_lock_again_and_finishes(pool: P
         .unwrap();
     assert_eq!(left, None);
 }
+
+/// Campaigns read at once share one session for their look-ups: an incremental run over many
+/// changed campaigns opens no more connections than a backfill's writers need.
+#[sqlx::test]
+async fn an_incremental_run_over_many_campaigns_opens_few_connections(test_pool: PgPool) {
+    // Sized as the command sizes it for --concurrency 16.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with((*test_pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let (sim, server) = start(SimConfig {
+        campaigns: 40,
+        users: 800,
+        ..SimConfig::small(44)
+    })
+    .await;
+    let mut config = sync_config(&server, "UTC");
+    config.concurrency = 16;
+    sync::run(&config, &pool).await.unwrap();
+    for (i, campaign) in sim.campaigns().iter().enumerate() {
+        signup(
+            &server,
+            campaign,
+            &format!("install-many-{i}"),
+            &format!("u_many_{i}"),
+        )
+        .await;
+    }
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()";
+    let before = count(&pool, sessions).await;
+    let run = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(run.totals.rows_inserted, 40);
+    assert_exact(&pool, &sim).await;
+    // At most the writers' two and the look-ups' one, beside what the backfill left idle.
+    let opened = count(&pool, sessions).await - before;
+    assert!(opened <= 3, "{opened} sessions opened");
+    pool.close().await;
+}

@@ -1,7 +1,7 @@
 //! The sync's own state: the run ledger, checkpoints and scanned ranges.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
 use crate::sync::windows::Window;
@@ -149,7 +149,7 @@ async fn record_ranges(
 
 /// Ranges of `campaign` read at least `settle` after their end, overlapping `[from, to)`.
 pub async fn settled_ranges(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     campaign: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
@@ -165,7 +165,7 @@ pub async fn settled_ranges(
     .bind(from)
     .bind(to)
     .bind(settle)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlx::PgPool;
-use tokio::sync::watch;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+use tokio::sync::{watch, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -36,6 +37,36 @@ struct RunContext {
     progress: std::sync::OnceLock<ProgressBar>,
     /// Turns true once the campaign list is stored.
     campaigns_stored: tokio::sync::watch::Receiver<bool>,
+    /// The campaigns' short statements: settled ranges, deletion marks.
+    lookups: SharedSession,
+}
+
+/// One session for many tasks' short statements, taken on first use and kept for the run. A
+/// pooled connection handed back is pinged before it can be taken again, so a task borrowing one
+/// right after another would open a session of its own: one per campaign read at once.
+struct SharedSession {
+    pool: PgPool,
+    conn: Mutex<Option<PoolConnection<Postgres>>>,
+}
+
+impl SharedSession {
+    /// Runs `f` on the session; after an error the session is dropped and the next use takes a
+    /// fresh one.
+    async fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
+    ) -> sqlx::Result<T> {
+        let mut slot = self.conn.lock().await;
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            None => slot.insert(self.pool.acquire().await?),
+        };
+        let result = f(conn).await;
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
 }
 
 /// Writer tasks committing small ranges; two let Postgres use a second core while one commits.
@@ -68,6 +99,10 @@ pub(crate) async fn read_all(
         end: run.config.until.unwrap_or(now).min(now),
         progress: std::sync::OnceLock::new(),
         campaigns_stored,
+        lookups: SharedSession {
+            pool: run.pool.clone(),
+            conn: Mutex::new(None),
+        },
     });
     let read = read_campaigns(&ctx, &listed, todo, totals).await;
     // Every range was committed before its task ended; the writers end with the last handle.
@@ -251,7 +286,11 @@ async fn sync_campaign(
     let settled = if config.rescan || checkpoint.is_none() {
         Vec::new()
     } else {
-        state::settled_ranges(pool, id, first.start, end, config.lookback).await?
+        ctx.lookups
+            .run(async |conn| {
+                state::settled_ranges(conn, id, first.start, end, config.lookback).await
+            })
+            .await?
     };
     let scanner = Scanner {
         api,
@@ -282,8 +321,9 @@ async fn sync_campaign(
                     .clone()
                     .wait_for(|stored| *stored)
                     .await;
-                let mut conn = pool.acquire().await?;
-                campaigns::mark_deleted(&mut conn, id).await?;
+                ctx.lookups
+                    .run(async |conn| campaigns::mark_deleted(conn, id).await)
+                    .await?;
                 return Ok(report);
             }
             other => other?,
