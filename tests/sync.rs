@@ -515,3 +515,42 @@ async fn an_incremental_run_over_many_campaigns_opens_few_connections(test_pool:
     assert!(opened <= 3, "{opened} sessions opened");
     pool.close().await;
 }
+
+/// Postgres can store no NUL character. A row holding one is kept aside with each NUL written
+/// as the text \u0000; the rest of its range commits and the checkpoint moves on.
+#[sqlx::test]
+async fn a_row_holding_a_nul_is_kept_aside_and_its_range_still_commits(pool: PgPool) {
+    let (sim, server) = start(SimConfig::small(45)).await;
+    let config = sync_config(&server, "UTC");
+    sync::run(&config, &pool).await.unwrap();
+    let campaign = sim.campaigns()[1].clone();
+    let id = campaign["display_id"].as_str().unwrap().to_string();
+    signup(&server, &campaign, "install-nul", "u_nul\u{0}x").await;
+    signup(&server, &campaign, "install-after-nul", "u_after_nul").await;
+
+    let failure = sync::run(&config, &pool).await.unwrap_err();
+    assert!(failure.one_line().contains("rejected_rows"), "{failure}");
+    // The range committed: the next run has nothing left to read.
+    let next = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(next.totals.requests, 1);
+    let kept: Vec<(String, String)> = sqlx::query_as(
+        "SELECT reason, raw->'user_data'->>'id' FROM linkrunner.rejected_rows
+         WHERE campaign_display_id = $1",
+    )
+    .bind(&id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].0.contains("NUL"), "{}", kept[0].0);
+    assert_eq!(kept[0].1, "u_nul\\u0000x");
+    // Everything else landed, the signup after it too.
+    let stored = count(&pool, "SELECT count(*) FROM linkrunner.attributed_users").await;
+    assert_eq!(stored as usize, sim.all_attributed_users().len() - 1);
+    let after = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users WHERE user_id = 'u_after_nul'",
+    )
+    .await;
+    assert_eq!(after, 1);
+}

@@ -5,6 +5,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::db::rows;
+
 /// A listing item, typed leniently; `raw` is the item as received.
 #[derive(Clone, Debug)]
 pub struct CampaignRow {
@@ -60,11 +62,27 @@ fn time(v: &Value, key: &str) -> Option<DateTime<Utc>> {
 impl CampaignRow {
     /// None when the item has no usable `display_id`.
     pub fn from_wire(item: &RawValue) -> Option<CampaignRow> {
+        // Postgres can store no NUL character: such a campaign is kept with each one written
+        // as the text \u0000.
+        let nul = rows::holds_nul(item.get());
+        let escaped;
+        let item = if nul {
+            escaped = RawValue::from_string(rows::escape_nul(item.get())).ok()?;
+            &*escaped
+        } else {
+            item
+        };
         let raw: Value = serde_json::from_str(item.get()).ok()?;
         let display_id = match raw.get("display_id")? {
             Value::String(s) if !s.is_empty() => s.clone(),
             _ => return None,
         };
+        if nul {
+            tracing::warn!(
+                campaign = display_id,
+                "the campaign holds \\u0000 (a NUL character); stored with each one written as the text \\u0000"
+            );
+        }
         let store_listings = raw
             .get("store_listings")
             .and_then(Value::as_array)
@@ -267,6 +285,13 @@ mod tests {
         assert!(item(serde_json::json!({"display_id": ""})).is_none());
     }
 
+    #[test]
+    fn a_nul_is_kept_as_text() {
+        let c = item(serde_json::json!({"display_id": "x2", "name": "Spring\u{0}sale"})).unwrap();
+        assert_eq!(c.name.as_deref(), Some("Spring\\u0000sale"));
+        assert!(!rows::holds_nul(c.raw.get()));
+    }
+
     fn item(value: Value) -> Option<CampaignRow> {
         CampaignRow::from_wire(&serde_json::value::to_raw_value(&value).unwrap())
     }
@@ -276,7 +301,9 @@ mod tests {
         fn any_item_never_panics(value in any_json(), item in object_with(KEYS)) {
             let _ = super::tests::item(value);
             if let Some(c) = super::tests::item(item.clone()) {
-                prop_assert_eq!(serde_json::from_str::<Value>(c.raw.get()).unwrap(), item);
+                // As received, but for any NUL, kept as the text \u0000.
+                let kept: Value = serde_json::from_str(&rows::escape_nul(&item.to_string())).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Value>(c.raw.get()).unwrap(), kept);
             }
         }
     }

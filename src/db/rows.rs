@@ -234,6 +234,37 @@ impl<'de: 'a, 'a> Visitor<'de> for IdVisitor<'a> {
     }
 }
 
+/// Why a row holding a NUL character is set aside.
+pub const NUL_REASON: &str = "holds \\u0000 (a NUL character), which Postgres text and jsonb \
+     cannot store; kept here with each one written as the six characters \\u0000";
+
+/// Whether JSON text holds the escape `\u0000`.
+pub fn holds_nul(json: &str) -> bool {
+    nul_escapes(json).next().is_some()
+}
+
+/// Where each `\u0000` escape starts; one whose backslash is itself escaped (`\\u0000`, the
+/// text `\u0000`) is not one.
+fn nul_escapes(json: &str) -> impl Iterator<Item = usize> + '_ {
+    json.match_indices("\\u0000").filter_map(|(i, _)| {
+        let before = json[..i].bytes().rev().take_while(|&b| b == b'\\').count();
+        (before % 2 == 0).then_some(i)
+    })
+}
+
+/// The JSON text with each NUL character replaced by the text `\u0000`.
+pub fn escape_nul(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + 8);
+    let mut from = 0;
+    for i in nul_escapes(json) {
+        out.push_str(&json[from..i]);
+        out.push('\\');
+        from = i;
+    }
+    out.push_str(&json[from..]);
+    out
+}
+
 /// A small JSON value; the text was already checked to be JSON.
 fn small(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
@@ -357,6 +388,12 @@ impl UserRow {
             reason: reason.to_owned(),
             raw: small(raw),
         };
+        if holds_nul(raw.get()) {
+            return Err(Rejected {
+                reason: NUL_REASON.to_owned(),
+                raw: serde_json::from_str(&escape_nul(raw.get())).unwrap_or(Value::Null),
+            });
+        }
         let Ok(Members { known, unknown }) = serde_json::from_str::<Members>(raw.get()) else {
             return Err(reject("row is not a JSON object"));
         };
@@ -617,6 +654,41 @@ mod tests {
             .reason
             .contains("attributed_at"));
         assert!(UserRow::from_wire("c", &raw(json!([1]))).is_err());
+    }
+
+    #[test]
+    fn only_unescaped_nul_escapes_count() {
+        // JSON text as it arrives: `\u0000` is a NUL; `\\u0000` is a backslash and "u0000".
+        let cases = [
+            (r#"{"a":"x\u0000y"}"#, true),
+            (r#"{"a":"x\\u0000y"}"#, false),
+            (r#"{"a":"x\\\u0000y"}"#, true),
+            (r#"{"a\u0000":1}"#, true),
+            (r#"{"a":"\u00001"}"#, true),
+            (r#"{"a":"u0000 \u0001"}"#, false),
+        ];
+        for (text, nul) in cases {
+            assert_eq!(holds_nul(text), nul, "{text}");
+            let escaped = escape_nul(text);
+            assert!(!holds_nul(&escaped), "{escaped}");
+            // Only the NULs change: each becomes the six characters \u0000.
+            let value: Value = serde_json::from_str(&escaped).unwrap();
+            let original: Value = serde_json::from_str(text).unwrap();
+            let as_text = original.to_string().replace("\\u0000", "\\\\u0000");
+            let expected = if nul { as_text } else { original.to_string() };
+            assert_eq!(value.to_string(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn rows_holding_a_nul_are_set_aside_in_a_form_postgres_stores() {
+        let mut row = sample();
+        row["user_data"]["name"] = json!("Ada\u{0}Lovelace");
+        let rejected = UserRow::from_wire("c", &raw(row)).unwrap_err();
+        assert_eq!(rejected.reason, NUL_REASON);
+        assert_eq!(rejected.raw["user_data"]["name"], "Ada\\u0000Lovelace");
+        assert!(!rejected.raw.to_string().contains("\\u0000\""));
+        assert!(UserRow::from_wire("c", &raw(sample())).is_ok());
     }
 
     #[test]
