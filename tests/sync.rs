@@ -422,8 +422,10 @@ async fn a_run_whose_session_is_killed_takes_the_lock_again_and_finishes(pool: P
         let pool = pool.clone();
         async move { sync::run(&config, &pool).await }
     });
+    // pg_locks shows every database's locks; other tests run their own syncs meanwhile.
     let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-                  AND ((classid::int8 << 32) | objid::int8) = 119238819409507";
+                  AND ((classid::int8 << 32) | objid::int8) = 119238819409507
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
     let pid = loop {
         let pid: Option<i32> = sqlx::query_scalar(holder)
             .fetch_optional(&pool)
