@@ -11,14 +11,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::{Acquire, PgConnection, PgPool, Postgres};
+use sqlx::{Acquire, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::db::rows::{Rejected, UserRow};
-use crate::db::{self, state, writer};
+use crate::db::{self, state, writer, KeptSession};
 use crate::sync::windows::Window;
 
 /// Most rows one transaction carries.
@@ -126,12 +125,11 @@ async fn serve(
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     connect_now: bool,
 ) {
-    // A writer keeps its connection, so its batches go to one warm backend; after an error
-    // it takes a fresh one (a failure here is the first batch's to report).
-    let mut conn: Option<PoolConnection<Postgres>> = match connect_now {
-        true => pool.acquire().await.ok(),
-        false => None,
-    };
+    // A writer keeps its connection, so its batches go to one warm backend.
+    let mut session = KeptSession::new(pool);
+    if connect_now {
+        session.connect().await;
+    }
     loop {
         let batch = {
             let mut queue = queue.lock().await;
@@ -148,7 +146,7 @@ async fn serve(
             batch
         };
         let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
-        match write_batch(&pool, &mut conn, run_id, &works).await {
+        match write_batch(&mut session, run_id, &works).await {
             Ok(counts) => {
                 for (job, counts) in batch.into_iter().zip(counts) {
                     let _ = job.done.send(Ok(counts));
@@ -168,7 +166,7 @@ async fn serve(
             // One range's trouble must not fail the others: commit each on its own.
             Err(_) => {
                 for job in batch {
-                    let result = write_batch(&pool, &mut conn, run_id, &[&job.work]).await;
+                    let result = write_batch(&mut session, run_id, &[&job.work]).await;
                     let _ = job.done.send(result.map(|mut c| c.remove(0)));
                 }
             }
@@ -177,29 +175,23 @@ async fn serve(
 }
 
 /// Writes the work of different campaigns in one transaction; returns each one's counts. When
-/// a range thought fresh held rows after all, the batch is written again with a look-up. After
-/// an error the writer's connection is dropped, so the next batch starts on a fresh one.
+/// a range thought fresh held rows after all, the batch is written again with a look-up.
 async fn write_batch(
-    pool: &PgPool,
-    slot: &mut Option<PoolConnection<Postgres>>,
+    session: &mut KeptSession,
     run_id: Uuid,
     works: &[&Work],
 ) -> sqlx::Result<Vec<writer::WriteCounts>> {
-    let conn = match slot {
-        Some(conn) => conn,
-        None => slot.insert(pool.acquire().await?),
-    };
     let fresh = works.iter().all(|w| w.range().is_none_or(|r| r.fresh));
-    let result = match write_once(conn, run_id, works, !fresh).await {
-        Err(sqlx::Error::Database(e)) if fresh && e.code().as_deref() == Some("23505") => {
-            write_once(conn, run_id, works, true).await
-        }
-        other => other,
-    };
-    if result.is_err() {
-        *slot = None;
-    }
-    result
+    session
+        .run(
+            async |conn| match write_once(conn, run_id, works, !fresh).await {
+                Err(sqlx::Error::Database(e)) if fresh && e.code().as_deref() == Some("23505") => {
+                    write_once(conn, run_id, works, true).await
+                }
+                other => other,
+            },
+        )
+        .await
 }
 
 /// One attempt of `write_batch`; without `look_up`, every row is loaded as new.

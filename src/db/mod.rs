@@ -13,8 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -73,10 +74,48 @@ pub async fn connect(options: PgConnectOptions, max: u32) -> Result<PgPool, Fail
 /// Takes a connection of the pool for a run of statements that follow one another: a pool
 /// connection handed back is pinged before it can be taken again, so taking one per statement
 /// would open a new connection each time.
-pub async fn session(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, Failure> {
+pub async fn session(pool: &PgPool) -> Result<PoolConnection<Postgres>, Failure> {
     pool.acquire()
         .await
         .map_err(|e| failure(e, "taking a database connection"))
+}
+
+/// A pooled connection kept for many statements: taken on first use, and again after an error.
+/// A connection handed back is pinged before it can be taken again, so borrowing one per
+/// statement would open a new session almost every time.
+pub struct KeptSession {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl KeptSession {
+    pub fn new(pool: PgPool) -> KeptSession {
+        KeptSession { pool, conn: None }
+    }
+
+    /// Takes the connection now; a failure is left for the first statement to report.
+    pub async fn connect(&mut self) {
+        if self.conn.is_none() {
+            self.conn = self.pool.acquire().await.ok();
+        }
+    }
+
+    /// Runs `f` on the connection; after an error it is dropped, so the next use starts on a
+    /// fresh one.
+    pub async fn run<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
+    ) -> sqlx::Result<T> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.pool.acquire().await?),
+        };
+        let result = f(conn).await;
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
 }
 
 pub async fn migrate(conn: &mut PgConnection) -> Result<(), Failure> {
@@ -194,22 +233,15 @@ impl RunLock {
     /// is stopping, and its ledger row is its own.
     pub async fn live_session(&self) -> Result<MutexGuard<'_, PgConnection>, Failure> {
         let mut conn = self.conn.lock().await;
-        if conn.ping().await.is_ok() {
-            return Ok(conn);
-        }
-        match lock_session(&self.pool).await {
-            Ok(Some(again)) => *conn = again,
-            Ok(None) => {
-                self.lose();
+        match keep(&mut conn, &self.pool).await {
+            Ok(true) => {}
+            Ok(false) => {
+                lose(&self.lost, &self.halt);
                 *conn = plain_session(&self.pool).await?;
             }
             Err(e) => return Err(failure(e, "taking a database connection")),
         }
         Ok(conn)
-    }
-
-    fn lose(&self) {
-        lose(&self.lost, &self.halt);
     }
 
     /// Frees the lock now, so a run that follows at once can take it.
@@ -265,16 +297,9 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> Result<Option<R
                     _ = &mut released => return,
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
-                let mut conn = conn.lock().await;
-                if conn.ping().await.is_ok() {
-                    continue;
-                }
-                match lock_session(&pool).await {
-                    Ok(Some(again)) => {
-                        tracing::warn!("the run lock's database session died; lock taken again");
-                        *conn = again;
-                    }
-                    Ok(None) => return lose(&lost, &halt),
+                match keep(&mut *conn.lock().await, &pool).await {
+                    Ok(true) => {}
+                    Ok(false) => return lose(&lost, &halt),
                     Err(_) => {} // Database still away: nobody else can take the lock either.
                 }
             }
@@ -288,6 +313,20 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> Result<Option<R
         release,
         lost,
     }))
+}
+
+/// Pings the lock's session and, when it died, takes the lock again on a new one; false when
+/// another session holds the lock now.
+async fn keep(conn: &mut PgConnection, pool: &PgPool) -> sqlx::Result<bool> {
+    if conn.ping().await.is_ok() {
+        return Ok(true);
+    }
+    let Some(again) = lock_session(pool).await? else {
+        return Ok(false);
+    };
+    tracing::warn!("the run lock's database session died; lock taken again");
+    *conn = again;
+    Ok(true)
 }
 
 /// A session of its own, never returned to the pool.

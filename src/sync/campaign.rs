@@ -6,8 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::PgPool;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,7 @@ use crate::config::SyncConfig;
 use crate::db::batch::BatchWriter;
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::state::{self, Checkpoint, RunTotals};
+use crate::db::KeptSession;
 use crate::error::Failure;
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
 use crate::sync::{span, windows, Run};
@@ -37,36 +37,8 @@ struct RunContext {
     progress: std::sync::OnceLock<ProgressBar>,
     /// Turns true once the campaign list is stored.
     campaigns_stored: tokio::sync::watch::Receiver<bool>,
-    /// The campaigns' short statements: settled ranges, deletion marks.
-    lookups: SharedSession,
-}
-
-/// One session for many tasks' short statements, taken on first use and kept for the run. A
-/// pooled connection handed back is pinged before it can be taken again, so a task borrowing one
-/// right after another would open a session of its own: one per campaign read at once.
-struct SharedSession {
-    pool: PgPool,
-    conn: Mutex<Option<PoolConnection<Postgres>>>,
-}
-
-impl SharedSession {
-    /// Runs `f` on the session; after an error the session is dropped and the next use takes a
-    /// fresh one.
-    async fn run<T>(
-        &self,
-        f: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
-    ) -> sqlx::Result<T> {
-        let mut slot = self.conn.lock().await;
-        let conn = match &mut *slot {
-            Some(conn) => conn,
-            None => slot.insert(self.pool.acquire().await?),
-        };
-        let result = f(conn).await;
-        if result.is_err() {
-            *slot = None;
-        }
-        result
-    }
+    /// The campaigns' short statements (settled ranges, deletion marks), on one session.
+    lookups: Mutex<KeptSession>,
 }
 
 /// Writer tasks committing small ranges; two let Postgres use a second core while one commits.
@@ -99,10 +71,7 @@ pub(crate) async fn read_all(
         end: run.config.until.unwrap_or(now).min(now),
         progress: std::sync::OnceLock::new(),
         campaigns_stored,
-        lookups: SharedSession {
-            pool: run.pool.clone(),
-            conn: Mutex::new(None),
-        },
+        lookups: Mutex::new(KeptSession::new(run.pool.clone())),
     });
     let read = read_campaigns(&ctx, &listed, todo, totals).await;
     // Every range was committed before its task ended; the writers end with the last handle.
@@ -287,6 +256,8 @@ async fn sync_campaign(
         Vec::new()
     } else {
         ctx.lookups
+            .lock()
+            .await
             .run(async |conn| {
                 state::settled_ranges(conn, id, first.start, end, config.lookback).await
             })
@@ -322,6 +293,8 @@ async fn sync_campaign(
                     .wait_for(|stored| *stored)
                     .await;
                 ctx.lookups
+                    .lock()
+                    .await
                     .run(async |conn| campaigns::mark_deleted(conn, id).await)
                     .await?;
                 return Ok(report);
