@@ -299,44 +299,14 @@ async fn retry_after_is_honoured(pool: PgPool) {
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
 }
 
-/// Drives the SDK flow: an install opened from the campaign link, then a signup.
-pub async fn signup(
-    server: &linkrunner_sync::sim::SimServer,
-    campaign: &Value,
-    install: &str,
-    user: &str,
-) {
-    let http = reqwest::Client::new();
-    let init = http
-        .post(format!("{}/init", server.client_url()))
-        .json(&json!({
-            "token": "sim-token",
-            "platform": "ANDROID",
-            "install_instance_id": install,
-            "link": campaign["link"],
-            "device_data": {"brand": "google", "device_id": "dev-1"}
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(init.status(), 202);
-    let trigger = http
-        .post(format!("{}/trigger", server.client_url()))
-        .json(&json!({
-            "token": "sim-token",
-            "platform": "ANDROID",
-            "install_instance_id": install,
-            "user_data": {"id": user, "name": "Late Signup", "email": "late@example.net"}
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(trigger.status().is_success());
-}
-
 #[sqlx::test]
 async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) {
-    let (sim, server) = start(SimConfig::small(41)).await;
+    // Counters that agree with the rows, so every one is trusted.
+    let (sim, server) = start(SimConfig {
+        counter_lie_rate: 0.0,
+        ..SimConfig::small(41)
+    })
+    .await;
     let mut config = sync_config(&server, "UTC");
     sync::run(&config, &pool).await.unwrap();
     let campaigns = sim.campaigns().len() as u64;
@@ -489,9 +459,11 @@ async fn an_incremental_run_over_many_campaigns_opens_few_connections(test_pool:
         .connect_with((*test_pool.connect_options()).clone())
         .await
         .unwrap();
+    // Trusted counters, so the signups are what the run reads.
     let (sim, server) = start(SimConfig {
         campaigns: 40,
         users: 800,
+        counter_lie_rate: 0.0,
         ..SimConfig::small(44)
     })
     .await;
@@ -522,7 +494,12 @@ async fn an_incremental_run_over_many_campaigns_opens_few_connections(test_pool:
 /// as the text \u0000; the rest of its range commits and the checkpoint moves on.
 #[sqlx::test]
 async fn a_row_holding_a_nul_is_kept_aside_and_its_range_still_commits(pool: PgPool) {
-    let (sim, server) = start(SimConfig::small(45)).await;
+    // Trusted counters, so a campaign left to read would show as a request.
+    let (sim, server) = start(SimConfig {
+        counter_lie_rate: 0.0,
+        ..SimConfig::small(45)
+    })
+    .await;
     let config = sync_config(&server, "UTC");
     sync::run(&config, &pool).await.unwrap();
     let campaign = sim.campaigns()[1].clone();

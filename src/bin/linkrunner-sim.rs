@@ -44,6 +44,10 @@ struct Args {
     /// Accepted body `token` of the client API.
     #[arg(long, default_value = "sim-token")]
     project_token: String,
+    /// Share of campaigns whose attributed_users counter lies (reads 0, frozen below the rows,
+    /// counts installs without signup, or lags some minutes), 0 to 1.
+    #[arg(long, default_value_t = SimConfig::default().counter_lie_rate)]
+    counter_lie_rate: f64,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -67,6 +71,7 @@ impl Args {
             end: self.end,
             api_key: self.api_key.clone(),
             project_token: self.project_token.clone(),
+            counter_lie_rate: self.counter_lie_rate,
             faults: self.faults.clone().into(),
         }
     }

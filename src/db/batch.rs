@@ -39,17 +39,17 @@ pub struct RangeRows {
     /// should one be there after all, the batch is written again with a look-up.
     pub fresh: bool,
     /// Set on a campaign's last range of the run: its commit also marks the campaign read to
-    /// the run's end while the list showed this counter.
-    pub verified: Option<Option<i64>>,
+    /// the run's end and judges its counter.
+    pub verified: Option<state::Verify>,
 }
 
 /// What a campaign task hands to the writers.
 enum Work {
     Range(RangeRows),
-    /// The campaign was read up to the run's end while the list showed this counter.
+    /// The campaign was read up to the run's end.
     Verified {
         campaign: String,
-        counter: Option<i64>,
+        verify: state::Verify,
     },
 }
 
@@ -101,10 +101,10 @@ impl BatchWriter {
         self.submit(Work::Range(range)).await
     }
 
-    /// Records that the campaign was read up to the run's end while the list showed `counter`.
-    pub async fn verified(&self, campaign: &str, counter: Option<i64>) -> sqlx::Result<()> {
+    /// Records that the campaign was read up to the run's end, and judges its counter.
+    pub async fn verified(&self, campaign: &str, verify: state::Verify) -> sqlx::Result<()> {
         let campaign = campaign.to_owned();
-        self.submit(Work::Verified { campaign, counter })
+        self.submit(Work::Verified { campaign, verify })
             .await
             .map(drop)
     }
@@ -262,8 +262,8 @@ async fn write_once(
     let verified: Vec<_> = works
         .iter()
         .filter_map(|w| match w {
-            Work::Verified { campaign, counter } => Some((campaign.as_str(), *counter)),
-            Work::Range(r) => r.verified.map(|n| (r.campaign.as_str(), n)),
+            Work::Verified { campaign, verify } => Some((campaign.as_str(), *verify)),
+            Work::Range(r) => r.verified.map(|v| (r.campaign.as_str(), v)),
         })
         .collect();
     state::record_scans(&mut tx, run_id, &scans, &verified).await?;

@@ -14,11 +14,36 @@ pub struct Checkpoint {
     /// The list's `attributed_users` counter when the campaign was last read up to a run's end.
     pub counter_at_sync: Option<i64>,
     pub verified_at: Option<DateTime<Utc>>,
+    /// From when the counter is trusted to track the rows; None while it is not.
+    pub trusted_from: Option<DateTime<Utc>>,
+}
+
+impl Checkpoint {
+    /// Whether the counter has been seen to agree with the rows, and is out of probation.
+    pub fn trusted(&self, now: DateTime<Utc>) -> bool {
+        self.counter_at_sync.is_some() && self.trusted_from.is_some_and(|t| t <= now)
+    }
+}
+
+/// What a campaign read to the run's end is checked against: its counter is trusted while it
+/// equals the rows attributed by the time the list was read.
+#[derive(Clone, Copy, Debug)]
+pub struct Verify {
+    /// The list's `attributed_users` counter.
+    pub counter: Option<i64>,
+    /// When the list was read; rows attributed later need not be counted yet.
+    pub listed_at: DateTime<Utc>,
+    /// The campaign's rows by `pagination.total` over its whole life, when the stored history
+    /// does not reach its creation; otherwise the stored rows are counted.
+    pub upstream_rows: Option<i64>,
+    /// How long a counter once found apart from the rows must agree before it is trusted again.
+    pub probation: chrono::Duration,
 }
 
 pub async fn checkpoints<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(String, Checkpoint)>> {
     let rows = sqlx::query(
-        "SELECT campaign_display_id, covered_from, synced_until, counter_at_sync, verified_at
+        "SELECT campaign_display_id, covered_from, synced_until, counter_at_sync, verified_at,
+                trusted_from
          FROM linkrunner.sync_checkpoints",
     )
     .fetch_all(db)
@@ -33,6 +58,7 @@ pub async fn checkpoints<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(Strin
                     synced_until: r.get(2),
                     counter_at_sync: r.get(3),
                     verified_at: r.get(4),
+                    trusted_from: r.get(5),
                 },
             )
         })
@@ -65,31 +91,60 @@ pub struct ScanRecord<'a> {
 
 /// Records ranges read completely (at most one per campaign) and extends each campaign's
 /// checkpoint by its range when that joins what is already covered, in one statement; then marks
-/// `verified` campaigns (read to the run's end while the list showed the counter given).
+/// `verified` campaigns (read to the run's end) and judges their counters.
 ///
 /// The checkpoint update only ever widens the interval, so a checkpoint never moves backwards.
 pub async fn record_scans(
     conn: &mut PgConnection,
     run_id: Uuid,
     scans: &[ScanRecord<'_>],
-    verified: &[(&str, Option<i64>)],
+    verified: &[(&str, Verify)],
 ) -> sqlx::Result<()> {
     if !scans.is_empty() {
         record_ranges(&mut *conn, run_id, scans).await?;
     }
-    // A statement of its own: it must see the checkpoints the ranges above created.
+    // A statement of its own: it must see the checkpoints and rows written before it.
     if !verified.is_empty() {
-        sqlx::query(
-            "UPDATE linkrunner.sync_checkpoints k
-             SET counter_at_sync = v.n, verified_at = now(), checked_at = now()
-             FROM UNNEST($1::text[], $2::int8[]) AS v(c, n)
-             WHERE k.campaign_display_id = v.c",
-        )
-        .bind(verified.iter().map(|v| v.0).collect::<Vec<_>>())
-        .bind(verified.iter().map(|v| v.1).collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
+        record_verified(conn, verified).await?;
     }
+    Ok(())
+}
+
+/// Stores each campaign's counter beside the rows it should count. Agreement keeps or earns
+/// trust (at once for a counter never found apart from the rows, else after `probation`);
+/// disagreement takes it away.
+async fn record_verified(conn: &mut PgConnection, verified: &[(&str, Verify)]) -> sqlx::Result<()> {
+    let field =
+        |f: fn(&Verify) -> Option<i64>| verified.iter().map(|v| f(&v.1)).collect::<Vec<_>>();
+    sqlx::query(
+        "WITH v AS (
+             SELECT v.*, COALESCE(v.upstream,
+                 (SELECT count(*) FROM linkrunner.attributed_users a
+                   WHERE a.campaign_display_id = v.c AND a.attributed_at <= v.listed)
+                 + (SELECT count(*) FROM linkrunner.rejected_rows r
+                     WHERE r.campaign_display_id = v.c)) AS rows
+             FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::int8[], $5::interval[])
+                 AS v(c, n, listed, upstream, probation)
+         )
+         UPDATE linkrunner.sync_checkpoints k
+         SET counter_at_sync = v.n, rows_at_sync = v.rows, verified_at = now(),
+             checked_at = now(),
+             counter_lied_at = CASE WHEN v.n IS DISTINCT FROM v.rows THEN now()
+                                    ELSE k.counter_lied_at END,
+             trusted_from = CASE WHEN v.n IS DISTINCT FROM v.rows THEN NULL
+                                 WHEN k.trusted_from IS NOT NULL THEN k.trusted_from
+                                 WHEN k.counter_lied_at IS NULL THEN now()
+                                 ELSE GREATEST(now(), k.counter_lied_at + v.probation) END
+         FROM v
+         WHERE k.campaign_display_id = v.c",
+    )
+    .bind(verified.iter().map(|v| v.0).collect::<Vec<_>>())
+    .bind(field(|v| v.counter))
+    .bind(verified.iter().map(|v| v.1.listed_at).collect::<Vec<_>>())
+    .bind(field(|v| v.upstream_rows))
+    .bind(verified.iter().map(|v| v.1.probation).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -202,8 +257,15 @@ pub async fn start_run(
 pub struct RunTotals {
     pub campaigns_listed: u64,
     pub campaigns_synced: u64,
-    /// Of the synced: skipped because their counter had not moved.
+    /// Of the synced: skipped because their trusted counter had not moved.
     pub campaigns_skipped: u64,
+    /// Read, and why: never read to a run's end before, counter moved, counter not trusted,
+    /// `--full-scan-every` come round, `--since` or `--rescan`.
+    pub campaigns_new: u64,
+    pub campaigns_changed: u64,
+    pub campaigns_untrusted: u64,
+    pub campaigns_due: u64,
+    pub campaigns_requested: u64,
     pub campaigns_failed: u64,
     pub requests: u64,
     pub rate_limited: u64,
@@ -225,7 +287,9 @@ pub async fn finish_run(
         "UPDATE linkrunner.sync_runs SET finished_at = now(), outcome = $2,
              campaigns_listed = $3, campaigns_synced = $4, campaigns_failed = $5, requests = $6,
              rate_limited = $7, retries = $8, rows_received = $9, rows_inserted = $10,
-             rows_updated = $11, rows_rejected = $12, error = $13, campaigns_skipped = $14
+             rows_updated = $11, rows_rejected = $12, error = $13, campaigns_skipped = $14,
+             campaigns_new = $15, campaigns_changed = $16, campaigns_untrusted = $17,
+             campaigns_due = $18, campaigns_requested = $19
          WHERE run_id = $1",
     )
     .bind(run_id)
@@ -242,6 +306,11 @@ pub async fn finish_run(
     .bind(totals.rows_rejected as i64)
     .bind(error)
     .bind(totals.campaigns_skipped as i32)
+    .bind(totals.campaigns_new as i32)
+    .bind(totals.campaigns_changed as i32)
+    .bind(totals.campaigns_untrusted as i32)
+    .bind(totals.campaigns_due as i32)
+    .bind(totals.campaigns_requested as i32)
     .execute(conn)
     .await?;
     Ok(())

@@ -1,7 +1,7 @@
 //! Test-only control routes under `/__sim/`, a prefix Linkrunner does not use, so no fake
 //! Linkrunner endpoint is ever needed to steer the simulator.
 
-use super::{Faults, SimStats, Simulator};
+use super::{Counter, CounterState, Faults, SimStats, Simulator};
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,6 +15,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/__sim/stats", get(stats))
         .route("/__sim/clock", post(clock))
         .route("/__sim/faults", post(faults))
+        .route("/__sim/counters", get(counters).post(set_counter))
 }
 
 async fn stats(State(sim): State<Simulator>) -> Json<SimStats> {
@@ -115,4 +116,21 @@ impl From<FaultArgs> for Faults {
 async fn faults(State(sim): State<Simulator>, Json(body): Json<FaultArgs>) -> Json<Value> {
     sim.set_faults(body.into());
     Json(json!({ "ok": true }))
+}
+
+/// Every campaign's true rows beside its counter.
+async fn counters(State(sim): State<Simulator>) -> Json<Vec<CounterState>> {
+    Json(sim.counters())
+}
+
+#[derive(Deserialize)]
+struct SetCounter {
+    display_id: String,
+    counter: Counter,
+}
+
+/// `{"display_id": "...", "counter": {"kind": "frozen", "value": 3}}` sets how it lies.
+async fn set_counter(State(sim): State<Simulator>, Json(body): Json<SetCounter>) -> Json<Value> {
+    let ok = sim.set_counter(&body.display_id, body.counter);
+    Json(json!({ "ok": ok }))
 }

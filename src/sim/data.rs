@@ -1,10 +1,12 @@
 //! The simulator's campaigns and how the API renders them; their rows live in [`super::rows`].
 
+use super::counter::Counter;
 use super::row::Row;
 use super::rows::Rows;
 use super::{mix, PROJECT_DOMAINS};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
+use std::time::Instant;
 
 /// Store listings of the simulated project: (id, name, platform).
 pub(crate) const LISTINGS: [(&str, &str, &str); 4] = [
@@ -52,6 +54,10 @@ pub(crate) struct Campaign {
     /// Salt of the row order (set it directly only before there are rows); re-salting moves
     /// rows between pages.
     pub salt: u64,
+    /// How its `attributed_users` counter relates to its rows.
+    pub counter: Counter,
+    /// When each row added after the data set was generated arrived, for a lagging counter.
+    arrivals: Vec<Instant>,
     /// In the order `GET /attributed-users` pages through.
     rows: Rows,
 }
@@ -100,6 +106,8 @@ impl Campaign {
             store_listings: Vec::new(),
             extra: Map::new(),
             salt: mix(uid),
+            counter: Counter::Honest,
+            arrivals: Vec::new(),
             rows: Rows::default(),
         }
     }
@@ -163,7 +171,7 @@ impl Campaign {
             "meta_web_to_app": self.meta_web_to_app,
             "active": self.active,
             "default_link": self.default_link,
-            "attributed_users": self.rows.len(),
+            "attributed_users": self.counter_value(),
             "link": self.link(),
             "shareable_link": format!("https://{}/{}", self.link_domain(), self.display_id),
             "domain": self.domain,
@@ -175,9 +183,15 @@ impl Campaign {
         v
     }
 
-    /// Adds a row at its place in the current order.
+    /// What the campaign list says `attributed_users` is, lies included.
+    pub(crate) fn counter_value(&self) -> u64 {
+        self.counter.value(self.rows.len(), &self.arrivals)
+    }
+
+    /// Adds a row at its place in the current order; it arrives now.
     pub(crate) fn insert_row(&mut self, row: Row) {
         self.rows.insert(row, self.salt);
+        self.arrivals.push(Instant::now());
     }
 
     /// Takes out the row at `order` (see [`Row::order`]).

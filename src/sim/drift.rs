@@ -67,7 +67,7 @@ impl SimConfig {
         let mut v = c.to_json();
         if let Some(h) = self.pick(DRIFT, c.uid, self.faults.drift_rate) {
             match h % 3 {
-                0 => v["attributed_users"] = json!(c.rows().len().to_string()),
+                0 => v["attributed_users"] = json!(c.counter_value().to_string()),
                 1 => v["meta_campaign_id"] = json!(""),
                 _ => v["experiment_bucket"] = json!("B"),
             }

@@ -1,6 +1,7 @@
 //! The synthetic data set: campaigns and rows drawn from a seeded ChaCha8 generator, shaped to
 //! hit the awkward cases of the real API (skewed sizes, midnights and DST edges, null ids, "").
 
+use super::counter::Counter;
 use super::data::{ts, Campaign};
 use super::read::resolve_local;
 use super::row::Row;
@@ -64,6 +65,7 @@ pub(crate) fn generate(cfg: &SimConfig) -> Vec<Campaign> {
         rows[ci].push(row);
     }
     for (c, rows) in campaigns.iter_mut().zip(rows) {
+        c.counter = Counter::seeded(cfg.seed, c.uid, rows.len(), cfg.counter_lie_rate);
         c.set_rows(rows);
     }
     campaigns

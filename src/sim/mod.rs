@@ -4,6 +4,7 @@
 //! All state sits behind one mutex; handlers never hold it across an `.await`.
 
 mod control;
+mod counter;
 mod data;
 mod drift;
 mod faults;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 pub use control::FaultArgs;
+pub use counter::Counter;
 
 /// Link domains of the simulated project; the first one is its primary domain.
 pub(crate) const PROJECT_DOMAINS: [&str; 2] = ["go.example.org", "links.example.com"];
@@ -51,6 +53,9 @@ pub struct SimConfig {
     pub api_key: String,
     /// Accepted body `token` on `/api/client/*`.
     pub project_token: String,
+    /// Share of generated campaigns whose `attributed_users` counter lies (reads 0, is frozen
+    /// below the rows, counts installs without signup, or lags), each kind equally often.
+    pub counter_lie_rate: f64,
     /// Faults injected into `/api/v1/*`.
     pub faults: Faults,
 }
@@ -147,6 +152,7 @@ impl Default for SimConfig {
             end: Utc.with_ymd_and_hms(2026, 11, 15, 0, 0, 0).unwrap(),
             api_key: "sim-key".into(),
             project_token: "sim-token".into(),
+            counter_lie_rate: 0.2,
             faults: Faults::default(),
         }
     }
@@ -371,6 +377,30 @@ impl Simulator {
         }
     }
 
+    /// Test-only (no API does it): sets how a campaign's counter lies; false when the campaign
+    /// is unknown.
+    pub fn set_counter(&self, display_id: &str, counter: Counter) -> bool {
+        let mut st = self.lock();
+        st.campaigns
+            .get_mut(display_id)
+            .map(|c| c.counter = counter)
+            .is_some()
+    }
+
+    /// Every live campaign's rows, counter and how the counter lies, in listing order.
+    pub fn counters(&self) -> Vec<CounterState> {
+        let st = self.lock();
+        st.ordered()
+            .iter()
+            .map(|c| CounterState {
+                display_id: c.display_id.clone(),
+                rows: c.rows().len() as u64,
+                counter: c.counter_value(),
+                lie: c.counter,
+            })
+            .collect()
+    }
+
     /// Test-only (no API does it): replaces a campaign's store listings and bumps `update_at`.
     /// False when the campaign or a listing id is unknown.
     pub fn set_store_listings(&self, display_id: &str, store_listing_ids: &[&str]) -> bool {
@@ -386,6 +416,15 @@ impl Simulator {
         c.update_at = now;
         true
     }
+}
+
+/// A campaign's true row count beside what its counter says.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CounterState {
+    pub display_id: String,
+    pub rows: u64,
+    pub counter: u64,
+    pub lie: Counter,
 }
 
 /// What every handler returns.

@@ -21,6 +21,7 @@ use crate::db::state::{self, Checkpoint, RunTotals};
 use crate::db::KeptSession;
 use crate::error::Failure;
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
+use crate::sync::trust::{self, Action};
 use crate::sync::{span, windows, Run};
 
 /// What every campaign of one run shares.
@@ -33,6 +34,8 @@ struct RunContext {
     halt: CancellationToken,
     /// Where this run stops reading: `--until` or the moment it started.
     end: DateTime<Utc>,
+    /// When the campaign list was read.
+    listed_at: DateTime<Utc>,
     /// Rows received so far, drawn on a terminal.
     progress: std::sync::OnceLock<ProgressBar>,
     /// Turns true once the campaign list is stored.
@@ -51,15 +54,25 @@ pub const PAGES_IN_FLIGHT: u64 = 16;
 /// turns true once the campaign list is stored.
 pub(crate) async fn read_all(
     run: &Run<'_>,
-    listed: Arc<Vec<CampaignRow>>,
+    (listed, listed_at): (Arc<Vec<CampaignRow>>, DateTime<Utc>),
     checkpoints: HashMap<String, Checkpoint>,
     campaigns_stored: watch::Receiver<bool>,
     totals: &mut RunTotals,
 ) -> Result<Read, Failure> {
     let now = Utc::now();
-    let todo = queue(run.config, &listed, &checkpoints);
+    let todo = queue(run.config, &listed, &checkpoints, now);
+    for q in &todo {
+        *match q.action {
+            Action::Skip => continue,
+            Action::Requested => &mut totals.campaigns_requested,
+            Action::New => &mut totals.campaigns_new,
+            Action::Untrusted => &mut totals.campaigns_untrusted,
+            Action::Changed => &mut totals.campaigns_changed,
+            Action::Due => &mut totals.campaigns_due,
+        } += 1;
+    }
     // The writers' connections open while the first pages are fetched, unless nothing is read.
-    let reading = todo.iter().any(|q| !q.skip);
+    let reading = todo.iter().any(|q| q.action.reads());
     let (writer, mut writers) = BatchWriter::start(run.pool.clone(), run.run_id, WRITERS, reading);
     let ctx = Arc::new(RunContext {
         writer,
@@ -69,6 +82,7 @@ pub(crate) async fn read_all(
         run_id: run.run_id,
         halt: run.halt.clone(),
         end: run.config.until.unwrap_or(now).min(now),
+        listed_at,
         progress: std::sync::OnceLock::new(),
         campaigns_stored,
         lookups: Mutex::new(KeptSession::new(run.pool.clone())),
@@ -82,7 +96,7 @@ pub(crate) async fn read_all(
 
 /// What reading the campaigns leaves for the end of the run.
 pub(crate) struct Read {
-    /// Confirmed current by their unchanged counters.
+    /// Confirmed current by their trusted, unchanged counters.
     pub skipped: Vec<String>,
     pub first_error: Option<anyhow::Error>,
 }
@@ -93,8 +107,8 @@ struct Queued {
     /// Its place in the campaign list.
     index: usize,
     checkpoint: Option<Checkpoint>,
-    /// Confirmed current by its unchanged counter: nothing to read.
-    skip: bool,
+    /// Whether and why it is read.
+    action: Action,
     /// Rows its counter says are new.
     expected: u64,
     /// The most rows its task can hold at once: a page, or fewer when its counter says the
@@ -107,6 +121,7 @@ fn queue(
     config: &SyncConfig,
     listed: &[CampaignRow],
     checkpoints: &HashMap<String, Checkpoint>,
+    now: DateTime<Utc>,
 ) -> Vec<Queued> {
     let wanted: HashSet<&str> = config.campaigns.iter().map(String::as_str).collect();
     for id in &wanted {
@@ -123,12 +138,16 @@ fn queue(
         .filter(|(_, c)| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
         .map(|(index, c)| {
             let checkpoint = checkpoints.get(&c.display_id).copied();
-            let skip = unchanged_since_verified(config, c, checkpoint);
+            let action = trust::decide(config, c, checkpoint, now);
             Queued {
                 index,
                 checkpoint,
-                skip,
-                expected: if skip { 0 } else { new_rows(c, checkpoint) },
+                action,
+                expected: if action.reads() {
+                    new_rows(c, checkpoint)
+                } else {
+                    0
+                },
                 weight: page_weight(c, config.page_size as u64),
             }
         })
@@ -175,7 +194,10 @@ async fn read_campaigns(
             running.spawn(
                 async move {
                     let campaign = &listed[q.index];
-                    (q, sync_campaign(&ctx, campaign, q.checkpoint, q.skip).await)
+                    (
+                        q,
+                        sync_campaign(&ctx, campaign, q.checkpoint, q.action).await,
+                    )
                 }
                 .instrument(span),
             );
@@ -223,14 +245,50 @@ async fn read_campaigns(
     progress.finish_and_clear();
     Ok(read)
 }
-/// Plans one campaign's windows from its checkpoint and reads them in order; one to `skip` is
-/// only reported.
+/// Plans one campaign's windows from its checkpoint and reads them in order; one the `action`
+/// skips is only reported.
 async fn sync_campaign(
     ctx: &RunContext,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
-    skip: bool,
+    action: Action,
 ) -> Result<CampaignReport, ScanError> {
+    let id = campaign.display_id.as_str();
+    let mut report = CampaignReport::default();
+    if !action.reads() {
+        report.skipped = true;
+        return Ok(report);
+    }
+    match read_campaign(ctx, campaign, checkpoint, &mut report).await {
+        Err(ScanError::Api(ApiError::NotFound)) => {
+            tracing::info!(
+                campaign = id,
+                "campaign answered 404; marked deleted, its rows kept"
+            );
+            // Storing the list clears deletion marks, so this one must come after it.
+            let _ = ctx
+                .campaigns_stored
+                .clone()
+                .wait_for(|stored| *stored)
+                .await;
+            ctx.lookups
+                .lock()
+                .await
+                .run(async |conn| campaigns::mark_deleted(conn, id).await)
+                .await?;
+        }
+        other => other?,
+    }
+    Ok(report)
+}
+
+/// Reads the campaign's unsettled windows from its checkpoint up to the run's end.
+async fn read_campaign(
+    ctx: &RunContext,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+    report: &mut CampaignReport,
+) -> Result<(), ScanError> {
     let RunContext {
         config,
         pool,
@@ -242,15 +300,10 @@ async fn sync_campaign(
     } = ctx;
     let (run_id, end) = (*run_id, *end);
     let id = campaign.display_id.as_str();
-    let mut report = CampaignReport::default();
-    if skip {
-        report.skipped = true;
-        return Ok(report);
-    }
     let start = start_of_plan(config, campaign, checkpoint);
     let planned = windows::plan(config.timezone, config.window, start, end);
     let Some(first) = planned.first() else {
-        return Ok(report);
+        return Ok(());
     };
     let settled = if config.rescan || checkpoint.is_none() {
         Vec::new()
@@ -262,6 +315,11 @@ async fn sync_campaign(
                 state::settled_ranges(conn, id, first.start, end, config.lookback).await
             })
             .await?
+    };
+    // Read up to the run's end: the last range's commit also judges the counter.
+    let verify = match config.until {
+        Some(_) => None,
+        None => Some(verify(ctx, campaign, checkpoint, first.start, report).await?),
     };
     let scanner = Scanner {
         api,
@@ -275,35 +333,14 @@ async fn sync_campaign(
         progress: ctx.progress.get(),
         pages_per_scan: config.pages_per_scan,
         stored_until: std::sync::Mutex::new(checkpoint.map(|c| c.synced_until)),
-        // Read up to the run's end: the last range's commit also marks the campaign verified.
-        verify: config.until.is_none().then_some(campaign.attributed_users),
+        verify,
     };
     let runs = scan::unsettled_runs(&planned, &settled);
     for (i, run) in runs.iter().enumerate() {
-        match scanner.run(run, i + 1 == runs.len(), &mut report).await {
-            Err(ScanError::Api(ApiError::NotFound)) => {
-                tracing::info!(
-                    campaign = id,
-                    "campaign answered 404; marked deleted, its rows kept"
-                );
-                // Storing the list clears deletion marks, so this one must come after it.
-                let _ = ctx
-                    .campaigns_stored
-                    .clone()
-                    .wait_for(|stored| *stored)
-                    .await;
-                ctx.lookups
-                    .lock()
-                    .await
-                    .run(async |conn| campaigns::mark_deleted(conn, id).await)
-                    .await?;
-                return Ok(report);
-            }
-            other => other?,
-        }
+        scanner.run(run, i + 1 == runs.len(), report).await?;
     }
-    if runs.is_empty() && config.until.is_none() {
-        ctx.writer.verified(id, campaign.attributed_users).await?;
+    if let (true, Some(verify)) = (runs.is_empty(), verify) {
+        ctx.writer.verified(id, verify).await?;
     }
     tracing::debug!(
         campaign = id,
@@ -311,7 +348,38 @@ async fn sync_campaign(
         rows = report.rows_received,
         "campaign synced"
     );
-    Ok(report)
+    Ok(())
+}
+
+/// What the campaign's counter is judged against once it is read to the run's end. The stored
+/// rows are counted when they reach back to the campaign's creation; otherwise (history
+/// synced with `--since`) one request asks for the total over its whole life.
+async fn verify(
+    ctx: &RunContext,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+    run_from: DateTime<Utc>,
+    report: &mut CampaignReport,
+) -> Result<state::Verify, ApiError> {
+    let stored_from = checkpoint.map_or(run_from, |k| k.covered_from.min(run_from));
+    let whole = campaign.created_at.is_some_and(|c| stored_from <= c);
+    let upstream_rows = if whole {
+        None
+    } else {
+        let origin = campaign.created_at.unwrap_or_else(span::fallback_origin);
+        report.requests += 1;
+        let page = ctx
+            .api
+            .attributed_users(&campaign.display_id, origin, ctx.listed_at, 1, 1)
+            .await?;
+        Some(page.total as i64)
+    };
+    Ok(state::Verify {
+        counter: campaign.attributed_users,
+        listed_at: ctx.listed_at,
+        upstream_rows,
+        probation: ctx.config.full_scan_every,
+    })
 }
 
 /// See [`Queued::weight`].
@@ -349,35 +417,6 @@ pub(crate) fn start_of_plan(
     }
 }
 
-/// Whether the campaign can be skipped: its counter has not moved since a run last read it up
-/// to that run's end, and that was less than `--full-scan-every` ago. The interval is spread
-/// per campaign over its last quarter, so campaigns verified together do not all come due in
-/// the same run.
-pub(crate) fn unchanged_since_verified(
-    config: &SyncConfig,
-    campaign: &CampaignRow,
-    checkpoint: Option<Checkpoint>,
-) -> bool {
-    let Some(Checkpoint {
-        counter_at_sync: Some(counter),
-        verified_at: Some(verified_at),
-        ..
-    }) = checkpoint
-    else {
-        return false;
-    };
-    if config.since.is_some() || config.rescan || campaign.attributed_users != Some(counter) {
-        return false;
-    }
-    let spread = campaign
-        .display_id
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-        % 1000;
-    let interval = config.full_scan_every - config.full_scan_every * spread as i32 / 4000;
-    Utc::now() - verified_at < interval
-}
-
 /// A bar over the expected rows, on a terminal only (never under cron or with JSON logs).
 fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
     use std::io::IsTerminal;
@@ -396,14 +435,14 @@ fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::ClientSettings;
     use crate::sync::span::WindowLen;
     use chrono::Duration;
     use secrecy::SecretString;
 
-    fn config() -> SyncConfig {
+    pub(crate) fn config() -> SyncConfig {
         SyncConfig {
             api: ClientSettings {
                 base_url: "http://127.0.0.1:9/api/v1".parse().unwrap(),
@@ -431,18 +470,9 @@ mod tests {
         }
     }
 
-    fn campaign(counter: Option<i64>) -> CampaignRow {
+    pub(crate) fn campaign(counter: Option<i64>) -> CampaignRow {
         let raw = serde_json::json!({"display_id": "abc", "attributed_users": counter});
         CampaignRow::from_wire(&serde_json::value::to_raw_value(&raw).unwrap()).unwrap()
-    }
-
-    fn checkpoint(counter: Option<i64>, hours_ago: i64) -> Option<Checkpoint> {
-        Some(Checkpoint {
-            covered_from: Utc::now() - Duration::days(30),
-            synced_until: Utc::now() - Duration::hours(hours_ago),
-            counter_at_sync: counter,
-            verified_at: Some(Utc::now() - Duration::hours(hours_ago)),
-        })
     }
 
     #[test]
@@ -458,49 +488,5 @@ mod tests {
         assert!(!admits(16, 15_950, 100, 32, 16_000));
         // A campaign bigger than the budget still starts alone.
         assert!(admits(0, 0, 20_000, 32, 16_000));
-    }
-
-    #[test]
-    fn skips_only_unchanged_recently_read_campaigns() {
-        let c = config();
-        assert!(unchanged_since_verified(
-            &c,
-            &campaign(Some(7)),
-            checkpoint(Some(7), 1)
-        ));
-        assert!(!unchanged_since_verified(
-            &c,
-            &campaign(Some(8)),
-            checkpoint(Some(7), 1)
-        ));
-        assert!(!unchanged_since_verified(
-            &c,
-            &campaign(Some(7)),
-            checkpoint(Some(7), 7)
-        ));
-        assert!(!unchanged_since_verified(
-            &c,
-            &campaign(None),
-            checkpoint(None, 1)
-        ));
-        assert!(!unchanged_since_verified(&c, &campaign(Some(7)), None));
-        let backfill = SyncConfig {
-            since: Some(Utc::now() - Duration::days(9)),
-            ..config()
-        };
-        assert!(!unchanged_since_verified(
-            &backfill,
-            &campaign(Some(7)),
-            checkpoint(Some(7), 1)
-        ));
-        let rescan = SyncConfig {
-            rescan: true,
-            ..config()
-        };
-        assert!(!unchanged_since_verified(
-            &rescan,
-            &campaign(Some(7)),
-            checkpoint(Some(7), 1)
-        ));
     }
 }

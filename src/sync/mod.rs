@@ -5,6 +5,7 @@ pub mod list;
 pub mod plan;
 pub mod scan;
 pub mod span;
+pub mod trust;
 pub mod windows;
 
 use std::collections::HashMap;
@@ -23,8 +24,8 @@ use crate::db::state::{self, Checkpoint, RunTotals};
 use crate::db::{self};
 use crate::error::Failure;
 use crate::metrics;
+pub(crate) use crate::sync::campaign::start_of_plan;
 use crate::sync::campaign::Read;
-pub(crate) use crate::sync::campaign::{start_of_plan, unchanged_since_verified};
 pub(crate) use crate::sync::list::fetch_campaigns;
 
 /// What a finished run reports.
@@ -87,6 +88,7 @@ impl Run<'_> {
         let started = std::time::Instant::now();
         // The campaign list is read while the database is made ready; neither waits on the
         // other.
+        let listed_at = chrono::Utc::now();
         let mut conn = lock.session().await;
         let (listed, checkpoints) =
             tokio::join!(fetch_campaigns(&self.api), self.prepare(&mut conn));
@@ -95,7 +97,10 @@ impl Run<'_> {
 
         let mut totals = RunTotals::default();
         let mut result = match listed {
-            Ok(listed) => self.sync_all(lock, listed, checkpoints, &mut totals).await,
+            Ok((listed, complete)) => {
+                let listed = (listed, listed_at, complete);
+                self.sync_all(lock, listed, checkpoints, &mut totals).await
+            }
             Err(e) => Err(e),
         };
         if self.halt.is_cancelled() && result.is_ok() {
@@ -139,7 +144,7 @@ impl Run<'_> {
     async fn sync_all(
         &self,
         lock: &db::RunLock,
-        (listed, complete): (Vec<CampaignRow>, bool),
+        (listed, listed_at, complete): (Vec<CampaignRow>, chrono::DateTime<chrono::Utc>, bool),
         checkpoints: HashMap<String, Checkpoint>,
         totals: &mut RunTotals,
     ) -> Result<(), Failure> {
@@ -155,7 +160,13 @@ impl Run<'_> {
             stored.send_replace(true);
             result
         };
-        let read = campaign::read_all(self, listed.clone(), checkpoints, campaigns_stored, totals);
+        let read = campaign::read_all(
+            self,
+            (listed.clone(), listed_at),
+            checkpoints,
+            campaigns_stored,
+            totals,
+        );
         let (stored, read) = tokio::join!(store, read);
         let Read {
             skipped,
@@ -165,7 +176,7 @@ impl Run<'_> {
         if !skipped.is_empty() {
             state::mark_checked(&mut *lock.live_session().await?, &skipped)
                 .await
-                .context("recording campaigns confirmed by their counters")?;
+                .context("recording campaigns confirmed by their trusted counters")?;
         }
         match first_error {
             Some(e) => Err(Failure::Transient(e.context(format!(

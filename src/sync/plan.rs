@@ -10,7 +10,8 @@ use crate::api::ApiClient;
 use crate::config::SyncConfig;
 use crate::db::state::{self, Checkpoint};
 use crate::error::Failure;
-use crate::sync::{fetch_campaigns, start_of_plan, unchanged_since_verified, windows};
+use crate::sync::trust::{self, Action};
+use crate::sync::{fetch_campaigns, start_of_plan, windows};
 
 /// Reads the campaign list and the checkpoints (if the schema exists) and renders the plan.
 pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failure> {
@@ -30,7 +31,7 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:<6} {:<21} {:<21} {:>7} {:>9}",
+        "{:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
         "campaign", "action", "from", "until", "windows", "requests"
     );
     let mut requests = listed.len().div_ceil(1000).max(1) as u64;
@@ -40,8 +41,9 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         .filter(|c| config.campaigns.is_empty() || config.campaigns.contains(&c.display_id))
     {
         let checkpoint = checkpoints.get(&campaign.display_id).copied();
-        if unchanged_since_verified(config, campaign, checkpoint) {
-            let _ = writeln!(out, "{:<14} {:<6}", campaign.display_id, "skip");
+        let action = trust::decide(config, campaign, checkpoint, now);
+        if action == Action::Skip {
+            let _ = writeln!(out, "{:<14} {:<9}", campaign.display_id, action.word());
             continue;
         }
         let start = start_of_plan(config, campaign, checkpoint);
@@ -63,9 +65,9 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         reading += 1;
         let _ = writeln!(
             out,
-            "{:<14} {:<6} {:<21} {:<21} {:>7} {:>9}",
+            "{:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
             campaign.display_id,
-            "read",
+            action.word(),
             first.start.format("%Y-%m-%d %H:%M:%SZ"),
             end.format("%Y-%m-%d %H:%M:%SZ"),
             planned.len(),

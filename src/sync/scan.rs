@@ -77,8 +77,8 @@ pub struct Scanner<'a> {
     /// commits); None when nothing is. Ranges starting there or later are taken to be fresh.
     pub stored_until: Mutex<Option<DateTime<Utc>>>,
     /// When set, the commit of the campaign's last range also records that it was read to the
-    /// run's end while the list showed this counter.
-    pub verify: Option<Option<i64>>,
+    /// run's end, and judges its counter.
+    pub verify: Option<state::Verify>,
 }
 
 /// Where the pages of a range go while it is read: the range's own transaction, or memory.
@@ -239,7 +239,7 @@ impl Scanner<'_> {
         &self,
         range: Window,
         first: Page,
-        verify: Option<Option<i64>>,
+        verify: Option<state::Verify>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut first = Some(first);
@@ -271,7 +271,7 @@ impl Scanner<'_> {
         &self,
         range: Window,
         first: Page,
-        verify: Option<Option<i64>>,
+        verify: Option<state::Verify>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut sink = MemorySink::default();
@@ -301,7 +301,7 @@ impl Scanner<'_> {
         &self,
         range: Window,
         first: Page,
-        verify: Option<Option<i64>>,
+        verify: Option<state::Verify>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
         let mut tx = self.pool.begin().await?;
@@ -328,7 +328,7 @@ impl Scanner<'_> {
             inserted: counts.inserted,
             updated: counts.updated,
         };
-        let verified: Vec<_> = verify.map(|n| (self.campaign, n)).into_iter().collect();
+        let verified: Vec<_> = verify.map(|v| (self.campaign, v)).into_iter().collect();
         state::record_scans(&mut tx, self.run_id, &[scan], &verified).await?;
         tx.commit().await?;
         self.finish(report, &reading, counts, rejected, range);

@@ -195,3 +195,38 @@ pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
         .await
         .unwrap()
 }
+
+/// Drives the SDK flow: an install opened from the campaign link, then a signup.
+pub async fn signup(
+    server: &linkrunner_sync::sim::SimServer,
+    campaign: &Value,
+    install: &str,
+    user: &str,
+) {
+    let http = reqwest::Client::new();
+    let init = http
+        .post(format!("{}/init", server.client_url()))
+        .json(&serde_json::json!({
+            "token": "sim-token",
+            "platform": "ANDROID",
+            "install_instance_id": install,
+            "link": campaign["link"],
+            "device_data": {"brand": "google", "device_id": "dev-1"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 202);
+    let trigger = http
+        .post(format!("{}/trigger", server.client_url()))
+        .json(&serde_json::json!({
+            "token": "sim-token",
+            "platform": "ANDROID",
+            "install_instance_id": install,
+            "user_data": {"id": user, "name": "Late Signup", "email": "late@example.net"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(trigger.status().is_success());
+}

@@ -1,0 +1,285 @@
+//! A campaign is skipped only while its `attributed_users` counter has been seen to agree with
+//! its rows: late rows behind a counter that lies are stored by the next run.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::*;
+use linkrunner_sync::sim::{Counter, SimConfig, Simulator};
+use linkrunner_sync::sync;
+use serde_json::Value;
+use sqlx::{PgPool, Row};
+
+/// Per campaign: whether its counter is trusted now.
+async fn trusted(pool: &PgPool) -> BTreeMap<String, bool> {
+    sqlx::query(
+        "SELECT campaign_display_id, COALESCE(trusted_from <= now(), false)
+         FROM linkrunner.sync_checkpoints",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+fn id(campaign: &Value) -> String {
+    campaign["display_id"].as_str().unwrap().to_string()
+}
+
+/// Live campaigns with at least `rows` rows, in listing order.
+fn with_rows(sim: &Simulator, rows: u64) -> Vec<Value> {
+    let big: Vec<String> = sim
+        .counters()
+        .into_iter()
+        .filter(|c| c.rows >= rows)
+        .map(|c| c.display_id)
+        .collect();
+    sim.campaigns()
+        .into_iter()
+        .filter(|c| big.contains(&id(c)))
+        .collect()
+}
+
+/// A signup the server attributes `hours` in the past: late data.
+async fn late_signup(
+    sim: &Simulator,
+    server: &linkrunner_sync::sim::SimServer,
+    campaign: &Value,
+    n: usize,
+    hours: f64,
+) {
+    sim.set_now(Some(
+        Utc::now() - Duration::seconds((hours * 3600.0) as i64),
+    ));
+    signup(
+        server,
+        campaign,
+        &format!("late-install-{n}"),
+        &format!("u_late_{n}"),
+    )
+    .await;
+    sim.set_now(None);
+}
+
+fn honest(seed: u64) -> SimConfig {
+    SimConfig {
+        counter_lie_rate: 0.0,
+        ..SimConfig::small(seed)
+    }
+}
+
+#[sqlx::test]
+async fn late_rows_behind_every_kind_of_lying_counter_are_stored_by_the_next_run(pool: PgPool) {
+    let (sim, server) = start(honest(61)).await;
+    let config = sync_config(&server, "UTC");
+    let campaigns = sim.campaigns().len() as u64;
+    let targets = with_rows(&sim, 2);
+    assert!(
+        targets.len() >= 5,
+        "the data set has five campaigns with rows"
+    );
+    let rows = |c: &Value| c["attributed_users"].as_u64().unwrap();
+    let lies = [
+        Counter::Zero,
+        Counter::Frozen {
+            value: rows(&targets[1]) / 2,
+        },
+        Counter::Above { extra: 3 },
+        Counter::Lag { seconds: 600 },
+    ];
+    for (c, lie) in targets.iter().zip(lies) {
+        assert!(sim.set_counter(&id(c), lie));
+    }
+    // A lagging counter shows its lag as a live campaign's does: a signup moments before a read
+    // is not counted yet.
+    signup(&server, &targets[3], "on-time-install", "u_on_time").await;
+    sync::run(&config, &pool).await.unwrap();
+    let trust = trusted(&pool).await;
+    for c in &targets[..4] {
+        assert!(!trust[&id(c)], "{} lies but is trusted", id(c));
+    }
+    assert_eq!(trust.values().filter(|t| **t).count() as u64, campaigns - 4);
+
+    // Trusted campaigns are still skipped; the four liars are read on every run.
+    let idle = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(
+        (idle.totals.requests, idle.totals.campaigns_untrusted),
+        (5, 4)
+    );
+    assert_eq!(idle.totals.campaigns_skipped, campaigns - 4);
+
+    // Late signups behind each liar (none of whose counters moves in step) and behind an
+    // honest counter, which moves.
+    for (n, c) in targets[..5].iter().enumerate() {
+        late_signup(&sim, &server, c, n, 1.0 + n as f64 / 2.0).await;
+    }
+    let next = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(next.totals.rows_inserted, 5);
+    assert_eq!(
+        (
+            next.totals.campaigns_untrusted,
+            next.totals.campaigns_changed
+        ),
+        (4, 1)
+    );
+    assert_exact(&pool, &sim).await;
+}
+
+#[sqlx::test]
+async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(pool: PgPool) {
+    let (sim, server) = start(honest(62)).await;
+    let config = sync_config(&server, "UTC");
+    sync::run(&config, &pool).await.unwrap();
+    assert!(trusted(&pool).await.values().all(|t| *t));
+    let campaign = with_rows(&sim, 1).remove(0);
+    let id = id(&campaign);
+
+    // The counter starts counting installs that never signed up: it moves without rows.
+    sim.set_counter(&id, Counter::Above { extra: 2 });
+    let moved = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(moved.totals.campaigns_changed, 1);
+    assert!(!trusted(&pool).await[&id]);
+
+    // Then it freezes, and a late signup lands behind it: read because it is not trusted.
+    let counter = sim.counters().into_iter().find(|c| c.display_id == id);
+    let value = counter.unwrap().counter;
+    sim.set_counter(&id, Counter::Frozen { value });
+    late_signup(&sim, &server, &campaign, 1, 2.0).await;
+    let next = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(
+        (next.totals.rows_inserted, next.totals.campaigns_untrusted),
+        (1, 1)
+    );
+    assert_exact(&pool, &sim).await;
+
+    // Agreeing again starts a probation of --full-scan-every before the counter is trusted.
+    sim.set_counter(&id, Counter::Honest);
+    let agreed = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(agreed.totals.campaigns_untrusted, 1);
+    let (lied, from): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "SELECT counter_lied_at, trusted_from FROM linkrunner.sync_checkpoints
+         WHERE campaign_display_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(from, lied + config.full_scan_every);
+    let again = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(
+        (again.totals.campaigns_untrusted, again.totals.requests),
+        (1, 2)
+    );
+}
+
+/// History synced from `--since` after a campaign's creation cannot be compared with an
+/// all-time counter; one request for the total over the campaign's whole life stands in.
+#[sqlx::test]
+async fn a_campaign_synced_from_since_is_judged_by_its_whole_life_total(pool: PgPool) {
+    let (sim, server) = start(honest(63)).await;
+    let campaigns = sim.campaigns();
+    let since = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+    let created = |c: &Value| {
+        c["created_at"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+    };
+    assert!(campaigns.iter().all(|c| created(c) < since));
+    let frozen = with_rows(&sim, 2).remove(0);
+    sim.set_counter(&id(&frozen), Counter::Frozen { value: 1 });
+
+    let mut config = sync_config(&server, "UTC");
+    config.since = Some(since);
+    let backfill = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(backfill.totals.campaigns_requested, campaigns.len() as u64);
+    let stored_before_since = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users WHERE attributed_at < '2026-10-01'",
+    )
+    .await;
+    assert_eq!(stored_before_since, 0);
+    let trust = trusted(&pool).await;
+    for c in &campaigns {
+        assert_eq!(trust[&id(c)], id(c) != id(&frozen), "{}", id(c));
+    }
+    // The whole-life totals, not the stored rows, are what the counters were held against.
+    let judged: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT campaign_display_id, rows_at_sync FROM linkrunner.sync_checkpoints")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for (campaign, rows) in judged {
+        let truth = sim
+            .counters()
+            .into_iter()
+            .find(|c| c.display_id == campaign);
+        assert_eq!(rows, Some(truth.unwrap().rows as i64), "{campaign}");
+    }
+
+    config.since = None;
+    let idle = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(
+        (idle.totals.campaigns_untrusted, idle.totals.requests),
+        (1, 3)
+    );
+}
+
+/// The issue's own trial: the simulator's default share of lying counters, many campaigns, late
+/// signups over the last four hours; the next run stores every one.
+#[sqlx::test]
+async fn late_signups_behind_the_default_share_of_lying_counters_all_arrive(pool: PgPool) {
+    // The first seed from 64 whose campaigns lie in every way.
+    let kinds = |sim: &Simulator| {
+        let mut kinds: Vec<String> = sim
+            .counters()
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c.lie).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    };
+    let sim_config = (64..)
+        .map(|seed| SimConfig {
+            campaigns: 60,
+            users: 3000,
+            ..SimConfig::small(seed)
+        })
+        .find(|c| kinds(&Simulator::new(c.clone())).len() == 5)
+        .unwrap();
+    let (sim, server) = start(sim_config).await;
+    let config = sync_config(&server, "UTC");
+    let campaigns = sim.campaigns();
+    // Live campaigns sign users up all the time, so a lagging counter shows its lag.
+    for (n, c) in campaigns.iter().enumerate() {
+        signup(
+            &server,
+            c,
+            &format!("live-install-{n}"),
+            &format!("u_live_{n}"),
+        )
+        .await;
+    }
+    sync::run(&config, &pool).await.unwrap();
+
+    for n in 0..200 {
+        let c = &campaigns[n * 7 % campaigns.len()];
+        late_signup(&sim, &server, c, n, 4.0 * n as f64 / 200.0).await;
+    }
+    let next = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(next.totals.rows_inserted, 200);
+    assert_exact(&pool, &sim).await;
+
+    assert_eq!(kinds(&sim), ["above", "frozen", "honest", "lag", "zero"]);
+}
