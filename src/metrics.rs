@@ -73,7 +73,7 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
         ),
         (
             "last_run_campaigns_skipped",
-            "Campaigns confirmed unchanged by their counters.",
+            "Campaigns confirmed unchanged by their trusted counters.",
             t.campaigns_skipped as f64,
         ),
         (
@@ -92,6 +92,22 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
         let _ = writeln!(out, "# HELP linkrunner_sync_{name} {help}");
         let _ = writeln!(out, "# TYPE linkrunner_sync_{name} gauge");
         let _ = writeln!(out, "linkrunner_sync_{name} {value}");
+    }
+    let name = "linkrunner_sync_last_run_campaigns_read";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Campaigns read, by why: never read before, counter moved, counter not \
+         trusted, full scan due, or --since/--rescan."
+    );
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (reason, n) in [
+        ("new", t.campaigns_new),
+        ("changed", t.campaigns_changed),
+        ("untrusted", t.campaigns_untrusted),
+        ("due", t.campaigns_due),
+        ("requested", t.campaigns_requested),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
     }
     out
 }
@@ -133,6 +149,7 @@ mod tests {
             totals: RunTotals {
                 requests: 27,
                 rows_inserted: 5000,
+                campaigns_untrusted: 3,
                 ..RunTotals::default()
             },
             seconds: 2.5,
@@ -141,6 +158,7 @@ mod tests {
         assert!(text.contains("linkrunner_sync_last_run_requests 27\n"));
         assert!(text.contains("linkrunner_sync_last_run_rows_inserted 5000\n"));
         assert!(text.contains("linkrunner_sync_last_run_success 1\n"));
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 16);
+        assert!(text.contains("linkrunner_sync_last_run_campaigns_read{reason=\"untrusted\"} 3\n"));
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 21);
     }
 }

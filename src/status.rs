@@ -15,8 +15,15 @@ pub struct CampaignStatus {
     pub rows: i64,
     pub covered_from: Option<DateTime<Utc>>,
     pub synced_until: Option<DateTime<Utc>>,
-    /// When a run last confirmed the campaign current.
+    /// When a run last confirmed the campaign current: read it to its end, or found its
+    /// trusted counter unchanged. An untrusted counter confirms nothing.
     pub checked_at: Option<DateTime<Utc>>,
+    /// Whether its `attributed_users` counter has been seen to agree with its rows, so that a
+    /// run may skip it while the counter stays put.
+    pub counter_trusted: bool,
+    /// The counter when a run last read the campaign to its end, and the rows it should count.
+    pub counter_at_sync: Option<i64>,
+    pub rows_at_sync: Option<i64>,
     /// When its rows last changed.
     pub last_change: Option<DateTime<Utc>>,
     pub behind_seconds: Option<i64>,
@@ -39,6 +46,8 @@ pub struct RunStatus {
     pub rows_rejected: i64,
     pub campaigns_synced: i32,
     pub campaigns_skipped: i32,
+    pub campaigns_changed: i32,
+    pub campaigns_untrusted: i32,
     pub campaigns_failed: i32,
     pub error: Option<String>,
 }
@@ -55,7 +64,10 @@ pub async fn load(pool: &PgPool, runs: i64, max_lag: Duration) -> sqlx::Result<S
     let now = Utc::now();
     let campaigns = sqlx::query(
         "SELECT c.display_id, c.name, c.active, c.deleted_at, k.covered_from, k.synced_until,
-                GREATEST(k.checked_at, k.synced_until) AS checked_at,
+                CASE WHEN k.trusted_from <= now() THEN GREATEST(k.checked_at, k.synced_until)
+                     ELSE GREATEST(k.verified_at, k.synced_until) END AS checked_at,
+                COALESCE(k.trusted_from <= now(), false) AS counter_trusted,
+                k.counter_at_sync, k.rows_at_sync,
                 (SELECT count(*) FROM linkrunner.attributed_users a
                   WHERE a.campaign_display_id = c.display_id) AS rows,
                 (SELECT max(last_synced_at) FROM linkrunner.attributed_users a
@@ -84,6 +96,9 @@ pub async fn load(pool: &PgPool, runs: i64, max_lag: Duration) -> sqlx::Result<S
             covered_from: r.get("covered_from"),
             synced_until: r.get("synced_until"),
             checked_at,
+            counter_trusted: r.get("counter_trusted"),
+            counter_at_sync: r.get("counter_at_sync"),
+            rows_at_sync: r.get("rows_at_sync"),
             last_change: r.get("last_change"),
             behind_seconds: behind.map(|b| b.num_seconds()),
             stale: !deleted && behind.is_none_or(|b| b > max_lag),
@@ -93,7 +108,7 @@ pub async fn load(pool: &PgPool, runs: i64, max_lag: Duration) -> sqlx::Result<S
     let runs = sqlx::query(
         "SELECT run_id, started_at, finished_at, outcome, requests, rate_limited, retries,
                 rows_received, rows_inserted, rows_updated, rows_rejected, campaigns_synced,
-                campaigns_skipped, campaigns_failed, error
+                campaigns_skipped, campaigns_changed, campaigns_untrusted, campaigns_failed, error
          FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT $1",
     )
     .bind(runs)
@@ -114,6 +129,8 @@ pub async fn load(pool: &PgPool, runs: i64, max_lag: Duration) -> sqlx::Result<S
         rows_rejected: r.get("rows_rejected"),
         campaigns_synced: r.get("campaigns_synced"),
         campaigns_skipped: r.get("campaigns_skipped"),
+        campaigns_changed: r.get("campaigns_changed"),
+        campaigns_untrusted: r.get("campaigns_untrusted"),
         campaigns_failed: r.get("campaigns_failed"),
         error: r.get("error"),
     })
@@ -147,16 +164,21 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:<8} {:>8}  {:<21} {:<21} {:>7}  {:<5} name",
-        "campaign", "state", "rows", "synced until", "last change", "behind", ""
+        "{:<14} {:<8} {:>8}  {:<9} {:<21} {:<21} {:>7}  {:<5} name",
+        "campaign", "state", "rows", "counter", "synced until", "last change", "behind", ""
     );
     for c in &status.campaigns {
         let _ = writeln!(
             out,
-            "{:<14} {:<8} {:>8}  {:<21} {:<21} {:>7}  {:<5} {}",
+            "{:<14} {:<8} {:>8}  {:<9} {:<21} {:<21} {:>7}  {:<5} {}",
             c.display_id,
             c.state,
             c.rows,
+            if c.counter_trusted {
+                "trusted"
+            } else {
+                "untrusted"
+            },
             time(c.synced_until),
             time(c.last_change),
             age(c.behind_seconds),
@@ -181,7 +203,7 @@ pub fn render(status: &Status) -> String {
         });
         let _ = writeln!(
             out,
-            "{} {} {:<11} {:>6}s {:>7} requests {:>4} 429s {:>8} rows read {:>7} new {:>7} changed {:>4} rejected {:>5} skipped {:>3} failed{}",
+            "{} {} {:<11} {:>6}s {:>7} requests {:>4} 429s {:>8} rows read {:>7} new {:>7} changed {:>4} rejected {:>5} skipped {:>5} changed {:>5} untrusted {:>3} failed{}",
             time(Some(r.started_at)),
             r.run_id,
             r.outcome,
@@ -193,6 +215,8 @@ pub fn render(status: &Status) -> String {
             r.rows_updated,
             r.rows_rejected,
             r.campaigns_skipped,
+            r.campaigns_changed,
+            r.campaigns_untrusted,
             r.campaigns_failed,
             r.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
         );

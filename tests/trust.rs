@@ -283,3 +283,52 @@ async fn late_signups_behind_the_default_share_of_lying_counters_all_arrive(pool
 
     assert_eq!(kinds(&sim), ["above", "frozen", "honest", "lag", "zero"]);
 }
+
+/// `status` and `data_freshness` call a campaign current on the strength of its counter only
+/// while that counter is trusted: a liar that could not be read stays as old as its last read.
+#[sqlx::test]
+async fn status_and_freshness_never_take_an_untrusted_counters_word(pool: PgPool) {
+    let (sim, server) = start(honest(65)).await;
+    let config = sync_config(&server, "UTC");
+    let targets = with_rows(&sim, 2);
+    let (liar, honest) = (id(&targets[0]), id(&targets[1]));
+    sim.set_counter(&liar, Counter::Frozen { value: 1 });
+    sync::run(&config, &pool).await.unwrap();
+    let backfilled = Utc::now();
+
+    // The liar's reads fail on the next run; the honest campaign is skipped on its counter.
+    sim.set_faults(linkrunner_sync::sim::Faults {
+        failing_campaigns: vec![liar.clone()],
+        ..Default::default()
+    });
+    let next = sync::run(&config, &pool).await;
+    assert!(next.is_err(), "the liar's reads failed");
+
+    let status = linkrunner_sync::status::load(&pool, 1, Duration::hours(1))
+        .await
+        .unwrap();
+    let of = |id: &str| {
+        status
+            .campaigns
+            .iter()
+            .find(|c| c.display_id == id)
+            .unwrap()
+    };
+    assert!(!of(&liar).counter_trusted && of(&honest).counter_trusted);
+    assert!(of(&liar).checked_at.unwrap() < backfilled);
+    assert!(of(&honest).checked_at.unwrap() > backfilled);
+    assert_eq!(status.runs[0].campaigns_untrusted, 1);
+
+    let freshness: Vec<(String, bool, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT campaign_display_id, counter_trusted, confirmed_at FROM linkrunner.data_freshness
+         WHERE campaign_display_id = ANY($1)",
+    )
+    .bind([&liar, &honest])
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (campaign, trusted, confirmed) in freshness {
+        assert_eq!(trusted, campaign == honest, "{campaign}");
+        assert_eq!(confirmed > backfilled, campaign == honest, "{campaign}");
+    }
+}
