@@ -96,8 +96,9 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
 
-    /// Campaigns whose attributed_users counter has not moved are skipped, but re-read at
-    /// least this often anyway (the counters can lag).
+    /// A campaign whose trusted attributed_users counter has not moved is skipped, but re-read
+    /// at least this often anyway; a counter found apart from the rows must agree this long
+    /// before it is trusted again.
     #[arg(long, default_value = "6h")]
     pub full_scan_every: String,
 
