@@ -148,7 +148,11 @@ fn queue(
                 } else {
                     0
                 },
-                weight: page_weight(c, config.page_size as u64),
+                // An untrusted counter says nothing of how full a page gets.
+                weight: match action {
+                    Action::Untrusted => config.page_size as u64,
+                    _ => page_weight(c, config.page_size as u64),
+                },
             }
         })
         .collect::<Vec<_>>();
