@@ -30,11 +30,9 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
             config.api.api_key.expose_secret()
         );
     }
-    // Campaigns of more than a page each hold a connection while they read; small ones only
-    // borrow one now and then.
-    let readers = config
-        .concurrency
-        .min(sync::campaign::PAGES_IN_FLIGHT as usize);
+    // Ranges of more than a page each hold a connection while they are read; small ones are
+    // committed by the writers.
+    let readers = config.concurrency.min(sync::campaign::RANGE_TRANSACTIONS);
     let pool = db::connect(options, readers as u32 + 4).await?;
     if args.dry_run {
         print!("{}", sync::plan::dry_run(&config, &pool).await?);

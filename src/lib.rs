@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod secrets;
 pub mod sim;

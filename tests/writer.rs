@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use linkrunner_sync::db::rows::UserRow;
 use linkrunner_sync::db::writer;
+use linkrunner_sync::memory::{Hold, MemoryBudget};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -53,7 +54,7 @@ async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool:
         start: Utc.with_ymd_and_hms(2026, 3, 8, 0, 0, 0).unwrap(),
         end: Utc.with_ymd_and_hms(2026, 3, 9, 0, 0, 0).unwrap(),
     };
-    let read = |n: usize, fresh: bool| RangeRows {
+    let read = |n: usize, fresh: bool, hold: Hold| RangeRows {
         campaign: "odd".into(),
         range,
         run_from: range.start,
@@ -68,12 +69,17 @@ async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool:
         received: n as u64,
         fresh,
         verified: None,
+        hold,
     };
     let (writer, mut tasks) = BatchWriter::start(pool.clone(), uuid::Uuid::new_v4(), 1, false);
-    let first = writer.write(read(2, true)).await.unwrap();
+    // The rows' hold on the memory budget is given back once they are committed.
+    let budget = MemoryBudget::new(1 << 20);
+    let first = writer.write(read(2, true, budget.take(5000).await));
+    let first = first.await.unwrap();
     assert_eq!((first.inserted, first.updated), (2, 0));
+    assert_eq!(budget.in_use(), 0);
     // Wrongly taken to be fresh: the COPY meets the stored rows, and the batch is written again.
-    let again = writer.write(read(3, true)).await.unwrap();
+    let again = writer.write(read(3, true, Hold::default())).await.unwrap();
     assert_eq!((again.inserted, again.updated), (1, 0));
     drop(writer);
     while tasks.join_next().await.is_some() {}

@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::api::models::{preview, Page};
 use crate::api::ApiError;
+use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
 use crate::sync::span::api_timestamp;
 
 /// Largest page the API serves.
@@ -55,6 +56,8 @@ pub struct ApiClient {
     /// After a 429 every request waits until this instant, not only the one that was refused:
     /// the limit is shared, so hammering it from other tasks would only earn more 429s.
     cooldown: Arc<Mutex<Option<Instant>>>,
+    /// What a page of attributed users holds while it is read; none when unset.
+    budget: Option<MemoryBudget>,
     pub stats: Arc<ApiStats>,
 }
 
@@ -68,7 +71,6 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("linkrunner-sync/", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.timeout)
             .build()?;
         // Requests are spaced evenly: a burst of a whole second's quota would trip the server's
         // own per-second window.
@@ -81,8 +83,17 @@ impl ApiClient {
             settings: Arc::new(settings),
             limiter: Arc::new(RateLimiter::direct(quota)),
             cooldown: Arc::new(Mutex::new(None)),
+            budget: None,
             stats: Arc::new(ApiStats::default()),
         })
+    }
+
+    /// This client, with each page of attributed users drawing on `budget` before its body is
+    /// read ([`PER_BODY_BYTE`] for each byte the response declares) and holding it in
+    /// [`Page::hold`].
+    pub fn with_budget(mut self, budget: MemoryBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// One page of `GET /campaigns?filter=ALL`.
@@ -95,7 +106,7 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(url, "campaigns").await
+        self.get_page(url, "campaigns", None).await
     }
 
     /// One page of `GET /attributed-users` for `[start, end]` (the server includes both bounds).
@@ -118,7 +129,7 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(url, "users").await
+        self.get_page(url, "users", self.budget.as_ref()).await
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Url {
@@ -131,13 +142,18 @@ impl ApiClient {
         url
     }
 
-    async fn get_page(&self, url: Url, list_key: &str) -> Result<Page, ApiError> {
+    async fn get_page(
+        &self,
+        url: Url,
+        list_key: &str,
+        budget: Option<&MemoryBudget>,
+    ) -> Result<Page, ApiError> {
         let backoff = ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(self.settings.retry_min_delay)
             .with_max_delay(self.settings.retry_max_delay)
             .with_max_times(self.settings.max_retries);
-        (|| self.get_once(url.clone(), list_key))
+        (|| self.get_once(url.clone(), list_key, budget))
             .retry(backoff)
             .when(ApiError::is_retryable)
             .adjust(|e, next| next.map(|d| e.retry_after().unwrap_or(d)))
@@ -153,24 +169,43 @@ impl ApiClient {
             .await
     }
 
-    async fn get_once(&self, url: Url, list_key: &str) -> Result<Page, ApiError> {
+    async fn get_once(
+        &self,
+        url: Url,
+        list_key: &str,
+        budget: Option<&MemoryBudget>,
+    ) -> Result<Page, ApiError> {
         let cooldown = *self.cooldown.lock().expect("not poisoned");
         if let Some(until) = cooldown {
             tokio::time::sleep_until(until).await;
         }
         self.limiter.until_ready().await;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .get(url)
-            .send()
+        // The time limit holds for the headers and again for the body, not for the wait on the
+        // budget between them.
+        let limit = self.settings.timeout;
+        let response = tokio::time::timeout(limit, self.http.get(url).send())
             .await
+            .map_err(|_| ApiError::timed_out(limit))?
             .map_err(ApiError::from_reqwest)?;
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
-        let body = response.bytes().await.map_err(ApiError::from_reqwest)?;
+        let declared = response.content_length();
+        let mut hold = match (budget, declared) {
+            (Some(budget), Some(n)) if status == StatusCode::OK => {
+                budget.take(n as usize * PER_BODY_BYTE).await
+            }
+            _ => Hold::default(),
+        };
+        let body = tokio::time::timeout(limit, response.bytes())
+            .await
+            .map_err(|_| ApiError::timed_out(limit))?
+            .map_err(ApiError::from_reqwest)?;
+        if let (Some(budget), None, StatusCode::OK) = (budget, declared, status) {
+            hold = budget.take(body.len() * PER_BODY_BYTE).await;
+        }
         match status {
-            StatusCode::OK => Page::parse(&body, list_key),
+            StatusCode::OK => Page::parse(&body, list_key).map(|page| Page { hold, ..page }),
             StatusCode::NO_CONTENT => Ok(Page::default()),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ApiError::Unauthorized {
                 status: status.as_u16(),

@@ -40,6 +40,11 @@ impl ApiError {
         }
     }
 
+    /// No answer within `--timeout`.
+    pub fn timed_out(limit: Duration) -> Self {
+        ApiError::Transport(format!("timed out after {limit:?}"))
+    }
+
     pub fn from_reqwest(e: reqwest::Error) -> Self {
         // The URL never holds the key, but drop it anyway: a message should not need it.
         let e = e.without_url();

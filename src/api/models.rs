@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::api::ApiError;
+use crate::memory::Hold;
 
 /// One page of a list endpoint.
 #[derive(Debug, Default)]
@@ -22,6 +23,8 @@ pub struct Page {
     pub total: u64,
     /// Page count (`data.pagination.pages`).
     pub pages: u64,
+    /// What the page draws on the run's memory budget, given back when it is dropped.
+    pub hold: Hold,
 }
 
 impl Page {
@@ -51,6 +54,7 @@ impl Page {
             items,
             total,
             pages,
+            hold: Hold::default(),
         })
     }
 }
@@ -302,6 +306,7 @@ mod tests {
             items,
             total,
             pages,
+            hold: Hold::default(),
         })
     }
 

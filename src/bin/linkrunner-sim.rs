@@ -27,6 +27,10 @@ struct Args {
     /// Number of attributed-user rows to generate, across all campaigns.
     #[arg(long, default_value_t = SimConfig::default().users)]
     users: usize,
+    /// Spread the rows evenly over the campaigns (by default one campaign takes ~30% and the
+    /// rest a random share each).
+    #[arg(long)]
+    even: bool,
     /// Earliest generated timestamp (RFC 3339 or YYYY-MM-DD).
     #[arg(long, value_parser = parse_time, default_value = "2026-02-15")]
     start: DateTime<Utc>,
@@ -67,6 +71,7 @@ impl Args {
             seed: self.seed,
             campaigns: self.campaigns,
             users: self.users,
+            even: self.even,
             start: self.start,
             end: self.end,
             api_key: self.api_key.clone(),

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer, KeptSession};
+use crate::memory::Hold;
 use crate::sync::windows::Window;
 
 /// Most rows one transaction carries.
@@ -41,6 +42,8 @@ pub struct RangeRows {
     /// Set on a campaign's last range of the run: its commit also marks the campaign read to
     /// the run's end and judges its counter.
     pub verified: Option<state::Verify>,
+    /// What the rows draw on the run's memory budget; given back once they are committed.
+    pub hold: Hold,
 }
 
 /// What a campaign task hands to the writers.

@@ -52,7 +52,11 @@ pub(crate) fn generate(cfg: &SimConfig) -> Vec<Campaign> {
     let tricky = tricky_instants(cfg.start, cfg.end);
     let mut people = People::default();
     let mut rows: Vec<Vec<Row>> = campaigns.iter().map(|_| Vec::new()).collect();
-    let targets = row_targets(&mut rng, campaigns.len(), cfg.users);
+    let targets = if cfg.even {
+        (0..cfg.users).map(|n| n % campaigns.len().max(1)).collect()
+    } else {
+        row_targets(&mut rng, campaigns.len(), cfg.users)
+    };
     for (n, ci) in targets.into_iter().enumerate() {
         let uid = (cfg.campaigns + n) as u64 + 1;
         let spot = (ci, rows[ci].len());

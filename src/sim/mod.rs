@@ -45,6 +45,9 @@ pub struct SimConfig {
     pub campaigns: usize,
     /// Number of attributed-user rows generated, across all campaigns.
     pub users: usize,
+    /// Spread the rows evenly over the campaigns, instead of one campaign taking ~30% and the
+    /// rest a random share each.
+    pub even: bool,
     /// Earliest campaign `created_at` and `attributed_at`.
     pub start: DateTime<Utc>,
     /// Latest `attributed_at` generated.
@@ -148,6 +151,7 @@ impl Default for SimConfig {
             seed: 42,
             campaigns: 25,
             users: 5_000,
+            even: false,
             start: Utc.with_ymd_and_hms(2026, 2, 15, 0, 0, 0).unwrap(),
             end: Utc.with_ymd_and_hms(2026, 11, 15, 0, 0, 0).unwrap(),
             api_key: "sim-key".into(),

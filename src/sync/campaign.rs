@@ -20,6 +20,7 @@ use crate::db::campaigns::{self, CampaignRow};
 use crate::db::state::{self, Checkpoint, RunTotals};
 use crate::db::KeptSession;
 use crate::error::Failure;
+use crate::memory::MemoryBudget;
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
 use crate::sync::trust::{self, Action};
 use crate::sync::{span, windows, Run};
@@ -42,13 +43,20 @@ struct RunContext {
     campaigns_stored: tokio::sync::watch::Receiver<bool>,
     /// The campaigns' short statements (settled ranges, deletion marks), on one session.
     lookups: Mutex<KeptSession>,
+    /// Slots for the ranges read in a transaction of their own.
+    transactions: tokio::sync::Semaphore,
 }
 
 /// Writer tasks committing small ranges; two let Postgres use a second core while one commits.
 const WRITERS: usize = 2;
 
-/// Most pages of rows the campaigns being read hold at once, which bounds the job's memory.
-pub const PAGES_IN_FLIGHT: u64 = 16;
+/// The bytes of rows a run holds at once (see [`crate::memory`]); with the rest of the job this
+/// keeps its peak memory under 64 MB whatever the shape of the data.
+pub const ROWS_IN_FLIGHT_BYTES: usize = 16 << 20;
+
+/// Ranges of more than a page read at once, each in a transaction of its own: this bounds the
+/// connections they take.
+pub const RANGE_TRANSACTIONS: usize = 16;
 
 /// Reads the campaigns and returns once every range read is committed. `campaigns_stored`
 /// turns true once the campaign list is stored.
@@ -78,7 +86,10 @@ pub(crate) async fn read_all(
         writer,
         config: run.config.clone(),
         pool: run.pool.clone(),
-        api: run.api.clone(),
+        api: run
+            .api
+            .clone()
+            .with_budget(MemoryBudget::new(ROWS_IN_FLIGHT_BYTES)),
         run_id: run.run_id,
         halt: run.halt.clone(),
         end: run.config.until.unwrap_or(now).min(now),
@@ -86,6 +97,7 @@ pub(crate) async fn read_all(
         progress: std::sync::OnceLock::new(),
         campaigns_stored,
         lookups: Mutex::new(KeptSession::new(run.pool.clone())),
+        transactions: tokio::sync::Semaphore::new(RANGE_TRANSACTIONS),
     });
     let read = read_campaigns(&ctx, &listed, todo, totals).await;
     // Every range was committed before its task ended; the writers end with the last handle.
@@ -111,9 +123,6 @@ struct Queued {
     action: Action,
     /// Rows its counter says are new.
     expected: u64,
-    /// The most rows its task can hold at once: a page, or fewer when its counter says the
-    /// whole campaign is smaller.
-    weight: u64,
 }
 
 /// The campaigns to read, biggest first, so the run does not end waiting on one of them alone.
@@ -148,11 +157,6 @@ fn queue(
                 } else {
                     0
                 },
-                // An untrusted counter says nothing of how full a page gets.
-                weight: match action {
-                    Action::Untrusted => config.page_size as u64,
-                    _ => page_weight(c, config.page_size as u64),
-                },
             }
         })
         .collect::<Vec<_>>();
@@ -179,20 +183,16 @@ async fn read_campaigns(
         first_error: None,
     };
     // Campaigns run as tasks of their own so that parsing and converting pages spreads over
-    // every core; dropping the set (an early return) aborts the ones still running. A task
-    // holds at most a page of rows at a time, and its counter says how full that page can get,
-    // so the rows held stay within PAGES_IN_FLIGHT pages however many campaigns are small.
-    let mut todo = todo.into_iter().peekable();
-    let budget = config.page_size as u64 * PAGES_IN_FLIGHT;
-    let mut held = 0;
+    // every core; dropping the set (an early return) aborts the ones still running. Their rows
+    // draw on the run's memory budget as each page arrives, so however many campaigns are read
+    // at once, and however large their rows, what they hold stays within it.
+    let mut todo = todo.into_iter();
     let mut running = JoinSet::new();
-    let mut start = |running: &mut JoinSet<_>, held: &mut u64| {
-        while let Some(&q) = todo.peek() {
-            if !admits(running.len(), *held, q.weight, config.concurrency, budget) {
+    let mut start = |running: &mut JoinSet<_>| {
+        while running.len() < config.concurrency {
+            let Some(q) = todo.next() else {
                 return;
-            }
-            todo.next();
-            *held += q.weight;
+            };
             let (ctx, listed) = (ctx.clone(), listed.clone());
             let span = tracing::info_span!("campaign", campaign = %listed[q.index].display_id);
             running.spawn(
@@ -207,12 +207,11 @@ async fn read_campaigns(
             );
         }
     };
-    start(&mut running, &mut held);
+    start(&mut running);
     while let Some(joined) = running.join_next().await {
         let (q, result) = joined.context("a campaign task failed")?;
         let campaign = &listed[q.index].display_id;
-        held -= q.weight;
-        start(&mut running, &mut held);
+        start(&mut running);
         done += 1;
         let requests = ApiStats::get(&ctx.api.stats.requests);
         let rate = requests as f64 / progress.elapsed().as_secs_f64().max(0.001);
@@ -337,6 +336,7 @@ async fn read_campaign(
         progress: ctx.progress.get(),
         pages_per_scan: config.pages_per_scan,
         stored_until: std::sync::Mutex::new(checkpoint.map(|c| c.synced_until)),
+        transactions: &ctx.transactions,
         verify,
     };
     let runs = scan::unsettled_runs(&planned, &settled);
@@ -384,17 +384,6 @@ async fn verify(
         upstream_rows,
         probation: ctx.config.full_scan_every,
     })
-}
-
-/// See [`Queued::weight`].
-fn page_weight(campaign: &CampaignRow, page: u64) -> u64 {
-    (campaign.attributed_users.unwrap_or(0).max(0) as u64).clamp(1, page)
-}
-
-/// Whether a campaign that holds up to `weight` rows may start beside `running` others that
-/// hold up to `held`: within `--concurrency` and the row budget, though one always may.
-fn admits(running: usize, held: u64, weight: u64, concurrency: usize, budget: u64) -> bool {
-    running < concurrency && (running == 0 || held + weight <= budget)
 }
 
 /// Rows the campaign list's counter says are new since the campaign was last read.
@@ -477,20 +466,5 @@ pub(crate) mod tests {
     pub(crate) fn campaign(counter: Option<i64>) -> CampaignRow {
         let raw = serde_json::json!({"display_id": "abc", "attributed_users": counter});
         CampaignRow::from_wire(&serde_json::value::to_raw_value(&raw).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn campaigns_start_within_the_concurrency_and_the_row_budget() {
-        assert_eq!(page_weight(&campaign(None), 1000), 1);
-        assert_eq!(page_weight(&campaign(Some(40)), 1000), 40);
-        assert_eq!(page_weight(&campaign(Some(5000)), 1000), 1000);
-        // Small campaigns fill the concurrency; full pages stop at the budget.
-        assert!(admits(31, 3100, 100, 32, 16_000));
-        assert!(!admits(32, 3200, 100, 32, 16_000));
-        assert!(admits(15, 15_000, 1000, 32, 16_000));
-        assert!(!admits(16, 16_000, 1000, 32, 16_000));
-        assert!(!admits(16, 15_950, 100, 32, 16_000));
-        // A campaign bigger than the budget still starts alone.
-        assert!(admits(0, 0, 20_000, 32, 16_000));
     }
 }

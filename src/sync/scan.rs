@@ -18,6 +18,7 @@ use crate::api::{ApiClient, ApiError, Page};
 use crate::db::batch::{BatchWriter, RangeRows};
 use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer};
+use crate::memory::Hold;
 use crate::sync::windows::Window;
 
 /// Full re-reads of a range whose total moved while it was paged through.
@@ -76,6 +77,8 @@ pub struct Scanner<'a> {
     /// The end of what is stored for the campaign (its checkpoint, then each range this run
     /// commits); None when nothing is. Ranges starting there or later are taken to be fresh.
     pub stored_until: Mutex<Option<DateTime<Utc>>>,
+    /// Slots for ranges read in a transaction of their own, which bound their connections.
+    pub transactions: &'a tokio::sync::Semaphore,
     /// When set, the commit of the campaign's last range also records that it was read to the
     /// run's end, and judges its counter.
     pub verify: Option<state::Verify>,
@@ -86,6 +89,9 @@ trait PageSink {
     async fn take(&mut self, scanner: &Scanner<'_>, page: Page) -> Result<(), sqlx::Error>;
     /// Distinct rows taken so far, rejected ones included.
     fn distinct(&self) -> u64;
+    /// Gives back what the rows held draw on the memory budget, before a pass that reads
+    /// the range again: a task that waits on the budget must hold none of it.
+    fn release(&mut self) {}
 }
 
 /// A range's own transaction, written page by page: memory holds one page.
@@ -100,7 +106,9 @@ struct TxSink<'t> {
 }
 
 impl PageSink for TxSink<'_> {
-    async fn take(&mut self, scanner: &Scanner<'_>, page: Page) -> Result<(), sqlx::Error> {
+    async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
+        // Held until the page's rows are written.
+        let _hold = std::mem::take(&mut page.hold);
         let (rows, rejected) = convert(scanner.campaign, page);
         // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
         let (new, known): (Vec<_>, Vec<_>) = rows
@@ -133,10 +141,13 @@ impl PageSink for TxSink<'_> {
 struct MemorySink {
     rows: HashMap<writer::Key, UserRow>,
     rejected: HashMap<String, Rejected>,
+    /// What the rows draw on the memory budget, until their commit.
+    hold: Hold,
 }
 
 impl PageSink for MemorySink {
-    async fn take(&mut self, scanner: &Scanner<'_>, page: Page) -> Result<(), sqlx::Error> {
+    async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
+        self.hold.merge(std::mem::take(&mut page.hold));
         let (rows, rejected) = convert(scanner.campaign, page);
         self.rows.extend(rows);
         self.rejected.extend(rejected);
@@ -145,6 +156,10 @@ impl PageSink for MemorySink {
 
     fn distinct(&self) -> u64 {
         (self.rows.len() + self.rejected.len()) as u64
+    }
+
+    fn release(&mut self) {
+        self.hold = Hold::default();
     }
 }
 
@@ -289,6 +304,7 @@ impl Scanner<'_> {
                 received: reading.received,
                 fresh: self.stored_until().is_none_or(|until| range.start >= until),
                 verified: verify,
+                hold: sink.hold,
             })
             .await?;
         self.finish(report, &reading, counts, rejected, range);
@@ -304,6 +320,11 @@ impl Scanner<'_> {
         verify: Option<state::Verify>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
+        let _slot = self
+            .transactions
+            .acquire()
+            .await
+            .expect("the slots are never closed");
         let mut tx = self.pool.begin().await?;
         let bounds = [(self.campaign, range.start, range.end)];
         let existing = writer::existing_keys(&mut tx, &bounds)
@@ -403,6 +424,7 @@ impl Scanner<'_> {
                     total: last_total,
                 });
             }
+            sink.release();
             tracing::warn!(
                 campaign = self.campaign,
                 start = %range.start,
