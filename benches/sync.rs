@@ -293,6 +293,50 @@ async fn signups(sim: &Sim, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Peak memory of backfills whose rows are spread evenly over campaigns of different sizes
+/// (every row with full iOS or Android `device_data`), beside their throughput. Each shape is
+/// run three times; the table gives the median time and the range of peaks.
+async fn memory_over_shapes(max_users: usize) {
+    println!(
+        "\n| shape | campaigns | rows each | rows | backfill s | rows/s | peak RSS MB (3 runs) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (shape, campaigns, each) in [
+        ("many of a few hundred", 1_400, 700),
+        ("many of a thousand", 1_000, 1_000),
+        ("fewer of a few hundred", 500, 700),
+        ("few of thousands", 300, 3_300),
+        ("fewer of thousands", 120, 3_000),
+        ("many tiny", 2_500, 60),
+    ] {
+        let users = campaigns * each;
+        if users > max_users {
+            continue;
+        }
+        let sim = Sim::start(campaigns, users, &["--even"]);
+        let mut runs: Vec<Run> = Vec::new();
+        for _ in 0..3 {
+            fresh_database().await;
+            migrate();
+            checkpoint().await;
+            runs.push(sync(&sim, &["--rps", "10000", "--no-progress"]));
+        }
+        let mut conn = PgConnection::connect(&db_url()).await.unwrap();
+        let (rows, mismatches, _) = check(&mut conn, &sim).await;
+        assert!(mismatches.is_empty(), "{shape}: stored rows differ");
+        let peaks: Vec<f64> = runs.iter().map(|r| r.max_rss_mb).collect();
+        let (low, high) = (
+            peaks.iter().copied().fold(f64::MAX, f64::min),
+            peaks.iter().copied().fold(0.0, f64::max),
+        );
+        let seconds = median(runs.iter().map(|r| r.seconds).collect());
+        println!(
+            "| {shape} | {campaigns} | {each} | {rows} | {seconds:.1} | {:.0} | {low:.0}–{high:.0} |",
+            rows as f64 / seconds
+        );
+    }
+}
+
 /// "0", or how many campaigns miss rows and behind which kinds of counter, e.g. "3 (lag 3)".
 fn missed_by_kind(kinds: &[String]) -> String {
     let mut counts = std::collections::BTreeMap::new();
@@ -401,6 +445,8 @@ async fn main() {
             missed_by_kind(&missed),
         );
     }
+
+    memory_over_shapes(max_users).await;
 
     println!("\n| limit (req/s) | requests | seconds | sustained req/s | of limit | 429s |");
     println!("|---:|---:|---:|---:|---:|---:|");

@@ -90,11 +90,16 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 10.0)]
     pub rps: f64,
 
-    /// Most campaigns read at the same time (all under the one --rps limit), fewer when their
-    /// pages are full: at most 16 pages of rows are held at once. Small ranges of several
-    /// campaigns are committed together.
+    /// Most campaigns read at the same time, all under the one --rps limit. Small ranges of
+    /// several campaigns are committed together.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+
+    /// MiB of attributed-user rows held at once (pages, parsed rows and rows waiting for their
+    /// commit); reading waits while they fill it. The job's peak memory is about this plus
+    /// 40 MiB.
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub memory_budget_mib: u32,
 
     /// A campaign whose trusted attributed_users counter has not moved is skipped, but re-read
     /// at least this often anyway; a counter found apart from the rows must agree this long

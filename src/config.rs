@@ -25,6 +25,8 @@ pub struct SyncConfig {
     pub until: Option<DateTime<Utc>>,
     pub campaigns: Vec<String>,
     pub concurrency: usize,
+    /// Bytes of rows held at once (see [`crate::memory`]).
+    pub memory_budget: usize,
     pub rescan: bool,
     pub progress: bool,
     /// Rows per page asked of the API.
@@ -49,6 +51,7 @@ impl SyncConfig {
             "campaigns": self.campaigns,
             "rps": self.api.rps,
             "concurrency": self.concurrency,
+            "memory_budget_mib": self.memory_budget >> 20,
             "rescan": self.rescan,
         })
     }
@@ -124,6 +127,12 @@ pub fn sync_config(
             args.concurrency
         ));
     }
+    if !(1..=4096).contains(&args.memory_budget_mib) {
+        return Err(format!(
+            "--memory-budget-mib {} must be between 1 and 4096",
+            args.memory_budget_mib
+        ));
+    }
     if !(1..=MAX_LIMIT).contains(&args.page_size) {
         return Err(format!(
             "--page-size {} must be between 1 and {MAX_LIMIT}",
@@ -157,6 +166,7 @@ pub fn sync_config(
         until,
         campaigns: args.campaigns.clone(),
         concurrency: args.concurrency,
+        memory_budget: (args.memory_budget_mib as usize) << 20,
         rescan: args.rescan,
         progress: !args.no_progress,
         page_size: args.page_size,

@@ -50,10 +50,6 @@ struct RunContext {
 /// Writer tasks committing small ranges; two let Postgres use a second core while one commits.
 const WRITERS: usize = 2;
 
-/// The bytes of rows a run holds at once (see [`crate::memory`]); with the rest of the job this
-/// keeps its peak memory under 64 MB whatever the shape of the data.
-pub const ROWS_IN_FLIGHT_BYTES: usize = 16 << 20;
-
 /// Ranges of more than a page read at once, each in a transaction of its own: this bounds the
 /// connections they take.
 pub const RANGE_TRANSACTIONS: usize = 16;
@@ -89,7 +85,7 @@ pub(crate) async fn read_all(
         api: run
             .api
             .clone()
-            .with_budget(MemoryBudget::new(ROWS_IN_FLIGHT_BYTES)),
+            .with_budget(MemoryBudget::new(run.config.memory_budget)),
         run_id: run.run_id,
         halt: run.halt.clone(),
         end: run.config.until.unwrap_or(now).min(now),
@@ -454,6 +450,7 @@ pub(crate) mod tests {
             until: None,
             campaigns: Vec::new(),
             concurrency: 1,
+            memory_budget: 16 << 20,
             rescan: false,
             progress: false,
             page_size: 1000,

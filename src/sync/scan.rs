@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -320,12 +321,26 @@ impl Scanner<'_> {
         verify: Option<state::Verify>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
-        let _slot = self
-            .transactions
-            .acquire()
-            .await
-            .expect("the slots are never closed");
-        let mut tx = self.pool.begin().await?;
+        // Waiting for a slot or a connection while holding the page's share of the memory
+        // budget could starve the ranges that hold them and wait on the budget for their next
+        // page: the page is let go, and read again once both are had.
+        let (_slot, mut conn, first) =
+            match (self.transactions.try_acquire(), self.pool.try_acquire()) {
+                (Ok(slot), Some(conn)) => (slot, conn, first),
+                (slot, conn) => {
+                    drop(first);
+                    let slot = match slot {
+                        Ok(slot) => slot,
+                        Err(_) => self.transactions.acquire().await.expect("never closed"),
+                    };
+                    let conn = match conn {
+                        Some(conn) => conn,
+                        None => self.pool.acquire().await?,
+                    };
+                    (slot, conn, self.page(range, 1, report).await?)
+                }
+            };
+        let mut tx = conn.begin().await?;
         let bounds = [(self.campaign, range.start, range.end)];
         let existing = writer::existing_keys(&mut tx, &bounds)
             .await?
