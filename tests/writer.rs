@@ -93,3 +93,39 @@ async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool:
     .unwrap();
     assert_eq!(checkpoint, (range.start, range.end));
 }
+
+/// Both paths send large sets in pieces (COPY data in chunks, upserts a few hundred rows a
+/// statement); every row arrives and the counts add up across the pieces.
+#[sqlx::test]
+async fn large_sets_go_through_both_paths_in_pieces(pool: PgPool) {
+    let row = |n: u32, name: &str| {
+        let at = chrono::DateTime::from_timestamp(1_780_000_000 + i64::from(n), 0).unwrap();
+        json!({
+            "attributed_at": at.to_rfc3339(),
+            "campaign_display_id": "big",
+            "campaign_name": name,
+            "user_data": {"id": format!("u{n}"), "device_data": {"pad": "x".repeat(400)}},
+        })
+    };
+    let parse = |v: &Value| {
+        UserRow::from_wire("big", &serde_json::value::to_raw_value(v).unwrap()).unwrap()
+    };
+    let first: Vec<Value> = (0..1_200).map(|n| row(n, "a")).collect();
+    let parsed: Vec<UserRow> = first.iter().map(parse).collect();
+    let refs: Vec<&UserRow> = parsed.iter().collect();
+    let mut conn = pool.acquire().await.unwrap();
+    // Over 500 KB of COPY data, in chunks of 64 KiB.
+    assert_eq!(
+        writer::copy_new_users(&mut conn, &refs).await.unwrap(),
+        1_200
+    );
+    // 1,200 known rows (every third renamed) and 300 new ones, in statements of 500 rows.
+    let second: Vec<Value> = (0..1_500)
+        .map(|n| row(n, if n % 3 == 0 { "b" } else { "a" }))
+        .collect();
+    let parsed: Vec<UserRow> = second.iter().map(parse).collect();
+    let refs: Vec<&UserRow> = parsed.iter().collect();
+    let counts = writer::upsert_users(&mut conn, &refs).await.unwrap()["big"];
+    assert_eq!((counts.inserted, counts.updated), (300, 400));
+    assert_eq!(canonical(&stored_rows(&pool).await), canonical(&second));
+}

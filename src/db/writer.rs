@@ -24,9 +24,22 @@ pub async fn upsert_users(
     rows: &[&UserRow],
 ) -> sqlx::Result<HashMap<String, WriteCounts>> {
     let mut counts: HashMap<String, WriteCounts> = HashMap::new();
-    if rows.is_empty() {
-        return Ok(counts);
+    // A statement binds copies of its rows, and the connection's write buffer keeps the size of
+    // the largest it sent: a few hundred rows at a time keep both small.
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        upsert_chunk(conn, chunk, &mut counts).await?;
     }
+    Ok(counts)
+}
+
+/// Rows upserted by one statement.
+const UPSERT_CHUNK: usize = 500;
+
+async fn upsert_chunk(
+    conn: &mut PgConnection,
+    rows: &[&UserRow],
+    counts: &mut HashMap<String, WriteCounts>,
+) -> sqlx::Result<()> {
     let text = |i: usize| rows.iter().map(|r| r.texts[i].clone()).collect::<Vec<_>>();
     let time = |i: usize| rows.iter().map(|r| r.times[i]).collect::<Vec<_>>();
     let results = sqlx::query(
@@ -93,7 +106,7 @@ pub async fn upsert_users(
             entry.updated += 1;
         }
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// Columns of `attributed_users` that a load writes, in the order of `UserRow`'s fields.
@@ -137,32 +150,48 @@ pub async fn copy_new_users(conn: &mut PgConnection, rows: &[&UserRow]) -> sqlx:
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut buf = Vec::with_capacity(rows.len() * 1024);
-    buf.extend_from_slice(BINARY_HEADER);
-    for row in rows {
-        buf.extend_from_slice(&FIELDS.to_be_bytes());
-        put_text(&mut buf, Some(&row.campaign_display_id))?;
-        put_time(&mut buf, Some(row.attributed_at));
-        put_text(&mut buf, Some(&row.row_key))?;
-        put_text(&mut buf, row.user_id.as_deref())?;
-        for text in &row.texts {
-            put_text(&mut buf, text.as_deref())?;
-        }
-        for time in row.times {
-            put_time(&mut buf, time);
-        }
-        put_jsonb(&mut buf, row.user_data.as_deref().map(str::as_bytes))?;
-        let extra = row.extra.as_ref().map(Value::to_string);
-        put_jsonb(&mut buf, extra.as_deref().map(str::as_bytes))?;
-    }
-    buf.extend_from_slice(&(-1i16).to_be_bytes());
     let mut copy = conn
         .copy_in_raw(&format!(
             "COPY linkrunner.attributed_users ({COLUMNS}) FROM STDIN (FORMAT binary)"
         ))
         .await?;
+    // Sent a chunk at a time: the data is never all in memory, and the connection's write
+    // buffer, which keeps its largest size, stays at a chunk.
+    let mut buf = Vec::with_capacity(COPY_CHUNK + (8 << 10));
+    buf.extend_from_slice(BINARY_HEADER);
+    for row in rows {
+        if let Err(e) = put_row(&mut buf, row) {
+            copy.abort(e.to_string()).await?;
+            return Err(e);
+        }
+        if buf.len() >= COPY_CHUNK {
+            copy.send(buf.as_slice()).await?;
+            buf.clear();
+        }
+    }
+    buf.extend_from_slice(&(-1i16).to_be_bytes());
     copy.send(buf).await?;
     copy.finish().await
+}
+
+/// Bytes of `COPY` data sent at once.
+const COPY_CHUNK: usize = 64 << 10;
+
+fn put_row(buf: &mut Vec<u8>, row: &UserRow) -> sqlx::Result<()> {
+    buf.extend_from_slice(&FIELDS.to_be_bytes());
+    put_text(buf, Some(&row.campaign_display_id))?;
+    put_time(buf, Some(row.attributed_at));
+    put_text(buf, Some(&row.row_key))?;
+    put_text(buf, row.user_id.as_deref())?;
+    for text in &row.texts {
+        put_text(buf, text.as_deref())?;
+    }
+    for time in row.times {
+        put_time(buf, time);
+    }
+    put_jsonb(buf, row.user_data.as_deref().map(str::as_bytes))?;
+    let extra = row.extra.as_ref().map(Value::to_string);
+    put_jsonb(buf, extra.as_deref().map(str::as_bytes))
 }
 
 /// The binary format's signature, flags and (empty) header extension.
