@@ -33,11 +33,29 @@ pub struct Verify {
     pub counter: Option<i64>,
     /// When the list was read; rows attributed later need not be counted yet.
     pub listed_at: DateTime<Utc>,
-    /// The campaign's rows by `pagination.total` over its whole life, when the stored history
-    /// does not reach its creation; otherwise the stored rows are counted.
-    pub upstream_rows: Option<i64>,
+    /// The campaign's rows as the job counted them without the database: `pagination.total`
+    /// over its whole life when the stored history does not reach its creation, or the rows of
+    /// a range read from its creation. None: the stored rows are counted.
+    pub counted: Option<i64>,
+    /// The campaign's creation, from which a range holds all its rows.
+    pub created_at: Option<DateTime<Utc>>,
     /// How long a counter once found apart from the rows must agree before it is trusted again.
     pub probation: chrono::Duration,
+}
+
+impl Verify {
+    /// With the rows of a range read from `start` as the count, when the range holds the
+    /// campaign's whole life: one count fewer for the database.
+    pub fn with_range(self, start: DateTime<Utc>, rows: impl FnOnce() -> u64) -> Verify {
+        let whole = self.created_at.is_some_and(|c| start <= c);
+        match self.counted {
+            None if whole => Verify {
+                counted: Some(rows() as i64),
+                ..self
+            },
+            _ => self,
+        }
+    }
 }
 
 pub async fn checkpoints<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(String, Checkpoint)>> {
@@ -141,7 +159,7 @@ async fn record_verified(conn: &mut PgConnection, verified: &[(&str, Verify)]) -
     .bind(verified.iter().map(|v| v.0).collect::<Vec<_>>())
     .bind(field(|v| v.counter))
     .bind(verified.iter().map(|v| v.1.listed_at).collect::<Vec<_>>())
-    .bind(field(|v| v.upstream_rows))
+    .bind(field(|v| v.counted))
     .bind(verified.iter().map(|v| v.1.probation).collect::<Vec<_>>())
     .execute(conn)
     .await?;
@@ -314,4 +332,38 @@ pub async fn finish_run(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_range_from_the_campaigns_creation_is_its_count() {
+        let created = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let verify = Verify {
+            counter: Some(7),
+            listed_at: created + chrono::Duration::days(30),
+            counted: None,
+            created_at: Some(created),
+            probation: chrono::Duration::hours(6),
+        };
+        let midnight = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        assert_eq!(verify.with_range(midnight, || 7).counted, Some(7));
+        // A range starting after the creation holds part of the rows: the database counts.
+        let later = created + chrono::Duration::days(1);
+        assert_eq!(verify.with_range(later, || 7).counted, None);
+        // A whole-life total asked for already stands.
+        let asked = Verify {
+            counted: Some(9),
+            ..verify
+        };
+        assert_eq!(asked.with_range(midnight, || 7).counted, Some(9));
+        let unknown = Verify {
+            created_at: None,
+            ..verify
+        };
+        assert_eq!(unknown.with_range(midnight, || 7).counted, None);
+    }
 }

@@ -363,7 +363,7 @@ async fn verify(
 ) -> Result<state::Verify, ApiError> {
     let stored_from = checkpoint.map_or(run_from, |k| k.covered_from.min(run_from));
     let whole = campaign.created_at.is_some_and(|c| stored_from <= c);
-    let upstream_rows = if whole {
+    let counted = if whole {
         None
     } else {
         let origin = campaign.created_at.unwrap_or_else(span::fallback_origin);
@@ -377,7 +377,8 @@ async fn verify(
     Ok(state::Verify {
         counter: campaign.attributed_users,
         listed_at: ctx.listed_at,
-        upstream_rows,
+        counted,
+        created_at: campaign.created_at,
         probation: ctx.config.full_scan_every,
     })
 }

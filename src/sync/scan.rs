@@ -108,6 +108,10 @@ struct TxSink<'t> {
     existing: HashSet<u64>,
     rejected: HashSet<String>,
     counts: writer::WriteCounts,
+    /// When the campaign list was read, if the range's rows are to be counted: those attributed
+    /// by then are in `counted`.
+    listed_at: Option<DateTime<Utc>>,
+    counted: u64,
 }
 
 impl PageSink for TxSink<'_> {
@@ -131,8 +135,10 @@ impl PageSink for TxSink<'_> {
             self.counts.updated += c.updated;
         }
         self.counts.inserted += copied;
-        self.seen
-            .extend(new_keys.iter().chain(&known_keys).map(fingerprint));
+        for key in new_keys.iter().chain(&known_keys) {
+            let first_sight = self.seen.insert(fingerprint(key));
+            self.counted += u64::from(first_sight && self.listed_at.is_some_and(|t| key.0 <= t));
+        }
         self.rejected.extend(rejected_keys);
         Ok(())
     }
@@ -307,6 +313,12 @@ impl Scanner<'_> {
         let mut sink = MemorySink::default();
         let reading = self.read_passes(range, first, report, &mut sink).await?;
         let rejected = sink.rejected.len() as u64;
+        let verify = verify.map(|v| {
+            v.with_range(range.start, || {
+                let attributed = sink.rows.keys().filter(|k| k.0 <= v.listed_at).count();
+                (attributed + sink.rejected.len()) as u64
+            })
+        });
         let counts = self
             .writer
             .write(RangeRows {
@@ -369,9 +381,13 @@ impl Scanner<'_> {
             existing,
             rejected: HashSet::new(),
             counts: writer::WriteCounts::default(),
+            listed_at: verify.map(|v| v.listed_at),
+            counted: 0,
         };
         let reading = self.read_passes(range, first, report, &mut sink).await?;
         let (counts, rejected) = (sink.counts, sink.rejected.len() as u64);
+        let counted = sink.counted + rejected;
+        let verify = verify.map(|v| v.with_range(range.start, || counted));
         let scan = state::ScanRecord {
             campaign: self.campaign,
             range,
