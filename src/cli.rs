@@ -98,7 +98,7 @@ pub struct SyncArgs {
     /// MiB of attributed-user rows held at once (pages, parsed rows and rows waiting for their
     /// commit); reading waits while they fill it. The job's peak memory is about this plus
     /// 40 MiB.
-    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    #[arg(long, default_value_t = 8, value_name = "MIB")]
     pub memory_budget_mib: u32,
 
     /// A campaign whose trusted attributed_users counter has not moved is skipped, but re-read

@@ -59,7 +59,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         until: None,
         campaigns: Vec::new(),
         concurrency: 16,
-        memory_budget: 16 << 20,
+        memory_budget: 8 << 20,
         rescan: false,
         progress: true,
         page_size: 1000,

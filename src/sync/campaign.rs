@@ -451,7 +451,7 @@ pub(crate) mod tests {
             until: None,
             campaigns: Vec::new(),
             concurrency: 1,
-            memory_budget: 16 << 20,
+            memory_budget: 8 << 20,
             rescan: false,
             progress: false,
             page_size: 1000,

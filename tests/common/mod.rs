@@ -43,7 +43,7 @@ pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
         until: None,
         campaigns: Vec::new(),
         concurrency: 4,
-        memory_budget: 16 << 20,
+        memory_budget: 8 << 20,
         rescan: false,
         progress: false,
         page_size: 1000,
