@@ -112,7 +112,7 @@ pub struct SyncArgs {
     #[arg(long)]
     pub rescan: bool,
 
-    /// Time limit for one HTTP request.
+    /// Time limit for a response's headers, and again for its body.
     #[arg(long, default_value = "30s")]
     pub timeout: String,
 

@@ -11,6 +11,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
 /// The variables that must come from a Secret, never from a literal in a manifest.
 const SECRET_VARS: [&str; 2] = ["LINKRUNNER_API_KEY", "DATABASE_URL"];
 const MAX_MEMORY_LIMIT: u64 = 256 << 20;
+/// The highest peak RSS `cargo bench` measured (the README's benchmark and memory tables):
+/// the request must hold it, and the limit leave half as much again.
+const WORST_MEASURED_PEAK: u64 = 60_000_000;
 /// What the example Secret holds instead of real values.
 const PLACEHOLDER: &str = "REPLACE_ME";
 
@@ -141,6 +144,8 @@ fn container_problems(c: &Value) -> Vec<String> {
         !limits["cpu"].is_null(),
         memory_limit <= MAX_MEMORY_LIMIT,
         memory_request <= memory_limit,
+        memory_request >= WORST_MEASURED_PEAK,
+        memory_limit >= WORST_MEASURED_PEAK * 3 / 2,
     ]
 }
 
