@@ -163,6 +163,15 @@ async fn fresh_database() {
         .unwrap();
 }
 
+/// A fresh database with the schema installed, from a checkpoint: the schema is installed
+/// before the clock starts, and both timed phases start clean, so neither pays for the other's
+/// dirty pages.
+async fn fresh_schema() {
+    fresh_database().await;
+    migrate();
+    checkpoint().await;
+}
+
 /// Rows per campaign in the database against the simulator's true rows (not its counters, a
 /// fifth of which lie); returns (rows, the lie of each campaign whose rows differ, the fewest
 /// requests a backfill can make).
@@ -316,9 +325,7 @@ async fn memory_over_shapes(max_users: usize) {
         let sim = Sim::start(campaigns, users, &["--even"]);
         let mut runs: Vec<Run> = Vec::new();
         for _ in 0..3 {
-            fresh_database().await;
-            migrate();
-            checkpoint().await;
+            fresh_schema().await;
             runs.push(sync(&sim, &["--rps", "10000", "--no-progress"]));
         }
         let mut conn = PgConnection::connect(&db_url()).await.unwrap();
@@ -394,11 +401,7 @@ async fn main() {
         let mut checked = (0, 0, 0);
         let mut db = None;
         for _ in 0..repeats {
-            fresh_database().await;
-            // The schema is installed before the clock starts; both timed phases start from a
-            // checkpoint, so neither pays for the other's dirty pages.
-            migrate();
-            checkpoint().await;
+            fresh_schema().await;
             backfills.push(sync(&sim, &["--rps", "10000", "--no-progress"]));
             let mut conn = PgConnection::connect(&db_url()).await.unwrap();
             let (rows, mismatches, minimum) = check(&mut conn, &sim).await;
