@@ -533,3 +533,36 @@ async fn a_row_holding_a_nul_is_kept_aside_and_its_range_still_commits(pool: PgP
     .await;
     assert_eq!(after, 1);
 }
+
+/// The list is stored a thousand campaigns a statement; a list of several thousands lands whole,
+/// store listings too.
+#[sqlx::test]
+async fn a_list_of_thousands_of_campaigns_is_stored_whole(pool: PgPool) {
+    let (sim, server) = start(SimConfig {
+        campaigns: 2_100,
+        users: 2_100,
+        ..SimConfig::small(46)
+    })
+    .await;
+    sync::run(&sync_config(&server, "UTC"), &pool)
+        .await
+        .unwrap();
+    let listed = sim.campaigns();
+    let pairs: usize = listed
+        .iter()
+        .map(|c| c["store_listings"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM linkrunner.campaigns").await,
+        listed.len() as i64
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM linkrunner.campaign_store_listings"
+        )
+        .await,
+        pairs as i64
+    );
+    assert_exact(&pool, &sim).await;
+}

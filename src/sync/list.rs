@@ -65,9 +65,14 @@ pub async fn store_campaigns(
     mark_deleted: bool,
 ) -> Result<(), Failure> {
     let mut tx = conn.begin().await.context("storing campaigns")?;
-    let changed = campaigns::upsert(&mut tx, listed)
-        .await
-        .context("storing campaigns")?;
+    // A thousand at a time: the session's write buffer keeps the size of the largest statement
+    // it sent, and the whole list of a large project binds megabytes.
+    let mut changed = 0;
+    for chunk in listed.chunks(1000) {
+        changed += campaigns::upsert(&mut tx, chunk)
+            .await
+            .context("storing campaigns")?;
+    }
     if mark_deleted {
         let ids: Vec<String> = listed.iter().map(|c| c.display_id.clone()).collect();
         let gone = campaigns::mark_missing_deleted(&mut tx, &ids)
