@@ -206,9 +206,7 @@ async fn check(db: &mut PgConnection, sim: &Sim) -> (i64, Vec<String>, u64) {
 /// Campaigns whose counters the job does not trust now.
 async fn untrusted(db: &mut PgConnection) -> std::collections::HashSet<String> {
     sqlx::query_scalar(
-        "SELECT display_id FROM linkrunner.campaigns c WHERE NOT EXISTS (
-             SELECT 1 FROM linkrunner.sync_checkpoints k
-             WHERE k.campaign_display_id = c.display_id AND k.trusted_from <= now())",
+        "SELECT campaign_display_id FROM linkrunner.data_freshness WHERE NOT counter_trusted",
     )
     .fetch_all(db)
     .await

@@ -63,24 +63,24 @@ pub struct Status {
 pub async fn load(pool: &PgPool, runs: i64, max_lag: Duration) -> sqlx::Result<Status> {
     let now = Utc::now();
     let campaigns = sqlx::query(
-        "SELECT c.display_id, c.name, c.active, c.deleted_at, k.covered_from, k.synced_until,
-                CASE WHEN k.trusted_from <= now() THEN GREATEST(k.checked_at, k.synced_until)
-                     ELSE GREATEST(k.verified_at, k.synced_until) END AS checked_at,
-                COALESCE(k.trusted_from <= now(), false) AS counter_trusted,
+        // data_freshness holds the rule for when a campaign counts as confirmed current.
+        "SELECT f.campaign_display_id AS display_id, f.campaign_name AS name, f.active,
+                f.deleted, f.covered_from, f.synced_until,
+                GREATEST(f.confirmed_at, f.synced_until) AS checked_at, f.counter_trusted,
                 k.counter_at_sync, k.rows_at_sync,
                 (SELECT count(*) FROM linkrunner.attributed_users a
-                  WHERE a.campaign_display_id = c.display_id) AS rows,
-                (SELECT max(last_synced_at) FROM linkrunner.attributed_users a
-                  WHERE a.campaign_display_id = c.display_id) AS last_change
-         FROM linkrunner.campaigns c
-         LEFT JOIN linkrunner.sync_checkpoints k ON k.campaign_display_id = c.display_id
-         ORDER BY c.display_id",
+                  WHERE a.campaign_display_id = f.campaign_display_id) AS rows,
+                f.rows_changed_at AS last_change
+         FROM linkrunner.data_freshness f
+         LEFT JOIN linkrunner.sync_checkpoints k
+           ON k.campaign_display_id = f.campaign_display_id
+         ORDER BY f.campaign_display_id",
     )
     .fetch_all(pool)
     .await?
     .into_iter()
     .map(|r| {
-        let deleted = r.get::<Option<DateTime<Utc>>, _>("deleted_at").is_some();
+        let deleted: bool = r.get("deleted");
         let state = match (deleted, r.get::<Option<bool>, _>("active")) {
             (true, _) => "deleted",
             (false, Some(false)) => "inactive",

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
-use linkrunner_sync::sim::{Counter, SimConfig, Simulator};
+use linkrunner_sync::sim::{Counter, CounterState, SimConfig, Simulator};
 use linkrunner_sync::sync;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -24,6 +24,12 @@ async fn trusted(pool: &PgPool) -> BTreeMap<String, bool> {
     .into_iter()
     .map(|r| (r.get(0), r.get(1)))
     .collect()
+}
+
+/// What the simulator knows of a campaign: its true rows beside its counter.
+fn truth(sim: &Simulator, id: &str) -> CounterState {
+    let found = sim.counters().into_iter().find(|c| c.display_id == id);
+    found.unwrap()
 }
 
 fn id(campaign: &Value) -> String {
@@ -145,8 +151,7 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     assert!(!trusted(&pool).await[&id]);
 
     // Then it freezes, and a late signup lands behind it: read because it is not trusted.
-    let counter = sim.counters().into_iter().find(|c| c.display_id == id);
-    let value = counter.unwrap().counter;
+    let value = truth(&sim, &id).counter;
     sim.set_counter(&id, Counter::Frozen { value });
     late_signup(&sim, &server, &campaign, 1, 2.0).await;
     let next = sync::run(&config, &pool).await.unwrap();
@@ -215,11 +220,7 @@ async fn a_campaign_synced_from_since_is_judged_by_its_whole_life_total(pool: Pg
             .await
             .unwrap();
     for (campaign, rows) in judged {
-        let truth = sim
-            .counters()
-            .into_iter()
-            .find(|c| c.display_id == campaign);
-        assert_eq!(rows, Some(truth.unwrap().rows as i64), "{campaign}");
+        assert_eq!(rows, Some(truth(&sim, &campaign).rows as i64), "{campaign}");
     }
 
     config.since = None;
