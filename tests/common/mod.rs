@@ -1,6 +1,8 @@
 //! Shared test helpers: a simulator over loopback, sync settings, and reading back what landed.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
