@@ -72,11 +72,12 @@ async fn status_command(args: StatusArgs) -> Result<(), Failure> {
     let status = status::load(&pool, args.runs, max_lag)
         .await
         .map_err(|e| db::failure(e, "reading the sync state"))?;
+    // What the ledger holds came from servers: masked whatever its age.
     match args.format {
-        OutputFormat::Text => print!("{}", status::render(&status)),
+        OutputFormat::Text => print!("{}", secrets::redact(&status::render(&status))),
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&status).expect("status serializes")
+            secrets::redact(&serde_json::to_string_pretty(&status).expect("status serializes"))
         ),
     }
     if status.stale > 0 {

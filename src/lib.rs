@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod memory;
 pub mod metrics;
+pub mod outbound;
 pub mod secrets;
 pub mod sim;
 pub mod status;

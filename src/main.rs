@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Err(failure) => {
             eprintln!(
                 "linkrunner-sync: error: {}",
-                secrets::redact(&failure.one_line())
+                secrets::clean(&failure.one_line(), 4000)
             );
             failure.exit_code()
         }

@@ -119,10 +119,13 @@ pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Replaces this job's metrics on a Pushgateway.
+/// Longest a push may take: a Pushgateway is a side channel, never worth holding a run up.
+pub const PUSH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Replaces this job's metrics on a Pushgateway, under the job's outbound policy.
 pub async fn push(gateway: &Url, text: String) -> anyhow::Result<()> {
     let url = gateway.join("metrics/job/linkrunner_sync")?;
-    let response = reqwest::Client::new()
+    let response = crate::outbound::client(Default::default(), PUSH_TIME)?
         .put(url)
         .header("content-type", "text/plain; version=0.0.4")
         .body(text)

@@ -1,5 +1,6 @@
-//! Last line of defence for secrets: every byte the program writes to its logs or error output
-//! passes through `redact`, which replaces the registered API key and database password.
+//! Last line of defence for secrets: every text the program writes out (logs, error output, the
+//! ledger, `status`) passes through `redact`, which replaces the registered API key and database
+//! password, in the forms they take once escaped for JSON or a URL too.
 
 use std::io::{self, Write};
 use std::sync::RwLock;
@@ -13,12 +14,24 @@ const MASK: &str = "[redacted]";
 /// Adds a value that must never be printed. Very short values are skipped: masking them would
 /// garble ordinary text without protecting anything.
 pub fn register(secret: &str) {
-    if secret.len() >= 4 {
-        let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-        if !secrets.iter().any(|s| s == secret) {
-            secrets.push(secret.to_owned());
+    if secret.len() < 4 {
+        return;
+    }
+    let json = serde_json::to_string(secret).expect("a string serializes");
+    let forms = [
+        secret.to_owned(),
+        json[1..json.len() - 1].to_owned(),
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        format!("{secret:?}").trim_matches('"').to_owned(),
+    ];
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    for form in forms {
+        if !secrets.contains(&form) {
+            secrets.push(form);
         }
     }
+    // Longest first, so a form that holds another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
 /// Registers the password of a database URL, and the URL itself.
@@ -54,6 +67,24 @@ fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> 
         }
     }
     String::from_utf8(out)
+}
+
+/// `text` for a line of output or a text column: secrets masked, then control characters
+/// escaped (a NUL cannot be stored, an ESC would drive a terminal), then cut to `max` characters.
+pub fn clean(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for (i, c) in redact(text).chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn redact(text: &str) -> String {
@@ -112,5 +143,22 @@ mod tests {
         );
         register("abc");
         assert_eq!(redact("abc"), "abc");
+    }
+
+    #[test]
+    fn escaped_forms_are_masked_too() {
+        register(r#"k"e\y/with+odd"#);
+        assert_eq!(
+            redact(r#"{"msg":"k\"e\\y/with+odd"}"#),
+            r#"{"msg":"[redacted]"}"#
+        );
+        assert_eq!(redact("?key=k%22e%5Cy%2Fwith%2Bodd"), "?key=[redacted]");
+    }
+
+    #[test]
+    fn clean_text_is_masked_before_it_is_cut() {
+        register("canary-clean-secret");
+        assert_eq!(clean("ab canary-clean-secret", 5), "ab [r…");
+        assert_eq!(clean("a\0b\u{1b}[2J", 80), "a\\u{0}b\\u{1b}[2J");
     }
 }

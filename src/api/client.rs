@@ -12,15 +12,22 @@ use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::api::models::{preview, Page};
 use crate::api::ApiError;
 use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
+use crate::outbound::{self, BodyError};
 use crate::sync::span::api_timestamp;
 
 /// Largest page the API serves.
 pub const MAX_LIMIT: u32 = 1000;
+
+/// Largest body a page may have. A thousand rows of the documented shape weigh about 2 MB;
+/// richer rows are read in smaller pages (the scanner halves its page size when a page is
+/// refused), so only a single row this large, or a hostile server, is ever refused.
+pub const MAX_PAGE_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
@@ -58,20 +65,20 @@ pub struct ApiClient {
     cooldown: Arc<Mutex<Option<Instant>>>,
     /// What a page of attributed users holds while it is read; none when unset.
     budget: Option<MemoryBudget>,
+    /// Cancelled to stop every request and every wait at once.
+    halt: CancellationToken,
     pub stats: Arc<ApiStats>,
 }
 
 impl ApiClient {
     pub fn new(settings: ClientSettings) -> anyhow::Result<Self> {
+        check_base_url(&settings.base_url, settings.api_key.expose_secret())?;
         let mut key = HeaderValue::from_str(settings.api_key.expose_secret())
             .map_err(|_| anyhow::anyhow!("the API key holds characters a header cannot carry"))?;
         key.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert("linkrunner-key", key);
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("linkrunner-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = outbound::client(headers, settings.timeout)?;
         // Requests are spaced evenly: a burst of a whole second's quota would trip the server's
         // own per-second window.
         let period = Duration::from_secs_f64(1.0 / settings.rps);
@@ -84,8 +91,16 @@ impl ApiClient {
             limiter: Arc::new(RateLimiter::direct(quota)),
             cooldown: Arc::new(Mutex::new(None)),
             budget: None,
+            halt: CancellationToken::new(),
             stats: Arc::new(ApiStats::default()),
         })
+    }
+
+    /// This client, ending every request and wait with [`ApiError::Stopped`] once `halt` is
+    /// cancelled: a signal must not wait out a backoff, a `Retry-After` or a slow body.
+    pub fn with_halt(mut self, halt: CancellationToken) -> Self {
+        self.halt = halt;
+        self
     }
 
     /// This client, with each page of attributed users drawing on `budget` before its body is
@@ -106,7 +121,7 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(url, "campaigns", None).await
+        self.get_page(url, "campaigns", limit, None).await
     }
 
     /// One page of `GET /attributed-users` for `[start, end]` (the server includes both bounds).
@@ -129,7 +144,8 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(url, "users", self.budget.as_ref()).await
+        self.get_page(url, "users", limit, self.budget.as_ref())
+            .await
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Url {
@@ -146,6 +162,21 @@ impl ApiClient {
         &self,
         url: Url,
         list_key: &str,
+        limit: u32,
+        budget: Option<&MemoryBudget>,
+    ) -> Result<Page, ApiError> {
+        tokio::select! {
+            biased;
+            () = self.halt.cancelled() => Err(ApiError::Stopped),
+            page = self.get_with_retries(url, list_key, limit, budget) => page,
+        }
+    }
+
+    async fn get_with_retries(
+        &self,
+        url: Url,
+        list_key: &str,
+        limit: u32,
         budget: Option<&MemoryBudget>,
     ) -> Result<Page, ApiError> {
         let backoff = ExponentialBuilder::default()
@@ -153,7 +184,7 @@ impl ApiClient {
             .with_min_delay(self.settings.retry_min_delay)
             .with_max_delay(self.settings.retry_max_delay)
             .with_max_times(self.settings.max_retries);
-        (|| self.get_once(url.clone(), list_key, budget))
+        (|| self.get_once(url.clone(), list_key, limit, budget))
             .retry(backoff)
             .when(ApiError::is_retryable)
             .adjust(|e, next| next.map(|d| e.retry_after().unwrap_or(d)))
@@ -173,6 +204,7 @@ impl ApiClient {
         &self,
         url: Url,
         list_key: &str,
+        limit: u32,
         budget: Option<&MemoryBudget>,
     ) -> Result<Page, ApiError> {
         let cooldown = *self.cooldown.lock().expect("not poisoned");
@@ -183,48 +215,112 @@ impl ApiClient {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // The time limit holds for the headers and again for the body, not for the wait on the
         // budget between them.
-        let limit = self.settings.timeout;
-        let response = tokio::time::timeout(limit, self.http.get(url).send())
+        let limit_time = self.settings.timeout;
+        let response = tokio::time::timeout(limit_time, self.http.get(url).send())
             .await
-            .map_err(|_| ApiError::timed_out(limit))?
+            .map_err(|_| ApiError::timed_out(limit_time))?
             .map_err(ApiError::from_reqwest)?;
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
+        // The contract's defensive reading: 204 is a page with no rows.
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Page::default());
+        }
+        if status != StatusCode::OK {
+            let location = response.headers().get(reqwest::header::LOCATION).cloned();
+            let body = tokio::time::timeout(
+                limit_time,
+                outbound::read_prefix(response, outbound::ERROR_BODY_CAP),
+            )
+            .await
+            .unwrap_or_default();
+            return Err(self.refusal(status, retry_after, location, &body));
+        }
         let declared = response.content_length();
         let mut hold = match (budget, declared) {
-            (Some(budget), Some(n)) if status == StatusCode::OK => {
-                budget.take(n as usize * PER_BODY_BYTE).await
+            (Some(budget), Some(n)) => {
+                budget
+                    .take(n.min(MAX_PAGE_BYTES as u64) as usize * PER_BODY_BYTE)
+                    .await
             }
             _ => Hold::default(),
         };
-        let body = tokio::time::timeout(limit, response.bytes())
-            .await
-            .map_err(|_| ApiError::timed_out(limit))?
-            .map_err(ApiError::from_reqwest)?;
-        if let (Some(budget), None, StatusCode::OK) = (budget, declared, status) {
+        let body =
+            tokio::time::timeout(limit_time, outbound::read_capped(response, MAX_PAGE_BYTES))
+                .await
+                .map_err(|_| ApiError::timed_out(limit_time))?
+                .map_err(|e| match e {
+                    BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
+                    BodyError::Http(e) => ApiError::from_reqwest(e),
+                })?;
+        if let (Some(budget), None) = (budget, declared) {
             hold = budget.take(body.len() * PER_BODY_BYTE).await;
         }
+        Page::parse(&body, list_key, limit as usize).map(|page| Page { hold, ..page })
+    }
+
+    /// The error an answer other than 200 stands for.
+    fn refusal(
+        &self,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        location: Option<HeaderValue>,
+        body: &[u8],
+    ) -> ApiError {
         match status {
-            StatusCode::OK => Page::parse(&body, list_key).map(|page| Page { hold, ..page }),
-            StatusCode::NO_CONTENT => Ok(Page::default()),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ApiError::Unauthorized {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ApiError::Unauthorized {
                 status: status.as_u16(),
-            }),
-            StatusCode::NOT_FOUND => Err(ApiError::NotFound),
+            },
+            StatusCode::NOT_FOUND => ApiError::NotFound,
             StatusCode::TOO_MANY_REQUESTS => {
                 self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                Err(ApiError::RateLimited { retry_after })
+                ApiError::RateLimited { retry_after }
             }
             s if s.is_server_error() => {
                 self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
-                Err(ApiError::Server { status: s.as_u16() })
+                ApiError::Server { status: s.as_u16() }
             }
-            s => Err(ApiError::Rejected {
+            s if s.is_redirection() => {
+                let target = location
+                    .and_then(|l| {
+                        l.to_str()
+                            .ok()
+                            .and_then(|l| self.settings.base_url.join(l).ok())
+                    })
+                    .map_or_else(
+                        || "nowhere".to_owned(),
+                        |u| u.origin().ascii_serialization(),
+                    );
+                ApiError::Rejected {
+                    status: s.as_u16(),
+                    message: format!(
+                        "a redirect to {target} was not followed: the key goes only to the base URL's origin"
+                    ),
+                }
+            }
+            s => ApiError::Rejected {
                 status: s.as_u16(),
-                message: error_message(&body),
-            }),
+                message: error_message(body),
+            },
         }
     }
+}
+
+/// Refuses a base URL that could carry the key somewhere it would be logged or stored: in its
+/// path, or in a fragment (credentials and queries are refused when the URL is parsed).
+fn check_base_url(url: &Url, key: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        url.fragment().is_none() && url.query().is_none() && url.password().is_none(),
+        "LINKRUNNER_BASE_URL must be plain (scheme, host, path): no credentials, query or fragment"
+    );
+    let decoded = url::form_urlencoded::parse(url.path().as_bytes())
+        .map(|(k, v)| format!("{k}{v}"))
+        .collect::<String>();
+    anyhow::ensure!(
+        key.is_empty() || !(url.as_str().contains(key) || decoded.contains(key)),
+        "LINKRUNNER_BASE_URL holds the API key; the key goes in LINKRUNNER_API_KEY only"
+    );
+    Ok(())
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by Linkrunner; it is ignored).
@@ -234,11 +330,15 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(300.0)))
 }
 
-/// The `msg` of an error body, or the start of the raw text.
+/// The `msg` of an error body, or the start of the raw text; masked, escaped and short.
 fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.get("msg")
+                .and_then(|m| m.as_str())
+                .map(|m| crate::secrets::clean(m, 200))
+        })
         .unwrap_or_else(|| preview(body))
 }
 

@@ -18,6 +18,15 @@ pub enum ApiError {
     Transport(String),
     #[error("unreadable response: {0}")]
     Decode(String),
+    /// A body past [`crate::api::client::MAX_PAGE_BYTES`]; smaller pages may fit.
+    #[error("a page larger than {} MiB was refused", .cap >> 20)]
+    TooLarge { cap: usize },
+    /// An answer no honest server gives (more rows than asked for, pages without end).
+    #[error("Linkrunner broke the API contract: {0}")]
+    Protocol(String),
+    /// The run was asked to stop.
+    #[error("stopped by a signal")]
+    Stopped,
 }
 
 impl ApiError {
@@ -48,6 +57,17 @@ impl ApiError {
     pub fn from_reqwest(e: reqwest::Error) -> Self {
         // The URL never holds the key, but drop it anyway: a message should not need it.
         let e = e.without_url();
+        // reqwest's own text hides the cause (a certificate that failed, a refused
+        // connection) in its sources.
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text = format!("{text}: {cause_text}");
+            }
+            source = cause.source();
+        }
         let kind = if e.is_timeout() {
             "timed out"
         } else if e.is_connect() {
@@ -57,7 +77,7 @@ impl ApiError {
         } else {
             "transport error"
         };
-        ApiError::Transport(format!("{kind}: {e}"))
+        ApiError::Transport(format!("{kind}: {text}"))
     }
 }
 

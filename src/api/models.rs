@@ -5,6 +5,7 @@
 //! (`db::rows` for users, `db::campaigns` for campaigns).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -32,11 +33,24 @@ impl Page {
     /// over the body; of repeated keys the last counts.
     ///
     /// `total_campaigns` / `total_users` count the rows on this page only, so they are ignored.
-    pub fn parse(body: &[u8], list_key: &str) -> Result<Page, ApiError> {
+    /// A list longer than `max_items` (the `limit` asked for) is refused as soon as it is seen,
+    /// before the rest of it is held.
+    pub fn parse(body: &[u8], list_key: &str, max_items: usize) -> Result<Page, ApiError> {
         let mut de = serde_json::Deserializer::from_slice(body);
-        let data = Envelope { list_key }
-            .deserialize(&mut de)
-            .and_then(|data| de.end().map(|()| data))
+        let overflow = Cell::new(false);
+        let data = Envelope {
+            list_key,
+            max_items,
+            overflow: &overflow,
+        }
+        .deserialize(&mut de)
+        .and_then(|data| de.end().map(|()| data));
+        if overflow.get() {
+            return Err(ApiError::Protocol(format!(
+                "a page held more than the {max_items} rows asked for"
+            )));
+        }
+        let data = data
             .map_err(|e| ApiError::Decode(format!("not a JSON object ({e}): {}", preview(body))))?;
         let Some(data) = data else {
             return Err(ApiError::Decode(format!(
@@ -120,6 +134,9 @@ struct Data {
 /// The envelope, an object; its `data` when that is an object.
 struct Envelope<'k> {
     list_key: &'k str,
+    max_items: usize,
+    /// Set when the list is longer than `max_items`.
+    overflow: &'k Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for Envelope<'_> {
@@ -143,6 +160,10 @@ impl<'de> Visitor<'de> for Envelope<'_> {
             if key == "data" {
                 data = map.next_value_seed(DataSeed {
                     list_key: self.list_key,
+                    list: ListSeed {
+                        max_items: self.max_items,
+                        overflow: self.overflow,
+                    },
                 })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -155,6 +176,7 @@ impl<'de> Visitor<'de> for Envelope<'_> {
 /// `data`: None unless it is an object.
 struct DataSeed<'k> {
     list_key: &'k str,
+    list: ListSeed<'k>,
 }
 
 impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
@@ -179,7 +201,7 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
         };
         while let Some(Key(key)) = map.next_key()? {
             if key == self.list_key {
-                data.items = map.next_value_seed(ListSeed)?;
+                data.items = map.next_value_seed(self.list)?;
             } else if key == "pagination" {
                 data.pagination = map.next_value()?;
             } else {
@@ -202,9 +224,13 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
 }
 
 /// The list: null is empty, an array its items as received, anything else None.
-struct ListSeed;
+#[derive(Clone, Copy)]
+struct ListSeed<'k> {
+    max_items: usize,
+    overflow: &'k Cell<bool>,
+}
 
-impl<'de> DeserializeSeed<'de> for ListSeed {
+impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
     type Value = Option<Vec<Box<RawValue>>>;
 
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
@@ -212,7 +238,7 @@ impl<'de> DeserializeSeed<'de> for ListSeed {
     }
 }
 
-impl<'de> Visitor<'de> for ListSeed {
+impl<'de> Visitor<'de> for ListSeed<'_> {
     type Value = Option<Vec<Box<RawValue>>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -220,8 +246,12 @@ impl<'de> Visitor<'de> for ListSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_items));
         while let Some(item) = seq.next_element()? {
+            if items.len() == self.max_items {
+                self.overflow.set(true);
+                return Err(serde::de::Error::custom("more items than asked for"));
+            }
             items.push(item);
         }
         Ok(Some(items))
@@ -248,10 +278,13 @@ fn as_u64(v: &Value) -> Option<u64> {
     }
 }
 
-/// The start of a body, for error messages.
+/// The start of a body, for error messages: masked before it is cut, so a key across the cut
+/// leaves no prefix behind.
 pub fn preview(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    const SHOWN: usize = 120;
+    let head = String::from_utf8_lossy(&body[..body.len().min(SHOWN * 8)]);
+    let text = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    crate::secrets::clean(&text, SHOWN)
 }
 
 #[cfg(test)]
@@ -262,22 +295,31 @@ mod tests {
     fn reads_pagination_not_page_counts() {
         let body = br#"{"msg":"ok","status":200,"data":{"total_users":1,"users":[{"a":1}],
             "pagination":{"total":1874,"pages":2,"page":1,"limit":1000}}}"#;
-        let page = Page::parse(body, "users").unwrap();
+        let page = Page::parse(body, "users", 1000).unwrap();
         assert_eq!((page.items.len(), page.total, page.pages), (1, 1874, 2));
         assert_eq!(page.items[0].get(), r#"{"a":1}"#);
     }
 
     #[test]
     fn html_error_page_is_a_decode_error() {
-        let err = Page::parse(b"<html><body>502 Bad Gateway</body></html>", "users").unwrap_err();
+        let err =
+            Page::parse(b"<html><body>502 Bad Gateway</body></html>", "users", 1000).unwrap_err();
         assert!(matches!(err, ApiError::Decode(_)));
         assert!(err.to_string().contains("502 Bad Gateway"));
     }
 
     #[test]
+    fn a_page_longer_than_asked_for_is_refused() {
+        let body = br#"{"data":{"users":[1,2,3],"pagination":{"total":3,"pages":1}}}"#;
+        assert_eq!(Page::parse(body, "users", 3).unwrap().items.len(), 3);
+        let err = Page::parse(body, "users", 2).unwrap_err();
+        assert!(matches!(err, ApiError::Protocol(_)), "{err}");
+    }
+
+    #[test]
     fn numbers_as_strings_are_read() {
         let body = br#"{"data":{"campaigns":[],"pagination":{"total":"0","pages":"0"}}}"#;
-        let page = Page::parse(body, "campaigns").unwrap();
+        let page = Page::parse(body, "campaigns", 1000).unwrap();
         assert_eq!((page.total, page.pages), (0, 0));
     }
 
@@ -318,7 +360,7 @@ mod tests {
         proptest! {
             #[test]
             fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-                let _ = Page::parse(&bytes, "users");
+                let _ = Page::parse(&bytes, "users", 1000);
             }
 
             #[test]
@@ -331,7 +373,7 @@ mod tests {
                     format!(r#"{{"data":{{"{key}":[1]}},"data":{{"{key}":[2,3]}}}}"#),
                 ];
                 for body in bodies {
-                    let new = Page::parse(body.as_bytes(), key);
+                    let new = Page::parse(body.as_bytes(), key, usize::MAX);
                     let old = three_passes(body.as_bytes(), key);
                     match (new, old) {
                         (Ok(a), Ok(b)) => {
@@ -350,9 +392,9 @@ mod tests {
 
             #[test]
             fn any_json_never_panics(value in any_json(), key in prop_oneof![Just("users"), Just("campaigns")]) {
-                let _ = Page::parse(value.to_string().as_bytes(), key);
+                let _ = Page::parse(value.to_string().as_bytes(), key, 1000);
                 let body = serde_json::json!({"data": {key: [value.clone()], "pagination": value}});
-                let _ = Page::parse(body.to_string().as_bytes(), key);
+                let _ = Page::parse(body.to_string().as_bytes(), key, 1000);
             }
         }
     }

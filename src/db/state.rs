@@ -322,7 +322,8 @@ pub async fn finish_run(
     .bind(totals.rows_inserted as i64)
     .bind(totals.rows_updated as i64)
     .bind(totals.rows_rejected as i64)
-    .bind(error)
+    // Error texts quote what servers sent: masked and escaped, a NUL would fail the update.
+    .bind(error.map(|e| crate::secrets::clean(e, 2000)))
     .bind(totals.campaigns_skipped as i32)
     .bind(totals.campaigns_new as i32)
     .bind(totals.campaigns_changed as i32)

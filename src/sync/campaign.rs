@@ -327,7 +327,7 @@ async fn read_campaign(
         run_id,
         campaign: id,
         run_from: first.start,
-        page_size: config.page_size,
+        page_size: config.page_size.into(),
         halt,
         progress: ctx.progress.get(),
         pages_per_scan: config.pages_per_scan,

@@ -17,6 +17,11 @@ pub async fn fetch_campaigns(api: &ApiClient) -> Result<(Vec<CampaignRow>, bool)
     for attempt in 1..=3 {
         let first = api.campaigns(1, MAX_LIMIT).await.map_err(api_failure)?;
         let (expected, pages) = (first.total, first.pages);
+        if pages > crate::sync::scan::MAX_PAGES_PER_RANGE {
+            return Err(api_failure(ApiError::Protocol(format!(
+                "the campaign list claims {pages} pages"
+            ))));
+        }
         let mut last_total = first.total;
         let mut this_pass = HashSet::new();
         // Each page is typed as it arrives, so the raw pages are never all held at once.

@@ -52,14 +52,14 @@ pub async fn run_until(
     let lock = db::try_lock(pool, halt.clone())
         .await?
         .ok_or(Failure::Locked)?;
-    let result = match ApiClient::new(config.api.clone()) {
-        Err(e) => Err(Failure::Config(e.to_string())),
+    let (report, result) = match ApiClient::new(config.api.clone()) {
+        Err(e) => (None, Err(Failure::Config(e.to_string()))),
         Ok(api) => {
             let run_id = Uuid::new_v4();
             let run = Run {
                 config,
                 pool,
-                api,
+                api: api.with_halt(halt.clone()),
                 run_id,
                 halt: &halt,
             };
@@ -70,7 +70,11 @@ pub async fn run_until(
         }
     };
     lock.release().await;
-    result
+    // After the lock is let go: a Pushgateway that never answers must not keep the next run out.
+    if let Some(report) = &report {
+        export_metrics(config, report, &result, &stop).await;
+    }
+    result.and(report.ok_or_else(|| Failure::Transient(anyhow::anyhow!("the run did not start"))))
 }
 
 /// What every part of one run shares.
@@ -83,27 +87,31 @@ pub(crate) struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// The run, once it holds the lock.
-    async fn locked(&self, lock: &db::RunLock) -> Result<RunReport, Failure> {
+    /// The run, once it holds the lock: its report once it is in the ledger, and its outcome.
+    async fn locked(&self, lock: &db::RunLock) -> (Option<RunReport>, Result<(), Failure>) {
         let started = std::time::Instant::now();
         // The campaign list is read while the database is made ready; neither waits on the
         // other.
         let listed_at = chrono::Utc::now();
         let mut conn = lock.session().await;
-        let (listed, checkpoints) =
-            tokio::join!(fetch_campaigns(&self.api), self.prepare(&mut conn));
+        let (listed, prepared) = tokio::join!(fetch_campaigns(&self.api), self.prepare(&mut conn));
         drop(conn);
-        let checkpoints = checkpoints?;
+        let (recorded, checkpoints) = prepared;
+        if !recorded {
+            // Not in the ledger: nothing to finish there.
+            return (None, checkpoints.map(|_| ()));
+        }
 
         let mut totals = RunTotals::default();
-        let mut result = match listed {
-            Ok((listed, complete)) => {
+        let mut result = match (listed, checkpoints) {
+            (Ok((listed, complete)), Ok(checkpoints)) => {
                 let listed = (listed, listed_at, complete);
                 self.sync_all(lock, listed, checkpoints, &mut totals).await
             }
-            Err(e) => Err(e),
+            (_, Err(e)) | (Err(e), _) => Err(e),
         };
-        if self.halt.is_cancelled() && result.is_ok() {
+        // What a stop cut short is an interruption, not a failure.
+        if self.halt.is_cancelled() && matches!(result, Ok(()) | Err(Failure::Transient(_))) {
             result = Err(if lock.lost() {
                 Failure::Transient(anyhow::anyhow!(
                     "the run lock was lost to another run; stopped"
@@ -112,7 +120,10 @@ impl Run<'_> {
                 Failure::Interrupted
             });
         }
-        let report = self.finish(lock, &result, totals, started).await?;
+        let report = match self.finish(lock, &result, totals, started).await {
+            Ok(report) => report,
+            Err(e) => return (None, Err(e)),
+        };
         let result = match result {
             Ok(()) if report.totals.rows_rejected > 0 => Err(Failure::Partial(format!(
                 "{} rows could not be read and were kept in linkrunner.rejected_rows (run {})",
@@ -120,24 +131,32 @@ impl Run<'_> {
             ))),
             other => other,
         };
-        export_metrics(self.config, &report, &result).await;
-        result.map(|()| report)
+        (Some(report), result)
     }
 
-    /// Migrates, records the run in the ledger and reads the checkpoints.
+    /// Migrates, records the run in the ledger and reads the checkpoints; `true` once the run
+    /// is in the ledger, which it must then leave finished.
     async fn prepare(
         &self,
         conn: &mut PgConnection,
-    ) -> Result<HashMap<String, Checkpoint>, Failure> {
-        db::migrate(conn).await?;
-        state::start_run(conn, self.run_id, &self.config.ledger_settings())
-            .await
-            .context("recording the run")?;
+    ) -> (bool, Result<HashMap<String, Checkpoint>, Failure>) {
+        if let Err(e) = db::migrate(conn).await {
+            return (false, Err(e));
+        }
+        if let Err(e) = state::start_run(conn, self.run_id, &self.config.ledger_settings()).await {
+            return (
+                false,
+                Err(Failure::Transient(
+                    anyhow::Error::new(e).context("recording the run"),
+                )),
+            );
+        }
         tracing::info!(timezone = self.config.timezone.name(), "sync started");
         let checkpoints = state::checkpoints(conn)
             .await
-            .context("reading checkpoints")?;
-        Ok(checkpoints.into_iter().collect())
+            .context("reading checkpoints");
+        let checkpoints = checkpoints.map(|c| c.into_iter().collect());
+        (true, checkpoints.map_err(Failure::Transient))
     }
 
     /// Stores the campaign list and reads the campaigns.
@@ -239,8 +258,14 @@ impl Run<'_> {
     }
 }
 
-/// Writes or pushes the run's metrics when asked to; trouble here never fails the run.
-async fn export_metrics(config: &SyncConfig, report: &RunReport, result: &Result<(), Failure>) {
+/// Writes or pushes the run's metrics when asked to; trouble here never fails the run, and a
+/// push gets [`metrics::PUSH_TIME`], or two seconds once the run is being stopped.
+async fn export_metrics(
+    config: &SyncConfig,
+    report: &RunReport,
+    result: &Result<(), Failure>,
+    stop: &CancellationToken,
+) {
     if config.metrics_file.is_none() && config.pushgateway.is_none() {
         return;
     }
@@ -255,7 +280,20 @@ async fn export_metrics(config: &SyncConfig, report: &RunReport, result: &Result
         }
     }
     if let Some(url) = &config.pushgateway {
-        if let Err(e) = metrics::push(url, text).await {
+        let time = if stop.is_cancelled() {
+            std::time::Duration::from_secs(2)
+        } else {
+            metrics::PUSH_TIME
+        };
+        let pushed = tokio::select! {
+            pushed = tokio::time::timeout(time, metrics::push(url, text)) => {
+                pushed.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {time:?}")))
+            }
+            () = stop.cancelled(), if !stop.is_cancelled() => {
+                Err(anyhow::anyhow!("stopped by a signal"))
+            }
+        };
+        if let Err(e) = pushed {
             tracing::warn!(error = %e, "could not push metrics");
         }
     }

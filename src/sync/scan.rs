@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ const MAX_PASSES: u32 = 4;
 /// Reads of a range when the database drops out under its transaction.
 const DB_ATTEMPTS: u32 = 6;
 
+/// Most pages one range may claim: ten million rows in full pages, more than any window of an
+/// honest project holds, so a `pagination` that claims pages without end is refused up front.
+pub const MAX_PAGES_PER_RANGE: u64 = 10_000;
+
 /// What one campaign's sync did.
 #[derive(Clone, Debug, Default)]
 pub struct CampaignReport {
@@ -44,7 +49,7 @@ pub struct CampaignReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(ApiError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("stopped before finishing")]
@@ -60,6 +65,15 @@ pub enum ScanError {
     },
 }
 
+impl From<ApiError> for ScanError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Stopped => ScanError::Stopped,
+            other => ScanError::Api(other),
+        }
+    }
+}
+
 pub struct Scanner<'a> {
     pub api: &'a ApiClient,
     pub pool: &'a sqlx::PgPool,
@@ -69,7 +83,8 @@ pub struct Scanner<'a> {
     pub campaign: &'a str,
     /// Where this run's gap-free reading of the campaign began.
     pub run_from: DateTime<Utc>,
-    pub page_size: u32,
+    /// Rows asked for per page; halved for the campaign when a page is too large to read.
+    pub page_size: AtomicU32,
     /// Cancelled when the run must stop at its next safe point.
     pub halt: &'a CancellationToken,
     pub progress: Option<&'a indicatif::ProgressBar>,
@@ -232,20 +247,31 @@ impl Scanner<'_> {
                 start: ws[0].start,
                 end: ws[ws.len() - 1].end,
             };
-            let first = self.page(range, 1, report).await?;
             // Too many pages for one transaction, or rows that kept moving: halve the range,
             // as fewer pages give concurrent writes less chance to move rows under us.
             let splittable = ws.len() > 1;
-            let split = if splittable && first.pages > self.pages_per_scan {
-                true
-            } else {
-                match self.read_range(range, first, verify, report).await {
-                    Err(ScanError::Unstable { .. }) if splittable => true,
-                    other => {
-                        other?;
-                        false
-                    }
+            let read = match self.page(range, 1, report).await {
+                Ok(first) if splittable && first.pages > self.pages_per_scan => Ok(true),
+                Ok(first) => match self.read_range(range, first, verify, report).await {
+                    Err(ScanError::Unstable { .. }) if splittable => Ok(true),
+                    other => other.map(|()| false),
+                },
+                Err(e) => Err(e.into()),
+            };
+            let split = match read {
+                // Rows too rich for a page of this size: the same range in smaller pages.
+                Err(ScanError::Api(ApiError::TooLarge { .. })) if self.page_size() > 1 => {
+                    let smaller = self.page_size() / 2;
+                    self.page_size.store(smaller, Ordering::Relaxed);
+                    tracing::warn!(
+                        campaign = self.campaign,
+                        page_size = smaller,
+                        "a page was too large; reading in smaller pages"
+                    );
+                    queue.push_front(ws);
+                    continue;
                 }
+                other => other?,
             };
             if split {
                 let (a, b) = ws.split_at(ws.len() / 2);
@@ -264,8 +290,18 @@ impl Scanner<'_> {
     ) -> Result<Page, ApiError> {
         report.requests += 1;
         self.api
-            .attributed_users(self.campaign, range.start, range.end, page, self.page_size)
+            .attributed_users(
+                self.campaign,
+                range.start,
+                range.end,
+                page,
+                self.page_size(),
+            )
             .await
+    }
+
+    fn page_size(&self) -> u32 {
+        self.page_size.load(Ordering::Relaxed)
     }
 
     /// Reads a range and commits it: through the batch writer when it fits in one page, else
@@ -448,15 +484,22 @@ impl Scanner<'_> {
                 None => self.page(range, 1, report).await?,
             };
             let (expected, pages) = (first.total, first.pages);
+            if pages > MAX_PAGES_PER_RANGE {
+                return Err(ScanError::Api(ApiError::Protocol(format!(
+                    "{pages} pages claimed for one window, more than the {MAX_PAGES_PER_RANGE} \
+                     a range may have"
+                ))));
+            }
+            let page_size = self.page_size() as usize;
             let mut last_total = expected;
-            let mut short = first.items.len() < self.page_size as usize;
+            let mut short = first.items.len() < page_size;
             self.take(sink, first, &mut reading).await?;
             let mut page_no = 2;
             // Stop at the last page, or at a short one.
             while page_no <= pages && !short {
                 let page = self.page(range, page_no, report).await?;
                 last_total = page.total;
-                short = page.items.len() < self.page_size as usize;
+                short = page.items.len() < page_size;
                 self.take(sink, page, &mut reading).await?;
                 page_no += 1;
             }
