@@ -512,3 +512,53 @@ async fn pagination_without_end_is_refused(pool: PgPool) {
         "{runs:?}"
     );
 }
+
+#[sqlx::test]
+async fn a_certificate_that_fails_verification_is_named_in_the_error(pool: PgPool) {
+    // A TLS server with a self-signed certificate, as a man in the middle would present.
+    let dir = std::env::temp_dir().join(format!("linkrunner-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command (scripts/test installs it)");
+    assert!(made.status.success(), "{made:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let mut cmd = common::bare_sync_command(
+        &database_url(&pool.connect_options()),
+        &format!("https://localhost:{port}/"),
+        "tls-key",
+    );
+    cmd.args(["--max-retries", "0", "--no-progress"]);
+    let out = output(cmd).await;
+    let _ = wait_within(server, Duration::ZERO).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("certificate"), "{}", text(&out));
+}
