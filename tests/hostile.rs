@@ -562,3 +562,29 @@ async fn a_certificate_that_fails_verification_is_named_in_the_error(pool: PgPoo
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("certificate"), "{}", text(&out));
 }
+
+#[sqlx::test]
+async fn a_key_echoed_into_a_rejected_row_is_masked_there(pool: PgPool) {
+    let key = "row-echo-canary-5b3e";
+    let api = api_with_users(vec![
+        format!(
+            r#"{{"campaign_display_id":"c1","attributed_at":"{key}","user_data":{{"id":"u1"}}}}"#
+        ),
+        hostile::user("c1", "u2", "2026-11-02T10:00:00.000Z"),
+    ])
+    .await;
+    let out = output(sync(&pool.connect_options(), &api.url, key)).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let kept: Vec<(String, String)> =
+        sqlx::query_as("SELECT reason, raw_text FROM linkrunner.rejected_rows")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(
+        kept.iter()
+            .all(|(r, t)| !r.contains(key) && !t.contains(key)),
+        "{kept:?}"
+    );
+    assert!(kept[0].1.contains("[redacted]"), "{kept:?}");
+}

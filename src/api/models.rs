@@ -26,6 +26,9 @@ pub struct Page {
     pub pages: u64,
     /// What the page draws on the run's memory budget, given back when it is dropped.
     pub hold: Hold,
+    /// The body was not UTF-8: each byte that was not became the escape `\udcXX` (see
+    /// [`escape_bad_bytes`]), so the items that held one read as holding a lone surrogate.
+    pub recoded: bool,
 }
 
 impl Page {
@@ -35,7 +38,26 @@ impl Page {
     /// `total_campaigns` / `total_users` count the rows on this page only, so they are ignored.
     /// A list longer than `max_items` (the `limit` asked for) is refused as soon as it is seen,
     /// before the rest of it is held.
+    ///
+    /// A body that fails to parse and is not UTF-8 is read again with its bad bytes escaped:
+    /// the items beside one that held them are read as usual.
     pub fn parse(body: &[u8], list_key: &str, max_items: usize) -> Result<Page, ApiError> {
+        let first = Page::parse_text(body, list_key, max_items);
+        if first.is_ok() || std::str::from_utf8(body).is_ok() {
+            return first;
+        }
+        let Some(escaped) = escape_bad_bytes(body) else {
+            return first;
+        };
+        Page::parse_text(escaped.as_bytes(), list_key, max_items)
+            .map(|page| Page {
+                recoded: true,
+                ..page
+            })
+            .or(first)
+    }
+
+    fn parse_text(body: &[u8], list_key: &str, max_items: usize) -> Result<Page, ApiError> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let overflow = Cell::new(false);
         let data = Envelope {
@@ -69,8 +91,30 @@ impl Page {
             total,
             pages,
             hold: Hold::default(),
+            recoded: false,
         })
     }
+}
+
+/// The body with each byte that is not UTF-8 written as the JSON escape `\udcXX` of byte 0xXX
+/// (PEP 383's "surrogateescape": always `\udc80`..`\udcff`, as such a byte is 0x80 or more).
+/// In a string it reads as a lone surrogate, which no text Postgres stores holds, and the
+/// original bytes can be read back from it. None when a bad byte follows the backslash of an
+/// escape: the body is no JSON, and escaping the byte would make it one.
+pub fn escape_bad_bytes(body: &[u8]) -> Option<String> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(body.len() + 64);
+    for chunk in body.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            let backslashes = out.bytes().rev().take_while(|&b| b == b'\\').count();
+            if backslashes % 2 == 1 {
+                return None;
+            }
+            let _ = write!(out, "\\u{:04x}", 0xdc00 | u16::from(*byte));
+        }
+    }
+    Some(out)
 }
 
 /// An object key, borrowed unless it has escapes.
@@ -349,7 +393,44 @@ mod tests {
             total,
             pages,
             hold: Hold::default(),
+            recoded: false,
         })
+    }
+
+    #[test]
+    fn bad_bytes_become_escapes_and_only_their_items_hold_them() {
+        let body = b"{\"msg\":\"\xff\",\"data\":{\"users\":[{\"n\":\"Zo\xe9\"},{\"n\":\"ok\"}]}}";
+        let page = Page::parse(body, "users", 1000).unwrap();
+        assert!(page.recoded);
+        assert_eq!(page.items[0].get(), r#"{"n":"Zo\udce9"}"#);
+        assert_eq!(page.items[1].get(), r#"{"n":"ok"}"#);
+        // A cut multi-byte character: each of its bytes.
+        assert_eq!(
+            escape_bad_bytes("\"\u{e9}\u{1F600}\"".as_bytes()[..6].as_ref()).unwrap(),
+            "\"\u{e9}\\udcf0\\udc9f\\udc98"
+        );
+        // Valid bodies take the usual path.
+        let page = Page::parse(br#"{"data":{"users":[{"n":"\ud83d"}]}}"#, "users", 1000).unwrap();
+        assert!(!page.recoded);
+    }
+
+    #[test]
+    fn bad_bytes_never_make_json_of_what_is_not() {
+        // An escape cut by a bad byte, and bad bytes outside strings.
+        for body in [
+            &b"{\"data\":{\"users\":[\"a\\\xff\"]}}"[..],
+            b"{\"data\":\xff}",
+        ] {
+            assert!(matches!(
+                Page::parse(body, "users", 1000),
+                Err(ApiError::Decode(_))
+            ));
+        }
+        assert_eq!(
+            escape_bad_bytes(b"\\\\\xff").as_deref(),
+            Some("\\\\\\udcff")
+        );
+        assert_eq!(escape_bad_bytes(b"\\\xff"), None);
     }
 
     mod properties {

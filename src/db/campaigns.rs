@@ -1,11 +1,19 @@
 //! Campaigns and store listings from the campaign list.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::db::rows;
+use crate::db::rows::storable::{self, MAX_KEY_BYTES};
+use crate::db::rows::Rejected;
+
+/// The `display_id` a listing item that cannot be stored is kept under in `rejected_rows` when
+/// its own `display_id` cannot be stored either (missing, not a string, holding text Postgres
+/// cannot store, or over [`MAX_KEY_BYTES`]).
+pub const UNSTORABLE_ID: &str = "(display_id not storable)";
 
 /// A listing item, typed leniently; `raw` is the item as received.
 #[derive(Clone, Debug)]
@@ -27,6 +35,10 @@ pub struct CampaignRow {
     pub store_listings: Vec<StoreListing>,
     /// The item's text as received.
     pub raw: Box<RawValue>,
+    /// Why the item cannot be stored, when it cannot (see [`storable`]). Such an item is kept in
+    /// `rejected_rows` and neither stored nor read; its `display_id` is [`UNSTORABLE_ID`] unless
+    /// its own can be stored, and no other field is read.
+    pub unstorable: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -60,30 +72,54 @@ fn time(v: &Value, key: &str) -> Option<DateTime<Utc>> {
 }
 
 impl CampaignRow {
-    /// None when the item has no usable `display_id`.
-    pub fn from_wire(item: &RawValue) -> Option<CampaignRow> {
-        // Postgres can store no NUL character: such a campaign is kept with each one written
-        // as the text \u0000.
-        let nul = rows::holds_nul(item.get());
-        let escaped;
-        let item = if nul {
-            escaped = RawValue::from_string(rows::escape_nul(item.get())).ok()?;
-            &*escaped
-        } else {
-            item
-        };
-        let raw: Value = serde_json::from_str(item.get()).ok()?;
-        let display_id = match raw.get("display_id")? {
-            Value::String(s) if !s.is_empty() => s.clone(),
-            _ => return None,
-        };
-        if nul {
-            tracing::warn!(
-                campaign = display_id,
-                "the campaign holds \\u0000 (a NUL character); stored with each one written as the text \\u0000"
-            );
+    /// Types a listing item; one that cannot be stored comes back with the reason in
+    /// `unstorable`. `recoded` says the item's page was not UTF-8 (`Page::recoded`).
+    pub fn from_wire(item: &RawValue, recoded: bool) -> CampaignRow {
+        CampaignRow::read(item, recoded).unwrap_or_else(|(display_id, reason)| CampaignRow {
+            display_id,
+            name: None,
+            created_at: None,
+            update_at: None,
+            google: None,
+            meta: None,
+            meta_campaign_id: None,
+            meta_web_to_app: None,
+            active: None,
+            default_link: None,
+            attributed_users: None,
+            link: None,
+            shareable_link: None,
+            domain: None,
+            store_listings: Vec::new(),
+            raw: item.to_owned(),
+            unstorable: Some(reason),
+        })
+    }
+
+    /// Whether the campaign can be stored and read.
+    pub fn is_storable(&self) -> bool {
+        self.unstorable.is_none()
+    }
+
+    /// The item as `rejected_rows` keeps it, when it cannot be stored.
+    pub fn rejected(&self) -> Option<Rejected> {
+        Some(Rejected {
+            reason: self.unstorable.clone()?,
+            raw: self.raw.get().to_owned(),
+        })
+    }
+
+    /// The typed item, or the `display_id` to keep it under and why it cannot be stored.
+    fn read(item: &RawValue, recoded: bool) -> Result<CampaignRow, (String, String)> {
+        let display_id = display_id(item, recoded).map_err(|e| (UNSTORABLE_ID.to_owned(), e))?;
+        let aside = |reason: String| (display_id.clone(), reason);
+        let problems = storable::problems(item.get(), recoded);
+        if problems.any() {
+            return Err(aside(format!("the campaign {problems}")));
         }
-        let store_listings = raw
+        let raw: Value = serde_json::from_str(item.get())
+            .map_err(|e| aside(format!("the campaign cannot be read ({e})")))?;
+        let store_listings: Vec<StoreListing> = raw
             .get("store_listings")
             .and_then(Value::as_array)
             .map(|items| {
@@ -99,12 +135,16 @@ impl CampaignRow {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(long) = store_listings.iter().find(|l| l.id.len() > MAX_KEY_BYTES) {
+            let reason = storable::long_key_reason("a store_listing_id", long.id.len());
+            return Err(aside(reason));
+        }
         let attributed_users = match raw.get("attributed_users") {
             Some(Value::Number(n)) => n.as_i64(),
             Some(Value::String(s)) => s.trim().parse().ok(),
             _ => None,
         };
-        Some(CampaignRow {
+        Ok(CampaignRow {
             name: text(&raw, "name"),
             created_at: time(&raw, "created_at"),
             update_at: time(&raw, "update_at"),
@@ -121,8 +161,30 @@ impl CampaignRow {
             store_listings,
             display_id,
             raw: item.to_owned(),
+            unstorable: None,
         })
     }
+}
+
+/// The item's `display_id` (of two, the last), or why it cannot be stored.
+fn display_id(item: &RawValue, recoded: bool) -> Result<String, String> {
+    let members: BTreeMap<String, &RawValue> = serde_json::from_str(item.get())
+        .map_err(|_| "the campaign is not a JSON object with readable keys".to_owned())?;
+    let member = members
+        .get("display_id")
+        .map(|m| m.get())
+        .filter(|m| m.starts_with('"') && *m != "\"\"")
+        .ok_or_else(|| "the campaign has no display_id (a non-empty string)".to_owned())?;
+    let problems = storable::problems(member, recoded);
+    if problems.any() {
+        return Err(format!("its display_id {problems}"));
+    }
+    let id: String =
+        serde_json::from_str(member).map_err(|e| format!("its display_id cannot be read ({e})"))?;
+    if id.len() > MAX_KEY_BYTES {
+        return Err(storable::long_key_reason("its display_id", id.len()));
+    }
+    Ok(id)
 }
 
 /// Upserts the listed campaigns and their store listings; returns how many were new or changed.
@@ -276,35 +338,73 @@ mod tests {
     fn drifted_counters_and_empty_ids_are_read() {
         let c = item(serde_json::json!({
             "display_id": "x1", "attributed_users": "12", "meta_campaign_id": "", "active": "false"
-        }))
-        .unwrap();
+        }));
         assert_eq!(
             (c.attributed_users, c.meta_campaign_id, c.active),
             (Some(12), None, Some(false))
         );
-        assert!(item(serde_json::json!({"display_id": ""})).is_none());
+        let empty = item(serde_json::json!({"display_id": ""}));
+        assert_eq!(empty.display_id, UNSTORABLE_ID);
+        assert!(empty.unstorable.unwrap().contains("no display_id"));
     }
 
     #[test]
-    fn a_nul_is_kept_as_text() {
-        let c = item(serde_json::json!({"display_id": "x2", "name": "Spring\u{0}sale"})).unwrap();
-        assert_eq!(c.name.as_deref(), Some("Spring\\u0000sale"));
-        assert!(!rows::holds_nul(c.raw.get()));
+    fn a_campaign_postgres_cannot_store_is_set_aside_as_received() {
+        let cases = [
+            (
+                r#"{"display_id":"x2","name":"Spring\u0000sale"}"#,
+                "x2",
+                "NUL",
+            ),
+            (
+                r#"{"display_id":"x3","name":"Zo\ud83d"}"#,
+                "x3",
+                "surrogate",
+            ),
+            (
+                r#"{"display_id":"x\u0000","name":"A"}"#,
+                UNSTORABLE_ID,
+                "NUL",
+            ),
+            (r#"{"display_id":5}"#, UNSTORABLE_ID, "no display_id"),
+            (r#"{"display_id":"x4","n":1e400}"#, "x4", "cannot be read"),
+            (r#"[1]"#, UNSTORABLE_ID, "not a JSON object"),
+        ];
+        for (text, id, reason) in cases {
+            let c = CampaignRow::from_wire(&RawValue::from_string(text.into()).unwrap(), false);
+            assert_eq!(c.display_id, id, "{text}");
+            let rejected = c.rejected().unwrap();
+            assert!(
+                rejected.reason.contains(reason),
+                "{text}: {}",
+                rejected.reason
+            );
+            assert_eq!(rejected.raw, text);
+        }
+        let long = serde_json::json!({"display_id": "x".repeat(MAX_KEY_BYTES + 1)});
+        assert_eq!(item(long).display_id, UNSTORABLE_ID);
+        let listing = serde_json::json!({"display_id": "x5", "store_listings": [
+            {"store_listing_id": "s".repeat(MAX_KEY_BYTES + 1)}
+        ]});
+        assert_eq!(item(listing).display_id, "x5");
+        // Of two display_ids, the last.
+        let twice = r#"{"display_id":"a","display_id":"b"}"#;
+        let c = CampaignRow::from_wire(&RawValue::from_string(twice.into()).unwrap(), false);
+        assert_eq!((c.display_id.as_str(), c.is_storable()), ("b", true));
     }
 
-    fn item(value: Value) -> Option<CampaignRow> {
-        CampaignRow::from_wire(&serde_json::value::to_raw_value(&value).unwrap())
+    fn item(value: Value) -> CampaignRow {
+        CampaignRow::from_wire(&serde_json::value::to_raw_value(&value).unwrap(), false)
     }
 
     proptest! {
         #[test]
         fn any_item_never_panics(value in any_json(), item in object_with(KEYS)) {
             let _ = super::tests::item(value);
-            if let Some(c) = super::tests::item(item.clone()) {
-                // As received, but for any NUL, kept as the text \u0000.
-                let kept: Value = serde_json::from_str(&rows::escape_nul(&item.to_string())).unwrap();
-                prop_assert_eq!(serde_json::from_str::<Value>(c.raw.get()).unwrap(), kept);
-            }
+            let c = super::tests::item(item.clone());
+            // As received, whether stored or set aside.
+            prop_assert_eq!(serde_json::from_str::<Value>(c.raw.get()).unwrap(), item);
+            prop_assert_eq!(c.is_storable(), c.rejected().is_none());
         }
     }
 }

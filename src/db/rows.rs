@@ -1,13 +1,16 @@
 //! An attributed-user row as received, split into what we store: typed columns, `user_data` as
 //! received, and `extra` for everything the columns cannot hold exactly. `to_wire` rebuilds the
-//! received JSON from the stored parts, which is how the tests prove nothing is lost.
+//! received JSON from the stored parts, which is how the tests prove nothing is lost. A row
+//! whose text Postgres cannot store is set aside whole ([`storable`]).
+
+pub mod storable;
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -47,11 +50,12 @@ pub struct UserRow {
     pub extra: Option<Value>,
 }
 
-/// A row we could not key, with the reason.
+/// An item we could not read or store, with the reason.
 #[derive(Clone, Debug)]
 pub struct Rejected {
     pub reason: String,
-    pub raw: Value,
+    /// The item's JSON text as received (bytes that were not UTF-8 as `\udcXX` escapes).
+    pub raw: String,
 }
 
 /// The API's own timestamp form: UTC, milliseconds, `Z`.
@@ -117,25 +121,74 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
 }
 
-/// The few fields of `user_data` the sync itself needs; the rest is skipped, not built.
-#[derive(Default, Deserialize)]
+/// The few fields of `user_data` the sync itself needs; the rest is skipped, not built. Of a
+/// key received twice the last counts, as in the `user_data` jsonb Postgres stores.
+#[derive(Default)]
 struct UserFields<'a> {
-    #[serde(default, borrow)]
     id: Id<'a>,
-    #[serde(default, borrow)]
     device_data: Option<&'a RawValue>,
 }
 
-#[derive(Default, Deserialize)]
-struct DeviceIds<'a> {
-    #[serde(default, borrow)]
-    install_instance_id: Id<'a>,
-    #[serde(default, borrow)]
-    device_id: Id<'a>,
-    #[serde(default, borrow)]
-    idfv: Id<'a>,
-    #[serde(default, borrow)]
-    android_id: Id<'a>,
+impl<'de: 'a, 'a> Deserialize<'de> for UserFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(UserFieldsVisitor(PhantomData))
+    }
+}
+
+struct UserFieldsVisitor<'a>(PhantomData<UserFields<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for UserFieldsVisitor<'a> {
+    type Value = UserFields<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UserFields<'a>, A::Error> {
+        let mut fields = UserFields::default();
+        while let Some(Key(key)) = map.next_key()? {
+            match &*key {
+                "id" => fields.id = map.next_value()?,
+                "device_data" => fields.device_data = map.next_value()?,
+                _ => drop(map.next_value::<IgnoredAny>()?),
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// The device identifiers a key falls back on, in the order of [`DEVICE_KEYS`]; of a key
+/// received twice the last counts.
+#[derive(Default)]
+struct DeviceIds<'a>([Id<'a>; DEVICE_KEYS.len()]);
+
+const DEVICE_KEYS: [&str; 4] = ["install_instance_id", "device_id", "idfv", "android_id"];
+
+impl<'de: 'a, 'a> Deserialize<'de> for DeviceIds<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(DeviceIdsVisitor(PhantomData))
+    }
+}
+
+struct DeviceIdsVisitor<'a>(PhantomData<DeviceIds<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for DeviceIdsVisitor<'a> {
+    type Value = DeviceIds<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DeviceIds<'a>, A::Error> {
+        let mut ids = DeviceIds::default();
+        while let Some(Key(key)) = map.next_key()? {
+            match DEVICE_KEYS.iter().position(|k| *k == key) {
+                Some(i) => ids.0[i] = map.next_value()?,
+                None => drop(map.next_value::<IgnoredAny>()?),
+            }
+        }
+        Ok(ids)
+    }
 }
 
 /// An identifier field, read as a `Value` would be but keeping only what a key can use: a
@@ -232,37 +285,6 @@ impl<'de: 'a, 'a> Visitor<'de> for IdVisitor<'a> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Id<'a>, A::Error> {
         Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Id::from_value)
     }
-}
-
-/// Why a row holding a NUL character is set aside.
-pub const NUL_REASON: &str = "holds \\u0000 (a NUL character), which Postgres text and jsonb \
-     cannot store; kept here with each one written as the six characters \\u0000";
-
-/// Whether JSON text holds the escape `\u0000`.
-pub fn holds_nul(json: &str) -> bool {
-    nul_escapes(json).next().is_some()
-}
-
-/// Where each `\u0000` escape starts; one whose backslash is itself escaped (`\\u0000`, the
-/// text `\u0000`) is not one.
-fn nul_escapes(json: &str) -> impl Iterator<Item = usize> + '_ {
-    json.match_indices("\\u0000").filter_map(|(i, _)| {
-        let before = json[..i].bytes().rev().take_while(|&b| b == b'\\').count();
-        (before % 2 == 0).then_some(i)
-    })
-}
-
-/// The JSON text with each NUL character replaced by the text `\u0000`.
-pub fn escape_nul(json: &str) -> String {
-    let mut out = String::with_capacity(json.len() + 8);
-    let mut from = 0;
-    for i in nul_escapes(json) {
-        out.push_str(&json[from..i]);
-        out.push('\\');
-        from = i;
-    }
-    out.push_str(&json[from..]);
-    out
 }
 
 /// A small JSON value; the text was already checked to be JSON.
@@ -384,15 +406,19 @@ impl<'de> Visitor<'de> for MembersVisitor {
 impl UserRow {
     /// Splits a received row of `campaign`'s listing.
     pub fn from_wire(campaign: &str, raw: &RawValue) -> Result<UserRow, Rejected> {
+        UserRow::from_item(campaign, raw, false)
+    }
+
+    /// As [`UserRow::from_wire`], for an item of a page whose body was not UTF-8 when
+    /// `recoded` (`Page::recoded`). A row whose text Postgres cannot store is set aside whole.
+    pub fn from_item(campaign: &str, raw: &RawValue, recoded: bool) -> Result<UserRow, Rejected> {
         let reject = |reason: &str| Rejected {
             reason: reason.to_owned(),
-            raw: small(raw),
+            raw: raw.get().to_owned(),
         };
-        if holds_nul(raw.get()) {
-            return Err(Rejected {
-                reason: NUL_REASON.to_owned(),
-                raw: serde_json::from_str(&escape_nul(raw.get())).unwrap_or(Value::Null),
-            });
+        let problems = storable::problems(raw.get(), recoded);
+        if problems.any() {
+            return Err(reject(&problems.to_string()));
         }
         let Ok(Members { known, unknown }) = serde_json::from_str::<Members>(raw.get()) else {
             return Err(reject("row is not a JSON object"));
@@ -417,6 +443,10 @@ impl UserRow {
             _ => None,
         };
         let row_key = row_key(user_id.as_deref(), fields.device_data, raw);
+        let (source, bytes) = key_source(&row_key);
+        if bytes > storable::MAX_KEY_BYTES {
+            return Err(reject(&storable::long_key_reason(&source, bytes)));
+        }
 
         let mut extra = Map::new();
         let mut absent = Vec::new();
@@ -549,17 +579,13 @@ fn row_key(user_id: Option<&str>, device_data: Option<&RawValue>, row: &RawValue
     let ids: DeviceIds = device_data
         .and_then(|d| serde_json::from_str(d.get()).ok())
         .unwrap_or_default();
-    let device = [
-        ("install_instance_id", &ids.install_instance_id),
-        ("device_id", &ids.device_id),
-        ("idfv", &ids.idfv),
-        ("android_id", &ids.android_id),
-    ]
-    .into_iter()
-    .find_map(|(key, value)| match value {
-        Id::Str(s) if !s.trim().is_empty() => Some(["d:", key, "=", s].concat()),
-        _ => None,
-    });
+    let device = DEVICE_KEYS
+        .iter()
+        .zip(&ids.0)
+        .find_map(|(key, value)| match value {
+            Id::Str(s) if !s.trim().is_empty() => Some(["d:", key, "=", s].concat()),
+            _ => None,
+        });
     if let Some(device) = device {
         return device;
     }
@@ -571,6 +597,18 @@ fn row_key(user_id: Option<&str>, device_data: Option<&RawValue>, row: &RawValue
     }
     let digest = Sha256::digest(stable.to_string().as_bytes());
     format!("h:{}", hex::encode(digest))
+}
+
+/// The field a row key was made of, and the bytes of its value.
+fn key_source(row_key: &str) -> (String, usize) {
+    match row_key.split_once(':') {
+        Some(("u", id)) => ("user_data.id".into(), id.len()),
+        Some(("d", device)) => match device.split_once('=') {
+            Some((key, id)) => (format!("user_data.device_data.{key}"), id.len()),
+            None => ("a device id".into(), device.len()),
+        },
+        _ => ("the row key".into(), row_key.len()),
+    }
 }
 
 #[cfg(test)]
@@ -657,38 +695,69 @@ mod tests {
     }
 
     #[test]
-    fn only_unescaped_nul_escapes_count() {
-        // JSON text as it arrives: `\u0000` is a NUL; `\\u0000` is a backslash and "u0000".
-        let cases = [
-            (r#"{"a":"x\u0000y"}"#, true),
-            (r#"{"a":"x\\u0000y"}"#, false),
-            (r#"{"a":"x\\\u0000y"}"#, true),
-            (r#"{"a\u0000":1}"#, true),
-            (r#"{"a":"\u00001"}"#, true),
-            (r#"{"a":"u0000 \u0001"}"#, false),
-        ];
-        for (text, nul) in cases {
-            assert_eq!(holds_nul(text), nul, "{text}");
-            let escaped = escape_nul(text);
-            assert!(!holds_nul(&escaped), "{escaped}");
-            // Only the NULs change: each becomes the six characters \u0000.
-            let value: Value = serde_json::from_str(&escaped).unwrap();
-            let original: Value = serde_json::from_str(text).unwrap();
-            let as_text = original.to_string().replace("\\u0000", "\\\\u0000");
-            let expected = if nul { as_text } else { original.to_string() };
-            assert_eq!(value.to_string(), expected, "{text}");
-        }
+    fn rows_holding_a_nul_are_set_aside_as_received() {
+        let mut row = sample();
+        row["user_data"]["name"] = json!("Ada\u{0}Lovelace");
+        let item = raw(row);
+        let rejected = UserRow::from_wire("c", &item).unwrap_err();
+        assert!(rejected.reason.contains("NUL"), "{}", rejected.reason);
+        assert_eq!(rejected.raw, item.get());
+        assert!(UserRow::from_wire("c", &raw(sample())).is_ok());
     }
 
     #[test]
-    fn rows_holding_a_nul_are_set_aside_in_a_form_postgres_stores() {
+    fn rows_holding_lone_surrogates_or_bad_bytes_are_set_aside_as_received() {
+        let text = sample().to_string().replace("Priya", "Zo\\ud83d");
+        let item = RawValue::from_string(text.clone()).unwrap();
+        let rejected = UserRow::from_wire("c", &item).unwrap_err();
+        assert!(rejected.reason.contains("surrogate"), "{}", rejected.reason);
+        assert_eq!(rejected.raw, text);
+        // A byte that was not UTF-8, escaped by the page, even where it pairs.
+        let text = sample().to_string().replace("Priya", "\\ud83d\\udcff");
+        let item = RawValue::from_string(text).unwrap();
+        assert!(UserRow::from_wire("c", &item).is_ok());
+        let rejected = UserRow::from_item("c", &item, true).unwrap_err();
+        assert!(rejected.reason.contains("not UTF-8"), "{}", rejected.reason);
+    }
+
+    #[test]
+    fn keys_over_the_limit_are_set_aside() {
         let mut row = sample();
-        row["user_data"]["name"] = json!("Ada\u{0}Lovelace");
+        row["user_data"]["id"] = json!("u".repeat(storable::MAX_KEY_BYTES));
+        assert!(UserRow::from_wire("c", &raw(row.clone())).is_ok());
+        row["user_data"]["id"] = json!("u".repeat(storable::MAX_KEY_BYTES + 1));
+        let rejected = UserRow::from_wire("c", &raw(row.clone())).unwrap_err();
+        assert!(
+            rejected.reason.contains("user_data.id"),
+            "{}",
+            rejected.reason
+        );
+        row["user_data"]["id"] = Value::Null;
+        row["user_data"]["device_data"]["idfv"] = json!("i".repeat(3000));
         let rejected = UserRow::from_wire("c", &raw(row)).unwrap_err();
-        assert_eq!(rejected.reason, NUL_REASON);
-        assert_eq!(rejected.raw["user_data"]["name"], "Ada\\u0000Lovelace");
-        assert!(!rejected.raw.to_string().contains("\\u0000\""));
-        assert!(UserRow::from_wire("c", &raw(sample())).is_ok());
+        assert!(
+            rejected.reason.contains("device_data.idfv"),
+            "{}",
+            rejected.reason
+        );
+    }
+
+    #[test]
+    fn of_keys_received_twice_the_last_counts() {
+        let text = sample()
+            .to_string()
+            .replace(r#""id":"u_58213""#, r#""id":"first","id":"last""#)
+            .replace(r#""brand":"google""#, r#""idfv":"a","idfv":"b""#);
+        let row = UserRow::from_wire("c", &RawValue::from_string(text).unwrap()).unwrap();
+        assert_eq!(row.user_id.as_deref(), Some("last"));
+        // device_data twice, and idfv twice in the last.
+        let text = sample().to_string().replace(
+            r#""id":"u_58213""#,
+            r#""id":null,"device_data":{"idfv":"a","idfv":"b"}"#,
+        );
+        assert!(text.contains(r#""device_data":{"brand":"google"}"#));
+        let row = UserRow::from_wire("c", &RawValue::from_string(text).unwrap()).unwrap();
+        assert_eq!(row.row_key, "d:idfv=b");
     }
 
     #[test]

@@ -140,7 +140,7 @@ async fn record_verified(conn: &mut PgConnection, verified: &[(&str, Verify)]) -
                  (SELECT count(*) FROM linkrunner.attributed_users a
                    WHERE a.campaign_display_id = v.c AND a.attributed_at <= v.listed)
                  + (SELECT count(*) FROM linkrunner.rejected_rows r
-                     WHERE r.campaign_display_id = v.c)) AS rows
+                     WHERE r.campaign_display_id = v.c AND r.kind = 'attributed_user')) AS rows
              FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::int8[], $5::interval[])
                  AS v(c, n, listed, upstream, probation)
          )

@@ -1,5 +1,6 @@
 //! Bulk writes of attributed users.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -7,7 +8,8 @@ use sqlx::{PgConnection, Row};
 
 use serde_json::Value;
 
-use crate::db::rows::{Rejected, UserRow};
+use crate::db::rows::{storable, Rejected, UserRow};
+use crate::secrets;
 
 /// What a batch did to the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -248,29 +250,72 @@ fn put_jsonb(buf: &mut Vec<u8>, value: Option<&[u8]>) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Keeps rows that could not be understood, with the reason.
+/// Keeps rows of `campaign` that could not be read or stored, with the reason.
 pub async fn insert_rejected(
     conn: &mut PgConnection,
     run_id: uuid::Uuid,
     campaign: &str,
     rejected: &[Rejected],
 ) -> sqlx::Result<()> {
-    if rejected.is_empty() {
+    let items: Vec<_> = rejected.iter().map(|r| (campaign, r)).collect();
+    insert_set_aside(conn, run_id, "attributed_user", &items).await
+}
+
+/// Keeps items of the campaign list that cannot be stored, each under its `display_id` (or
+/// `campaigns::UNSTORABLE_ID`), with the reason.
+pub async fn insert_rejected_campaigns(
+    conn: &mut PgConnection,
+    run_id: uuid::Uuid,
+    campaigns: &[(&str, Rejected)],
+) -> sqlx::Result<()> {
+    let items: Vec<_> = campaigns.iter().map(|(id, r)| (*id, r)).collect();
+    insert_set_aside(conn, run_id, "campaign", &items).await
+}
+
+/// Writes items set aside to `rejected_rows`, once per campaign and text: `raw_text` as
+/// received, `raw` the same with each escape Postgres cannot store written as text, or NULL
+/// where Postgres cannot read it even so (a number beyond `numeric`, say).
+async fn insert_set_aside(
+    conn: &mut PgConnection,
+    run_id: uuid::Uuid,
+    kind: &str,
+    items: &[(&str, &Rejected)],
+) -> sqlx::Result<()> {
+    if items.is_empty() {
         return Ok(());
     }
+    // What servers send is masked like every other text the job writes out: a key echoed
+    // into a row must not land in the warehouse.
+    let texts: Vec<String> = items.iter().map(|(_, r)| secrets::redact(&r.raw)).collect();
+    let reasons: Vec<String> = items
+        .iter()
+        .map(|(_, r)| secrets::clean(&r.reason, 1000))
+        .collect();
+    // Only what differs from raw_text is sent again. A byte escaped by a recoded page that
+    // pairs with a high surrogate escape before it stays a pair here: raw_text has it as sent.
+    let readable = texts
+        .iter()
+        .map(|raw| match storable::readable(raw, false) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(text) => Some(text),
+        });
     sqlx::query(
-        "INSERT INTO linkrunner.rejected_rows (campaign_display_id, raw_sha256, reason, raw,
-             last_run_id)
-         SELECT DISTINCT ON (h) $2, h, reason, raw, $1
-         FROM UNNEST($3::text[], $4::jsonb[]) AS t(reason, raw),
-              LATERAL encode(sha256(convert_to(raw::text, 'UTF8')), 'hex') AS h
+        "INSERT INTO linkrunner.rejected_rows (kind, campaign_display_id, raw_sha256, reason,
+             raw_text, raw, last_run_id)
+         SELECT DISTINCT ON (c, h) $1, c, h, reason, raw_text,
+             linkrunner.try_jsonb(COALESCE(readable, raw_text)), $2
+         FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[])
+                  AS t(c, reason, raw_text, readable),
+              LATERAL encode(sha256(convert_to(raw_text, 'UTF8')), 'hex') AS h
          ON CONFLICT (campaign_display_id, raw_sha256) DO UPDATE SET
              reason = EXCLUDED.reason, last_rejected_at = now(), last_run_id = EXCLUDED.last_run_id",
     )
+    .bind(kind)
     .bind(run_id)
-    .bind(campaign)
-    .bind(rejected.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+    .bind(items.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+    .bind(&reasons)
+    .bind(&texts)
+    .bind(readable.collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

@@ -17,7 +17,9 @@ use crate::api::{ApiClient, ApiError, ApiStats};
 use crate::config::SyncConfig;
 use crate::db::batch::BatchWriter;
 use crate::db::campaigns::{self, CampaignRow};
+use crate::db::rows::Rejected;
 use crate::db::state::{self, Checkpoint, RunTotals};
+use crate::db::writer;
 use crate::db::KeptSession;
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
@@ -63,6 +65,7 @@ pub(crate) async fn read_all(
     campaigns_stored: watch::Receiver<bool>,
     totals: &mut RunTotals,
 ) -> Result<Read, Failure> {
+    totals.rows_rejected += set_aside(run, &listed).await?;
     let now = Utc::now();
     let todo = queue(run.config, &listed, &checkpoints, now);
     for q in &todo {
@@ -100,6 +103,45 @@ pub(crate) async fn read_all(
     drop(ctx);
     while writers.join_next().await.is_some() {}
     read
+}
+
+/// Keeps the listed campaigns that cannot be stored in `rejected_rows`, each named in a warning;
+/// returns how many there are. They are not read, and the list they came in marks no campaign
+/// deleted.
+async fn set_aside(run: &Run<'_>, listed: &[CampaignRow]) -> Result<u64, Failure> {
+    let rejected: Vec<(&str, Rejected)> = listed
+        .iter()
+        .filter_map(|c| Some((c.display_id.as_str(), c.rejected()?)))
+        .collect();
+    if rejected.is_empty() {
+        return Ok(0);
+    }
+    for (id, r) in &rejected {
+        tracing::warn!(
+            campaign = id,
+            item = %preview(&r.raw),
+            reason = r.reason,
+            "a campaign of the list cannot be stored: kept in linkrunner.rejected_rows and not \
+             read; no campaign is marked deleted this run"
+        );
+    }
+    let mut conn = run
+        .pool
+        .acquire()
+        .await
+        .context("keeping rejected campaigns")?;
+    writer::insert_rejected_campaigns(&mut conn, run.run_id, &rejected)
+        .await
+        .context("keeping rejected campaigns")?;
+    Ok(rejected.len() as u64)
+}
+
+/// The start of an item's text, for a log line.
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(120) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// What reading the campaigns leaves for the end of the run.
@@ -140,6 +182,7 @@ fn queue(
     let mut todo = listed
         .iter()
         .enumerate()
+        .filter(|(_, c)| c.is_storable())
         .filter(|(_, c)| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
         .map(|(index, c)| {
             let checkpoint = checkpoints.get(&c.display_id).copied();
@@ -463,6 +506,6 @@ pub(crate) mod tests {
 
     pub(crate) fn campaign(counter: Option<i64>) -> CampaignRow {
         let raw = serde_json::json!({"display_id": "abc", "attributed_users": counter});
-        CampaignRow::from_wire(&serde_json::value::to_raw_value(&raw).unwrap()).unwrap()
+        CampaignRow::from_wire(&serde_json::value::to_raw_value(&raw).unwrap(), false)
     }
 }

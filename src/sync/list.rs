@@ -1,18 +1,23 @@
 //! The campaign list: read whole, checked for completeness, and stored.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use sqlx::{Connection, PgConnection};
 
 use crate::api::client::MAX_LIMIT;
-use crate::api::{ApiClient, ApiError};
+use crate::api::{ApiClient, ApiError, Page};
 use crate::db::campaigns::{self, CampaignRow};
 use crate::error::Failure;
 
-/// Pages through the campaign list; `true` when one pass saw a steady, complete list.
+/// Pages through the campaign list; `true` when one pass saw a steady, complete list and every
+/// campaign in it can be stored. Campaigns that cannot be stored come last, with the reason in
+/// `unstorable`: a run keeps them in `rejected_rows`, and marks no campaign deleted.
 pub async fn fetch_campaigns(api: &ApiClient) -> Result<(Vec<CampaignRow>, bool), Failure> {
     let mut seen: HashMap<String, CampaignRow> = HashMap::new();
+    // By their text as received: their display_ids may be missing or alike.
+    let mut unstorable: HashMap<String, CampaignRow> = HashMap::new();
     let mut complete = false;
     for attempt in 1..=3 {
         let first = api.campaigns(1, MAX_LIMIT).await.map_err(api_failure)?;
@@ -23,52 +28,66 @@ pub async fn fetch_campaigns(api: &ApiClient) -> Result<(Vec<CampaignRow>, bool)
             ))));
         }
         let mut last_total = first.total;
-        let mut this_pass = HashSet::new();
+        let (mut this_pass, mut this_pass_unstorable) = (HashSet::new(), HashSet::new());
         // Each page is typed as it arrives, so the raw pages are never all held at once.
-        let mut take = |items: Vec<Box<serde_json::value::RawValue>>| {
-            for item in items {
-                match CampaignRow::from_wire(&item) {
-                    Some(c) => {
-                        this_pass.insert(c.display_id.clone());
-                        seen.insert(c.display_id.clone(), c);
-                    }
-                    None => tracing::warn!("campaign without a display_id in the list; skipped"),
+        let mut take = |page: Page| {
+            for item in page.items {
+                let c = CampaignRow::from_wire(&item, page.recoded);
+                if c.is_storable() {
+                    this_pass.insert(c.display_id.clone());
+                    seen.insert(c.display_id.clone(), c);
+                } else {
+                    this_pass_unstorable.insert(c.raw.get().to_owned());
+                    unstorable.insert(c.raw.get().to_owned(), c);
                 }
             }
         };
-        take(first.items);
+        take(first);
         for page in 2..=pages {
             let next = api.campaigns(page, MAX_LIMIT).await.map_err(api_failure)?;
             last_total = next.total;
             let short = next.items.len() < MAX_LIMIT as usize;
-            take(next.items);
+            take(next);
             if short {
                 break;
             }
         }
-        if last_total == expected && this_pass.len() as u64 >= expected {
+        let seen_this_pass = this_pass.len() + this_pass_unstorable.len();
+        if last_total == expected && seen_this_pass as u64 >= expected {
             complete = true;
             break;
         }
         tracing::warn!(
             attempt,
             expected,
-            seen = this_pass.len(),
+            seen = seen_this_pass,
             "campaign list moved while paging"
         );
     }
     let mut listed: Vec<CampaignRow> = seen.into_values().collect();
     listed.sort_by(|a, b| a.display_id.cmp(&b.display_id));
+    let mut unstorable: Vec<CampaignRow> = unstorable.into_values().collect();
+    unstorable.sort_by(|a, b| a.raw.get().cmp(b.raw.get()));
+    let complete = complete && unstorable.is_empty();
+    listed.extend(unstorable);
     Ok((listed, complete))
 }
 
 /// Upserts the listed campaigns and their store listings; with `mark_deleted`, campaigns no
-/// longer listed get `deleted_at`.
+/// longer listed get `deleted_at`, unless the list holds one that cannot be stored (it may be
+/// one already stored). Those are kept in `rejected_rows` by `campaign::read_all`.
 pub async fn store_campaigns(
     conn: &mut PgConnection,
     listed: &[CampaignRow],
     mark_deleted: bool,
 ) -> Result<(), Failure> {
+    let set_aside = listed.iter().filter(|c| !c.is_storable()).count();
+    let mark_deleted = mark_deleted && set_aside == 0;
+    let listed: Cow<[CampaignRow]> = if set_aside == 0 {
+        Cow::Borrowed(listed)
+    } else {
+        Cow::Owned(listed.iter().filter(|c| c.is_storable()).cloned().collect())
+    };
     let mut tx = conn.begin().await.context("storing campaigns")?;
     // A thousand at a time: the session's write buffer keeps the size of the largest statement
     // it sent, and the whole list of a large project binds megabytes.

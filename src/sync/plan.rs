@@ -40,6 +40,10 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         .iter()
         .filter(|c| config.campaigns.is_empty() || config.campaigns.contains(&c.display_id))
     {
+        if let Some(reason) = &campaign.unstorable {
+            let _ = writeln!(out, "{:<14} rejected  {reason}", campaign.display_id);
+            continue;
+        }
         let checkpoint = checkpoints.get(&campaign.display_id).copied();
         let action = trust::decide(config, campaign, checkpoint, now);
         if action == Action::Skip {

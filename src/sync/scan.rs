@@ -206,12 +206,12 @@ fn convert(campaign: &str, page: Page) -> Converted {
     let mut rows = HashMap::with_capacity(page.items.len());
     let mut rejected = HashMap::new();
     for item in page.items {
-        match UserRow::from_wire(campaign, &item) {
+        match UserRow::from_item(campaign, &item, page.recoded) {
             Ok(row) => {
                 rows.insert((row.attributed_at, row.row_key.clone()), row);
             }
             Err(r) => {
-                rejected.insert(r.raw.to_string(), r);
+                rejected.insert(r.raw.clone(), r);
             }
         }
     }

@@ -81,6 +81,22 @@ pub fn page(list_key: &str, items: &[String], total: u64, pages: u64) -> Vec<u8>
     .into_bytes()
 }
 
+/// As [`page`], around items given as bytes, which need not be UTF-8.
+pub fn page_bytes(list_key: &str, items: &[Vec<u8>], total: u64, pages: u64) -> Vec<u8> {
+    let mut body = format!(r#"{{"msg":"ok","status":200,"data":{{"{list_key}":["#).into_bytes();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(
+        format!(r#"],"pagination":{{"total":{total},"pages":{pages},"page":1,"limit":1000}}}}}}"#)
+            .as_bytes(),
+    );
+    body
+}
+
 /// A campaign as the list sends it.
 pub fn campaign(display_id: &str, name: &str) -> String {
     serde_json::json!({
