@@ -61,12 +61,13 @@ pub struct SyncArgs {
     )]
     pub base_url: String,
 
-    /// Backfill from this date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM in --timezone, or RFC 3339).
-    /// Without it, each campaign resumes from its checkpoint, or starts at its created_at.
+    /// Backfill from this date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM in --timezone, or RFC 3339;
+    /// 2000-01-01 or later). Without it, each campaign resumes from its checkpoint, or starts at
+    /// its created_at.
     #[arg(long)]
     pub since: Option<String>,
 
-    /// Sync up to this date or time (exclusive; default: now).
+    /// Sync up to this date or time (exclusive; 2000-01-01 or later; default: now).
     #[arg(long)]
     pub until: Option<String>,
 
@@ -74,11 +75,13 @@ pub struct SyncArgs {
     #[arg(long, default_value = "UTC")]
     pub timezone: String,
 
-    /// Window length: whole local days (1d, 7d) or a part of a day (6h, 30m).
+    /// Window length: whole local days (1d, 7d; at most 365d) or a part of a day (6h, 30m; at
+    /// least 1m). A campaign's range may hold at most 100000 windows.
     #[arg(long, default_value = "1d")]
     pub window: String,
 
-    /// Re-read this much before the checkpoint on every run, for late data (s, m, h, d, w).
+    /// Re-read this much before the checkpoint on every run, for late data (s, m, h, d, w;
+    /// 1s to 365d).
     #[arg(long, default_value = "2d")]
     pub lookback: String,
 
@@ -86,24 +89,24 @@ pub struct SyncArgs {
     #[arg(long = "campaign", value_name = "DISPLAY_ID")]
     pub campaigns: Vec<String>,
 
-    /// Most API requests per second, over all campaigns.
+    /// Most API requests per second, over all campaigns (0.01 to 10000).
     #[arg(long, default_value_t = 10.0)]
     pub rps: f64,
 
-    /// Most campaigns read at the same time, all under the one --rps limit. Small ranges of
-    /// several campaigns are committed together.
+    /// Most campaigns read at the same time, all under the one --rps limit (1 to 64). Small
+    /// ranges of several campaigns are committed together.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
 
     /// MiB of attributed-user rows held at once (pages, parsed rows and rows waiting for their
-    /// commit); reading waits while they fill it. The job's peak memory is about this plus
-    /// 40 MiB.
+    /// commit); reading waits while they fill it (1 to 4096). The job's peak memory is about
+    /// this plus 40 MiB.
     #[arg(long, default_value_t = 8, value_name = "MIB")]
     pub memory_budget_mib: u32,
 
     /// A campaign whose trusted attributed_users counter has not moved is skipped, but re-read
     /// at least this often anyway; a counter found apart from the rows must agree this long
-    /// before it is trusted again.
+    /// before it is trusted again (1s to 365d).
     #[arg(long, default_value = "6h")]
     pub full_scan_every: String,
 
@@ -112,15 +115,16 @@ pub struct SyncArgs {
     #[arg(long)]
     pub rescan: bool,
 
-    /// Time limit for a response's headers, and again for its body.
+    /// Time limit for a response's headers, and again for its body (10ms to 1h).
     #[arg(long, default_value = "30s")]
     pub timeout: String,
 
-    /// Retries of one request after 429, 5xx or a connection error.
+    /// Retries of one request after 429, 5xx or a connection error (0 to 100).
     #[arg(long, default_value_t = 8)]
     pub max_retries: usize,
 
-    /// First retry delay; it doubles, with jitter, up to 60s. Retry-After wins when sent.
+    /// First retry delay (1ms to 60s); it doubles, with jitter, up to 60s. Retry-After wins
+    /// when sent.
     #[arg(long, default_value = "1s", hide = true)]
     pub retry_delay: String,
 
@@ -128,11 +132,13 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 1000, hide = true)]
     pub page_size: u32,
 
-    /// Most pages read into one transaction before a range is split.
+    /// Most pages read into one transaction before a range is split (1 to 1000).
     #[arg(long, default_value_t = 20, hide = true)]
     pub pages_per_scan: u64,
 
-    /// Write the run's metrics here at its end, for node_exporter's textfile collector.
+    /// Write the run's metrics here at its end, for node_exporter's textfile collector. Only a
+    /// regular file (or nothing) there is replaced; a link, FIFO, device or directory is left
+    /// alone, with a warning.
     #[arg(long, value_name = "PATH", env = "LINKRUNNER_METRICS_FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
 
@@ -154,11 +160,12 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// How many recent runs to show.
+    /// How many recent runs to show (0 to 1000).
     #[arg(long, default_value_t = 5)]
     pub runs: i64,
 
-    /// A campaign not confirmed current for longer than this is stale; status then exits 6.
+    /// A campaign not confirmed current for longer than this is stale; status then exits 6
+    /// (1s to 365d).
     #[arg(long, default_value = "1h")]
     pub max_lag: String,
 
@@ -180,15 +187,15 @@ pub struct DemoArgs {
     #[arg(long, env = "LINKRUNNER_DEMO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
 
-    /// Campaigns in the simulated project.
+    /// Campaigns in the simulated project (1 to 10000).
     #[arg(long, default_value_t = 25)]
     pub campaigns: usize,
 
-    /// Attributed users in the simulated project.
+    /// Attributed users in the simulated project (0 to 1000000).
     #[arg(long, default_value_t = 5000)]
     pub users: usize,
 
-    /// Requests per second, as in `sync`.
+    /// Requests per second, as in `sync` (0.01 to 10000).
     #[arg(long, default_value_t = 10.0)]
     pub rps: f64,
 

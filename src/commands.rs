@@ -6,8 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, DbArgs, LogFormat, OutputFormat, StatusArgs, SyncArgs};
 use crate::error::Failure;
-use crate::sync::span::parse_duration;
-use crate::{config, db, secrets, status, sync};
+use crate::{config, db, limits, secrets, status, sync};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     register_secrets(&cli);
@@ -64,8 +63,9 @@ async fn migrate_command(args: DbArgs) -> Result<(), Failure> {
 }
 
 async fn status_command(args: StatusArgs) -> Result<(), Failure> {
-    let max_lag =
-        parse_duration(&args.max_lag).map_err(|e| Failure::Config(format!("--max-lag: {e}")))?;
+    let max_lag = limits::duration("--max-lag", &args.max_lag, &limits::MAX_LAG)
+        .and_then(|lag| limits::number("--runs", args.runs, limits::RUNS).map(|_| lag))
+        .map_err(Failure::Config)?;
     let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     db::migrate(&mut *db::session(&pool).await?).await?;

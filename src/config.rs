@@ -9,8 +9,9 @@ use url::Url;
 use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
 use crate::cli::SyncArgs;
-use crate::db;
-use crate::sync::span::{parse_duration, parse_instant, WindowLen};
+use crate::sync::span::{parse_instant, WindowLen};
+use crate::sync::windows;
+use crate::{db, limits};
 
 /// A validated `sync` invocation.
 #[derive(Clone, Debug)]
@@ -84,64 +85,30 @@ pub fn sync_config(
     let base_url = base_url(&args.base_url)?;
     let timezone = parse_timezone(&args.timezone)?;
     let window = WindowLen::parse(&args.window).map_err(|e| format!("--window: {e}"))?;
-    let lookback = parse_duration(&args.lookback).map_err(|e| format!("--lookback: {e}"))?;
-    let full_scan_every =
-        parse_duration(&args.full_scan_every).map_err(|e| format!("--full-scan-every: {e}"))?;
-    let timeout = parse_duration(&args.timeout).map_err(|e| format!("--timeout: {e}"))?;
-    let retry_delay =
-        parse_duration(&args.retry_delay).map_err(|e| format!("--retry-delay: {e}"))?;
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| parse_instant(s, timezone).map_err(|e| format!("--since: {e}")))
-        .transpose()?;
-    let until = args
-        .until
-        .as_deref()
-        .map(|s| parse_instant(s, timezone).map_err(|e| format!("--until: {e}")))
-        .transpose()?;
-    if let Some(since) = since {
-        if since > now {
-            return Err(format!("--since {since} is in the future"));
-        }
-    }
-    if let Some(until) = until {
-        if until > now {
-            return Err(format!(
-                "--until {until} is in the future; leave it out to sync up to now"
-            ));
-        }
-        if since.is_some_and(|since| until <= since) {
-            return Err("--until must be after --since".into());
-        }
-    }
-    if !(args.rps.is_finite() && args.rps > 0.0 && args.rps <= 10_000.0) {
-        return Err(format!(
-            "--rps {} must be a number above 0 and at most 10000",
-            args.rps
-        ));
-    }
-    if args.concurrency == 0 || args.concurrency > 64 {
-        return Err(format!(
-            "--concurrency {} must be between 1 and 64",
-            args.concurrency
-        ));
-    }
-    if !(1..=4096).contains(&args.memory_budget_mib) {
-        return Err(format!(
-            "--memory-budget-mib {} must be between 1 and 4096",
-            args.memory_budget_mib
-        ));
-    }
-    if !(1..=MAX_LIMIT).contains(&args.page_size) {
-        return Err(format!(
-            "--page-size {} must be between 1 and {MAX_LIMIT}",
-            args.page_size
-        ));
-    }
-    if args.pages_per_scan == 0 {
-        return Err("--pages-per-scan must be at least 1".into());
-    }
+    let lookback = limits::duration("--lookback", &args.lookback, &limits::LOOKBACK)?;
+    let full_scan_every = limits::duration(
+        "--full-scan-every",
+        &args.full_scan_every,
+        &limits::FULL_SCAN_EVERY,
+    )?;
+    let timeout = limits::duration("--timeout", &args.timeout, &limits::TIMEOUT)?;
+    let retry_delay = limits::duration("--retry-delay", &args.retry_delay, &limits::RETRY_DELAY)?;
+    let (since, until) = dates(args, timezone, now)?;
+    check_windows(args, window, lookback, since, until.unwrap_or(now))?;
+    limits::rps(args.rps)?;
+    limits::number("--concurrency", args.concurrency, limits::CONCURRENCY)?;
+    limits::number(
+        "--memory-budget-mib",
+        args.memory_budget_mib,
+        limits::MEMORY_BUDGET_MIB,
+    )?;
+    limits::number("--page-size", args.page_size, 1..=MAX_LIMIT)?;
+    limits::number(
+        "--pages-per-scan",
+        args.pages_per_scan,
+        limits::PAGES_PER_SCAN,
+    )?;
+    limits::number("--max-retries", args.max_retries, limits::MAX_RETRIES)?;
     if let Some(bad) = args.campaigns.iter().find(|c| c.trim().is_empty()) {
         return Err(format!("--campaign '{bad}' is empty"));
     }
@@ -184,6 +151,70 @@ pub fn sync_config(
             .transpose()?,
     };
     Ok((config, database))
+}
+
+/// `--since` and `--until`, each when given.
+type Dates = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `--since` and `--until`: in order, from 2000-01-01 on and not in the future.
+fn dates(args: &SyncArgs, timezone: Tz, now: DateTime<Utc>) -> Result<Dates, String> {
+    let read = |flag: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|s| {
+                parse_instant(s, timezone)
+                    .map_err(|e| format!("{flag}: {e}"))
+                    .and_then(|t| limits::instant(flag, t))
+            })
+            .transpose()
+    };
+    let since = read("--since", &args.since)?;
+    let until = read("--until", &args.until)?;
+    if let Some(since) = since {
+        if since > now {
+            return Err(format!("--since {since} is in the future"));
+        }
+    }
+    if let Some(until) = until {
+        if until > now {
+            return Err(format!(
+                "--until {until} is in the future; leave it out to sync up to now"
+            ));
+        }
+        if since.is_some_and(|since| until <= since) {
+            return Err("--until must be after --since".into());
+        }
+    }
+    Ok((since, until))
+}
+
+/// Refuses settings whose plans would hold more than [`windows::MAX_WINDOWS`] windows: from
+/// `--since`, or over the `--lookback` read again on every run.
+fn check_windows(
+    args: &SyncArgs,
+    window: WindowLen,
+    lookback: Duration,
+    since: Option<DateTime<Utc>>,
+    end: DateTime<Utc>,
+) -> Result<(), String> {
+    let most = windows::MAX_WINDOWS;
+    if let Some(since) = since {
+        let n = windows::most_windows(window, since, end);
+        if n > most {
+            return Err(format!(
+                "--since {} in windows of {} makes up to {n} windows a campaign, more than {most}: use a longer --window or a later --since",
+                args.since.as_deref().unwrap_or_default(),
+                args.window
+            ));
+        }
+    }
+    let n = windows::most_windows(window, end - lookback, end);
+    if n > most {
+        return Err(format!(
+            "--lookback {} in windows of {} makes up to {n} windows a campaign on every run, more than {most}: use a longer --window or a shorter --lookback",
+            args.lookback, args.window
+        ));
+    }
+    Ok(())
 }
 
 /// An http(s) URL with no credentials in it (the key goes in a header, never in a URL).

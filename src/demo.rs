@@ -13,12 +13,20 @@ use crate::config::{self, SyncConfig};
 use crate::error::Failure;
 use crate::sim::{SimConfig, Simulator};
 use crate::sync::span::{parse_duration, WindowLen};
-use crate::{db, sync};
+use crate::{db, limits, sync};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/linkrunner_demo";
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let timezone = config::parse_timezone(&args.timezone).map_err(Failure::Config)?;
+    limits::rps(args.rps)
+        .and(limits::number(
+            "--campaigns",
+            args.campaigns,
+            limits::DEMO_CAMPAIGNS,
+        ))
+        .and(limits::number("--users", args.users, limits::DEMO_USERS))
+        .map_err(Failure::Config)?;
     let url = args
         .database_url
         .unwrap_or_else(|| SecretString::from(DEFAULT_URL));

@@ -16,7 +16,9 @@ pub mod code {
 /// Why a command did not finish cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// Bad flags, environment or input; nothing was changed.
+    /// Bad flags, environment or input (nothing was changed), or a problem every run would
+    /// meet again until someone fixes it: a database that refuses (a missing privilege, a table
+    /// of another shape), a base URL with no API behind it. What was committed stays.
     #[error("{0}")]
     Config(String),
     /// Linkrunner refused the API key.
@@ -36,7 +38,18 @@ pub enum Failure {
     Interrupted,
     /// Network, server or database trouble; the next run repairs it.
     #[error(transparent)]
-    Transient(#[from] anyhow::Error),
+    Transient(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    /// Transient, unless the database refused in a way every run would meet again (a missing
+    /// privilege, a table of another shape): that is configuration, with what to fix.
+    fn from(e: anyhow::Error) -> Self {
+        match crate::db::refusal::in_chain(&e) {
+            Some(why) => Failure::Config(format!("{}: {why}", chain_line(&e))),
+            None => Failure::Transient(e),
+        }
+    }
 }
 
 impl Failure {
@@ -58,8 +71,25 @@ impl Failure {
     /// One line: the error and its causes, joined.
     pub fn one_line(&self) -> String {
         match self {
-            Failure::Transient(e) => format!("{e:#}").replace('\n', " "),
+            Failure::Transient(e) => chain_line(e),
             other => other.to_string().replace('\n', " "),
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a database error repeats its cause's
+/// message in its own.
+fn chain_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod outbound;
@@ -20,6 +21,7 @@ pub mod sim;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod terminal;
 
 #[cfg(test)]
 pub mod testing;

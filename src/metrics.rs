@@ -3,6 +3,8 @@
 //! the client crates speak OpenMetrics, whose `# EOF` trailer the textfile collector rejects.
 
 use std::fmt::Write;
+use std::io::Write as _;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use url::Url;
@@ -112,11 +114,53 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
     out
 }
 
-/// Writes the file whole or not at all: the collector may read it at any moment.
+/// Writes the file whole or not at all: the collector may read it at any moment. The text goes
+/// to a temporary file of a name nobody can guess, created in the same directory without
+/// following any link, and is then renamed over `path`; only a regular file, or nothing, is
+/// replaced there.
 pub fn write_textfile(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("prom.tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    refuse_unless_regular(path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".linkrunner_sync.")
+        .suffix(".prom.tmp")
+        // Readable by the collector, which may run as another user.
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// An error naming what sits at `path`, unless that is a regular file or nothing.
+fn refuse_unless_regular(path: &Path) -> std::io::Result<()> {
+    let kind = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(meta) => meta.file_type(),
+    };
+    let what = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Err(std::io::Error::other(format!(
+        "the metrics file {} is {what}; only a regular file is replaced, so it was left as it is",
+        path.display()
+    )))
 }
 
 /// Longest a push may take: a Pushgateway is a side channel, never worth holding a run up.

@@ -6,6 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 
+use crate::terminal::printable;
+
 #[derive(Debug, Serialize)]
 pub struct CampaignStatus {
     pub display_id: String,
@@ -159,7 +161,8 @@ fn age(seconds: Option<i64>) -> String {
     }
 }
 
-/// The status as a table for people.
+/// The status as a table for people; text from the API is printed with its control characters
+/// escaped.
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -171,7 +174,7 @@ pub fn render(status: &Status) -> String {
         let _ = writeln!(
             out,
             "{:<14} {:<8} {:>8}  {:<9} {:<21} {:<21} {:>7}  {:<5} {}",
-            c.display_id,
+            printable(&c.display_id),
             c.state,
             c.rows,
             if c.counter_trusted {
@@ -183,7 +186,7 @@ pub fn render(status: &Status) -> String {
             time(c.last_change),
             age(c.behind_seconds),
             if c.stale { "STALE" } else { "" },
-            c.name.as_deref().unwrap_or_default()
+            printable(c.name.as_deref().unwrap_or_default())
         );
     }
     let _ = writeln!(
@@ -206,7 +209,7 @@ pub fn render(status: &Status) -> String {
             "{} {} {:<11} {:>6}s {:>7} requests {:>4} 429s {:>8} rows read {:>7} new {:>7} changed {:>4} rejected {:>5} skipped {:>5} changed {:>5} untrusted {:>3} failed{}",
             time(Some(r.started_at)),
             r.run_id,
-            r.outcome,
+            printable(&r.outcome),
             seconds.trim_end_matches('s'),
             r.requests,
             r.rate_limited,
@@ -218,7 +221,7 @@ pub fn render(status: &Status) -> String {
             r.campaigns_changed,
             r.campaigns_untrusted,
             r.campaigns_failed,
-            r.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default()
+            r.error.as_deref().map(|e| format!("  error: {}", printable(e))).unwrap_or_default()
         );
     }
     out

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod campaigns;
+pub mod refusal;
 pub mod rows;
 pub mod state;
 pub mod writer;
@@ -122,15 +123,10 @@ pub async fn migrate(conn: &mut PgConnection) -> Result<(), Failure> {
     if schema_current(conn).await {
         return Ok(());
     }
-    match MIGRATOR.run_direct(conn).await {
-        Ok(()) => Ok(()),
-        Err(sqlx::migrate::MigrateError::Execute(e)) => {
-            Err(failure(e, "applying database migrations"))
-        }
-        Err(e) => Err(Failure::Transient(
-            anyhow::Error::new(e).context("applying database migrations"),
-        )),
-    }
+    MIGRATOR
+        .run_direct(conn)
+        .await
+        .map_err(|e| Failure::from(anyhow::Error::new(e).context("applying database migrations")))
 }
 
 /// Whether every migration is applied as embedded, in two short statements. Anything else (no
@@ -177,21 +173,10 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
     }
 }
 
-/// A database error as the run's failure: the wrong login, database or privileges are
-/// configuration; the rest is transient.
+/// A database error as the run's failure: the wrong login, database, privileges or schema
+/// ([`refusal`]) are configuration; the rest is transient.
 pub fn failure(e: sqlx::Error, what: &str) -> Failure {
-    if let sqlx::Error::Database(d) = &e {
-        let why = match d.code().as_deref() {
-            Some("28P01" | "28000") => Some("the server refused the login (check the user and password in DATABASE_URL)"),
-            Some("3D000") => Some("the database does not exist (create it, or fix DATABASE_URL)"),
-            Some("42501") => Some("the database user lacks privileges (it needs CREATE on the database and ownership of schema linkrunner)"),
-            _ => None,
-        };
-        if let Some(why) = why {
-            return Failure::Config(format!("{what}: {why}: {}", d.message()));
-        }
-    }
-    Failure::Transient(anyhow::Error::new(e).context(what.to_owned()))
+    Failure::from(anyhow::Error::new(e).context(what.to_owned()))
 }
 
 /// Holds the run lock while it lives, on the session the run's own statements use (its

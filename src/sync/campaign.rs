@@ -19,8 +19,7 @@ use crate::db::batch::BatchWriter;
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::rows::Rejected;
 use crate::db::state::{self, Checkpoint, RunTotals};
-use crate::db::writer;
-use crate::db::KeptSession;
+use crate::db::{self, writer, KeptSession};
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
@@ -68,6 +67,10 @@ pub(crate) async fn read_all(
     totals.rows_rejected += set_aside(run, &listed).await?;
     let now = Utc::now();
     let todo = queue(run.config, &listed, &checkpoints, now);
+    let end = run.config.until.unwrap_or(now).min(now);
+    for q in todo.iter().filter(|q| q.action.reads()) {
+        check_plan(run.config, &listed[q.index], q.checkpoint, end)?;
+    }
     for q in &todo {
         *match q.action {
             Action::Skip => continue,
@@ -276,6 +279,11 @@ async fn read_campaigns(
                     "Linkrunner rejected the API key (HTTP {status}); check LINKRUNNER_API_KEY"
                 )));
             }
+            Err(ScanError::Db(e)) if db::refusal::why(&e).is_some() => {
+                // A grant or a table to fix: every other campaign would meet it too.
+                progress.finish_and_clear();
+                return Err(db::failure(e, &format!("campaign {campaign}")));
+            }
             Err(e) => {
                 totals.campaigns_failed += 1;
                 tracing::error!(campaign, error = %e, "campaign failed; the next run retries it");
@@ -437,17 +445,41 @@ fn new_rows(campaign: &CampaignRow, checkpoint: Option<Checkpoint>) -> u64 {
 }
 
 /// Where a campaign's reading starts: `--since`, else the checkpoint less the lookback, else
-/// the campaign's creation.
+/// the campaign's creation; never before [`span::earliest`].
 pub(crate) fn start_of_plan(
     config: &SyncConfig,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
 ) -> DateTime<Utc> {
-    match (config.since, checkpoint) {
-        (Some(since), _) => since,
-        (None, Some(c)) => c.synced_until - config.lookback,
-        (None, None) => campaign.created_at.unwrap_or_else(span::fallback_origin),
+    let start = match (config.since, checkpoint) {
+        (Some(since), _) => Some(since),
+        (None, Some(c)) => c.synced_until.checked_sub_signed(config.lookback),
+        (None, None) => Some(campaign.created_at.unwrap_or_else(span::fallback_origin)),
+    };
+    start.map_or(span::earliest(), |t| t.max(span::earliest()))
+}
+
+/// Refuses a campaign whose plan up to `end` would hold more than [`windows::MAX_WINDOWS`]
+/// windows, before any is made: a configuration problem (`--window` too short for its
+/// history), the same on every run.
+pub(crate) fn check_plan(
+    config: &SyncConfig,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+    end: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let start = start_of_plan(config, campaign, checkpoint);
+    let n = windows::most_windows(config.window, start, end);
+    if n <= windows::MAX_WINDOWS {
+        return Ok(());
     }
+    Err(Failure::Config(format!(
+        "campaign {}: reading from {} in windows of {} makes up to {n} windows, more than {}: use a longer --window, or --since to start later",
+        crate::terminal::printable(&campaign.display_id),
+        start.format("%Y-%m-%d %H:%M:%SZ"),
+        span::human(config.window.nominal()),
+        windows::MAX_WINDOWS
+    )))
 }
 
 /// A bar over the expected rows, on a terminal only (never under cron or with JSON logs).

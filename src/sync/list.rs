@@ -119,6 +119,9 @@ pub async fn store_campaigns(
 fn api_failure(e: ApiError) -> Failure {
     match e {
         ApiError::Unauthorized { .. } => Failure::Auth(e.to_string()),
+        ApiError::NotFound => Failure::Config(
+            "the campaign list answered 404: there is no Linkrunner Data API at this base URL; check LINKRUNNER_BASE_URL (e.g. https://api.linkrunner.io/api/v1)".into(),
+        ),
         other => Failure::Transient(anyhow::Error::new(other).context("reading the campaign list")),
     }
 }

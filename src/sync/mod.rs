@@ -146,7 +146,7 @@ impl Run<'_> {
         if let Err(e) = state::start_run(conn, self.run_id, &self.config.ledger_settings()).await {
             return (
                 false,
-                Err(Failure::Transient(
+                Err(Failure::from(
                     anyhow::Error::new(e).context("recording the run"),
                 )),
             );
@@ -156,7 +156,7 @@ impl Run<'_> {
             .await
             .context("reading checkpoints");
         let checkpoints = checkpoints.map(|c| c.into_iter().collect());
-        (true, checkpoints.map_err(Failure::Transient))
+        (true, checkpoints.map_err(Failure::from))
     }
 
     /// Stores the campaign list and reads the campaigns.
@@ -198,7 +198,7 @@ impl Run<'_> {
                 .context("recording campaigns confirmed by their trusted counters")?;
         }
         match first_error {
-            Some(e) => Err(Failure::Transient(e.context(format!(
+            Some(e) => Err(Failure::from(e.context(format!(
                 "{} of {} campaigns failed",
                 totals.campaigns_failed,
                 totals.campaigns_failed + totals.campaigns_synced

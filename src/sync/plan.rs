@@ -10,8 +10,10 @@ use crate::api::ApiClient;
 use crate::config::SyncConfig;
 use crate::db::state::{self, Checkpoint};
 use crate::error::Failure;
+use crate::sync::campaign::check_plan;
 use crate::sync::trust::{self, Action};
 use crate::sync::{fetch_campaigns, start_of_plan, windows};
+use crate::terminal::printable;
 
 /// Reads the campaign list and the checkpoints (if the schema exists) and renders the plan.
 pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failure> {
@@ -46,10 +48,12 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         }
         let checkpoint = checkpoints.get(&campaign.display_id).copied();
         let action = trust::decide(config, campaign, checkpoint, now);
+        let id = printable(&campaign.display_id);
         if action == Action::Skip {
-            let _ = writeln!(out, "{:<14} {:<9}", campaign.display_id, action.word());
+            let _ = writeln!(out, "{id:<14} {:<9}", action.word());
             continue;
         }
+        check_plan(config, campaign, checkpoint, end)?;
         let start = start_of_plan(config, campaign, checkpoint);
         let planned = windows::plan(config.timezone, config.window, start, end);
         let Some(first) = planned.first() else {
@@ -69,8 +73,7 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         reading += 1;
         let _ = writeln!(
             out,
-            "{:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
-            campaign.display_id,
+            "{id:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
             action.word(),
             first.start.format("%Y-%m-%d %H:%M:%SZ"),
             end.format("%Y-%m-%d %H:%M:%SZ"),

@@ -15,9 +15,19 @@ pub enum WindowLen {
 }
 
 impl WindowLen {
+    /// The shortest window: finer ones only multiply the windows a plan holds.
+    pub const MIN: Duration = Duration::minutes(1);
+    /// The longest window, in days.
+    pub const MAX_DAYS: u32 = 365;
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let d = parse_duration(text)?;
         let day = Duration::days(1);
+        if d < Self::MIN {
+            return Err(format!(
+                "window '{text}' is shorter than the shortest window, 1m"
+            ));
+        }
         if d < day {
             return Ok(WindowLen::Within(d));
         }
@@ -27,8 +37,18 @@ impl WindowLen {
             ));
         }
         u32::try_from(d.num_days())
+            .ok()
+            .filter(|days| *days <= Self::MAX_DAYS)
             .map(WindowLen::Days)
-            .map_err(|_| format!("window '{text}' is too long"))
+            .ok_or_else(|| format!("window '{text}' is longer than the longest window, 365d"))
+    }
+
+    /// The window's nominal length (days of 24 hours).
+    pub fn nominal(self) -> Duration {
+        match self {
+            WindowLen::Days(n) => Duration::days(i64::from(n)),
+            WindowLen::Within(d) => d,
+        }
     }
 }
 
@@ -40,9 +60,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration '{text}' needs a unit: ms, s, m, h, d or w (e.g. 6h)"))?;
     let (number, unit) = text.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("duration '{text}' must start with a whole number (e.g. 6h)"))?;
+    let n: i64 = number.parse().map_err(|e: std::num::ParseIntError| {
+        if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            format!("duration '{text}' is too long")
+        } else {
+            format!("duration '{text}' must start with a whole number (e.g. 6h)")
+        }
+    })?;
     let d = match unit {
         "ms" => Duration::try_milliseconds(n),
         "s" => Duration::try_seconds(n),
@@ -61,6 +85,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("duration '{text}' must be greater than zero"));
     }
     Ok(d)
+}
+
+/// A length in the largest unit that states it exactly: `10ms`, `60s`, `365d`.
+pub fn human(d: Duration) -> String {
+    let ms = d.num_milliseconds();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms != 0 && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// Reads a date (`2026-03-01`, local midnight), a local date-time (`2026-03-01T06:00[:00[.000]]`)
@@ -105,6 +145,16 @@ pub fn api_timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()
 }
 
+/// Midnight of 2000-01-01 UTC: the earliest `--since` or `--until`, and the earliest instant a
+/// plan starts at. Linkrunner holds nothing older; a campaign whose `created_at` says otherwise
+/// is read from here.
+pub fn earliest() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .expect("valid date")
+        .and_time(NaiveTime::MIN)
+        .and_utc()
+}
+
 /// Midnight of 2020-01-01 UTC: the floor used when a campaign has no readable `created_at`.
 pub fn fallback_origin() -> DateTime<Utc> {
     NaiveDate::from_ymd_opt(2020, 1, 1)
@@ -129,6 +179,17 @@ mod tests {
         assert!(parse_duration("6").unwrap_err().contains("unit"));
         assert!(parse_duration("6y").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("99999999999999w").is_err());
+        assert!(parse_duration("99999999999999999999d")
+            .unwrap_err()
+            .contains("too long"));
+    }
+
+    #[test]
+    fn human_lengths() {
+        assert_eq!(human(Duration::milliseconds(10)), "10ms");
+        assert_eq!(human(Duration::milliseconds(1500)), "1500ms");
+        assert_eq!(human(Duration::seconds(90)), "90s");
+        assert_eq!(human(Duration::hours(1)), "1h");
     }
 
     #[test]
@@ -140,6 +201,17 @@ mod tests {
             WindowLen::Within(Duration::hours(6))
         );
         assert!(WindowLen::parse("36h").is_err());
+        assert!(WindowLen::parse("1ms").unwrap_err().contains("shortest"));
+        assert!(WindowLen::parse("59s").is_err());
+        assert_eq!(
+            WindowLen::parse("1m").unwrap(),
+            WindowLen::Within(Duration::minutes(1))
+        );
+        assert_eq!(WindowLen::parse("365d").unwrap(), WindowLen::Days(365));
+        assert!(WindowLen::parse("366d").unwrap_err().contains("longest"));
+        assert!(WindowLen::parse("613566756w")
+            .unwrap_err()
+            .contains("longest"));
     }
 
     #[test]

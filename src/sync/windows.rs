@@ -52,6 +52,32 @@ pub fn floor(tz: Tz, len: WindowLen, t: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+/// The most windows one plan may hold, as [`most_windows`] counts them: a year of 6-minute
+/// windows, ten years of hourly ones, a century of days. A plan takes about 50 bytes a window
+/// while its campaign is read; the flags and the campaigns' ranges are checked against this
+/// before any plan is made.
+pub const MAX_WINDOWS: u64 = 100_000;
+
+/// An upper bound on the windows [`plan`] makes over `[start, end)`, found without making
+/// them: a local day holds at most its length over a sub-day window's, plus one window cut
+/// short at its midnight, and no local day is shorter than 12 hours.
+pub fn most_windows(len: WindowLen, start: DateTime<Utc>, end: DateTime<Utc>) -> u64 {
+    if end <= start {
+        return 0;
+    }
+    // The plan starts at the floor of `start`, at most one window earlier.
+    let span = (end - start)
+        .num_milliseconds()
+        .saturating_add(len.nominal().num_milliseconds());
+    let half_day = Duration::hours(12).num_milliseconds();
+    let count = match len {
+        WindowLen::Days(n) => span / (half_day * i64::from(n)),
+        WindowLen::Within(step) => span / step.num_milliseconds() + span / half_day,
+    };
+    // Two days cut at the ends, and the divisions' rounding.
+    count.unsigned_abs() + 4
+}
+
 /// Windows covering `[floor(start), end)`, the last one cut short at `end`.
 pub fn plan(tz: Tz, len: WindowLen, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<Window> {
     let mut windows = Vec::new();
@@ -205,6 +231,27 @@ mod tests {
         assert!(w.iter().all(|w| w.start < w.end));
     }
 
+    #[test]
+    fn the_bound_holds_on_short_dst_days_and_stays_near_the_count() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        let start = utc("2026-03-01T05:00:00Z");
+        let end = utc("2026-04-01T04:00:00Z");
+        for len in [
+            day(),
+            WindowLen::Days(7),
+            WindowLen::Within(Duration::minutes(7)),
+            WindowLen::Within(Duration::hours(23)),
+        ] {
+            let made = plan(tz, len, start, end).len() as u64;
+            let bound = most_windows(len, start, end);
+            assert!(
+                made <= bound && bound <= 2 * made + 6,
+                "{len:?}: {made} {bound}"
+            );
+        }
+        assert_eq!(most_windows(day(), end, start), 0);
+    }
+
     fn any_zone() -> impl Strategy<Value = Tz> {
         (0..chrono_tz::TZ_VARIANTS.len()).prop_map(|i| chrono_tz::TZ_VARIANTS[i])
     }
@@ -233,6 +280,7 @@ mod tests {
                 prop_assert!(w[0].start <= start);
                 prop_assert_eq!(w.last().unwrap().end, end);
             }
+            prop_assert!(w.len() as u64 <= most_windows(len, start, end));
             for pair in w.windows(2) {
                 prop_assert_eq!(pair[0].end, pair[1].start);
             }
