@@ -50,6 +50,16 @@ impl MemoryBudget {
 }
 
 impl Hold {
+    /// Gives back what this hold has beyond `bytes`.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if let Some(permit) = &mut self.0 {
+            let keep = bytes.max(1);
+            if permit.num_permits() > keep {
+                drop(permit.split(permit.num_permits() - keep));
+            }
+        }
+    }
+
     /// Adds `other` to this hold.
     pub fn merge(&mut self, other: Hold) {
         match (&mut self.0, other.0) {
@@ -79,6 +89,8 @@ mod tests {
         let mut big = budget.take(5000).await;
         assert_eq!(budget.in_use(), 1000);
         big.merge(Hold::default());
+        big.shrink_to(300);
+        assert_eq!(budget.in_use(), 300);
         drop(big);
         assert_eq!(budget.in_use(), 0);
     }

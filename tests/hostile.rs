@@ -588,3 +588,27 @@ async fn a_key_echoed_into_a_rejected_row_is_masked_there(pool: PgPool) {
     );
     assert!(kept[0].1.contains("[redacted]"), "{kept:?}");
 }
+
+#[sqlx::test]
+async fn sixteen_campaigns_of_bodies_without_end_stay_within_bounded_memory(pool: PgPool) {
+    // Bodies that declare no length can only be counted as they arrive: sixteen of them at
+    // once must not each hold the per-page cap.
+    let campaigns: Vec<String> = (0..16)
+        .map(|i| hostile::campaign(&format!("c{i}"), "Endless"))
+        .collect();
+    let api = hostile::serve(move |req: &Request| match req.path() {
+        "/campaigns" => Reply::json(200, hostile::page("campaigns", &campaigns, 16, 1)),
+        _ => Reply::Endless {
+            chunk: br#"{"attributed_at":"2026-11-02T10:00:00.000Z"},"#.repeat(1000),
+        },
+    })
+    .await;
+    let mut cmd = sync(&pool.connect_options(), &api.url, "memory-key");
+    cmd.args(["--concurrency", "16"]);
+    let (out, peak_kib) = tokio::task::spawn_blocking(move || run_measured(cmd))
+        .await
+        .unwrap();
+    eprintln!("peak RSS {} MiB", peak_kib / 1024);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(peak_kib < 96 * 1024, "peak {peak_kib} KiB: {}", text(&out));
+}

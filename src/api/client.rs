@@ -236,14 +236,15 @@ impl ApiClient {
             .unwrap_or_default();
             return Err(self.refusal(status, retry_after, location, &body));
         }
-        let declared = response.content_length();
-        let mut hold = match (budget, declared) {
-            (Some(budget), Some(n)) => {
-                budget
-                    .take(n.min(MAX_PAGE_BYTES as u64) as usize * PER_BODY_BYTE)
-                    .await
-            }
-            _ => Hold::default(),
+        // A body of unknown length is held at the most it may be until it has arrived: taking
+        // its share chunk by chunk could leave concurrent pages each holding part of the budget
+        // and waiting for more.
+        let most = response
+            .content_length()
+            .map_or(MAX_PAGE_BYTES, |n| n.min(MAX_PAGE_BYTES as u64) as usize);
+        let mut hold = match budget {
+            Some(budget) => budget.take(most * PER_BODY_BYTE).await,
+            None => Hold::default(),
         };
         let body =
             tokio::time::timeout(limit_time, outbound::read_capped(response, MAX_PAGE_BYTES))
@@ -253,9 +254,7 @@ impl ApiClient {
                     BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
                     BodyError::Http(e) => ApiError::from_reqwest(e),
                 })?;
-        if let (Some(budget), None) = (budget, declared) {
-            hold = budget.take(body.len() * PER_BODY_BYTE).await;
-        }
+        hold.shrink_to(body.len() * PER_BODY_BYTE);
         Page::parse(&body, list_key, limit as usize).map(|page| Page { hold, ..page })
     }
 
