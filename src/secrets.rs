@@ -72,19 +72,12 @@ fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> 
 /// `text` for a line of output or a text column: secrets masked, then control characters
 /// escaped (a NUL cannot be stored, an ESC would drive a terminal), then cut to `max` characters.
 pub fn clean(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max));
-    for (i, c) in redact(text).chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
+    let masked = redact(text);
+    let printable = crate::terminal::printable(&masked);
+    match printable.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &printable[..cut]),
+        None => printable.into_owned(),
     }
-    out
 }
 
 pub fn redact(text: &str) -> String {
@@ -159,6 +152,6 @@ mod tests {
     fn clean_text_is_masked_before_it_is_cut() {
         register("canary-clean-secret");
         assert_eq!(clean("ab canary-clean-secret", 5), "ab [r…");
-        assert_eq!(clean("a\0b\u{1b}[2J", 80), "a\\u{0}b\\u{1b}[2J");
+        assert_eq!(clean("a\0b\u{1b}[2J\n", 80), "a\\0b\\u{1b}[2J\\n");
     }
 }
