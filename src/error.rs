@@ -45,7 +45,7 @@ impl From<anyhow::Error> for Failure {
     /// Transient, unless the database refused in a way every run would meet again (a missing
     /// privilege, a table of another shape): that is configuration, with what to fix.
     fn from(e: anyhow::Error) -> Self {
-        match crate::db::refusal::in_chain(&e) {
+        match crate::refusal::in_chain(&e) {
             Some(why) => Failure::Config(format!("{}: {why}", chain_line(&e))),
             None => Failure::Transient(e),
         }

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod memory;
 pub mod metrics;
 pub mod outbound;
+pub mod refusal;
 pub mod secrets;
 pub mod sim;
 pub mod status;

@@ -2,7 +2,6 @@
 
 pub mod batch;
 pub mod campaigns;
-pub mod refusal;
 pub mod rows;
 pub mod state;
 pub mod writer;
@@ -174,7 +173,7 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
 }
 
 /// A database error as the run's failure: the wrong login, database, privileges or schema
-/// ([`refusal`]) are configuration; the rest is transient.
+/// ([`crate::refusal`]) are configuration; the rest is transient.
 pub fn failure(e: sqlx::Error, what: &str) -> Failure {
     Failure::from(anyhow::Error::new(e).context(what.to_owned()))
 }

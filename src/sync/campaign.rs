@@ -279,7 +279,7 @@ async fn read_campaigns(
                     "Linkrunner rejected the API key (HTTP {status}); check LINKRUNNER_API_KEY"
                 )));
             }
-            Err(ScanError::Db(e)) if db::refusal::why(&e).is_some() => {
+            Err(ScanError::Db(e)) if crate::refusal::why(&e).is_some() => {
                 // A grant or a table to fix: every other campaign would meet it too.
                 progress.finish_and_clear();
                 return Err(db::failure(e, &format!("campaign {campaign}")));
