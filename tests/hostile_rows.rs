@@ -517,3 +517,44 @@ async fn keys_at_the_limit_are_stored(_: PgPoolOptions, db: PgConnectOptions) {
     );
     assert!(kept(&pool).await.is_empty());
 }
+
+#[sqlx::test]
+async fn a_number_postgres_cannot_hold_keeps_only_that_row_aside(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    // Past numeric's range: the class of anything Postgres refuses that no check names in
+    // advance. The range is read again with each row tried first.
+    let pool = database(&db).await;
+    let bad = user(10, r#"{"id":"u_big","score":1e200000}"#);
+    let mut users = good_users();
+    users.insert(1, bad.clone());
+    let api = api_with_users(users).await;
+    let out = sync(&db, &api).await;
+    let kept = assert_row_kept_aside(&pool, &out, "Postgres refused").await;
+    assert_eq!(kept.raw_text.as_bytes(), bad);
+}
+
+#[sqlx::test]
+async fn a_campaign_postgres_cannot_hold_keeps_only_that_campaign_aside(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let pool = database(&db).await;
+    let bad = br#"{"display_id":"c2","name":"Two","created_at":"2026-11-01T00:00:00.000Z","active":true,"attributed_users":0,"store_listings":[],"score":1e-20000}"#.to_vec();
+    let c1 = campaign(r#""c1""#, r#""One""#);
+    let api = api(
+        vec![c1, bad.clone()],
+        vec![("c1", good_users()), ("c2", vec![])],
+    )
+    .await;
+    let out = sync(&db, &api).await;
+    assert_exit(&out, 4);
+    assert_eq!(user_ids(&pool).await, ["u1", "u2"]);
+    let (stored, deleted) = campaigns(&pool).await;
+    assert_eq!(stored, ["c1", "c_gone"]);
+    assert!(deleted.is_empty(), "{deleted:?} marked deleted");
+    assert_eq!(ledger(&pool).await, ("partial".to_owned(), 1));
+    let kept = kept_one(&pool, "campaign", "c2", "Postgres refused").await;
+    assert_eq!(kept.raw_text.as_bytes(), bad);
+}

@@ -188,8 +188,9 @@ fn display_id(item: &RawValue, recoded: bool) -> Result<String, String> {
 }
 
 /// Upserts the listed campaigns and their store listings; returns how many were new or changed.
-pub async fn upsert(conn: &mut PgConnection, campaigns: &[CampaignRow]) -> sqlx::Result<u64> {
-    let col = |f: fn(&CampaignRow) -> Option<String>| campaigns.iter().map(f).collect::<Vec<_>>();
+pub async fn upsert(conn: &mut PgConnection, campaigns: &[&CampaignRow]) -> sqlx::Result<u64> {
+    let col =
+        |f: fn(&CampaignRow) -> Option<String>| campaigns.iter().map(|c| f(c)).collect::<Vec<_>>();
     let ids: Vec<String> = campaigns.iter().map(|c| c.display_id.clone()).collect();
     let changed = sqlx::query(
         "INSERT INTO linkrunner.campaigns (display_id, name, created_at, update_at, google, meta,

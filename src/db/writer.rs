@@ -8,6 +8,7 @@ use sqlx::{PgConnection, Row};
 
 use serde_json::Value;
 
+use crate::db;
 use crate::db::rows::{storable, Rejected, UserRow};
 use crate::secrets;
 
@@ -248,6 +249,17 @@ fn put_jsonb(buf: &mut Vec<u8>, value: Option<&[u8]>) -> sqlx::Result<()> {
         None => put_null(buf),
     }
     Ok(())
+}
+
+/// The rows Postgres refuses to store, by index, with its message (see [`db::refused`]).
+pub async fn refused(
+    conn: &mut PgConnection,
+    rows: &[&UserRow],
+) -> sqlx::Result<Vec<(usize, String)>> {
+    db::refused(conn, rows, |conn, row| {
+        Box::pin(async move { upsert_users(conn, &[*row]).await.map(drop) })
+    })
+    .await
 }
 
 /// Keeps rows of `campaign` that could not be read or stored, with the reason.

@@ -379,6 +379,7 @@ async fn read_campaign(
         campaign: id,
         run_from: first.start,
         page_size: config.page_size.into(),
+        screen: false.into(),
         halt,
         progress: ctx.progress.get(),
         pages_per_scan: config.pages_per_scan,

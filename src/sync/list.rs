@@ -1,14 +1,15 @@
 //! The campaign list: read whole, checked for completeness, and stored.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use anyhow::Context;
 use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
 
 use crate::api::client::MAX_LIMIT;
 use crate::api::{ApiClient, ApiError, Page};
 use crate::db::campaigns::{self, CampaignRow};
+use crate::db::rows::Rejected;
+use crate::db::{self, writer};
 use crate::error::Failure;
 
 /// Pages through the campaign list; `true` when one pass saw a steady, complete list and every
@@ -75,38 +76,87 @@ pub async fn fetch_campaigns(api: &ApiClient) -> Result<(Vec<CampaignRow>, bool)
 
 /// Upserts the listed campaigns and their store listings; with `mark_deleted`, campaigns no
 /// longer listed get `deleted_at`, unless the list holds one that cannot be stored (it may be
-/// one already stored). Those are kept in `rejected_rows` by `campaign::read_all`.
+/// one already stored). Those are kept in `rejected_rows` by `campaign::read_all`; a campaign
+/// Postgres itself refuses (a value past a type's range) is kept there by this function, and
+/// counted in what it returns.
 pub async fn store_campaigns(
     conn: &mut PgConnection,
+    run_id: Uuid,
     listed: &[CampaignRow],
     mark_deleted: bool,
-) -> Result<(), Failure> {
+) -> Result<u64, Failure> {
     let set_aside = listed.iter().filter(|c| !c.is_storable()).count();
-    let mark_deleted = mark_deleted && set_aside == 0;
-    let listed: Cow<[CampaignRow]> = if set_aside == 0 {
-        Cow::Borrowed(listed)
-    } else {
-        Cow::Owned(listed.iter().filter(|c| c.is_storable()).cloned().collect())
-    };
-    let mut tx = conn.begin().await.context("storing campaigns")?;
+    let storable: Vec<&CampaignRow> = listed.iter().filter(|c| c.is_storable()).collect();
+    match write_list(conn, &storable, mark_deleted && set_aside == 0).await {
+        Err(e) if db::is_data_error(&e) => {}
+        other => {
+            return other
+                .map(|()| 0)
+                .map_err(|e| db::failure(e, "storing campaigns"))
+        }
+    }
+    tracing::warn!("Postgres refused a campaign of the list; trying each one");
+    let refused = db::refused(conn, &storable, |conn, c| {
+        Box::pin(async move { campaigns::upsert(conn, &[*c]).await.map(drop) })
+    })
+    .await
+    .map_err(|e| db::failure(e, "storing campaigns"))?;
+    let kept: Vec<(&str, Rejected)> = refused
+        .iter()
+        .map(|(i, message)| {
+            let c = storable[*i];
+            tracing::warn!(
+                campaign = c.display_id,
+                reason = message,
+                "a campaign of the list cannot be stored: kept in linkrunner.rejected_rows; \
+                 no campaign is marked deleted this run"
+            );
+            let reason = format!("Postgres refused to store it: {message}");
+            (
+                c.display_id.as_str(),
+                Rejected {
+                    reason,
+                    raw: c.raw.get().to_owned(),
+                },
+            )
+        })
+        .collect();
+    writer::insert_rejected_campaigns(conn, run_id, &kept)
+        .await
+        .map_err(|e| db::failure(e, "keeping rejected campaigns"))?;
+    let rest: Vec<&CampaignRow> = storable
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused.iter().any(|(r, _)| r == i))
+        .map(|(_, c)| *c)
+        .collect();
+    write_list(conn, &rest, false)
+        .await
+        .map_err(|e| db::failure(e, "storing campaigns"))?;
+    Ok(kept.len() as u64)
+}
+
+/// Stores `listed` in one transaction, marking the campaigns not in it deleted when asked to.
+async fn write_list(
+    conn: &mut PgConnection,
+    listed: &[&CampaignRow],
+    mark_deleted: bool,
+) -> sqlx::Result<()> {
+    let mut tx = conn.begin().await?;
     // A thousand at a time: the session's write buffer keeps the size of the largest statement
     // it sent, and the whole list of a large project binds megabytes.
     let mut changed = 0;
     for chunk in listed.chunks(1000) {
-        changed += campaigns::upsert(&mut tx, chunk)
-            .await
-            .context("storing campaigns")?;
+        changed += campaigns::upsert(&mut tx, chunk).await?;
     }
     if mark_deleted {
         let ids: Vec<String> = listed.iter().map(|c| c.display_id.clone()).collect();
-        let gone = campaigns::mark_missing_deleted(&mut tx, &ids)
-            .await
-            .context("marking deleted campaigns")?;
+        let gone = campaigns::mark_missing_deleted(&mut tx, &ids).await?;
         if gone > 0 {
             tracing::info!(count = gone, "campaigns no longer listed marked deleted");
         }
     }
-    tx.commit().await.context("storing campaigns")?;
+    tx.commit().await?;
     tracing::info!(
         listed = listed.len(),
         changed,

@@ -174,8 +174,13 @@ impl Run<'_> {
         // stored while the campaigns are read; only a 404's deletion mark waits for it.
         let (stored, campaigns_stored) = tokio::sync::watch::channel(false);
         let store = async {
-            let result =
-                list::store_campaigns(&mut *lock.session().await, &listed, mark_deleted).await;
+            let result = list::store_campaigns(
+                &mut *lock.session().await,
+                self.run_id,
+                &listed,
+                mark_deleted,
+            )
+            .await;
             stored.send_replace(true);
             result
         };
@@ -191,7 +196,7 @@ impl Run<'_> {
             skipped,
             first_error,
         } = read?;
-        stored?;
+        totals.rows_rejected += stored?;
         if !skipped.is_empty() {
             state::mark_checked(&mut *lock.live_session().await?, &skipped)
                 .await

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -85,6 +85,9 @@ pub struct Scanner<'a> {
     pub run_from: DateTime<Utc>,
     /// Rows asked for per page; halved for the campaign when a page is too large to read.
     pub page_size: AtomicU32,
+    /// Set once Postgres refused a value of the campaign's rows: from then on each page's rows
+    /// are tried one by one before they are written, and those refused are set aside.
+    pub screen: AtomicBool,
     /// Cancelled when the run must stop at its next safe point.
     pub halt: &'a CancellationToken,
     pub progress: Option<&'a indicatif::ProgressBar>,
@@ -133,7 +136,11 @@ impl PageSink for TxSink<'_> {
     async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
         // Held until the page's rows are written.
         let _hold = std::mem::take(&mut page.hold);
-        let (rows, rejected) = convert(scanner.campaign, page);
+        let (rows, rejected) = if scanner.screen.load(Ordering::Relaxed) {
+            convert_screened(self.tx, scanner.campaign, page).await?
+        } else {
+            convert(scanner.campaign, page)
+        };
         // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
         let (new, known): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(key, _)| {
             let key = fingerprint(key);
@@ -184,7 +191,11 @@ struct MemorySink {
 impl PageSink for MemorySink {
     async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
         self.hold.merge(std::mem::take(&mut page.hold));
-        let (rows, rejected) = convert(scanner.campaign, page);
+        let (rows, rejected) = if scanner.screen.load(Ordering::Relaxed) {
+            convert_screened(&mut *scanner.pool.acquire().await?, scanner.campaign, page).await?
+        } else {
+            convert(scanner.campaign, page)
+        };
         self.rows.extend(rows);
         self.rejected.extend(rejected);
         Ok(())
@@ -216,6 +227,44 @@ fn convert(campaign: &str, page: Page) -> Converted {
         }
     }
     (rows, rejected)
+}
+
+/// As [`convert`], with each row Postgres refuses (see [`writer::refused`]) set aside with its
+/// reason and its text as received.
+async fn convert_screened(
+    conn: &mut sqlx::PgConnection,
+    campaign: &str,
+    page: Page,
+) -> Result<Converted, sqlx::Error> {
+    let mut read = Vec::with_capacity(page.items.len());
+    let mut rejected = HashMap::new();
+    for item in page.items {
+        match UserRow::from_item(campaign, &item, page.recoded) {
+            Ok(row) => read.push((row, item)),
+            Err(r) => {
+                rejected.insert(r.raw.clone(), r);
+            }
+        }
+    }
+    let refused: HashMap<usize, String> =
+        writer::refused(conn, &read.iter().map(|(row, _)| row).collect::<Vec<_>>())
+            .await?
+            .into_iter()
+            .collect();
+    let mut rows = HashMap::with_capacity(read.len());
+    for (i, (row, item)) in read.into_iter().enumerate() {
+        match refused.get(&i) {
+            Some(message) => {
+                let raw = item.get().to_owned();
+                let reason = format!("Postgres refused to store it: {message}");
+                rejected.insert(raw.clone(), Rejected { reason, raw });
+            }
+            None => {
+                rows.insert((row.attributed_at, row.row_key.clone()), row);
+            }
+        }
+    }
+    Ok((rows, rejected))
 }
 
 /// What reading a range's pages took.
@@ -267,6 +316,18 @@ impl Scanner<'_> {
                         campaign = self.campaign,
                         page_size = smaller,
                         "a page was too large; reading in smaller pages"
+                    );
+                    queue.push_front(ws);
+                    continue;
+                }
+                // A value Postgres refuses: the same range, each row tried before it is written.
+                Err(ScanError::Db(e))
+                    if db::is_data_error(&e) && !self.screen.swap(true, Ordering::Relaxed) =>
+                {
+                    tracing::warn!(
+                        campaign = self.campaign,
+                        error = %e,
+                        "Postgres refused a row; reading the range again, trying each row first"
                     );
                     queue.push_front(ws);
                     continue;
