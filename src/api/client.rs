@@ -121,7 +121,13 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(url, "campaigns", limit, None).await
+        self.get_page(PageRequest {
+            url,
+            list_key: "campaigns",
+            limit,
+            budget: None,
+        })
+        .await
     }
 
     /// One page of `GET /attributed-users` for `[start, end]` (the server includes both bounds).
@@ -144,8 +150,13 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(url, "users", limit, self.budget.as_ref())
-            .await
+        self.get_page(PageRequest {
+            url,
+            list_key: "users",
+            limit,
+            budget: self.budget.as_ref(),
+        })
+        .await
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Url {
@@ -158,33 +169,21 @@ impl ApiClient {
         url
     }
 
-    async fn get_page(
-        &self,
-        url: Url,
-        list_key: &str,
-        limit: u32,
-        budget: Option<&MemoryBudget>,
-    ) -> Result<Page, ApiError> {
+    async fn get_page(&self, request: PageRequest<'_>) -> Result<Page, ApiError> {
         tokio::select! {
             biased;
             () = self.halt.cancelled() => Err(ApiError::Stopped),
-            page = self.get_with_retries(url, list_key, limit, budget) => page,
+            page = self.get_with_retries(&request) => page,
         }
     }
 
-    async fn get_with_retries(
-        &self,
-        url: Url,
-        list_key: &str,
-        limit: u32,
-        budget: Option<&MemoryBudget>,
-    ) -> Result<Page, ApiError> {
+    async fn get_with_retries(&self, request: &PageRequest<'_>) -> Result<Page, ApiError> {
         let backoff = ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(self.settings.retry_min_delay)
             .with_max_delay(self.settings.retry_max_delay)
             .with_max_times(self.settings.max_retries);
-        (|| self.get_once(url.clone(), list_key, limit, budget))
+        (|| self.get_once(request))
             .retry(backoff)
             .when(ApiError::is_retryable)
             .adjust(|e, next| next.map(|d| e.retry_after().unwrap_or(d)))
@@ -200,13 +199,7 @@ impl ApiClient {
             .await
     }
 
-    async fn get_once(
-        &self,
-        url: Url,
-        list_key: &str,
-        limit: u32,
-        budget: Option<&MemoryBudget>,
-    ) -> Result<Page, ApiError> {
+    async fn get_once(&self, request: &PageRequest<'_>) -> Result<Page, ApiError> {
         let cooldown = *self.cooldown.lock().expect("not poisoned");
         if let Some(until) = cooldown {
             tokio::time::sleep_until(until).await;
@@ -216,7 +209,7 @@ impl ApiClient {
         // The time limit holds for the headers and again for the body, not for the wait on the
         // budget between them.
         let limit_time = self.settings.timeout;
-        let response = tokio::time::timeout(limit_time, self.http.get(url).send())
+        let response = tokio::time::timeout(limit_time, self.http.get(request.url.clone()).send())
             .await
             .map_err(|_| ApiError::timed_out(limit_time))?
             .map_err(ApiError::from_reqwest)?;
@@ -242,7 +235,7 @@ impl ApiClient {
         let most = response
             .content_length()
             .map_or(MAX_PAGE_BYTES, |n| n.min(MAX_PAGE_BYTES as u64) as usize);
-        let mut hold = match budget {
+        let mut hold = match request.budget {
             Some(budget) => budget.take(most * PER_BODY_BYTE).await,
             None => Hold::default(),
         };
@@ -255,7 +248,8 @@ impl ApiClient {
                     BodyError::Http(e) => ApiError::from_reqwest(e),
                 })?;
         hold.shrink_to(body.len() * PER_BODY_BYTE);
-        Page::parse(&body, list_key, limit as usize).map(|page| Page { hold, ..page })
+        Page::parse(&body, request.list_key, request.limit as usize)
+            .map(|page| Page { hold, ..page })
     }
 
     /// The error an answer other than 200 stands for.
@@ -303,6 +297,17 @@ impl ApiClient {
             },
         }
     }
+}
+
+/// One page to fetch.
+struct PageRequest<'a> {
+    url: Url,
+    /// The key of the list in `data`.
+    list_key: &'a str,
+    /// Rows asked for: a page with more is refused.
+    limit: u32,
+    /// What the page draws on while it is held, if anything.
+    budget: Option<&'a MemoryBudget>,
 }
 
 /// Refuses a base URL that could carry the key somewhere it would be logged or stored: in its
