@@ -9,8 +9,8 @@ use url::Url;
 use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
 use crate::cli::SyncArgs;
-use crate::sync::span::{parse_instant, WindowLen};
-use crate::sync::windows;
+use crate::model::time::parse_instant;
+use crate::model::window::{self, WindowLen};
 use crate::{db, limits};
 
 /// A validated `sync` invocation.
@@ -187,7 +187,7 @@ fn dates(args: &SyncArgs, timezone: Tz, now: DateTime<Utc>) -> Result<Dates, Str
     Ok((since, until))
 }
 
-/// Refuses settings whose plans would hold more than [`windows::MAX_WINDOWS`] windows: from
+/// Refuses settings whose plans would hold more than [`window::MAX_WINDOWS`] windows: from
 /// `--since`, or over the `--lookback` read again on every run.
 fn check_windows(
     args: &SyncArgs,
@@ -196,9 +196,9 @@ fn check_windows(
     since: Option<DateTime<Utc>>,
     end: DateTime<Utc>,
 ) -> Result<(), String> {
-    let most = windows::MAX_WINDOWS;
+    let most = window::MAX_WINDOWS;
     if let Some(since) = since {
-        let n = windows::most_windows(window, since, end);
+        let n = window::most_windows(window, since, end);
         if n > most {
             return Err(format!(
                 "--since {} in windows of {} makes up to {n} windows a campaign, more than {most}: use a longer --window or a later --since",
@@ -207,7 +207,7 @@ fn check_windows(
             ));
         }
     }
-    let n = windows::most_windows(window, end - lookback, end);
+    let n = window::most_windows(window, end - lookback, end);
     if n > most {
         return Err(format!(
             "--lookback {} in windows of {} makes up to {n} windows a campaign on every run, more than {most}: use a longer --window or a shorter --lookback",

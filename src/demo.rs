@@ -11,8 +11,9 @@ use crate::api::ClientSettings;
 use crate::cli::DemoArgs;
 use crate::config::{self, SyncConfig};
 use crate::error::Failure;
+use crate::model::time::parse_duration;
+use crate::model::window::WindowLen;
 use crate::sim::{SimConfig, Simulator};
-use crate::sync::span::{parse_duration, WindowLen};
 use crate::{db, limits, sync};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/linkrunner_demo";

@@ -15,6 +15,7 @@ pub mod error;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+pub mod model;
 pub mod outbound;
 pub mod refusal;
 pub mod secrets;

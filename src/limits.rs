@@ -6,7 +6,7 @@ use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::sync::span::{earliest, human, parse_duration};
+use crate::model::time::{earliest, human, parse_duration};
 
 /// `--rps`: one request every 100 seconds up to the API's own ceiling, and more.
 pub const RPS: RangeInclusive<f64> = 0.01..=10_000.0;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use url::Url;
 
-use crate::sync::RunReport;
+use crate::model::run::{Outcome, RunReport};
 
 /// The run as Prometheus text exposition.
 pub fn render(report: &RunReport, exit_code: u8) -> String {
@@ -34,7 +34,7 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
         (
             "last_run_success",
             "1 when the last run succeeded.",
-            f64::from(u8::from(report.outcome == "success")),
+            f64::from(u8::from(report.outcome == Outcome::Success)),
         ),
         ("last_run_requests", "API requests made.", t.requests as f64),
         (
@@ -86,7 +86,7 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
         (
             "last_run_interrupted",
             "1 when a signal stopped the last run.",
-            f64::from(u8::from(report.outcome == "interrupted")),
+            f64::from(u8::from(report.outcome == Outcome::Interrupted)),
         ),
     ];
     let mut out = String::new();
@@ -186,13 +186,13 @@ pub async fn push(gateway: &Url, text: String) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::state::RunTotals;
+    use crate::model::run::RunTotals;
 
     #[test]
     fn renders_one_gauge_per_figure() {
         let report = RunReport {
             run_id: uuid::Uuid::nil(),
-            outcome: "success".into(),
+            outcome: Outcome::Success,
             totals: RunTotals {
                 requests: 27,
                 rows_inserted: 5000,

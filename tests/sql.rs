@@ -9,6 +9,7 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use common::*;
+use linkrunner_sync::model::run::Outcome;
 use linkrunner_sync::sim::{Faults, SimConfig, Simulator};
 use linkrunner_sync::sync;
 use serde_json::Value;
@@ -230,7 +231,7 @@ async fn synced(pool: &PgPool, config: SimConfig) -> Expected {
     let report = sync::run(&sync_config(&server, "America/New_York"), pool)
         .await
         .unwrap();
-    assert_eq!(report.outcome, "success");
+    assert_eq!(report.outcome, Outcome::Success);
     assert_exact(pool, &sim).await;
     Expected::of(&sim)
 }

@@ -4,6 +4,7 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::*;
+use linkrunner_sync::model::run::Outcome;
 use linkrunner_sync::sim::SimConfig;
 use linkrunner_sync::{db, sync};
 use serde_json::{json, Value};
@@ -15,7 +16,7 @@ async fn full_sync_equals_the_simulator_and_a_second_run_writes_nothing(pool: Pg
     let config = sync_config(&server, "UTC");
 
     let first = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(first.outcome, "success");
+    assert_eq!(first.outcome, Outcome::Success);
     assert_exact(&pool, &sim).await;
     let expected = sim.all_attributed_users().len() as u64;
     assert_eq!(first.totals.rows_inserted, expected);
@@ -190,7 +191,7 @@ async fn renames_deactivation_listings_and_deletes_are_reflected(pool: PgPool) {
 async fn exact_in_zone(pool: PgPool, zone: &str, window: &str) {
     let (sim, server) = start(SimConfig::small(3)).await;
     let mut config = sync_config(&server, zone);
-    config.window = linkrunner_sync::sync::span::WindowLen::parse(window).unwrap();
+    config.window = linkrunner_sync::model::window::WindowLen::parse(window).unwrap();
     config.page_size = 7;
     config.pages_per_scan = 2;
     let report = sync::run(&config, &pool).await.unwrap();
@@ -431,7 +432,7 @@ async fn a_run_whose_session_is_killed_takes_the_lock_again_and_finishes(pool: P
     );
 
     let report = run.await.unwrap().unwrap();
-    assert_eq!(report.outcome, "success");
+    assert_eq!(report.outcome, Outcome::Success);
     assert_exact(&pool, &sim).await;
     let recorded: (String, bool) = sqlx::query_as(
         "SELECT outcome, finished_at IS NOT NULL FROM linkrunner.sync_runs WHERE run_id = $1",

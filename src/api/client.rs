@@ -18,8 +18,8 @@ use url::Url;
 use crate::api::models::{preview, Page};
 use crate::api::ApiError;
 use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
+use crate::model::time::api_timestamp;
 use crate::outbound::{self, BodyError};
-use crate::sync::span::api_timestamp;
 
 /// Largest page the API serves.
 pub const MAX_LIMIT: u32 = 1000;

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer, KeptSession};
 use crate::memory::Hold;
-use crate::sync::windows::Window;
+use crate::model::window::Window;
 
 /// Most rows one transaction carries.
 const MAX_BATCH_ROWS: usize = 20_000;

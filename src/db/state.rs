@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
-use crate::sync::windows::Window;
+use crate::model::run::{Outcome, RunTotals};
+use crate::model::window::Window;
 
 /// Per campaign: `[covered_from, synced_until)` has been read with no gap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,34 +271,10 @@ pub async fn start_run(
     Ok(())
 }
 
-/// The figures a run ends with.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct RunTotals {
-    pub campaigns_listed: u64,
-    pub campaigns_synced: u64,
-    /// Of the synced: skipped because their trusted counter had not moved.
-    pub campaigns_skipped: u64,
-    /// Read, and why: never read to a run's end before, counter moved, counter not trusted,
-    /// `--full-scan-every` come round, `--since` or `--rescan`.
-    pub campaigns_new: u64,
-    pub campaigns_changed: u64,
-    pub campaigns_untrusted: u64,
-    pub campaigns_due: u64,
-    pub campaigns_requested: u64,
-    pub campaigns_failed: u64,
-    pub requests: u64,
-    pub rate_limited: u64,
-    pub retries: u64,
-    pub rows_received: u64,
-    pub rows_inserted: u64,
-    pub rows_updated: u64,
-    pub rows_rejected: u64,
-}
-
 pub async fn finish_run(
     conn: &mut PgConnection,
     run_id: Uuid,
-    outcome: &str,
+    outcome: Outcome,
     totals: &RunTotals,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
@@ -311,7 +288,7 @@ pub async fn finish_run(
          WHERE run_id = $1",
     )
     .bind(run_id)
-    .bind(outcome)
+    .bind(outcome.as_str())
     .bind(totals.campaigns_listed as i32)
     .bind(totals.campaigns_synced as i32)
     .bind(totals.campaigns_failed as i32)

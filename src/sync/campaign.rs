@@ -18,13 +18,15 @@ use crate::config::SyncConfig;
 use crate::db::batch::BatchWriter;
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::rows::Rejected;
-use crate::db::state::{self, Checkpoint, RunTotals};
+use crate::db::state::{self, Checkpoint};
 use crate::db::{self, writer, KeptSession};
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
+use crate::model::run::RunTotals;
+use crate::model::{time, window};
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
 use crate::sync::trust::{self, Action};
-use crate::sync::{span, windows, Run};
+use crate::sync::Run;
 
 /// What every campaign of one run shares.
 struct RunContext {
@@ -351,7 +353,7 @@ async fn read_campaign(
     let (run_id, end) = (*run_id, *end);
     let id = campaign.display_id.as_str();
     let start = start_of_plan(config, campaign, checkpoint);
-    let planned = windows::plan(config.timezone, config.window, start, end);
+    let planned = window::plan(config.timezone, config.window, start, end);
     let Some(first) = planned.first() else {
         return Ok(());
     };
@@ -418,7 +420,7 @@ async fn verify(
     let counted = if whole {
         None
     } else {
-        let origin = campaign.created_at.unwrap_or_else(span::fallback_origin);
+        let origin = campaign.created_at.unwrap_or_else(time::fallback_origin);
         report.requests += 1;
         let page = ctx
             .api
@@ -446,7 +448,7 @@ fn new_rows(campaign: &CampaignRow, checkpoint: Option<Checkpoint>) -> u64 {
 }
 
 /// Where a campaign's reading starts: `--since`, else the checkpoint less the lookback, else
-/// the campaign's creation; never before [`span::earliest`].
+/// the campaign's creation; never before [`time::earliest`].
 pub(crate) fn start_of_plan(
     config: &SyncConfig,
     campaign: &CampaignRow,
@@ -455,12 +457,12 @@ pub(crate) fn start_of_plan(
     let start = match (config.since, checkpoint) {
         (Some(since), _) => Some(since),
         (None, Some(c)) => c.synced_until.checked_sub_signed(config.lookback),
-        (None, None) => Some(campaign.created_at.unwrap_or_else(span::fallback_origin)),
+        (None, None) => Some(campaign.created_at.unwrap_or_else(time::fallback_origin)),
     };
-    start.map_or(span::earliest(), |t| t.max(span::earliest()))
+    start.map_or(time::earliest(), |t| t.max(time::earliest()))
 }
 
-/// Refuses a campaign whose plan up to `end` would hold more than [`windows::MAX_WINDOWS`]
+/// Refuses a campaign whose plan up to `end` would hold more than [`window::MAX_WINDOWS`]
 /// windows, before any is made: a configuration problem (`--window` too short for its
 /// history), the same on every run.
 pub(crate) fn check_plan(
@@ -470,16 +472,16 @@ pub(crate) fn check_plan(
     end: DateTime<Utc>,
 ) -> Result<(), Failure> {
     let start = start_of_plan(config, campaign, checkpoint);
-    let n = windows::most_windows(config.window, start, end);
-    if n <= windows::MAX_WINDOWS {
+    let n = window::most_windows(config.window, start, end);
+    if n <= window::MAX_WINDOWS {
         return Ok(());
     }
     Err(Failure::Config(format!(
         "campaign {}: reading from {} in windows of {} makes up to {n} windows, more than {}: use a longer --window, or --since to start later",
         crate::terminal::printable(&campaign.display_id),
         start.format("%Y-%m-%d %H:%M:%SZ"),
-        span::human(config.window.nominal()),
-        windows::MAX_WINDOWS
+        time::human(config.window.nominal()),
+        window::MAX_WINDOWS
     )))
 }
 
@@ -504,7 +506,7 @@ fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
 pub(crate) mod tests {
     use super::*;
     use crate::api::ClientSettings;
-    use crate::sync::span::WindowLen;
+    use crate::model::window::WindowLen;
     use chrono::Duration;
     use secrecy::SecretString;
 

@@ -4,9 +4,8 @@ pub mod campaign;
 pub mod list;
 pub mod plan;
 pub mod scan;
-pub mod span;
+
 pub mod trust;
-pub mod windows;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,22 +19,14 @@ use uuid::Uuid;
 use crate::api::{ApiClient, ApiStats};
 use crate::config::SyncConfig;
 use crate::db::campaigns::CampaignRow;
-use crate::db::state::{self, Checkpoint, RunTotals};
+use crate::db::state::{self, Checkpoint};
 use crate::db::{self};
 use crate::error::Failure;
 use crate::metrics;
+pub use crate::model::run::{Outcome, RunReport, RunTotals};
 pub(crate) use crate::sync::campaign::start_of_plan;
 use crate::sync::campaign::Read;
 pub(crate) use crate::sync::list::fetch_campaigns;
-
-/// What a finished run reports.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RunReport {
-    pub run_id: Uuid,
-    pub outcome: String,
-    pub totals: RunTotals,
-    pub seconds: f64,
-}
 
 /// Runs one sync against `pool`, holding the database's run lock throughout.
 pub async fn run(config: &SyncConfig, pool: &PgPool) -> Result<RunReport, Failure> {
@@ -225,13 +216,13 @@ impl Run<'_> {
         totals.rate_limited = ApiStats::get(&stats.rate_limited);
         totals.retries = ApiStats::get(&stats.retries);
         let (outcome, error) = match result {
-            Ok(()) if totals.rows_rejected > 0 => ("partial", None),
-            Ok(()) => ("success", None),
-            Err(e @ Failure::Interrupted) => ("interrupted", Some(e.one_line())),
+            Ok(()) if totals.rows_rejected > 0 => (Outcome::Partial, None),
+            Ok(()) => (Outcome::Success, None),
+            Err(e @ Failure::Interrupted) => (Outcome::Interrupted, Some(e.one_line())),
             Err(e @ Failure::Transient(_)) if totals.campaigns_synced > 0 => {
-                ("partial", Some(e.one_line()))
+                (Outcome::Partial, Some(e.one_line()))
             }
-            Err(e) => ("failed", Some(e.one_line())),
+            Err(e) => (Outcome::Failed, Some(e.one_line())),
         };
         state::finish_run(
             &mut *lock.live_session().await?,
@@ -244,13 +235,13 @@ impl Run<'_> {
         .context("recording the run's end")?;
         let report = RunReport {
             run_id: self.run_id,
-            outcome: outcome.to_string(),
+            outcome,
             totals,
             seconds: started.elapsed().as_secs_f64(),
         };
         tracing::info!(
             run_id = %self.run_id,
-            outcome,
+            outcome = outcome.as_str(),
             campaigns = report.totals.campaigns_synced,
             requests = report.totals.requests,
             rows_received = report.totals.rows_received,

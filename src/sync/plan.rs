@@ -10,9 +10,10 @@ use crate::api::ApiClient;
 use crate::config::SyncConfig;
 use crate::db::state::{self, Checkpoint};
 use crate::error::Failure;
+use crate::model::window;
 use crate::sync::campaign::check_plan;
 use crate::sync::trust::{self, Action};
-use crate::sync::{fetch_campaigns, start_of_plan, windows};
+use crate::sync::{fetch_campaigns, start_of_plan};
 use crate::terminal::printable;
 
 /// Reads the campaign list and the checkpoints (if the schema exists) and renders the plan.
@@ -55,7 +56,7 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         }
         check_plan(config, campaign, checkpoint, end)?;
         let start = start_of_plan(config, campaign, checkpoint);
-        let planned = windows::plan(config.timezone, config.window, start, end);
+        let planned = window::plan(config.timezone, config.window, start, end);
         let Some(first) = planned.first() else {
             continue;
         };

@@ -21,7 +21,7 @@ use crate::db::batch::{BatchWriter, RangeRows};
 use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer};
 use crate::memory::Hold;
-use crate::sync::windows::Window;
+use crate::model::window::Window;
 
 /// Full re-reads of a range whose total moved while it was paged through.
 const MAX_PASSES: u32 = 4;

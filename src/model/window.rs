@@ -5,10 +5,10 @@
 //! its midnight, the last chunk ending at the next midnight. Because every boundary is a function
 //! of the local date alone, consecutive windows always meet: the plan has no gap and no overlap.
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::sync::span::WindowLen;
+use crate::model::time::{local_date, parse_duration, start_of_day};
 
 /// A half-open interval `[start, end)` of instants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -17,27 +17,51 @@ pub struct Window {
     pub end: DateTime<Utc>,
 }
 
-/// First instant of a local calendar date.
-///
-/// Local midnight may not exist (a DST change at midnight, as in America/Santiago) or may happen
-/// twice; we take the first instant whose local date is `date`.
-pub fn start_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
-    let mut local = date.and_time(NaiveTime::MIN);
-    // A gap is at most a day long (Pacific/Apia skipped 2011-12-30 entirely).
-    for _ in 0..=(2 * 24 * 60) {
-        match tz.from_local_datetime(&local) {
-            LocalResult::Single(t) => return t.with_timezone(&Utc),
-            LocalResult::Ambiguous(first, _) => return first.with_timezone(&Utc),
-            LocalResult::None => local += Duration::minutes(1),
-        }
-    }
-    // Unreachable for real zone data; fall back to reading the date as UTC.
-    Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN))
+/// How long a window is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowLen {
+    /// Whole local calendar days (23, 24 or 25 hours each).
+    Days(u32),
+    /// A fixed length shorter than a day, restarted at every local midnight.
+    Within(Duration),
 }
 
-/// The local date an instant falls on.
-pub fn local_date(tz: Tz, t: DateTime<Utc>) -> NaiveDate {
-    t.with_timezone(&tz).date_naive()
+impl WindowLen {
+    /// The shortest window: finer ones only multiply the windows a plan holds.
+    pub const MIN: Duration = Duration::minutes(1);
+    /// The longest window, in days.
+    pub const MAX_DAYS: u32 = 365;
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let d = parse_duration(text)?;
+        let day = Duration::days(1);
+        if d < Self::MIN {
+            return Err(format!(
+                "window '{text}' is shorter than the shortest window, 1m"
+            ));
+        }
+        if d < day {
+            return Ok(WindowLen::Within(d));
+        }
+        if d.num_milliseconds() % day.num_milliseconds() != 0 {
+            return Err(format!(
+                "window '{text}' must be shorter than a day or a whole number of days"
+            ));
+        }
+        u32::try_from(d.num_days())
+            .ok()
+            .filter(|days| *days <= Self::MAX_DAYS)
+            .map(WindowLen::Days)
+            .ok_or_else(|| format!("window '{text}' is longer than the longest window, 365d"))
+    }
+
+    /// The window's nominal length (days of 24 hours).
+    pub fn nominal(self) -> Duration {
+        match self {
+            WindowLen::Days(n) => Duration::days(i64::from(n)),
+            WindowLen::Within(d) => d,
+        }
+    }
 }
 
 /// The start of the window that contains `t`.
@@ -121,10 +145,33 @@ fn floor_date(date: NaiveDate, n: u32) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use proptest::prelude::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn window_lengths() {
+        assert_eq!(WindowLen::parse("1d").unwrap(), WindowLen::Days(1));
+        assert_eq!(WindowLen::parse("48h").unwrap(), WindowLen::Days(2));
+        assert_eq!(
+            WindowLen::parse("6h").unwrap(),
+            WindowLen::Within(Duration::hours(6))
+        );
+        assert!(WindowLen::parse("36h").is_err());
+        assert!(WindowLen::parse("1ms").unwrap_err().contains("shortest"));
+        assert!(WindowLen::parse("59s").is_err());
+        assert_eq!(
+            WindowLen::parse("1m").unwrap(),
+            WindowLen::Within(Duration::minutes(1))
+        );
+        assert_eq!(WindowLen::parse("365d").unwrap(), WindowLen::Days(365));
+        assert!(WindowLen::parse("366d").unwrap_err().contains("longest"));
+        assert!(WindowLen::parse("613566756w")
+            .unwrap_err()
+            .contains("longest"));
     }
 
     fn day() -> WindowLen {

@@ -1,0 +1,6 @@
+//! The model at the bottom of the job: time as the job speaks it, the windows a campaign's
+//! history is read in, and what a run ends with. It imports nothing else of the crate; every layer above imports it.
+
+pub mod run;
+pub mod time;
+pub mod window;

@@ -1,0 +1,66 @@
+//! What a run ends with: its outcome and its figures, as the ledger, the metrics and the
+//! command line report them.
+
+use uuid::Uuid;
+
+/// How a run ended, as the ledger's `outcome` column spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    /// Some rows or campaigns could not be read or stored; the rest is committed.
+    Partial,
+    Failed,
+    /// Stopped by a signal; what finished is committed.
+    Interrupted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The figures a run ends with.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunTotals {
+    pub campaigns_listed: u64,
+    pub campaigns_synced: u64,
+    /// Of the synced: skipped because their trusted counter had not moved.
+    pub campaigns_skipped: u64,
+    /// Read, and why: never read to a run's end before, counter moved, counter not trusted,
+    /// `--full-scan-every` come round, `--since` or `--rescan`.
+    pub campaigns_new: u64,
+    pub campaigns_changed: u64,
+    pub campaigns_untrusted: u64,
+    pub campaigns_due: u64,
+    pub campaigns_requested: u64,
+    pub campaigns_failed: u64,
+    pub requests: u64,
+    pub rate_limited: u64,
+    pub retries: u64,
+    pub rows_received: u64,
+    pub rows_inserted: u64,
+    pub rows_updated: u64,
+    pub rows_rejected: u64,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunReport {
+    pub run_id: Uuid,
+    pub outcome: Outcome,
+    pub totals: RunTotals,
+    pub seconds: f64,
+}
