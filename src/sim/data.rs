@@ -1,10 +1,11 @@
 //! The simulator's campaigns and how the API renders them; their rows live in [`super::rows`].
 
+use super::clock::ts;
 use super::counter::Counter;
 use super::row::Row;
 use super::rows::Rows;
 use super::{mix, PROJECT_DOMAINS};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 
@@ -60,11 +61,6 @@ pub(crate) struct Campaign {
     arrivals: Vec<Instant>,
     /// In the order `GET /attributed-users` pages through.
     rows: Rows,
-}
-
-/// ISO 8601 UTC with exactly three fractional digits and `Z`, as the API writes timestamps.
-pub(crate) fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Listing indexes for ids; `Err` carries the unknown ids.

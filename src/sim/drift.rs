@@ -40,14 +40,14 @@ impl SimConfig {
             if self.drifts(r) || self.is_bad(r) {
                 self.render_row(c, r).to_string()
             } else {
-                r.to_json_text(c)
+                r.to_json_text((&c.display_id, c.name()))
             }
         })
     }
 
     /// A row as `GET /attributed-users` serves it.
     pub(crate) fn render_row(&self, c: &Campaign, r: &Row) -> Value {
-        let mut v = r.to_json(c);
+        let mut v = r.to_json((&c.display_id, c.name()));
         let m = v.as_object_mut().unwrap();
         if let Some(h) = self.pick(DRIFT, r.uid(), self.faults.drift_rate) {
             drift_row(m, h);

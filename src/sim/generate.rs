@@ -1,9 +1,10 @@
 //! The synthetic data set: campaigns and rows drawn from a seeded ChaCha8 generator, shaped to
 //! hit the awkward cases of the real API (skewed sizes, midnights and DST edges, null ids, "").
 
+use super::clock::resolve_local;
+use super::clock::ts;
 use super::counter::Counter;
-use super::data::{ts, Campaign};
-use super::read::resolve_local;
+use super::data::Campaign;
 use super::row::Row;
 use super::{mix, SimConfig, PROJECT_DOMAINS};
 use chrono::{DateTime, Datelike, Months, NaiveTime, Offset, TimeDelta, TimeZone, Utc};

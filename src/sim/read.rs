@@ -11,8 +11,10 @@ use super::{fail, ok, ApiError, Reply, Simulator, State as SimState, PROJECT_DOM
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use chrono::{DateTime, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+
+use super::clock::parse_local;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -22,30 +24,6 @@ type Params = Query<HashMap<String, String>>;
 
 /// Channel filters the API knows.
 const CHANNELS: [&str; 4] = ["GOOGLE", "META", "TIKTOK", "APPLE_SEARCH_ADS"];
-
-/// Reads a wall-clock bound such as `2026-03-08T02:30:00.000` (fraction optional) in `tz`.
-pub(crate) fn parse_local(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok()?;
-    resolve_local(tz, naive)
-}
-
-/// The instant of a local time: the earliest one when a DST fold makes it ambiguous, and the
-/// end of the gap when a DST jump skips it.
-pub(crate) fn resolve_local(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
-    let instant = |n: NaiveDateTime| tz.from_local_datetime(&n).earliest().map(|t| t.to_utc());
-    if let Some(t) = instant(naive) {
-        return Some(t);
-    }
-    // Gaps start and end on whole minutes, so the first valid minute after is the gap's end.
-    let mut minute = naive.with_second(0)?.with_nanosecond(0)?;
-    for _ in 0..24 * 60 {
-        minute += TimeDelta::minutes(1);
-        if let Some(t) = instant(minute) {
-            return Some(t);
-        }
-    }
-    None
-}
 
 /// The display id a campaign link names: its `c` parameter or its single path segment, on a
 /// project domain. The scheme may be left out.

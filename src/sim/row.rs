@@ -1,6 +1,6 @@
 //! One attributed-user row, and the JSON text it is served as.
 
-use super::data::{ts, Campaign};
+use super::clock::ts;
 use super::mix;
 use chrono::{DateTime, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -81,22 +81,24 @@ impl Row {
         self.served.take();
     }
 
-    /// The row as an item of `GET /attributed-users`, naming the campaign as it is now.
-    pub(crate) fn to_json(&self, c: &Campaign) -> Value {
+    /// The row as an item of `GET /attributed-users`, naming its campaign (`display_id` and
+    /// `name`) as it is now.
+    pub(crate) fn to_json(&self, (display_id, name): (&str, &str)) -> Value {
         let mut m = self.fields.clone();
         m.insert("attributed_at".into(), json!(ts(self.attributed_at)));
-        m.insert("campaign_display_id".into(), json!(c.display_id));
-        m.insert("campaign_name".into(), json!(c.name()));
+        m.insert("campaign_display_id".into(), json!(display_id));
+        m.insert("campaign_name".into(), json!(name));
         Value::Object(m)
     }
 
-    /// `to_json(c).to_string()`, written straight from the fields instead of a copy of them.
-    pub(crate) fn to_json_text(&self, c: &Campaign) -> String {
+    /// `to_json(campaign).to_string()`, written straight from the fields instead of a copy of
+    /// them.
+    pub(crate) fn to_json_text(&self, (display_id, name): (&str, &str)) -> String {
         let at = ts(self.attributed_at);
         let added = [
             ("attributed_at", at.as_str()),
-            ("campaign_display_id", c.display_id.as_str()),
-            ("campaign_name", c.name()),
+            ("campaign_display_id", display_id),
+            ("campaign_name", name),
         ];
         let view = Merged {
             fields: &self.fields,
@@ -160,7 +162,7 @@ mod tests {
     #[test]
     fn text_equals_the_written_out_tree() {
         let at = Utc.timestamp_millis_opt(1_780_000_000_000).unwrap();
-        let c = Campaign::new(1, "a\"b".into(), "Ünïcode \\ \u{1}".into(), at);
+        let c = ("a\"b", "Ünïcode \\ \u{1}");
         let fields = [
             json!({}),
             json!({ "a": 1, "zz": [null, "x"], "user_data": { "id": "u_1", "n": 1.5 } }),
@@ -170,7 +172,7 @@ mod tests {
         ];
         for f in fields {
             let row = Row::new(7, at, None, f.as_object().unwrap().clone());
-            assert_eq!(row.to_json_text(&c), row.to_json(&c).to_string());
+            assert_eq!(row.to_json_text(c), row.to_json(c).to_string());
         }
     }
 

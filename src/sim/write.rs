@@ -2,7 +2,8 @@
 //! `/api/client`, tied together as in §5 of the write-API notes: an install that opened a
 //! campaign link and then signs up (`trigger`) becomes a row of that campaign.
 
-use super::data::{listing_indexes, ts, Campaign, AD_KEYS, LISTINGS};
+use super::clock::ts;
+use super::data::{listing_indexes, Campaign, AD_KEYS, LISTINGS};
 use super::generate::random_id;
 use super::read::link_display_id;
 use super::row::Row;
