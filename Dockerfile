@@ -12,6 +12,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY migrations migrations
 COPY benches benches
+# The simulator is a member of the workspace; the job does not link it.
+COPY sim sim
 # The cache mounts keep downloaded crates and compiled dependencies between builds; they are
 # not part of the image, so the binary is copied out of target/.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -1,7 +1,8 @@
 //! `cargo bench`: throughput, rate-limit efficiency, requests per run and peak memory of
 //! `linkrunner-sync` against the simulator and a local Postgres, printed as Markdown tables.
 //!
-//! Each size starts `linkrunner-sim` and a fresh database, runs the release binary as a child
+//! Each size starts the simulator (this executable, run again with `--simulator`) and a fresh
+//! database, runs the release binary as a child
 //! process (so its CPU time and peak RSS are its own), checks the database against the
 //! simulator's counters, and times a plain `COPY` of the same rows into the same table.
 //! Each repeat of a size times the job and then the `COPY`s on the same rows, so a ratio compares
@@ -15,7 +16,6 @@ use std::time::Instant;
 
 use sqlx::{Connection, Executor, PgConnection};
 
-const SIM: &str = env!("CARGO_BIN_EXE_linkrunner-sim");
 const SYNC: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
 const DB: &str = "linkrunner_bench";
 
@@ -26,8 +26,9 @@ struct Sim {
 
 impl Sim {
     fn start(campaigns: usize, users: usize, extra: &[&str]) -> Sim {
-        let mut child = Command::new(SIM)
-            .args(["--listen", "127.0.0.1:0", "--seed", "7"])
+        // A process of its own, so that neither the job's figures nor the bench's share its CPU.
+        let mut child = Command::new(std::env::current_exe().expect("the bench's path"))
+            .args(["--simulator", "--listen", "127.0.0.1:0", "--seed", "7"])
             .args([
                 "--campaigns",
                 &campaigns.to_string(),
@@ -360,9 +361,19 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-#[tokio::main]
-async fn main() {
-    let args: Vec<String> = std::env::args().collect();
+fn main() {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--simulator") {
+        args.remove(1);
+        linkrunner_sim::cli::main(args).expect("the simulator serves");
+        return;
+    }
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(bench(args));
+}
+
+async fn bench(args: Vec<String>) {
     let max_users: usize = args
         .iter()
         .position(|a| a == "--max-users")

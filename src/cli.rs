@@ -34,6 +34,7 @@ pub enum Command {
     /// Show per-campaign checkpoints and the last runs.
     Status(StatusArgs),
     /// Run a full sync against the built-in simulator and a local Postgres, then show what landed.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
 }
 

@@ -14,6 +14,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync(args) => sync_command(*args, cli.log_format).await,
         Command::Migrate(args) => migrate_command(args).await,
         Command::Status(args) => status_command(args).await,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(args).await,
     }
 }
@@ -131,6 +132,7 @@ fn register_secrets(cli: &Cli) {
         Command::Sync(a) => (a.api_key.as_ref(), a.db.database_url.as_ref()),
         Command::Migrate(a) => (None, a.database_url.as_ref()),
         Command::Status(a) => (None, a.db.database_url.as_ref()),
+        #[cfg(feature = "demo")]
         Command::Demo(a) => (None, a.database_url.as_ref()),
     };
     if let Some(key) = key {

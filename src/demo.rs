@@ -13,8 +13,8 @@ use crate::config::{self, SyncConfig};
 use crate::error::Failure;
 use crate::model::time::parse_duration;
 use crate::model::window::WindowLen;
-use crate::sim::{SimConfig, Simulator};
 use crate::{db, limits, sync};
+use linkrunner_sim::{SimConfig, Simulator};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/linkrunner_demo";
 

@@ -2,14 +2,16 @@
 //! attributed to them.
 //!
 //! The path a record takes: [`api`] fetches pages from Linkrunner, [`sync`] plans the time windows
-//! and drives the run, [`db`] writes rows and checkpoints to Postgres. [`sim`] is the Linkrunner
-//! simulator used by the tests, the benchmarks and the demo.
+//! and drives the run, [`db`] writes rows and checkpoints to Postgres, all over the types of
+//! [`model`]. The Linkrunner simulator the tests, the benchmark and the demo run against is a
+//! crate of its own (`linkrunner-sim`), linked only with the `demo` feature.
 
 pub mod api;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod limits;
@@ -19,7 +21,6 @@ pub mod model;
 pub mod outbound;
 pub mod refusal;
 pub mod secrets;
-pub mod sim;
 pub mod status;
 pub mod sync;
 pub mod telemetry;

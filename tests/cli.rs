@@ -5,7 +5,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::*;
-use linkrunner_sync::sim::SimConfig;
+use linkrunner_sim::SimConfig;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_linkrunner-sync");

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use linkrunner_sim::{Faults, SimConfig};
 use linkrunner_sync::error::Failure;
-use linkrunner_sync::sim::{Faults, SimConfig};
 use linkrunner_sync::sync;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use linkrunner_sync::sim::SimConfig;
+use linkrunner_sim::SimConfig;
 use linkrunner_sync::sync;
 use sqlx::PgPool;
 

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use linkrunner_sync::sim::SimConfig;
+use linkrunner_sim::SimConfig;
 use linkrunner_sync::sync;
 use rand::{Rng, SeedableRng};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -4,8 +4,8 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::*;
+use linkrunner_sim::SimConfig;
 use linkrunner_sync::model::run::Outcome;
-use linkrunner_sync::sim::SimConfig;
 use linkrunner_sync::{db, sync};
 use serde_json::{json, Value};
 use sqlx::PgPool;

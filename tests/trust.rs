@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::*;
-use linkrunner_sync::sim::{Counter, CounterState, SimConfig, Simulator};
+use linkrunner_sim::{Counter, CounterState, SimConfig, Simulator};
 use linkrunner_sync::sync;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -53,7 +53,7 @@ fn with_rows(sim: &Simulator, rows: u64) -> Vec<Value> {
 /// A signup the server attributes `hours` in the past: late data.
 async fn late_signup(
     sim: &Simulator,
-    server: &linkrunner_sync::sim::SimServer,
+    server: &linkrunner_sim::SimServer,
     campaign: &Value,
     n: usize,
     hours: f64,
@@ -298,7 +298,7 @@ async fn status_and_freshness_never_take_an_untrusted_counters_word(pool: PgPool
     let backfilled = Utc::now();
 
     // The liar's reads fail on the next run; the honest campaign is skipped on its counter.
-    sim.set_faults(linkrunner_sync::sim::Faults {
+    sim.set_faults(linkrunner_sim::Faults {
         failing_campaigns: vec![liar.clone()],
         ..Default::default()
     });

@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use linkrunner_sim::{SimConfig, SimServer, Simulator};
 use linkrunner_sync::api::ClientSettings;
 use linkrunner_sync::config::{self, SyncConfig};
 use linkrunner_sync::db::rows::UserRow;
 use linkrunner_sync::model::time::parse_duration;
 use linkrunner_sync::model::window::WindowLen;
-use linkrunner_sync::sim::{SimConfig, SimServer, Simulator};
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -202,7 +202,7 @@ pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
 
 /// Drives the SDK flow: an install opened from the campaign link, then a signup.
 pub async fn signup(
-    server: &linkrunner_sync::sim::SimServer,
+    server: &linkrunner_sim::SimServer,
     campaign: &Value,
     install: &str,
     user: &str,

@@ -1,7 +1,7 @@
 //! The simulator over loopback HTTP, as the sync job sees it.
 
 use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
-use linkrunner_sync::sim::{Faults, SimConfig, SimServer, Simulator};
+use linkrunner_sim::{Faults, SimConfig, SimServer, Simulator};
 use reqwest::{header::CONTENT_TYPE, Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //!
 //! All state sits behind one mutex; handlers never hold it across an `.await`.
 
+pub mod cli;
 mod clock;
 mod control;
 mod counter;

@@ -132,7 +132,7 @@ impl<'a> Window<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::mix;
+    use crate::mix;
     use chrono::{TimeDelta, TimeZone};
     use serde_json::Map;
 

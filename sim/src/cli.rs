@@ -1,11 +1,11 @@
-//! `linkrunner-sim`: serves the Linkrunner API simulator until Ctrl-C or SIGTERM.
+//! `linkrunner-sim` on the command line: serves the simulator until Ctrl-C or SIGTERM.
 //!
 //! Prints exactly one line to stdout, `linkrunner-sim listening on http://<addr>/api/v1`, for
 //! scripts to read; everything else is logged to stderr.
 
+use crate::{FaultArgs, SimConfig, Simulator};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
-use linkrunner_sync::sim::{FaultArgs, SimConfig, Simulator};
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -105,15 +105,20 @@ fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs the simulator as the `linkrunner-sim` binary does, with `args` (the first is the
+/// program's name) as its command line; a benchmark can serve it from its own executable.
+pub fn main(args: impl IntoIterator<Item = String>) -> anyhow::Result<()> {
+    let args = Args::parse_from(args);
+    tokio::runtime::Runtime::new()?.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);
     logs.with_writer(std::io::stderr).init();
-    let args = Args::parse();
     anyhow::ensure!(args.start < args.end, "--start must be before --end");
     let sim = Simulator::new(args.config());
     let server = sim.serve(args.listen).await?;
