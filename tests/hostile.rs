@@ -96,11 +96,12 @@ fn sigterm(child: &Child) {
 
 /// Waits until `done` holds, for at most `limit`.
 async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let done = &mut done;
+    common::wait_for("the awaited condition", limit, || {
+        let now = done();
+        async move { now.then_some(()) }
+    })
+    .await
 }
 
 fn text(out: &Output) -> String {

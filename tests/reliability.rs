@@ -103,7 +103,13 @@ async fn sigterm_stops_at_a_safe_point_and_the_next_run_completes(
     cmd.args(["--page-size", "5", "--pages-per-scan", "2"]);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Mid-run: some ranges read, most not.
+    wait_for(
+        "the run reading ranges",
+        Duration::from_secs(30),
+        || async { (sim.stats().attributed_users_requests >= 20).then_some(()) },
+    )
+    .await;
     let term = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

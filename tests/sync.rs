@@ -397,35 +397,33 @@ async fn a_run_whose_session_is_killed_takes_the_lock_again_and_finishes(pool: P
     let holder = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
                   AND ((classid::int8 << 32) | objid::int8) = 119238819409507
                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
-    let pid = loop {
+    let limit = std::time::Duration::from_secs(30);
+    let pid = wait_for("the run holding the lock and reading", limit, || async {
         let pid: Option<i32> = sqlx::query_scalar(holder)
             .fetch_optional(&pool)
             .await
             .unwrap();
-        match pid {
-            Some(pid) if sim.stats().attributed_users_requests > 0 => break pid,
-            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-        }
-    };
+        pid.filter(|_| sim.stats().attributed_users_requests > 0)
+    })
+    .await;
     let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
         .fetch_one(&pool)
         .await
         .unwrap();
     assert!(killed);
-    let retaken = loop {
+    let retaken = wait_for("the lock taken again, or the run's end", limit, || async {
         let now: Option<i32> = sqlx::query_scalar(holder)
             .fetch_optional(&pool)
             .await
             .unwrap();
         if now.is_some_and(|p| p != pid) {
-            break true;
+            Some(true)
+        } else {
+            run.is_finished().then_some(false)
         }
-        if run.is_finished() {
-            break false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert!(
         retaken,
         "no session took the lock again while the run went on"

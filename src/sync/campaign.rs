@@ -24,6 +24,7 @@ use crate::error::Failure;
 use crate::memory::MemoryBudget;
 use crate::model::run::RunTotals;
 use crate::model::{time, window};
+use crate::sync::list;
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
 use crate::sync::trust::{self, Action};
 use crate::sync::Run;
@@ -275,11 +276,9 @@ async fn read_campaigns(
                 totals.rows_rejected += report.rejected;
             }
             Err(ScanError::Stopped) => {}
-            Err(ScanError::Api(ApiError::Unauthorized { status })) => {
+            Err(ScanError::Api(e @ ApiError::Unauthorized { .. })) => {
                 progress.finish_and_clear();
-                return Err(Failure::Auth(format!(
-                    "Linkrunner rejected the API key (HTTP {status}); check LINKRUNNER_API_KEY"
-                )));
+                return Err(list::api_failure(e));
             }
             Err(ScanError::Db(e)) if crate::refusal::why(&e).is_some() => {
                 // A grant or a table to fix: every other campaign would meet it too.

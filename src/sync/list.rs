@@ -166,7 +166,9 @@ async fn write_list(
     Ok(())
 }
 
-fn api_failure(e: ApiError) -> Failure {
+/// What an API error ends the run as: a refused key or a base URL without the API behind it
+/// is for the operator to fix; the rest passes.
+pub(crate) fn api_failure(e: ApiError) -> Failure {
     match e {
         ApiError::Unauthorized { .. } => Failure::Auth(e.to_string()),
         ApiError::NotFound => Failure::Config(

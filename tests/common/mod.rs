@@ -17,6 +17,26 @@ use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 
+/// Polls `check` every 20 ms until it yields a value; fails the test, naming `what`, when
+/// `limit` passes first.
+pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn start(config: SimConfig) -> (Simulator, SimServer) {
     let sim = Simulator::new(config);
     let server = sim
