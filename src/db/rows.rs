@@ -3,7 +3,10 @@
 //! received JSON from the stored parts, which is how the tests prove nothing is lost. A row
 //! whose text Postgres cannot store is set aside whole ([`storable`]).
 
+pub mod columns;
 pub mod storable;
+
+pub use columns::{Column, ColumnType, ColumnValue, Slot, COLUMNS, TEXT_FIELDS, TIME_FIELDS};
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,23 +21,6 @@ use crate::api::models::Key;
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
-/// Documented text fields of a row, in column order.
-pub const TEXT_FIELDS: [&str; 10] = [
-    "ad_channel",
-    "campaign_name",
-    "link",
-    "meta_ad_id",
-    "ad_creative_id",
-    "ad_creative_name",
-    "ad_set_id",
-    "ad_set_name",
-    "publisher_platform",
-    "platform_position",
-];
-
-/// Documented timestamp fields other than `attributed_at`, in column order.
-pub const TIME_FIELDS: [&str; 2] = ["installed_at", "store_click_at"];
-
 const ABSENT: &str = "__absent";
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -43,8 +29,10 @@ pub struct UserRow {
     pub attributed_at: DateTime<Utc>,
     pub row_key: String,
     pub user_id: Option<String>,
-    pub texts: [Option<String>; 10],
-    pub times: [Option<DateTime<Utc>>; 2],
+    /// The [`TEXT_FIELDS`], in order.
+    pub texts: [Option<String>; TEXT_FIELDS.len()],
+    /// The [`TIME_FIELDS`], in order.
+    pub times: [Option<DateTime<Utc>>; TIME_FIELDS.len()],
     /// `user_data` as the JSON text received; it goes to Postgres without being rebuilt.
     pub user_data: Option<String>,
     pub extra: Option<Value>,
@@ -345,24 +333,16 @@ const USER_DATA: usize = TIMES + TIME_FIELDS.len();
 const KNOWN: usize = USER_DATA + 1;
 
 fn known_slot(key: &str) -> Option<usize> {
-    Some(match key {
-        "attributed_at" => ATTRIBUTED_AT,
-        "campaign_display_id" => CAMPAIGN,
-        "ad_channel" => TEXTS,
-        "campaign_name" => TEXTS + 1,
-        "link" => TEXTS + 2,
-        "meta_ad_id" => TEXTS + 3,
-        "ad_creative_id" => TEXTS + 4,
-        "ad_creative_name" => TEXTS + 5,
-        "ad_set_id" => TEXTS + 6,
-        "ad_set_name" => TEXTS + 7,
-        "publisher_platform" => TEXTS + 8,
-        "platform_position" => TEXTS + 9,
-        "installed_at" => TIMES,
-        "store_click_at" => TIMES + 1,
-        "user_data" => USER_DATA,
-        _ => return None,
-    })
+    match key {
+        "attributed_at" => Some(ATTRIBUTED_AT),
+        "campaign_display_id" => Some(CAMPAIGN),
+        "user_data" => Some(USER_DATA),
+        _ => match columns::text_or_time_slot(key)? {
+            Slot::Text(i) => Some(TEXTS + i),
+            Slot::Time(i) => Some(TIMES + i),
+            _ => None,
+        },
+    }
 }
 
 /// A row object's members: the documented ones by slot, the others in the order received. A

@@ -6,10 +6,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use serde_json::Value;
-
 use crate::db;
-use crate::db::rows::{storable, Rejected, UserRow};
+use crate::db::rows::{storable, Column, ColumnType, ColumnValue, Rejected, UserRow, COLUMNS};
 use crate::secrets;
 
 /// What a batch did to the table.
@@ -43,64 +41,30 @@ async fn upsert_chunk(
     rows: &[&UserRow],
     counts: &mut HashMap<String, WriteCounts>,
 ) -> sqlx::Result<()> {
-    let text = |i: usize| rows.iter().map(|r| r.texts[i].clone()).collect::<Vec<_>>();
-    let time = |i: usize| rows.iter().map(|r| r.times[i]).collect::<Vec<_>>();
-    let results = sqlx::query(
-        "INSERT INTO linkrunner.attributed_users AS a (campaign_display_id, attributed_at, row_key,
-             user_id, ad_channel, campaign_name, link, meta_ad_id, ad_creative_id, ad_creative_name,
-             ad_set_id, ad_set_name, publisher_platform, platform_position, installed_at,
-             store_click_at, user_data, extra)
-         SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16,
-             c17::jsonb, c18
-         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-             $13::text[], $14::text[], $15::timestamptz[], $16::timestamptz[], $17::text[],
-             $18::jsonb[])
-             AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18)
-         ON CONFLICT (campaign_display_id, attributed_at, row_key) DO UPDATE SET
-             user_id = EXCLUDED.user_id, ad_channel = EXCLUDED.ad_channel,
-             campaign_name = EXCLUDED.campaign_name, link = EXCLUDED.link,
-             meta_ad_id = EXCLUDED.meta_ad_id, ad_creative_id = EXCLUDED.ad_creative_id,
-             ad_creative_name = EXCLUDED.ad_creative_name, ad_set_id = EXCLUDED.ad_set_id,
-             ad_set_name = EXCLUDED.ad_set_name, publisher_platform = EXCLUDED.publisher_platform,
-             platform_position = EXCLUDED.platform_position, installed_at = EXCLUDED.installed_at,
-             store_click_at = EXCLUDED.store_click_at, user_data = EXCLUDED.user_data,
-             extra = EXCLUDED.extra, last_synced_at = now()
-         WHERE (a.user_id, a.ad_channel, a.campaign_name, a.link, a.meta_ad_id, a.ad_creative_id,
-                a.ad_creative_name, a.ad_set_id, a.ad_set_name, a.publisher_platform,
-                a.platform_position, a.installed_at, a.store_click_at, a.user_data, a.extra)
-             IS DISTINCT FROM
-               (EXCLUDED.user_id, EXCLUDED.ad_channel, EXCLUDED.campaign_name, EXCLUDED.link,
-                EXCLUDED.meta_ad_id, EXCLUDED.ad_creative_id, EXCLUDED.ad_creative_name,
-                EXCLUDED.ad_set_id, EXCLUDED.ad_set_name, EXCLUDED.publisher_platform,
-                EXCLUDED.platform_position, EXCLUDED.installed_at, EXCLUDED.store_click_at,
-                EXCLUDED.user_data, EXCLUDED.extra)
-         RETURNING campaign_display_id, (xmax = 0) AS inserted",
-    )
-    .bind(
-        rows.iter()
-            .map(|r| r.campaign_display_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|r| r.attributed_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.row_key.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
-    .bind(text(0))
-    .bind(text(1))
-    .bind(text(2))
-    .bind(text(3))
-    .bind(text(4))
-    .bind(text(5))
-    .bind(text(6))
-    .bind(text(7))
-    .bind(text(8))
-    .bind(text(9))
-    .bind(time(0))
-    .bind(time(1))
-    .bind(rows.iter().map(|r| r.user_data.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.extra.clone()).collect::<Vec<_>>())
-    .fetch_all(&mut *conn)
-    .await?;
+    let mut query = sqlx::query(&UPSERT);
+    for column in &COLUMNS {
+        let values = rows.iter().map(|r| r.value(column.slot));
+        query = match column.ty {
+            ColumnType::Timestamptz => query.bind(
+                values
+                    .map(|v| match v {
+                        ColumnValue::Time(t) => t,
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            ColumnType::Text | ColumnType::Jsonb => query.bind(
+                values
+                    .map(|v| match v {
+                        ColumnValue::Text(t) => t.map(str::to_owned),
+                        ColumnValue::Json(j) => j.map(Cow::into_owned),
+                        ColumnValue::Time(_) => None,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        };
+    }
+    let results = query.fetch_all(&mut *conn).await?;
     for row in results {
         let entry = counts.entry(row.get(0)).or_default();
         if row.get::<bool, _>(1) {
@@ -112,10 +76,53 @@ async fn upsert_chunk(
     Ok(())
 }
 
-/// Columns of `attributed_users` that a load writes, in the order of `UserRow`'s fields.
-const COLUMNS: &str = "campaign_display_id, attributed_at, row_key, user_id, ad_channel, \
-    campaign_name, link, meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name, \
-    publisher_platform, platform_position, installed_at, store_click_at, user_data, extra";
+/// The upsert of a chunk of rows, each column bound as an array: a row whose content changed
+/// is updated, one unchanged is left alone (and not counted).
+static UPSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let names = |f: &dyn Fn(&Column) -> String, only_values: bool| {
+        COLUMNS
+            .iter()
+            .filter(|c| !(only_values && c.key))
+            .map(f)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql_type = |c: &Column| match c.ty {
+        ColumnType::Text | ColumnType::Jsonb => "text",
+        ColumnType::Timestamptz => "timestamptz",
+    };
+    let arrays = (1..=COLUMNS.len())
+        .zip(&COLUMNS)
+        .map(|(i, c)| format!("${i}::{}[]", sql_type(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cast = |c: &Column| match c.ty {
+        ColumnType::Jsonb => format!("t.{0}::jsonb", c.name),
+        _ => format!("t.{}", c.name),
+    };
+    format!(
+        "INSERT INTO linkrunner.attributed_users AS a ({columns})
+         SELECT {casts} FROM UNNEST({arrays}) AS t({columns})
+         ON CONFLICT (campaign_display_id, attributed_at, row_key) DO UPDATE SET
+             {set}, last_synced_at = now()
+         WHERE ({old}) IS DISTINCT FROM ({new})
+         RETURNING campaign_display_id, (xmax = 0) AS inserted",
+        columns = names(&|c| c.name.to_owned(), false),
+        casts = names(&cast, false),
+        set = names(&|c| format!("{0} = EXCLUDED.{0}", c.name), true),
+        old = names(&|c| format!("a.{}", c.name), true),
+        new = names(&|c| format!("EXCLUDED.{}", c.name), true),
+    )
+});
+
+/// Columns of `attributed_users` that a load writes, in the order of [`COLUMNS`].
+static COLUMN_LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 /// A row's key within its campaign: `(attributed_at, row_key)`.
 pub type Key = (DateTime<Utc>, String);
@@ -155,7 +162,8 @@ pub async fn copy_new_users(conn: &mut PgConnection, rows: &[&UserRow]) -> sqlx:
     }
     let mut copy = conn
         .copy_in_raw(&format!(
-            "COPY linkrunner.attributed_users ({COLUMNS}) FROM STDIN (FORMAT binary)"
+            "COPY linkrunner.attributed_users ({}) FROM STDIN (FORMAT binary)",
+            *COLUMN_LIST
         ))
         .await?;
     // Sent a chunk at a time: the data is never all in memory, and the connection's write
@@ -181,27 +189,19 @@ pub async fn copy_new_users(conn: &mut PgConnection, rows: &[&UserRow]) -> sqlx:
 const COPY_CHUNK: usize = 64 << 10;
 
 fn put_row(buf: &mut Vec<u8>, row: &UserRow) -> sqlx::Result<()> {
-    buf.extend_from_slice(&FIELDS.to_be_bytes());
-    put_text(buf, Some(&row.campaign_display_id))?;
-    put_time(buf, Some(row.attributed_at));
-    put_text(buf, Some(&row.row_key))?;
-    put_text(buf, row.user_id.as_deref())?;
-    for text in &row.texts {
-        put_text(buf, text.as_deref())?;
+    buf.extend_from_slice(&(COLUMNS.len() as i16).to_be_bytes());
+    for column in &COLUMNS {
+        match row.value(column.slot) {
+            ColumnValue::Text(t) => put_text(buf, t)?,
+            ColumnValue::Time(t) => put_time(buf, t),
+            ColumnValue::Json(j) => put_jsonb(buf, j.as_deref().map(str::as_bytes))?,
+        }
     }
-    for time in row.times {
-        put_time(buf, time);
-    }
-    put_jsonb(buf, row.user_data.as_deref().map(str::as_bytes))?;
-    let extra = row.extra.as_ref().map(Value::to_string);
-    put_jsonb(buf, extra.as_deref().map(str::as_bytes))
+    Ok(())
 }
 
 /// The binary format's signature, flags and (empty) header extension.
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-
-/// Fields per row, as many as `COLUMNS` names.
-const FIELDS: i16 = 18;
 
 /// Microseconds from the Unix epoch to Postgres's, 2000-01-01.
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;

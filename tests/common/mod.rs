@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use linkrunner_sim::{SimConfig, SimServer, Simulator};
 use linkrunner_sync::api::ClientSettings;
 use linkrunner_sync::config::{self, SyncConfig};
-use linkrunner_sync::db::rows::UserRow;
+use linkrunner_sync::db::rows::{ColumnType, ColumnValue, UserRow, COLUMNS};
 use linkrunner_sync::model::time::parse_duration;
 use linkrunner_sync::model::window::WindowLen;
 use secrecy::SecretString;
@@ -76,42 +76,31 @@ pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
     }
 }
 
-/// Every stored attributed user, rebuilt as the API sent it, keyed by campaign and canonical text.
+/// Every stored attributed user, rebuilt as the API sent it, read column by column as the
+/// writers write them.
 pub async fn stored_rows(pool: &PgPool) -> Vec<Value> {
-    let rows = sqlx::query(
-        "SELECT campaign_display_id, attributed_at, row_key, user_id, ad_channel, campaign_name,
-                link, meta_ad_id, ad_creative_id, ad_creative_name, ad_set_id, ad_set_name,
-                publisher_platform, platform_position, installed_at, store_click_at, user_data, extra
-         FROM linkrunner.attributed_users",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let sql = format!(
+        "SELECT {} FROM linkrunner.attributed_users",
+        names.join(", ")
+    );
+    let rows = sqlx::query(&sql).fetch_all(pool).await.unwrap();
     rows.into_iter()
         .map(|r| {
-            let text = |i: usize| r.get::<Option<String>, _>(i);
-            UserRow {
-                campaign_display_id: r.get(0),
-                attributed_at: r.get(1),
-                row_key: r.get(2),
-                user_id: r.get(3),
-                texts: [
-                    text(4),
-                    text(5),
-                    text(6),
-                    text(7),
-                    text(8),
-                    text(9),
-                    text(10),
-                    text(11),
-                    text(12),
-                    text(13),
-                ],
-                times: [r.get(14), r.get(15)],
-                user_data: r.get::<Option<Value>, _>(16).map(|v| v.to_string()),
-                extra: r.get(17),
+            let mut row = UserRow::default();
+            for (i, c) in COLUMNS.iter().enumerate() {
+                let json: Option<String>;
+                let value = match c.ty {
+                    ColumnType::Text => ColumnValue::Text(r.get::<Option<&str>, _>(i)),
+                    ColumnType::Timestamptz => ColumnValue::Time(r.get(i)),
+                    ColumnType::Jsonb => {
+                        json = r.get::<Option<Value>, _>(i).map(|v| v.to_string());
+                        ColumnValue::Json(json.as_deref().map(Into::into))
+                    }
+                };
+                row.set(c.slot, value);
             }
-            .to_wire()
+            row.to_wire()
         })
         .collect()
 }
