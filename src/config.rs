@@ -39,6 +39,29 @@ pub struct SyncConfig {
 }
 
 impl SyncConfig {
+    /// The settings `sync` runs with when no flag says otherwise (a unit test holds this to the
+    /// flags' own defaults), for the demo and the tests to start from.
+    pub fn with_defaults(api: ClientSettings, timezone: Tz) -> SyncConfig {
+        SyncConfig {
+            api,
+            timezone,
+            window: WindowLen::Days(1),
+            lookback: Duration::days(2),
+            full_scan_every: Duration::hours(6),
+            since: None,
+            until: None,
+            campaigns: Vec::new(),
+            concurrency: 32,
+            memory_budget: 8 << 20,
+            rescan: false,
+            progress: true,
+            page_size: 1000,
+            pages_per_scan: 20,
+            metrics_file: None,
+            pushgateway: None,
+        }
+    }
+
     /// Settings to record in the run ledger: no secrets.
     pub fn ledger_settings(&self) -> serde_json::Value {
         serde_json::json!({
@@ -236,6 +259,30 @@ pub fn base_url(text: &str) -> Result<Url, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_are_the_flags_defaults() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "linkrunner-sync",
+            "sync",
+            "--api-key",
+            "key-1234",
+            "--database-url",
+            "postgres://u@h/db",
+            "--base-url",
+            "https://api.linkrunner.io/api/v1",
+            "--timezone",
+            "UTC",
+        ])
+        .unwrap();
+        let crate::cli::Command::Sync(args) = cli.command else {
+            panic!("a sync")
+        };
+        let (parsed, _) = sync_config(&args, Utc::now()).unwrap();
+        let defaults = SyncConfig::with_defaults(parsed.api.clone(), parsed.timezone);
+        assert_eq!(format!("{defaults:?}"), format!("{parsed:?}"));
+    }
 
     #[test]
     fn base_urls() {

@@ -11,8 +11,6 @@ use crate::api::ClientSettings;
 use crate::cli::DemoArgs;
 use crate::config::{self, SyncConfig};
 use crate::error::Failure;
-use crate::model::time::parse_duration;
-use crate::model::window::WindowLen;
 use crate::{db, limits, sync};
 use linkrunner_sim::{SimConfig, Simulator};
 
@@ -59,22 +57,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         retry_max_delay: std::time::Duration::from_secs(60),
     };
     let config = SyncConfig {
-        api,
-        timezone,
-        window: WindowLen::Days(1),
-        lookback: parse_duration("2d").expect("valid duration"),
-        full_scan_every: parse_duration("6h").expect("valid duration"),
-        since: None,
-        until: None,
-        campaigns: Vec::new(),
         concurrency: 16,
-        memory_budget: 8 << 20,
-        rescan: false,
-        progress: true,
-        page_size: 1000,
-        pages_per_scan: 20,
-        metrics_file: None,
-        pushgateway: None,
+        ..SyncConfig::with_defaults(api, timezone)
     };
     let report = sync::run(&config, &pool).await?;
     println!(

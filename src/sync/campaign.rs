@@ -505,36 +505,22 @@ fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
 pub(crate) mod tests {
     use super::*;
     use crate::api::ClientSettings;
-    use crate::model::window::WindowLen;
-    use chrono::Duration;
     use secrecy::SecretString;
 
     pub(crate) fn config() -> SyncConfig {
+        let api = ClientSettings {
+            base_url: "http://127.0.0.1:9/api/v1".parse().unwrap(),
+            api_key: SecretString::from("k"),
+            rps: 10.0,
+            timeout: std::time::Duration::from_secs(1),
+            max_retries: 0,
+            retry_min_delay: std::time::Duration::from_secs(1),
+            retry_max_delay: std::time::Duration::from_secs(1),
+        };
         SyncConfig {
-            api: ClientSettings {
-                base_url: "http://127.0.0.1:9/api/v1".parse().unwrap(),
-                api_key: SecretString::from("k"),
-                rps: 10.0,
-                timeout: std::time::Duration::from_secs(1),
-                max_retries: 0,
-                retry_min_delay: std::time::Duration::from_secs(1),
-                retry_max_delay: std::time::Duration::from_secs(1),
-            },
-            timezone: chrono_tz::UTC,
-            window: WindowLen::Days(1),
-            lookback: Duration::days(2),
-            full_scan_every: Duration::hours(6),
-            since: None,
-            until: None,
-            campaigns: Vec::new(),
             concurrency: 1,
-            memory_budget: 8 << 20,
-            rescan: false,
             progress: false,
-            page_size: 1000,
-            pages_per_scan: 20,
-            metrics_file: None,
-            pushgateway: None,
+            ..SyncConfig::with_defaults(api, chrono_tz::UTC)
         }
     }
 

@@ -11,8 +11,6 @@ use linkrunner_sim::{SimConfig, SimServer, Simulator};
 use linkrunner_sync::api::ClientSettings;
 use linkrunner_sync::config::{self, SyncConfig};
 use linkrunner_sync::db::rows::{ColumnType, ColumnValue, UserRow, COLUMNS};
-use linkrunner_sync::model::time::parse_duration;
-use linkrunner_sync::model::window::WindowLen;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -48,31 +46,19 @@ pub async fn start(config: SimConfig) -> (Simulator, SimServer) {
 
 /// Settings for a fast sync against the simulator.
 pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
+    let api = ClientSettings {
+        base_url: config::base_url(&server.base_url()).unwrap(),
+        api_key: SecretString::from("sim-key"),
+        rps: 2000.0,
+        timeout: Duration::from_secs(10),
+        max_retries: 10,
+        retry_min_delay: Duration::from_millis(5),
+        retry_max_delay: Duration::from_millis(200),
+    };
     SyncConfig {
-        api: ClientSettings {
-            base_url: config::base_url(&server.base_url()).unwrap(),
-            api_key: SecretString::from("sim-key"),
-            rps: 2000.0,
-            timeout: Duration::from_secs(10),
-            max_retries: 10,
-            retry_min_delay: Duration::from_millis(5),
-            retry_max_delay: Duration::from_millis(200),
-        },
-        timezone: config::parse_timezone(timezone).unwrap(),
-        window: WindowLen::Days(1),
-        lookback: parse_duration("2d").unwrap(),
-        full_scan_every: parse_duration("6h").unwrap(),
-        since: None,
-        until: None,
-        campaigns: Vec::new(),
         concurrency: 4,
-        memory_budget: 8 << 20,
-        rescan: false,
         progress: false,
-        page_size: 1000,
-        pages_per_scan: 20,
-        metrics_file: None,
-        pushgateway: None,
+        ..SyncConfig::with_defaults(api, config::parse_timezone(timezone).unwrap())
     }
 }
 
