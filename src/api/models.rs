@@ -440,8 +440,13 @@ mod tests {
 
         proptest! {
             #[test]
-            fn any_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-                let _ = Page::parse(&bytes, "users", 1000);
+            fn any_bytes_give_whole_items_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(page) = Page::parse(&bytes, "users", 3) {
+                    prop_assert!(page.items.len() <= 3);
+                    for item in &page.items {
+                        prop_assert!(serde_json::from_str::<Value>(item.get()).is_ok());
+                    }
+                }
             }
 
             #[test]
@@ -472,10 +477,11 @@ mod tests {
             }
 
             #[test]
-            fn any_json_never_panics(value in any_json(), key in prop_oneof![Just("users"), Just("campaigns")]) {
-                let _ = Page::parse(value.to_string().as_bytes(), key, 1000);
+            fn any_item_comes_back_as_sent(value in any_json(), key in prop_oneof![Just("users"), Just("campaigns")]) {
                 let body = serde_json::json!({"data": {key: [value.clone()], "pagination": value}});
-                let _ = Page::parse(body.to_string().as_bytes(), key, 1000);
+                let page = Page::parse(body.to_string().as_bytes(), key, 1000).unwrap();
+                prop_assert_eq!(page.items.len(), 1);
+                prop_assert_eq!(serde_json::from_str::<Value>(page.items[0].get()).unwrap(), value);
             }
         }
     }

@@ -811,8 +811,15 @@ mod tests {
 
         proptest! {
             #[test]
-            fn any_json_never_panics(value in any_json()) {
-                let _ = UserRow::from_wire("c", &raw(value));
+            fn any_json_is_stored_exactly_or_kept_as_received(value in any_json()) {
+                let item = raw(value.clone());
+                match UserRow::from_wire("c", &item) {
+                    Ok(row) => prop_assert_eq!(row.to_wire(), value),
+                    Err(rejected) => {
+                        prop_assert_eq!(rejected.raw.as_str(), item.get());
+                        prop_assert!(!rejected.reason.is_empty());
+                    }
+                }
             }
 
             /// The wire form is chrono's `%Y-%m-%dT%H:%M:%S%.3fZ`, leap seconds included.
