@@ -7,7 +7,7 @@
 //! its range to commit before reading the next one, so a campaign's checkpoint advances in order.
 //! A campaign read to its end is marked verified the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -214,22 +214,7 @@ async fn write_once(
     } else {
         HashMap::new()
     };
-    let mut new = Vec::new();
-    let mut known = Vec::new();
-    let mut counts = vec![writer::WriteCounts::default(); works.len()];
-    for (range, counts) in works.iter().map(|w| w.range()).zip(&mut counts) {
-        let Some(range) = range else { continue };
-        // Most ranges of a backfill have nothing stored yet; only the others need a look-up.
-        let stored = existing.get(&range.campaign);
-        for row in &range.rows {
-            if stored.is_some_and(|keys| keys.contains(&(row.attributed_at, row.row_key.clone()))) {
-                known.push(row);
-            } else {
-                new.push(row);
-                counts.inserted += 1;
-            }
-        }
-    }
+    let (new, known, mut counts) = partition(works, &existing);
     writer::copy_new_users(&mut tx, &new).await?;
     let upserted = writer::upsert_users(&mut tx, &known).await?;
     let index: HashMap<&str, usize> = works
@@ -246,9 +231,46 @@ async fn write_once(
     for range in ranges().filter(|r| !r.rejected.is_empty()) {
         writer::insert_rejected(&mut tx, run_id, &range.campaign, &range.rejected).await?;
     }
+    record(&mut tx, run_id, works, &counts).await?;
+    tx.commit().await?;
+    Ok(counts)
+}
+
+/// The rows of `works`: those new to the warehouse (for `COPY`), those already stored (for the
+/// upsert), and each range's count of new rows.
+fn partition<'w>(
+    works: &[&'w Work],
+    existing: &HashMap<String, HashSet<writer::Key>>,
+) -> (Vec<&'w UserRow>, Vec<&'w UserRow>, Vec<writer::WriteCounts>) {
+    let mut new = Vec::new();
+    let mut known = Vec::new();
+    let mut counts = vec![writer::WriteCounts::default(); works.len()];
+    for (range, counts) in works.iter().map(|w| w.range()).zip(&mut counts) {
+        let Some(range) = range else { continue };
+        // Most ranges of a backfill have nothing stored yet; only the others need a look-up.
+        let stored = existing.get(&range.campaign);
+        for row in &range.rows {
+            if stored.is_some_and(|keys| keys.contains(&(row.attributed_at, row.row_key.clone()))) {
+                known.push(row);
+            } else {
+                new.push(row);
+                counts.inserted += 1;
+            }
+        }
+    }
+    (new, known, counts)
+}
+
+/// Records what `works` read and wrote in the ledger and the checkpoints, in `tx`.
+async fn record(
+    tx: &mut PgConnection,
+    run_id: Uuid,
+    works: &[&Work],
+    counts: &[writer::WriteCounts],
+) -> sqlx::Result<()> {
     let scans: Vec<_> = works
         .iter()
-        .zip(&counts)
+        .zip(counts)
         .filter_map(|(w, c)| {
             let r = w.range()?;
             Some(state::ScanRecord {
@@ -269,7 +291,5 @@ async fn write_once(
             Work::Range(r) => r.verified.map(|v| (r.campaign.as_str(), v)),
         })
         .collect();
-    state::record_scans(&mut tx, run_id, &scans, &verified).await?;
-    tx.commit().await?;
-    Ok(counts)
+    state::record_scans(tx, run_id, &scans, &verified).await
 }

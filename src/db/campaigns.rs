@@ -237,7 +237,16 @@ pub async fn upsert(conn: &mut PgConnection, campaigns: &[&CampaignRow]) -> sqlx
     .bind(&ids)
     .execute(&mut *conn)
     .await?;
+    upsert_listings(conn, campaigns, &ids).await?;
+    Ok(changed)
+}
 
+/// Upserts the campaigns' store listings and which campaign uses which.
+async fn upsert_listings(
+    conn: &mut PgConnection,
+    campaigns: &[&CampaignRow],
+    ids: &[String],
+) -> sqlx::Result<()> {
     let listings: Vec<&StoreListing> = campaigns.iter().flat_map(|c| &c.store_listings).collect();
     sqlx::query(
         "INSERT INTO linkrunner.store_listings (store_listing_id, name, platform)
@@ -271,7 +280,7 @@ pub async fn upsert(conn: &mut PgConnection, campaigns: &[&CampaignRow]) -> sqlx
          WHERE c.display_id = ANY($1)
            AND (c.display_id, c.store_listing_id) NOT IN (SELECT * FROM UNNEST($2::text[], $3::text[]))",
     )
-    .bind(&ids)
+    .bind(ids)
     .bind(&pair_campaign)
     .bind(&pair_listing)
     .execute(&mut *conn)
@@ -284,7 +293,7 @@ pub async fn upsert(conn: &mut PgConnection, campaigns: &[&CampaignRow]) -> sqlx
     .bind(&pair_listing)
     .execute(&mut *conn)
     .await?;
-    Ok(changed)
+    Ok(())
 }
 
 /// Marks campaigns missing from a complete listing as deleted; their rows stay.

@@ -324,6 +324,99 @@ impl<'a> Field<'a> {
     }
 }
 
+/// What a row's typed columns hold, and `extra`: every member the columns cannot hold exactly
+/// (a text that was a number, a time not in the wire form, another campaign's id, a member the
+/// API does not document) and the documented members that were absent.
+fn columns_and_extra<'a>(
+    campaign: &str,
+    Members { known, unknown }: Members<'a>,
+    original_at: Option<Field<'a>>,
+    attributed_at: DateTime<Utc>,
+) -> Typed {
+    let mut extra = Map::new();
+    let mut absent = Vec::new();
+    let mut take = |slot: usize, key: &str| match known[slot] {
+        None => {
+            absent.push(Value::String(key.to_owned()));
+            None
+        }
+        Some(raw) => Some(Field::of(raw)),
+    };
+    // Read above; present, since it parsed.
+    if let Some(original) = original_at {
+        if !original
+            .as_str()
+            .is_some_and(|s| is_wire_time(s, attributed_at))
+        {
+            extra.insert("attributed_at".into(), original.into_value());
+        }
+    }
+    match take(CAMPAIGN, "campaign_display_id") {
+        Some(same) if same.as_str() == Some(campaign) => {}
+        Some(other) => {
+            let other = other.into_value();
+            if other
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(campaign))
+            {
+                tracing::warn!(campaign, received = %other, "campaign id differs only in letter case");
+            }
+            extra.insert("campaign_display_id".into(), other);
+        }
+        None => {}
+    }
+    let texts = std::array::from_fn(|i| {
+        let key = TEXT_FIELDS[i];
+        match take(TEXTS + i, key)? {
+            Field::Null => None,
+            Field::Str(s) => Some(s.to_owned()),
+            Field::Other(Value::String(s)) => Some(s),
+            Field::Other(other) => {
+                let text = other.to_string();
+                extra.insert(key.to_owned(), other);
+                Some(text)
+            }
+        }
+    });
+    let times = std::array::from_fn(|i| {
+        let key = TIME_FIELDS[i];
+        match take(TIMES + i, key)? {
+            Field::Null => None,
+            other => {
+                let text = other.as_str();
+                let parsed = text.and_then(parse_time);
+                let exact = parsed.is_some_and(|t| text.is_some_and(|s| is_wire_time(s, t)));
+                if !exact {
+                    extra.insert(key.to_owned(), other.into_value());
+                }
+                parsed
+            }
+        }
+    });
+    // user_data is kept as text; only whether it was there matters here.
+    if known[USER_DATA].is_none() {
+        absent.push(Value::String("user_data".into()));
+    }
+    for (key, value) in unknown {
+        extra.insert(key.into_owned(), small(value));
+    }
+    if !absent.is_empty() {
+        extra.insert(ABSENT.into(), Value::Array(absent));
+    }
+    Typed {
+        texts,
+        times,
+        extra: (!extra.is_empty()).then_some(Value::Object(extra)),
+    }
+}
+
+/// A row's typed columns, and what they cannot hold exactly.
+struct Typed {
+    texts: [Option<String>; TEXT_FIELDS.len()],
+    times: [Option<DateTime<Utc>>; TIME_FIELDS.len()],
+    extra: Option<Value>,
+}
+
 /// Slots of the documented members in [`Members::known`].
 const ATTRIBUTED_AT: usize = 0;
 const CAMPAIGN: usize = 1;
@@ -400,10 +493,10 @@ impl UserRow {
         if problems.any() {
             return Err(reject(&problems.to_string()));
         }
-        let Ok(Members { known, unknown }) = serde_json::from_str::<Members>(raw.get()) else {
+        let Ok(members) = serde_json::from_str::<Members>(raw.get()) else {
             return Err(reject("row is not a JSON object"));
         };
-        let original_at = known[ATTRIBUTED_AT].map(Field::of);
+        let original_at = members.known[ATTRIBUTED_AT].map(Field::of);
         let attributed_at = original_at
             .as_ref()
             .and_then(Field::as_str)
@@ -413,7 +506,9 @@ impl UserRow {
                 "attributed_at is missing or not an ISO 8601 timestamp",
             ));
         };
-        let user_data_text = known[USER_DATA].map(RawValue::get).filter(|t| *t != "null");
+        let user_data_text = members.known[USER_DATA]
+            .map(RawValue::get)
+            .filter(|t| *t != "null");
         let fields: UserFields = user_data_text
             .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or_default();
@@ -428,76 +523,11 @@ impl UserRow {
             return Err(reject(&storable::long_key_reason(&source, bytes)));
         }
 
-        let mut extra = Map::new();
-        let mut absent = Vec::new();
-        let mut take = |slot: usize, key: &str| match known[slot] {
-            None => {
-                absent.push(Value::String(key.to_owned()));
-                None
-            }
-            Some(raw) => Some(Field::of(raw)),
-        };
-        // Read above; present, since it parsed.
-        if let Some(original) = original_at {
-            if !original
-                .as_str()
-                .is_some_and(|s| is_wire_time(s, attributed_at))
-            {
-                extra.insert("attributed_at".into(), original.into_value());
-            }
-        }
-        match take(CAMPAIGN, "campaign_display_id") {
-            Some(same) if same.as_str() == Some(campaign) => {}
-            Some(other) => {
-                let other = other.into_value();
-                if other
-                    .as_str()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(campaign))
-                {
-                    tracing::warn!(campaign, received = %other, "campaign id differs only in letter case");
-                }
-                extra.insert("campaign_display_id".into(), other);
-            }
-            None => {}
-        }
-        let texts = std::array::from_fn(|i| {
-            let key = TEXT_FIELDS[i];
-            match take(TEXTS + i, key)? {
-                Field::Null => None,
-                Field::Str(s) => Some(s.to_owned()),
-                Field::Other(Value::String(s)) => Some(s),
-                Field::Other(other) => {
-                    let text = other.to_string();
-                    extra.insert(key.to_owned(), other);
-                    Some(text)
-                }
-            }
-        });
-        let times = std::array::from_fn(|i| {
-            let key = TIME_FIELDS[i];
-            match take(TIMES + i, key)? {
-                Field::Null => None,
-                other => {
-                    let text = other.as_str();
-                    let parsed = text.and_then(parse_time);
-                    let exact = parsed.is_some_and(|t| text.is_some_and(|s| is_wire_time(s, t)));
-                    if !exact {
-                        extra.insert(key.to_owned(), other.into_value());
-                    }
-                    parsed
-                }
-            }
-        });
-        // user_data is kept as text; only whether it was there matters here.
-        if known[USER_DATA].is_none() {
-            absent.push(Value::String("user_data".into()));
-        }
-        for (key, value) in unknown {
-            extra.insert(key.into_owned(), small(value));
-        }
-        if !absent.is_empty() {
-            extra.insert(ABSENT.into(), Value::Array(absent));
-        }
+        let Typed {
+            texts,
+            times,
+            extra,
+        } = columns_and_extra(campaign, members, original_at, attributed_at);
         Ok(UserRow {
             campaign_display_id: campaign.to_owned(),
             attributed_at,
@@ -506,7 +536,7 @@ impl UserRow {
             texts,
             times,
             user_data: user_data_text.map(str::to_owned),
-            extra: (!extra.is_empty()).then_some(Value::Object(extra)),
+            extra,
         })
     }
 
