@@ -100,12 +100,7 @@ pub fn sync_config(
     now: DateTime<Utc>,
 ) -> Result<(SyncConfig, PgConnectOptions), String> {
     let database = database(args.db.database_url.as_ref())?;
-    let api_key = args
-        .api_key
-        .clone()
-        .filter(|k| !k.expose_secret().trim().is_empty())
-        .ok_or("LINKRUNNER_API_KEY is not set (or pass --api-key); it is the server key from the Linkrunner dashboard")?;
-    let base_url = base_url(&args.base_url)?;
+    let api = client_settings(args)?;
     let timezone = parse_timezone(&args.timezone)?;
     let window = WindowLen::parse(&args.window).map_err(|e| format!("--window: {e}"))?;
     let lookback = limits::duration("--lookback", &args.lookback, &limits::LOOKBACK)?;
@@ -114,11 +109,8 @@ pub fn sync_config(
         &args.full_scan_every,
         &limits::FULL_SCAN_EVERY,
     )?;
-    let timeout = limits::duration("--timeout", &args.timeout, &limits::TIMEOUT)?;
-    let retry_delay = limits::duration("--retry-delay", &args.retry_delay, &limits::RETRY_DELAY)?;
     let (since, until) = dates(args, timezone, now)?;
     check_windows(args, window, lookback, since, until.unwrap_or(now))?;
-    limits::rps(args.rps)?;
     limits::number("--concurrency", args.concurrency, limits::CONCURRENCY)?;
     limits::number(
         "--memory-budget-mib",
@@ -131,21 +123,9 @@ pub fn sync_config(
         args.pages_per_scan,
         limits::PAGES_PER_SCAN,
     )?;
-    limits::number("--max-retries", args.max_retries, limits::MAX_RETRIES)?;
     if let Some(bad) = args.campaigns.iter().find(|c| c.trim().is_empty()) {
         return Err(format!("--campaign '{bad}' is empty"));
     }
-    let api = ClientSettings {
-        base_url,
-        api_key,
-        rps: args.rps,
-        timeout: timeout.to_std().map_err(|_| "--timeout is out of range")?,
-        max_retries: args.max_retries,
-        retry_min_delay: retry_delay
-            .to_std()
-            .map_err(|_| "--retry-delay is out of range")?,
-        retry_max_delay: std::time::Duration::from_secs(60),
-    };
     let config = SyncConfig {
         api,
         timezone,
@@ -174,6 +154,30 @@ pub fn sync_config(
             .transpose()?,
     };
     Ok((config, database))
+}
+
+/// How to talk to the API: the key, the base URL, the rate and the retries.
+fn client_settings(args: &SyncArgs) -> Result<ClientSettings, String> {
+    let api_key = args
+        .api_key
+        .clone()
+        .filter(|k| !k.expose_secret().trim().is_empty())
+        .ok_or("LINKRUNNER_API_KEY is not set (or pass --api-key); it is the server key from the Linkrunner dashboard")?;
+    let timeout = limits::duration("--timeout", &args.timeout, &limits::TIMEOUT)?;
+    let retry_delay = limits::duration("--retry-delay", &args.retry_delay, &limits::RETRY_DELAY)?;
+    limits::rps(args.rps)?;
+    limits::number("--max-retries", args.max_retries, limits::MAX_RETRIES)?;
+    Ok(ClientSettings {
+        base_url: base_url(&args.base_url)?,
+        api_key,
+        rps: args.rps,
+        timeout: timeout.to_std().map_err(|_| "--timeout is out of range")?,
+        max_retries: args.max_retries,
+        retry_min_delay: retry_delay
+            .to_std()
+            .map_err(|_| "--retry-delay is out of range")?,
+        retry_max_delay: std::time::Duration::from_secs(60),
+    })
 }
 
 /// `--since` and `--until`, each when given.

@@ -11,7 +11,8 @@ use url::Url;
 
 use crate::model::run::{Outcome, RunReport};
 
-/// The run as Prometheus text exposition.
+/// The run as Prometheus text exposition. Long only because it is the table of gauges, one
+/// entry each: name, help and value side by side.
 pub fn render(report: &RunReport, exit_code: u8) -> String {
     let t = &report.totals;
     let finished = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;

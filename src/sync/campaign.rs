@@ -263,38 +263,48 @@ async fn read_campaigns(
         progress.set_message(format!(
             "campaigns {done}/{campaigns}, {requests} requests ({rate:.1}/s)"
         ));
-        match result {
-            Ok(report) => {
-                totals.campaigns_synced += 1;
-                if report.skipped {
-                    totals.campaigns_skipped += 1;
-                    read.skipped.push(campaign.clone());
-                }
-                totals.rows_received += report.rows_received;
-                totals.rows_inserted += report.inserted;
-                totals.rows_updated += report.updated;
-                totals.rows_rejected += report.rejected;
-            }
-            Err(ScanError::Stopped) => {}
-            Err(ScanError::Api(e @ ApiError::Unauthorized { .. })) => {
-                progress.finish_and_clear();
-                return Err(list::api_failure(e));
-            }
-            Err(ScanError::Db(e)) if crate::refusal::why(&e).is_some() => {
-                // A grant or a table to fix: every other campaign would meet it too.
-                progress.finish_and_clear();
-                return Err(db::failure(e, &format!("campaign {campaign}")));
-            }
-            Err(e) => {
-                totals.campaigns_failed += 1;
-                tracing::error!(campaign, error = %e, "campaign failed; the next run retries it");
-                read.first_error
-                    .get_or_insert(anyhow::anyhow!("campaign {campaign}: {e}"));
-            }
+        if let Err(stop) = account(campaign, result, totals, &mut read) {
+            progress.finish_and_clear();
+            return Err(stop);
         }
     }
     progress.finish_and_clear();
     Ok(read)
+}
+
+/// Adds one campaign's outcome to the run's; an error that every other campaign would meet
+/// too (a refused key, a grant or a table to fix) ends the run.
+fn account(
+    campaign: &str,
+    result: Result<CampaignReport, ScanError>,
+    totals: &mut RunTotals,
+    read: &mut Read,
+) -> Result<(), Failure> {
+    match result {
+        Ok(report) => {
+            totals.campaigns_synced += 1;
+            if report.skipped {
+                totals.campaigns_skipped += 1;
+                read.skipped.push(campaign.to_owned());
+            }
+            totals.rows_received += report.rows_received;
+            totals.rows_inserted += report.inserted;
+            totals.rows_updated += report.updated;
+            totals.rows_rejected += report.rejected;
+        }
+        Err(ScanError::Stopped) => {}
+        Err(ScanError::Api(e @ ApiError::Unauthorized { .. })) => return Err(list::api_failure(e)),
+        Err(ScanError::Db(e)) if crate::refusal::why(&e).is_some() => {
+            return Err(db::failure(e, &format!("campaign {campaign}")));
+        }
+        Err(e) => {
+            totals.campaigns_failed += 1;
+            tracing::error!(campaign, error = %e, "campaign failed; the next run retries it");
+            read.first_error
+                .get_or_insert(anyhow::anyhow!("campaign {campaign}: {e}"));
+        }
+    }
+    Ok(())
 }
 /// Plans one campaign's windows from its checkpoint and reads them in order; one the `action`
 /// skips is only reported.
