@@ -72,7 +72,7 @@ async fn status_command(args: StatusArgs) -> Result<(), Failure> {
     db::migrate(&mut *db::session(&pool).await?).await?;
     let status = status::load(&pool, args.runs, max_lag)
         .await
-        .map_err(|e| db::failure(e, "reading the sync state"))?;
+        .map_err(|e| Failure::database(e, "reading the sync state"))?;
     // What the ledger holds came from servers: masked whatever its age.
     match args.format {
         OutputFormat::Text => print!("{}", secrets::redact(&status::render(&status))),

@@ -53,6 +53,12 @@ impl From<anyhow::Error> for Failure {
 }
 
 impl Failure {
+    /// A database error while doing `what`: configuration when it would repeat on every run
+    /// ([`crate::refusal`]), else transient.
+    pub fn database(e: sqlx::Error, what: &str) -> Failure {
+        Failure::from(anyhow::Error::new(e).context(what.to_owned()))
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(self.code())
     }

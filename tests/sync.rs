@@ -5,6 +5,7 @@ mod common;
 use chrono::{Duration, Utc};
 use common::*;
 use linkrunner_sim::SimConfig;
+use linkrunner_sync::error::Failure;
 use linkrunner_sync::model::run::Outcome;
 use linkrunner_sync::{db, sync};
 use serde_json::{json, Value};
@@ -374,7 +375,7 @@ async fn migrations_apply_once_and_a_changed_history_is_refused(pool: PgPool) {
             .await
             .unwrap();
         sqlx::query(&change).execute(&mut *conn).await.unwrap();
-        let error = db::migrate(&mut conn).await.unwrap_err().one_line();
+        let error = Failure::from(db::migrate(&mut conn).await.unwrap_err()).one_line();
         assert!(error.contains(refusal), "{change}: {error}");
         sqlx::query(undo).execute(&mut *conn).await.unwrap();
         db::migrate(&mut conn).await.unwrap();

@@ -13,14 +13,13 @@ use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use anyhow::Context;
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
-
-use crate::error::Failure;
 
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -54,7 +53,7 @@ pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
 }
 
 /// Connects, failing fast when the server is not there.
-pub async fn connect(options: PgConnectOptions, max: u32) -> Result<PgPool, Failure> {
+pub async fn connect(options: PgConnectOptions, max: u32) -> anyhow::Result<PgPool> {
     let target = format!(
         "{}:{}/{}",
         options.get_host(),
@@ -69,16 +68,14 @@ pub async fn connect(options: PgConnectOptions, max: u32) -> Result<PgPool, Fail
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
-        .map_err(|e| failure(e, &format!("cannot connect to Postgres at {target}")))
+        .with_context(|| format!("cannot connect to Postgres at {target}"))
 }
 
 /// Takes a connection of the pool for a run of statements that follow one another: a pool
 /// connection handed back is pinged before it can be taken again, so taking one per statement
 /// would open a new connection each time.
-pub async fn session(pool: &PgPool) -> Result<PoolConnection<Postgres>, Failure> {
-    pool.acquire()
-        .await
-        .map_err(|e| failure(e, "taking a database connection"))
+pub async fn session(pool: &PgPool) -> anyhow::Result<PoolConnection<Postgres>> {
+    pool.acquire().await.context("taking a database connection")
 }
 
 /// A pooled connection kept for many statements: taken on first use, and again after an error.
@@ -119,14 +116,14 @@ impl KeptSession {
     }
 }
 
-pub async fn migrate(conn: &mut PgConnection) -> Result<(), Failure> {
+pub async fn migrate(conn: &mut PgConnection) -> anyhow::Result<()> {
     if schema_current(conn).await {
         return Ok(());
     }
     MIGRATOR
         .run_direct(conn)
         .await
-        .map_err(|e| Failure::from(anyhow::Error::new(e).context("applying database migrations")))
+        .context("applying database migrations")
 }
 
 /// Whether every migration is applied as embedded, in two short statements. Anything else (no
@@ -211,12 +208,6 @@ pub async fn refused<T>(
     Ok(refused)
 }
 
-/// A database error as the run's failure: the wrong login, database, privileges or schema
-/// ([`crate::refusal`]) are configuration; the rest is transient.
-pub fn failure(e: sqlx::Error, what: &str) -> Failure {
-    Failure::from(anyhow::Error::new(e).context(what.to_owned()))
-}
-
 /// Holds the run lock while it lives, on the session the run's own statements use (its
 /// migrations, ledger, campaign list and checkpoints), so a run opens one connection for both.
 /// A watchdog pings that session between statements; if it dies (a dropped connection, a
@@ -254,7 +245,7 @@ impl RunLock {
     /// The run's session, replaced first when it broke, so the ledger is recorded all the same.
     /// Should the lock have gone to another run meanwhile, the session is a plain one: this run
     /// is stopping, and its ledger row is its own.
-    pub async fn live_session(&self) -> Result<MutexGuard<'_, PgConnection>, Failure> {
+    pub async fn live_session(&self) -> anyhow::Result<MutexGuard<'_, PgConnection>> {
         let mut conn = self.conn.lock().await;
         match keep(&mut conn, &self.pool).await {
             Ok(true) => {}
@@ -262,7 +253,7 @@ impl RunLock {
                 lose(&self.lost, &self.halt);
                 *conn = plain_session(&self.pool).await?;
             }
-            Err(e) => return Err(failure(e, "taking a database connection")),
+            Err(e) => return Err(anyhow::Error::new(e).context("taking a database connection")),
         }
         Ok(conn)
     }
@@ -302,10 +293,8 @@ fn lose(lost: &AtomicBool, halt: &CancellationToken) {
 }
 
 /// Takes the run lock, or returns None when another run holds it.
-pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> Result<Option<RunLock>, Failure> {
-    let conn = lock_session(pool)
-        .await
-        .map_err(|e| failure(e, "taking the run lock"))?;
+pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<Option<RunLock>> {
+    let conn = lock_session(pool).await.context("taking the run lock")?;
     let Some(conn) = conn else {
         return Ok(None);
     };
@@ -353,7 +342,7 @@ async fn keep(conn: &mut PgConnection, pool: &PgPool) -> sqlx::Result<bool> {
 }
 
 /// A session of its own, never returned to the pool.
-async fn plain_session(pool: &PgPool) -> Result<PgConnection, Failure> {
+async fn plain_session(pool: &PgPool) -> anyhow::Result<PgConnection> {
     session(pool).await.map(|c| c.detach())
 }
 

@@ -19,7 +19,7 @@ use crate::db::batch::BatchWriter;
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::rows::Rejected;
 use crate::db::state::{self, Checkpoint};
-use crate::db::{self, writer, KeptSession};
+use crate::db::{writer, KeptSession};
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
 use crate::model::run::RunTotals;
@@ -295,7 +295,7 @@ fn account(
         Err(ScanError::Stopped) => {}
         Err(ScanError::Api(e @ ApiError::Unauthorized { .. })) => return Err(list::api_failure(e)),
         Err(ScanError::Db(e)) if crate::refusal::why(&e).is_some() => {
-            return Err(db::failure(e, &format!("campaign {campaign}")));
+            return Err(Failure::database(e, &format!("campaign {campaign}")));
         }
         Err(e) => {
             totals.campaigns_failed += 1;

@@ -92,7 +92,7 @@ pub async fn store_campaigns(
         other => {
             return other
                 .map(|()| 0)
-                .map_err(|e| db::failure(e, "storing campaigns"))
+                .map_err(|e| Failure::database(e, "storing campaigns"))
         }
     }
     tracing::warn!("Postgres refused a campaign of the list; trying each one");
@@ -100,7 +100,7 @@ pub async fn store_campaigns(
         Box::pin(async move { campaigns::upsert(conn, &[*c]).await.map(drop) })
     })
     .await
-    .map_err(|e| db::failure(e, "storing campaigns"))?;
+    .map_err(|e| Failure::database(e, "storing campaigns"))?;
     let kept: Vec<(&str, Rejected)> = refused
         .iter()
         .map(|(i, message)| {
@@ -123,7 +123,7 @@ pub async fn store_campaigns(
         .collect();
     writer::insert_rejected_campaigns(conn, run_id, &kept)
         .await
-        .map_err(|e| db::failure(e, "keeping rejected campaigns"))?;
+        .map_err(|e| Failure::database(e, "keeping rejected campaigns"))?;
     let rest: Vec<&CampaignRow> = storable
         .iter()
         .enumerate()
@@ -132,7 +132,7 @@ pub async fn store_campaigns(
         .collect();
     write_list(conn, &rest, false)
         .await
-        .map_err(|e| db::failure(e, "storing campaigns"))?;
+        .map_err(|e| Failure::database(e, "storing campaigns"))?;
     Ok(kept.len() as u64)
 }
 

@@ -132,7 +132,7 @@ impl Run<'_> {
         conn: &mut PgConnection,
     ) -> (bool, Result<HashMap<String, Checkpoint>, Failure>) {
         if let Err(e) = db::migrate(conn).await {
-            return (false, Err(e));
+            return (false, Err(e.into()));
         }
         if let Err(e) = state::start_run(conn, self.run_id, &self.config.ledger_settings()).await {
             return (

@@ -23,7 +23,7 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
     let checkpoints: HashMap<String, Checkpoint> = if schema_exists(pool).await? {
         state::checkpoints(pool)
             .await
-            .map_err(|e| crate::db::failure(e, "reading checkpoints"))?
+            .map_err(|e| Failure::database(e, "reading checkpoints"))?
             .into_iter()
             .collect()
     } else {
@@ -97,5 +97,5 @@ async fn schema_exists(pool: &PgPool) -> Result<bool, Failure> {
     sqlx::query_scalar("SELECT to_regclass('linkrunner.sync_checkpoints') IS NOT NULL")
         .fetch_one(pool)
         .await
-        .map_err(|e| crate::db::failure(e, "reading the schema"))
+        .map_err(|e| Failure::database(e, "reading the schema"))
 }
