@@ -46,8 +46,8 @@ async fn odd_text_survives_both_write_paths(pool: PgPool) {
 #[sqlx::test]
 async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool: PgPool) {
     use chrono::{TimeZone, Utc};
-    use linkrunner_sync::db::batch::{BatchWriter, RangeRows};
     use linkrunner_sync::model::window::Window;
+    use linkrunner_sync::sync::batch::{BatchWriter, RangeRows};
 
     let rows: Vec<Value> = (1..=3).map(odd_row).collect();
     let range = Window {

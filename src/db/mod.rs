@@ -1,6 +1,5 @@
 //! Postgres: connecting, migrations, the run lock and the writers.
 
-pub mod batch;
 pub mod campaigns;
 pub mod rows;
 pub mod state;

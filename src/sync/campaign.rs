@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiError, ApiStats};
 use crate::config::SyncConfig;
-use crate::db::batch::BatchWriter;
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::rows::Rejected;
 use crate::db::state::{self, Checkpoint};
@@ -24,6 +23,7 @@ use crate::error::Failure;
 use crate::memory::MemoryBudget;
 use crate::model::run::RunTotals;
 use crate::model::{time, window};
+use crate::sync::batch::BatchWriter;
 use crate::sync::list;
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
 use crate::sync::trust::{self, Action};
@@ -447,7 +447,7 @@ async fn verify(
 }
 
 /// Rows the campaign list's counter says are new since the campaign was last read.
-fn new_rows(campaign: &CampaignRow, checkpoint: Option<Checkpoint>) -> u64 {
+pub(crate) fn new_rows(campaign: &CampaignRow, checkpoint: Option<Checkpoint>) -> u64 {
     let counter = campaign.attributed_users.unwrap_or(0).max(0) as u64;
     let at_sync = checkpoint
         .and_then(|k| k.counter_at_sync)

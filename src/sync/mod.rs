@@ -1,10 +1,10 @@
 //! One sync run: list campaigns, plan each campaign's windows, read and commit them.
 
+pub mod batch;
 pub mod campaign;
 pub mod list;
 pub mod plan;
 pub mod scan;
-
 pub mod trust;
 
 use std::collections::HashMap;

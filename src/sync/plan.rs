@@ -11,7 +11,7 @@ use crate::config::SyncConfig;
 use crate::db::state::{self, Checkpoint};
 use crate::error::Failure;
 use crate::model::window;
-use crate::sync::campaign::check_plan;
+use crate::sync::campaign::{check_plan, new_rows};
 use crate::sync::trust::{self, Action};
 use crate::sync::{fetch_campaigns, start_of_plan};
 use crate::terminal::printable;
@@ -61,13 +61,7 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
             continue;
         };
         // New rows since the last read, by the counter; at least one page to find out.
-        let counter = campaign.attributed_users.unwrap_or(0).max(0) as u64;
-        let known = checkpoint
-            .and_then(|c| c.counter_at_sync)
-            .unwrap_or(0)
-            .max(0) as u64;
-        let pages = counter
-            .saturating_sub(known)
+        let pages = new_rows(campaign, checkpoint)
             .div_ceil(u64::from(config.page_size))
             .max(1);
         requests += pages;

@@ -17,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiError, Page};
-use crate::db::batch::{BatchWriter, RangeRows};
 use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer};
 use crate::memory::Hold;
 use crate::model::window::Window;
+use crate::sync::batch::{BatchWriter, RangeRows};
 
 /// Full re-reads of a range whose total moved while it was paged through.
 const MAX_PASSES: u32 = 4;
