@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use linkrunner_sync::db::rows::UserRow;
 use linkrunner_sync::db::writer;
 use linkrunner_sync::memory::{Hold, MemoryBudget};
+use linkrunner_sync::model::user::UserRow;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 

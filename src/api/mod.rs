@@ -1,8 +1,10 @@
-//! The Linkrunner Data API client: HTTP, rate limit, retries and the wire types.
+//! The Linkrunner Data API client: HTTP, rate limit, retries, the wire types, and the turning
+//! of the API's rows into the model's.
 
 pub mod client;
 pub mod error;
 pub mod models;
+pub mod rows;
 
 pub use client::{ApiClient, ApiStats, ClientSettings};
 pub use error::ApiError;

@@ -7,8 +7,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::db::rows::storable::{self, MAX_KEY_BYTES};
-use crate::db::rows::Rejected;
+use crate::api::rows::storable::{self, MAX_KEY_BYTES};
+use crate::model::user::Rejected;
 
 /// The `display_id` a listing item that cannot be stored is kept under in `rejected_rows` when
 /// its own `display_id` cannot be stored either (missing, not a string, holding text Postgres

@@ -1,7 +1,7 @@
 //! Postgres: connecting, migrations, the run lock and the writers.
 
 pub mod campaigns;
-pub mod rows;
+pub mod columns;
 pub mod state;
 pub mod writer;
 

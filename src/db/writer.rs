@@ -6,8 +6,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
+use crate::api::rows::storable;
 use crate::db;
-use crate::db::rows::{storable, Column, ColumnType, ColumnValue, Rejected, UserRow, COLUMNS};
+use crate::db::columns::{Column, ColumnType, ColumnValue, COLUMNS};
+use crate::model::user::{Rejected, UserRow};
 use crate::secrets;
 
 /// What a batch did to the table.

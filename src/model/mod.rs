@@ -3,4 +3,5 @@
 
 pub mod run;
 pub mod time;
+pub mod user;
 pub mod window;

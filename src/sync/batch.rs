@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer, KeptSession};
 use crate::memory::Hold;
+use crate::model::user::{Rejected, UserRow};
 use crate::model::window::Window;
 
 /// Most rows one transaction carries.

@@ -8,9 +8,9 @@ use uuid::Uuid;
 use crate::api::client::MAX_LIMIT;
 use crate::api::{ApiClient, ApiError, Page};
 use crate::db::campaigns::{self, CampaignRow};
-use crate::db::rows::Rejected;
 use crate::db::{self, writer};
 use crate::error::Failure;
+use crate::model::user::Rejected;
 
 /// Pages through the campaign list; `true` when one pass saw a steady, complete list and every
 /// campaign in it can be stored. Campaigns that cannot be stored come last, with the reason in

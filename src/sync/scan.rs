@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiError, Page};
-use crate::db::rows::{Rejected, UserRow};
 use crate::db::{self, state, writer};
 use crate::memory::Hold;
+use crate::model::user::{Rejected, UserRow};
 use crate::model::window::Window;
 use crate::sync::batch::{BatchWriter, RangeRows};
 

@@ -3,10 +3,9 @@
 //! received JSON from the stored parts, which is how the tests prove nothing is lost. A row
 //! whose text Postgres cannot store is set aside whole ([`storable`]).
 
-pub mod columns;
 pub mod storable;
 
-pub use columns::{Column, ColumnType, ColumnValue, Slot, COLUMNS, TEXT_FIELDS, TIME_FIELDS};
+pub use crate::model::user::{Rejected, UserRow, TEXT_FIELDS, TIME_FIELDS};
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,29 +21,6 @@ use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
 const ABSENT: &str = "__absent";
-
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct UserRow {
-    pub campaign_display_id: String,
-    pub attributed_at: DateTime<Utc>,
-    pub row_key: String,
-    pub user_id: Option<String>,
-    /// The [`TEXT_FIELDS`], in order.
-    pub texts: [Option<String>; TEXT_FIELDS.len()],
-    /// The [`TIME_FIELDS`], in order.
-    pub times: [Option<DateTime<Utc>>; TIME_FIELDS.len()],
-    /// `user_data` as the JSON text received; it goes to Postgres without being rebuilt.
-    pub user_data: Option<String>,
-    pub extra: Option<Value>,
-}
-
-/// An item we could not read or store, with the reason.
-#[derive(Clone, Debug)]
-pub struct Rejected {
-    pub reason: String,
-    /// The item's JSON text as received (bytes that were not UTF-8 as `\udcXX` escapes).
-    pub raw: String,
-}
 
 /// The API's own timestamp form: UTC, milliseconds, `Z`.
 pub fn wire_time(t: DateTime<Utc>) -> String {
@@ -430,11 +406,16 @@ fn known_slot(key: &str) -> Option<usize> {
         "attributed_at" => Some(ATTRIBUTED_AT),
         "campaign_display_id" => Some(CAMPAIGN),
         "user_data" => Some(USER_DATA),
-        _ => match columns::text_or_time_slot(key)? {
-            Slot::Text(i) => Some(TEXTS + i),
-            Slot::Time(i) => Some(TIMES + i),
-            _ => None,
-        },
+        _ => TEXT_FIELDS
+            .iter()
+            .position(|f| *f == key)
+            .map(|i| TEXTS + i)
+            .or_else(|| {
+                TIME_FIELDS
+                    .iter()
+                    .position(|f| *f == key)
+                    .map(|i| TIMES + i)
+            }),
     }
 }
 

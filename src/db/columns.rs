@@ -1,29 +1,13 @@
 //! The one table of `attributed_users`' columns as loads write them: the `COPY` encoder, the
 //! upsert's SQL and binds, and the readers in the tests all follow it, so a documented field is
-//! one entry in [`TEXT_FIELDS`] or [`TIME_FIELDS`] (plus the migration that adds its column).
+//! one entry in [`TEXT_FIELDS`] or [`TIME_FIELDS`] of the model (plus the migration that adds
+//! its column).
 
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
-use super::UserRow;
-
-/// Documented text fields of a row, in column order.
-pub const TEXT_FIELDS: [&str; 10] = [
-    "ad_channel",
-    "campaign_name",
-    "link",
-    "meta_ad_id",
-    "ad_creative_id",
-    "ad_creative_name",
-    "ad_set_id",
-    "ad_set_name",
-    "publisher_platform",
-    "platform_position",
-];
-
-/// Documented timestamp fields other than `attributed_at`, in column order.
-pub const TIME_FIELDS: [&str; 2] = ["installed_at", "store_click_at"];
+use crate::model::user::{UserRow, TEXT_FIELDS, TIME_FIELDS};
 
 /// How a column is stored, which decides how each writer sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,14 +128,6 @@ impl UserRow {
             _ => {}
         }
     }
-}
-
-/// Where each documented member of a row object goes: the `COLUMNS` it fills.
-pub fn text_or_time_slot(key: &str) -> Option<Slot> {
-    if let Some(i) = TEXT_FIELDS.iter().position(|f| *f == key) {
-        return Some(Slot::Text(i));
-    }
-    TIME_FIELDS.iter().position(|f| *f == key).map(Slot::Time)
 }
 
 #[cfg(test)]
