@@ -11,7 +11,7 @@ use crate::api::ClientSettings;
 use crate::cli::SyncArgs;
 use crate::model::time::parse_instant;
 use crate::model::window::{self, WindowLen};
-use crate::{db, limits};
+use crate::{db, limits, secrets};
 
 /// A validated `sync` invocation.
 #[derive(Clone, Debug)]
@@ -163,12 +163,21 @@ fn client_settings(args: &SyncArgs) -> Result<ClientSettings, String> {
         .clone()
         .filter(|k| !k.expose_secret().trim().is_empty())
         .ok_or("LINKRUNNER_API_KEY is not set (or pass --api-key); it is the server key from the Linkrunner dashboard")?;
+    let base_url = base_url(&args.base_url)?;
+    // A key in the URL would be logged and stored with it (the ledger keeps the base URL).
+    let key = api_key.expose_secret();
+    let path = secrets::percent_decode(base_url.path()).unwrap_or_default();
+    if base_url.as_str().contains(key) || path.contains(key) {
+        return Err(
+            "LINKRUNNER_BASE_URL holds the API key; the key goes in LINKRUNNER_API_KEY only".into(),
+        );
+    }
     let timeout = limits::duration("--timeout", &args.timeout, &limits::TIMEOUT)?;
     let retry_delay = limits::duration("--retry-delay", &args.retry_delay, &limits::RETRY_DELAY)?;
     limits::rps(args.rps)?;
     limits::number("--max-retries", args.max_retries, limits::MAX_RETRIES)?;
     Ok(ClientSettings {
-        base_url: base_url(&args.base_url)?,
+        base_url,
         api_key,
         rps: args.rps,
         timeout: timeout.to_std().map_err(|_| "--timeout is out of range")?,
@@ -254,8 +263,12 @@ pub fn base_url(text: &str) -> Result<Url, String> {
             "LINKRUNNER_BASE_URL '{text}' must be an http(s) URL with a host"
         ));
     }
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
-        return Err("LINKRUNNER_BASE_URL must not carry credentials or a query; the key goes in LINKRUNNER_API_KEY".into());
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err("LINKRUNNER_BASE_URL must not carry credentials, a query or a fragment; the key goes in LINKRUNNER_API_KEY".into());
     }
     Ok(url)
 }

@@ -40,14 +40,15 @@ pub fn register_database_url(url: &str) {
         if let Some(password) = parsed.password() {
             register(password);
             // The URL form is percent-encoded; the decoded password may differ.
-            if let Ok(decoded) = urlencoding_decode(password) {
+            if let Ok(decoded) = percent_decode(password) {
                 register(&decoded);
             }
         }
     }
 }
 
-fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+/// `text` with its `%XX` escapes decoded.
+pub fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -72,7 +72,6 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(settings: ClientSettings) -> anyhow::Result<Self> {
-        check_base_url(&settings.base_url, settings.api_key.expose_secret())?;
         let mut key = HeaderValue::from_str(settings.api_key.expose_secret())
             .map_err(|_| anyhow::anyhow!("the API key holds characters a header cannot carry"))?;
         key.set_sensitive(true);
@@ -308,23 +307,6 @@ struct PageRequest<'a> {
     limit: u32,
     /// What the page draws on while it is held, if anything.
     budget: Option<&'a MemoryBudget>,
-}
-
-/// Refuses a base URL that could carry the key somewhere it would be logged or stored: in its
-/// path, or in a fragment (credentials and queries are refused when the URL is parsed).
-fn check_base_url(url: &Url, key: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        url.fragment().is_none() && url.query().is_none() && url.password().is_none(),
-        "LINKRUNNER_BASE_URL must be plain (scheme, host, path): no credentials, query or fragment"
-    );
-    let decoded = url::form_urlencoded::parse(url.path().as_bytes())
-        .map(|(k, v)| format!("{k}{v}"))
-        .collect::<String>();
-    anyhow::ensure!(
-        key.is_empty() || !(url.as_str().contains(key) || decoded.contains(key)),
-        "LINKRUNNER_BASE_URL holds the API key; the key goes in LINKRUNNER_API_KEY only"
-    );
-    Ok(())
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by Linkrunner; it is ignored).

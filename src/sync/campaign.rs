@@ -125,7 +125,7 @@ async fn set_aside(run: &Run<'_>, listed: &[CampaignRow]) -> Result<u64, Failure
     for (id, r) in &rejected {
         tracing::warn!(
             campaign = id,
-            item = %preview(&r.raw),
+            item = %crate::api::models::preview(r.raw.as_bytes()),
             reason = r.reason,
             "a campaign of the list cannot be stored: kept in linkrunner.rejected_rows and not \
              read; no campaign is marked deleted this run"
@@ -140,14 +140,6 @@ async fn set_aside(run: &Run<'_>, listed: &[CampaignRow]) -> Result<u64, Failure
         .await
         .context("keeping rejected campaigns")?;
     Ok(rejected.len() as u64)
-}
-
-/// The start of an item's text, for a log line.
-fn preview(text: &str) -> String {
-    match text.char_indices().nth(120) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_owned(),
-    }
 }
 
 /// What reading the campaigns leaves for the end of the run.
