@@ -136,11 +136,7 @@ impl PageSink for TxSink<'_> {
     async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
         // Held until the page's rows are written.
         let _hold = std::mem::take(&mut page.hold);
-        let (rows, rejected) = if scanner.screen.load(Ordering::Relaxed) {
-            convert_screened(self.tx, scanner.campaign, page).await?
-        } else {
-            convert(scanner.campaign, page)
-        };
+        let (rows, rejected) = scanner.convert(page, Some(&mut *self.tx)).await?;
         // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
         let (new, known): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(key, _)| {
             let key = fingerprint(key);
@@ -191,11 +187,7 @@ struct MemorySink {
 impl PageSink for MemorySink {
     async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
         self.hold.merge(std::mem::take(&mut page.hold));
-        let (rows, rejected) = if scanner.screen.load(Ordering::Relaxed) {
-            convert_screened(&mut *scanner.pool.acquire().await?, scanner.campaign, page).await?
-        } else {
-            convert(scanner.campaign, page)
-        };
+        let (rows, rejected) = scanner.convert(page, None).await?;
         self.rows.extend(rows);
         self.rejected.extend(rejected);
         Ok(())
@@ -359,6 +351,22 @@ impl Scanner<'_> {
                 self.page_size(),
             )
             .await
+    }
+
+    /// A page's rows, each tried on `conn` (or a connection of the pool) first once Postgres
+    /// refused one of the campaign's.
+    async fn convert(
+        &self,
+        page: Page,
+        conn: Option<&mut sqlx::PgConnection>,
+    ) -> Result<Converted, sqlx::Error> {
+        if !self.screen.load(Ordering::Relaxed) {
+            return Ok(convert(self.campaign, page));
+        }
+        match conn {
+            Some(conn) => convert_screened(conn, self.campaign, page).await,
+            None => convert_screened(&mut *self.pool.acquire().await?, self.campaign, page).await,
+        }
     }
 
     fn page_size(&self) -> u32 {
