@@ -111,21 +111,7 @@ pub fn sync_config(
     )?;
     let (since, until) = dates(args, timezone, now)?;
     check_windows(args, window, lookback, since, until.unwrap_or(now))?;
-    limits::number("--concurrency", args.concurrency, limits::CONCURRENCY)?;
-    limits::number(
-        "--memory-budget-mib",
-        args.memory_budget_mib,
-        limits::MEMORY_BUDGET_MIB,
-    )?;
-    limits::number("--page-size", args.page_size, 1..=MAX_LIMIT)?;
-    limits::number(
-        "--pages-per-scan",
-        args.pages_per_scan,
-        limits::PAGES_PER_SCAN,
-    )?;
-    if let Some(bad) = args.campaigns.iter().find(|c| c.trim().is_empty()) {
-        return Err(format!("--campaign '{bad}' is empty"));
-    }
+    check_numbers(args)?;
     let config = SyncConfig {
         api,
         timezone,
@@ -142,18 +128,36 @@ pub fn sync_config(
         page_size: args.page_size,
         pages_per_scan: args.pages_per_scan,
         metrics_file: args.metrics_file.clone(),
-        pushgateway: args
-            .pushgateway
-            .as_deref()
-            .map(|u| {
-                Url::parse(u)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or(format!("--pushgateway '{u}' is not an http(s) URL"))
-            })
-            .transpose()?,
+        pushgateway: args.pushgateway.as_deref().map(pushgateway).transpose()?,
     };
     Ok((config, database))
+}
+
+/// Range checks of the flags that are plain numbers, and of `--campaign`.
+fn check_numbers(args: &SyncArgs) -> Result<(), String> {
+    limits::number("--concurrency", args.concurrency, limits::CONCURRENCY)?;
+    limits::number(
+        "--memory-budget-mib",
+        args.memory_budget_mib,
+        limits::MEMORY_BUDGET_MIB,
+    )?;
+    limits::number("--page-size", args.page_size, 1..=MAX_LIMIT)?;
+    limits::number(
+        "--pages-per-scan",
+        args.pages_per_scan,
+        limits::PAGES_PER_SCAN,
+    )?;
+    if let Some(bad) = args.campaigns.iter().find(|c| c.trim().is_empty()) {
+        return Err(format!("--campaign '{bad}' is empty"));
+    }
+    Ok(())
+}
+
+fn pushgateway(url: &str) -> Result<Url, String> {
+    Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or(format!("--pushgateway '{url}' is not an http(s) URL"))
 }
 
 /// How to talk to the API: the key, the base URL, the rate and the retries.

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use anyhow::Context;
+use chrono_tz::Tz;
 use secrecy::SecretString;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
@@ -11,6 +12,7 @@ use crate::api::ClientSettings;
 use crate::cli::DemoArgs;
 use crate::config::{self, SyncConfig};
 use crate::error::Failure;
+use crate::model::run::RunReport;
 use crate::{db, limits, sync};
 use linkrunner_sim::{SimConfig, Simulator};
 
@@ -32,7 +34,6 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let options = db::connect_options(&url).map_err(Failure::Config)?;
     create_database_if_missing(&options).await?;
     let pool = db::connect(options, 8).await?;
-
     let sim = Simulator::new(SimConfig {
         campaigns: args.campaigns,
         users: args.users,
@@ -46,21 +47,34 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         "simulator: {} (seeded synthetic project)",
         server.base_url()
     );
+    let config = demo_config(&server.base_url(), args.rps, timezone)?;
+    let report = sync::run(&config, &pool).await?;
+    print_report(&report);
+    let landed = landed(&pool, timezone.name()).await;
+    print!("{}", landed.context("reading what landed")?);
+    server.shutdown();
+    Ok(())
+}
 
+/// The job's settings for the simulator at `base_url`: its key, and retries patient enough for
+/// the faults it injects.
+fn demo_config(base_url: &str, rps: f64, timezone: Tz) -> Result<SyncConfig, Failure> {
     let api = ClientSettings {
-        base_url: config::base_url(&server.base_url()).map_err(Failure::Config)?,
+        base_url: config::base_url(base_url).map_err(Failure::Config)?,
         api_key: SecretString::from(SimConfig::default().api_key),
-        rps: args.rps,
+        rps,
         timeout: std::time::Duration::from_secs(30),
         max_retries: 8,
         retry_min_delay: std::time::Duration::from_secs(1),
         retry_max_delay: std::time::Duration::from_secs(60),
     };
-    let config = SyncConfig {
+    Ok(SyncConfig {
         concurrency: 16,
         ..SyncConfig::with_defaults(api, timezone)
-    };
-    let report = sync::run(&config, &pool).await?;
+    })
+}
+
+fn print_report(report: &RunReport) {
     println!(
         "sync {}: {} campaigns, {} requests, {} rows read, {} new, {} changed in {:.1}s",
         report.outcome,
@@ -71,14 +85,6 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         report.totals.rows_updated,
         report.seconds
     );
-    print!(
-        "{}",
-        landed(&pool, timezone.name())
-            .await
-            .context("reading what landed")?
-    );
-    server.shutdown();
-    Ok(())
 }
 
 async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Failure> {

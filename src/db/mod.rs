@@ -3,6 +3,7 @@
 pub mod campaigns;
 pub mod columns;
 pub mod state;
+pub mod status;
 pub mod writer;
 
 use std::str::FromStr;

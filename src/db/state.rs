@@ -167,6 +167,8 @@ async fn record_verified(conn: &mut PgConnection, verified: &[(&str, Verify)]) -
     Ok(())
 }
 
+/// Records committed ranges and moves their campaigns' checkpoints on: one statement, long
+/// only for its SQL.
 async fn record_ranges(
     conn: &mut PgConnection,
     run_id: Uuid,
@@ -310,6 +312,13 @@ pub async fn finish_run(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether the schema's tables exist yet.
+pub async fn schema_exists(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass('linkrunner.sync_checkpoints') IS NOT NULL")
+        .fetch_one(db)
+        .await
 }
 
 #[cfg(test)]

@@ -133,45 +133,51 @@ async fn serve(
     if connect_now {
         session.connect().await;
     }
-    loop {
-        let batch = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            let mut rows = first.work.rows();
-            let mut batch = vec![first];
-            while rows < MAX_BATCH_ROWS {
-                let Ok(job) = queue.try_recv() else { break };
-                rows += job.work.rows();
-                batch.push(job);
+    while let Some(batch) = next_batch(&queue).await {
+        commit(&mut session, run_id, batch).await;
+    }
+}
+
+/// The next job and those queued behind it, up to [`MAX_BATCH_ROWS`]; none once every sender
+/// is gone.
+async fn next_batch(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let mut queue = queue.lock().await;
+    let first = queue.recv().await?;
+    let mut rows = first.work.rows();
+    let mut batch = vec![first];
+    while rows < MAX_BATCH_ROWS {
+        let Ok(job) = queue.try_recv() else { break };
+        rows += job.work.rows();
+        batch.push(job);
+    }
+    Some(batch)
+}
+
+/// Commits a batch and answers each job.
+async fn commit(session: &mut KeptSession, run_id: Uuid, batch: Vec<Job>) {
+    let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
+    match write_batch(session, run_id, &works).await {
+        Ok(counts) => {
+            for (job, counts) in batch.into_iter().zip(counts) {
+                let _ = job.done.send(Ok(counts));
             }
-            batch
-        };
-        let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
-        match write_batch(&mut session, run_id, &works).await {
-            Ok(counts) => {
-                for (job, counts) in batch.into_iter().zip(counts) {
-                    let _ = job.done.send(Ok(counts));
-                }
+        }
+        // Each range reads its range again on transient trouble.
+        Err(e) if db::is_transient(&e) || batch.len() == 1 => {
+            let why = e.to_string();
+            let mut error = Some(e);
+            for job in batch {
+                let e = error
+                    .take()
+                    .unwrap_or_else(|| sqlx::Error::Io(std::io::Error::other(why.clone())));
+                let _ = job.done.send(Err(e));
             }
-            // Each range reads its range again on transient trouble.
-            Err(e) if db::is_transient(&e) || batch.len() == 1 => {
-                let why = e.to_string();
-                let mut error = Some(e);
-                for job in batch {
-                    let e = error
-                        .take()
-                        .unwrap_or_else(|| sqlx::Error::Io(std::io::Error::other(why.clone())));
-                    let _ = job.done.send(Err(e));
-                }
-            }
-            // One range's trouble must not fail the others: commit each on its own.
-            Err(_) => {
-                for job in batch {
-                    let result = write_batch(&mut session, run_id, &[&job.work]).await;
-                    let _ = job.done.send(result.map(|mut c| c.remove(0)));
-                }
+        }
+        // One range's trouble must not fail the others: commit each on its own.
+        Err(_) => {
+            for job in batch {
+                let result = write_batch(session, run_id, &[&job.work]).await;
+                let _ = job.done.send(result.map(|mut c| c.remove(0)));
             }
         }
     }

@@ -1,42 +1,37 @@
 //! Reading the campaigns of a run: in parallel, biggest first, each from its checkpoint.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlx::PgPool;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
-use crate::api::{ApiClient, ApiError, ApiStats};
-use crate::config::SyncConfig;
+use crate::api::{ApiError, ApiStats};
 use crate::db::campaigns::{self, CampaignRow};
 use crate::db::state::{self, Checkpoint};
 use crate::db::{writer, KeptSession};
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
 use crate::model::run::RunTotals;
+use crate::model::time;
 use crate::model::user::Rejected;
-use crate::model::{time, window};
+use crate::model::window::{self, Window};
 use crate::sync::batch::BatchWriter;
 use crate::sync::list;
+use crate::sync::queue::{self, start_of_plan, Queued};
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
-use crate::sync::trust::{self, Action};
+use crate::sync::trust::Action;
 use crate::sync::Run;
 
-/// What every campaign of one run shares.
-struct RunContext {
-    config: SyncConfig,
+/// What every campaign being read shares: the run's parts, with the API client drawing on the
+/// run's memory budget, and the reading's own.
+struct Reader {
+    run: Run,
     writer: BatchWriter,
-    pool: PgPool,
-    api: ApiClient,
-    run_id: Uuid,
-    halt: CancellationToken,
     /// Where this run stops reading: `--until` or the moment it started.
     end: DateTime<Utc>,
     /// When the campaign list was read.
@@ -44,7 +39,7 @@ struct RunContext {
     /// Rows received so far, drawn on a terminal.
     progress: std::sync::OnceLock<ProgressBar>,
     /// Turns true once the campaign list is stored.
-    campaigns_stored: tokio::sync::watch::Receiver<bool>,
+    campaigns_stored: watch::Receiver<bool>,
     /// The campaigns' short statements (settled ranges, deletion marks), on one session.
     lookups: Mutex<KeptSession>,
     /// Slots for the ranges read in a transaction of their own.
@@ -61,7 +56,7 @@ pub const RANGE_TRANSACTIONS: usize = 16;
 /// Reads the campaigns and returns once every range read is committed. `campaigns_stored`
 /// turns true once the campaign list is stored.
 pub(crate) async fn read_all(
-    run: &Run<'_>,
+    run: &Run,
     (listed, listed_at): (Arc<Vec<CampaignRow>>, DateTime<Utc>),
     checkpoints: HashMap<String, Checkpoint>,
     campaigns_stored: watch::Receiver<bool>,
@@ -69,35 +64,23 @@ pub(crate) async fn read_all(
 ) -> Result<Read, Failure> {
     totals.rows_rejected += set_aside(run, &listed).await?;
     let now = Utc::now();
-    let todo = queue(run.config, &listed, &checkpoints, now);
+    let todo = queue::queue(&run.config, &listed, &checkpoints, now);
     let end = run.config.until.unwrap_or(now).min(now);
     for q in todo.iter().filter(|q| q.action.reads()) {
-        check_plan(run.config, &listed[q.index], q.checkpoint, end)?;
+        queue::check_plan(&run.config, &listed[q.index], q.checkpoint, end)?;
     }
-    for q in &todo {
-        *match q.action {
-            Action::Skip => continue,
-            Action::Requested => &mut totals.campaigns_requested,
-            Action::New => &mut totals.campaigns_new,
-            Action::Untrusted => &mut totals.campaigns_untrusted,
-            Action::Changed => &mut totals.campaigns_changed,
-            Action::Due => &mut totals.campaigns_due,
-        } += 1;
-    }
+    queue::count_actions(&todo, totals);
     // The writers' connections open while the first pages are fetched, unless nothing is read.
     let reading = todo.iter().any(|q| q.action.reads());
     let (writer, mut writers) = BatchWriter::start(run.pool.clone(), run.run_id, WRITERS, reading);
-    let ctx = Arc::new(RunContext {
+    let budget = MemoryBudget::new(run.config.memory_budget);
+    let ctx = Arc::new(Reader {
+        run: Run {
+            api: run.api.clone().with_budget(budget),
+            ..run.clone()
+        },
         writer,
-        config: run.config.clone(),
-        pool: run.pool.clone(),
-        api: run
-            .api
-            .clone()
-            .with_budget(MemoryBudget::new(run.config.memory_budget)),
-        run_id: run.run_id,
-        halt: run.halt.clone(),
-        end: run.config.until.unwrap_or(now).min(now),
+        end,
         listed_at,
         progress: std::sync::OnceLock::new(),
         campaigns_stored,
@@ -114,7 +97,7 @@ pub(crate) async fn read_all(
 /// Keeps the listed campaigns that cannot be stored in `rejected_rows`, each named in a warning;
 /// returns how many there are. They are not read, and the list they came in marks no campaign
 /// deleted.
-async fn set_aside(run: &Run<'_>, listed: &[CampaignRow]) -> Result<u64, Failure> {
+async fn set_aside(run: &Run, listed: &[CampaignRow]) -> Result<u64, Failure> {
     let rejected: Vec<(&str, Rejected)> = listed
         .iter()
         .filter_map(|c| Some((c.display_id.as_str(), c.rejected()?)))
@@ -149,66 +132,14 @@ pub(crate) struct Read {
     pub first_error: Option<anyhow::Error>,
 }
 
-/// A campaign waiting to be read, with what the list and its checkpoint say of it.
-#[derive(Clone, Copy)]
-struct Queued {
-    /// Its place in the campaign list.
-    index: usize,
-    checkpoint: Option<Checkpoint>,
-    /// Whether and why it is read.
-    action: Action,
-    /// Rows its counter says are new.
-    expected: u64,
-}
-
-/// The campaigns to read, biggest first, so the run does not end waiting on one of them alone.
-fn queue(
-    config: &SyncConfig,
-    listed: &[CampaignRow],
-    checkpoints: &HashMap<String, Checkpoint>,
-    now: DateTime<Utc>,
-) -> Vec<Queued> {
-    let wanted: HashSet<&str> = config.campaigns.iter().map(String::as_str).collect();
-    for id in &wanted {
-        if !listed.iter().any(|c| c.display_id == *id) {
-            tracing::warn!(
-                campaign = id,
-                "--campaign not in the campaign list; skipped"
-            );
-        }
-    }
-    let mut todo = listed
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.is_storable())
-        .filter(|(_, c)| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
-        .map(|(index, c)| {
-            let checkpoint = checkpoints.get(&c.display_id).copied();
-            let action = trust::decide(config, c, checkpoint, now);
-            Queued {
-                index,
-                checkpoint,
-                action,
-                expected: if action.reads() {
-                    new_rows(c, checkpoint)
-                } else {
-                    0
-                },
-            }
-        })
-        .collect::<Vec<_>>();
-    todo.sort_by_key(|q| std::cmp::Reverse(q.expected));
-    todo
-}
-
 /// Reads the queued campaigns, up to `--concurrency` at a time.
 async fn read_campaigns(
-    ctx: &Arc<RunContext>,
+    ctx: &Arc<Reader>,
     listed: &Arc<Vec<CampaignRow>>,
     todo: Vec<Queued>,
     totals: &mut RunTotals,
 ) -> Result<Read, Failure> {
-    let config = &ctx.config;
+    let config = &ctx.run.config;
     // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
     let expected_total: u64 = todo.iter().map(|q| q.expected).sum();
     let campaigns = todo.len();
@@ -250,7 +181,7 @@ async fn read_campaigns(
         let campaign = &listed[q.index].display_id;
         start(&mut running);
         done += 1;
-        let requests = ApiStats::get(&ctx.api.stats.requests);
+        let requests = ApiStats::get(&ctx.run.api.stats.requests);
         let rate = requests as f64 / progress.elapsed().as_secs_f64().max(0.001);
         progress.set_message(format!(
             "campaigns {done}/{campaigns}, {requests} requests ({rate:.1}/s)"
@@ -301,7 +232,7 @@ fn account(
 /// Plans one campaign's windows from its checkpoint and reads them in order; one the `action`
 /// skips is only reported.
 async fn sync_campaign(
-    ctx: &RunContext,
+    ctx: &Reader,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
     action: Action,
@@ -337,59 +268,25 @@ async fn sync_campaign(
 
 /// Reads the campaign's unsettled windows from its checkpoint up to the run's end.
 async fn read_campaign(
-    ctx: &RunContext,
+    ctx: &Reader,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
     report: &mut CampaignReport,
 ) -> Result<(), ScanError> {
-    let RunContext {
-        config,
-        pool,
-        api,
-        run_id,
-        halt,
-        end,
-        ..
-    } = ctx;
-    let (run_id, end) = (*run_id, *end);
+    let config = &ctx.run.config;
     let id = campaign.display_id.as_str();
     let start = start_of_plan(config, campaign, checkpoint);
-    let planned = window::plan(config.timezone, config.window, start, end);
+    let planned = window::plan(config.timezone, config.window, start, ctx.end);
     let Some(first) = planned.first() else {
         return Ok(());
     };
-    let settled = if config.rescan || checkpoint.is_none() {
-        Vec::new()
-    } else {
-        ctx.lookups
-            .lock()
-            .await
-            .run(async |conn| {
-                state::settled_ranges(conn, id, first.start, end, config.lookback).await
-            })
-            .await?
-    };
+    let settled = ctx.settled(id, first.start, checkpoint).await?;
     // Read up to the run's end: the last range's commit also judges the counter.
     let verify = match config.until {
         Some(_) => None,
         None => Some(verify(ctx, campaign, checkpoint, first.start, report).await?),
     };
-    let scanner = Scanner {
-        api,
-        pool,
-        writer: &ctx.writer,
-        run_id,
-        campaign: id,
-        run_from: first.start,
-        page_size: config.page_size.into(),
-        screen: false.into(),
-        halt,
-        progress: ctx.progress.get(),
-        pages_per_scan: config.pages_per_scan,
-        stored_until: std::sync::Mutex::new(checkpoint.map(|c| c.synced_until)),
-        transactions: &ctx.transactions,
-        verify,
-    };
+    let scanner = ctx.scanner(id, first.start, checkpoint, verify);
     let runs = scan::unsettled_runs(&planned, &settled);
     for (i, run) in runs.iter().enumerate() {
         scanner.run(run, i + 1 == runs.len(), report).await?;
@@ -406,11 +303,66 @@ async fn read_campaign(
     Ok(())
 }
 
+impl Reader {
+    /// The ranges of the campaign from `from` to the run's end that need no reading; none when
+    /// everything is read again (`--rescan`, or nothing stored yet).
+    async fn settled(
+        &self,
+        id: &str,
+        from: DateTime<Utc>,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<Vec<Window>, sqlx::Error> {
+        let config = &self.run.config;
+        if config.rescan || checkpoint.is_none() {
+            return Ok(Vec::new());
+        }
+        let (end, lookback) = (self.end, config.lookback);
+        self.lookups
+            .lock()
+            .await
+            .run(async |conn| state::settled_ranges(conn, id, from, end, lookback).await)
+            .await
+    }
+
+    /// A scanner for the campaign's reading that began at `run_from`.
+    fn scanner<'a>(
+        &'a self,
+        campaign: &'a str,
+        run_from: DateTime<Utc>,
+        checkpoint: Option<Checkpoint>,
+        verify: Option<state::Verify>,
+    ) -> Scanner<'a> {
+        let Run {
+            config,
+            pool,
+            api,
+            run_id,
+            halt,
+        } = &self.run;
+        Scanner {
+            api,
+            pool,
+            writer: &self.writer,
+            run_id: *run_id,
+            campaign,
+            run_from,
+            page_size: config.page_size.into(),
+            screen: false.into(),
+            halt,
+            progress: self.progress.get(),
+            pages_per_scan: config.pages_per_scan,
+            stored_until: std::sync::Mutex::new(checkpoint.map(|c| c.synced_until)),
+            transactions: &self.transactions,
+            verify,
+        }
+    }
+}
+
 /// What the campaign's counter is judged against once it is read to the run's end. The stored
 /// rows are counted when they reach back to the campaign's creation; otherwise (history
 /// synced with `--since`) one request asks for the total over its whole life.
 async fn verify(
-    ctx: &RunContext,
+    ctx: &Reader,
     campaign: &CampaignRow,
     checkpoint: Option<Checkpoint>,
     run_from: DateTime<Utc>,
@@ -424,6 +376,7 @@ async fn verify(
         let origin = campaign.created_at.unwrap_or_else(time::fallback_origin);
         report.requests += 1;
         let page = ctx
+            .run
             .api
             .attributed_users(&campaign.display_id, origin, ctx.listed_at, 1, 1)
             .await?;
@@ -434,56 +387,8 @@ async fn verify(
         listed_at: ctx.listed_at,
         counted,
         created_at: campaign.created_at,
-        probation: ctx.config.full_scan_every,
+        probation: ctx.run.config.full_scan_every,
     })
-}
-
-/// Rows the campaign list's counter says are new since the campaign was last read.
-pub(crate) fn new_rows(campaign: &CampaignRow, checkpoint: Option<Checkpoint>) -> u64 {
-    let counter = campaign.attributed_users.unwrap_or(0).max(0) as u64;
-    let at_sync = checkpoint
-        .and_then(|k| k.counter_at_sync)
-        .unwrap_or(0)
-        .max(0) as u64;
-    counter.saturating_sub(at_sync)
-}
-
-/// Where a campaign's reading starts: `--since`, else the checkpoint less the lookback, else
-/// the campaign's creation; never before [`time::earliest`].
-pub(crate) fn start_of_plan(
-    config: &SyncConfig,
-    campaign: &CampaignRow,
-    checkpoint: Option<Checkpoint>,
-) -> DateTime<Utc> {
-    let start = match (config.since, checkpoint) {
-        (Some(since), _) => Some(since),
-        (None, Some(c)) => c.synced_until.checked_sub_signed(config.lookback),
-        (None, None) => Some(campaign.created_at.unwrap_or_else(time::fallback_origin)),
-    };
-    start.map_or(time::earliest(), |t| t.max(time::earliest()))
-}
-
-/// Refuses a campaign whose plan up to `end` would hold more than [`window::MAX_WINDOWS`]
-/// windows, before any is made: a configuration problem (`--window` too short for its
-/// history), the same on every run.
-pub(crate) fn check_plan(
-    config: &SyncConfig,
-    campaign: &CampaignRow,
-    checkpoint: Option<Checkpoint>,
-    end: DateTime<Utc>,
-) -> Result<(), Failure> {
-    let start = start_of_plan(config, campaign, checkpoint);
-    let n = window::most_windows(config.window, start, end);
-    if n <= window::MAX_WINDOWS {
-        return Ok(());
-    }
-    Err(Failure::Config(format!(
-        "campaign {}: reading from {} in windows of {} makes up to {n} windows, more than {}: use a longer --window, or --since to start later",
-        crate::terminal::printable(&campaign.display_id),
-        start.format("%Y-%m-%d %H:%M:%SZ"),
-        time::human(config.window.nominal()),
-        window::MAX_WINDOWS
-    )))
 }
 
 /// A bar over the expected rows, on a terminal only (never under cron or with JSON logs).
@@ -501,33 +406,4 @@ fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
         .progress_chars("=> "),
     );
     bar
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::api::ClientSettings;
-    use secrecy::SecretString;
-
-    pub(crate) fn config() -> SyncConfig {
-        let api = ClientSettings {
-            base_url: "http://127.0.0.1:9/api/v1".parse().unwrap(),
-            api_key: SecretString::from("k"),
-            rps: 10.0,
-            timeout: std::time::Duration::from_secs(1),
-            max_retries: 0,
-            retry_min_delay: std::time::Duration::from_secs(1),
-            retry_max_delay: std::time::Duration::from_secs(1),
-        };
-        SyncConfig {
-            concurrency: 1,
-            progress: false,
-            ..SyncConfig::with_defaults(api, chrono_tz::UTC)
-        }
-    }
-
-    pub(crate) fn campaign(counter: Option<i64>) -> CampaignRow {
-        let raw = serde_json::json!({"display_id": "abc", "attributed_users": counter});
-        CampaignRow::from_wire(&serde_json::value::to_raw_value(&raw).unwrap(), false)
-    }
 }

@@ -4,7 +4,10 @@ pub mod batch;
 pub mod campaign;
 pub mod list;
 pub mod plan;
+pub mod queue;
+mod range;
 pub mod scan;
+mod sink;
 pub mod trust;
 
 use std::collections::HashMap;
@@ -24,9 +27,9 @@ use crate::db::{self};
 use crate::error::Failure;
 use crate::metrics;
 pub use crate::model::run::{Outcome, RunReport, RunTotals};
-pub(crate) use crate::sync::campaign::start_of_plan;
 use crate::sync::campaign::Read;
 pub(crate) use crate::sync::list::fetch_campaigns;
+pub(crate) use crate::sync::queue::start_of_plan;
 
 /// Runs one sync against `pool`, holding the database's run lock throughout.
 pub async fn run(config: &SyncConfig, pool: &PgPool) -> Result<RunReport, Failure> {
@@ -48,11 +51,11 @@ pub async fn run_until(
         Ok(api) => {
             let run_id = Uuid::new_v4();
             let run = Run {
-                config,
-                pool,
+                config: Arc::new(config.clone()),
+                pool: pool.clone(),
                 api: api.with_halt(halt.clone()),
                 run_id,
-                halt: &halt,
+                halt: halt.clone(),
             };
             // Every log line of the run carries its id; campaign and range spans nest below it.
             run.locked(&lock)
@@ -68,16 +71,17 @@ pub async fn run_until(
     result.and(report.ok_or_else(|| Failure::Transient(anyhow::anyhow!("the run did not start"))))
 }
 
-/// What every part of one run shares.
-pub(crate) struct Run<'a> {
-    pub config: &'a SyncConfig,
-    pub pool: &'a PgPool,
+/// What every part of one run shares; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Run {
+    pub config: Arc<SyncConfig>,
+    pub pool: PgPool,
     pub api: ApiClient,
     pub run_id: Uuid,
-    pub halt: &'a CancellationToken,
+    pub halt: CancellationToken,
 }
 
-impl Run<'_> {
+impl Run {
     /// The run, once it holds the lock: its report once it is in the ledger, and its outcome.
     async fn locked(&self, lock: &db::RunLock) -> (Option<RunReport>, Result<(), Failure>) {
         let started = std::time::Instant::now();

@@ -3,15 +3,16 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::api::ApiClient;
 use crate::config::SyncConfig;
+use crate::db::campaigns::CampaignRow;
 use crate::db::state::{self, Checkpoint};
 use crate::error::Failure;
 use crate::model::window;
-use crate::sync::campaign::{check_plan, new_rows};
+use crate::sync::queue::{check_plan, new_rows};
 use crate::sync::trust::{self, Action};
 use crate::sync::{fetch_campaigns, start_of_plan};
 use crate::terminal::printable;
@@ -20,15 +21,7 @@ use crate::terminal::printable;
 pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failure> {
     let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
     let (listed, _) = fetch_campaigns(&api).await?;
-    let checkpoints: HashMap<String, Checkpoint> = if schema_exists(pool).await? {
-        state::checkpoints(pool)
-            .await
-            .map_err(|e| Failure::database(e, "reading checkpoints"))?
-            .into_iter()
-            .collect()
-    } else {
-        HashMap::new()
-    };
+    let checkpoints = stored_checkpoints(pool).await?;
     let now = Utc::now();
     let end = config.until.unwrap_or(now).min(now);
     let mut out = String::new();
@@ -43,38 +36,11 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         .iter()
         .filter(|c| config.campaigns.is_empty() || config.campaigns.contains(&c.display_id))
     {
-        if let Some(reason) = &campaign.unstorable {
-            let _ = writeln!(out, "{:<14} rejected  {reason}", campaign.display_id);
-            continue;
-        }
         let checkpoint = checkpoints.get(&campaign.display_id).copied();
-        let action = trust::decide(config, campaign, checkpoint, now);
-        let id = printable(&campaign.display_id);
-        if action == Action::Skip {
-            let _ = writeln!(out, "{id:<14} {:<9}", action.word());
-            continue;
+        if let Some(pages) = plan_campaign(&mut out, config, campaign, checkpoint, (now, end))? {
+            requests += pages;
+            reading += 1;
         }
-        check_plan(config, campaign, checkpoint, end)?;
-        let start = start_of_plan(config, campaign, checkpoint);
-        let planned = window::plan(config.timezone, config.window, start, end);
-        let Some(first) = planned.first() else {
-            continue;
-        };
-        // New rows since the last read, by the counter; at least one page to find out.
-        let pages = new_rows(campaign, checkpoint)
-            .div_ceil(u64::from(config.page_size))
-            .max(1);
-        requests += pages;
-        reading += 1;
-        let _ = writeln!(
-            out,
-            "{id:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
-            action.word(),
-            first.start.format("%Y-%m-%d %H:%M:%SZ"),
-            end.format("%Y-%m-%d %H:%M:%SZ"),
-            planned.len(),
-            pages
-        );
     }
     let seconds = requests as f64 / config.api.rps;
     let _ = writeln!(
@@ -87,9 +53,54 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
     Ok(out)
 }
 
-async fn schema_exists(pool: &PgPool) -> Result<bool, Failure> {
-    sqlx::query_scalar("SELECT to_regclass('linkrunner.sync_checkpoints') IS NOT NULL")
-        .fetch_one(pool)
-        .await
-        .map_err(|e| Failure::database(e, "reading the schema"))
+/// The checkpoints, or none before the schema exists: a dry run creates nothing.
+async fn stored_checkpoints(pool: &PgPool) -> Result<HashMap<String, Checkpoint>, Failure> {
+    let read = async {
+        if !state::schema_exists(pool).await? {
+            return Ok(HashMap::new());
+        }
+        Ok(state::checkpoints(pool).await?.into_iter().collect())
+    };
+    read.await
+        .map_err(|e: sqlx::Error| Failure::database(e, "reading checkpoints"))
+}
+
+/// Writes the campaign's line of the plan; the requests it would take when it is read.
+fn plan_campaign(
+    out: &mut String,
+    config: &SyncConfig,
+    campaign: &CampaignRow,
+    checkpoint: Option<Checkpoint>,
+    (now, end): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<Option<u64>, Failure> {
+    if let Some(reason) = &campaign.unstorable {
+        let _ = writeln!(out, "{:<14} rejected  {reason}", campaign.display_id);
+        return Ok(None);
+    }
+    let action = trust::decide(config, campaign, checkpoint, now);
+    let id = printable(&campaign.display_id);
+    if action == Action::Skip {
+        let _ = writeln!(out, "{id:<14} {:<9}", action.word());
+        return Ok(None);
+    }
+    check_plan(config, campaign, checkpoint, end)?;
+    let start = start_of_plan(config, campaign, checkpoint);
+    let planned = window::plan(config.timezone, config.window, start, end);
+    let Some(first) = planned.first() else {
+        return Ok(None);
+    };
+    // New rows since the last read, by the counter; at least one page to find out.
+    let pages = new_rows(campaign, checkpoint)
+        .div_ceil(u64::from(config.page_size))
+        .max(1);
+    let _ = writeln!(
+        out,
+        "{id:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
+        action.word(),
+        first.start.format("%Y-%m-%d %H:%M:%SZ"),
+        end.format("%Y-%m-%d %H:%M:%SZ"),
+        planned.len(),
+        pages
+    );
+    Ok(Some(pages))
 }

@@ -88,7 +88,7 @@ fn full_scan_interval(config: &SyncConfig, display_id: &str) -> chrono::Duration
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::campaign::tests::{campaign, config};
+    use crate::sync::queue::tests::{campaign, config};
     use chrono::Duration;
 
     /// Read to its end `hours_ago` with `counter`; trusted from `trusted_hours_ago` if given.

@@ -1,0 +1,129 @@
+//! Freshness per campaign and the last runs, as the `status` command reports them.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use sqlx::{PgPool, Row};
+
+#[derive(Debug, Serialize)]
+pub struct CampaignStatus {
+    pub display_id: String,
+    pub name: Option<String>,
+    /// active, inactive or deleted
+    pub state: &'static str,
+    pub rows: i64,
+    pub covered_from: Option<DateTime<Utc>>,
+    pub synced_until: Option<DateTime<Utc>>,
+    /// When a run last confirmed the campaign current: read it to its end, or found its
+    /// trusted counter unchanged. An untrusted counter confirms nothing.
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Whether its `attributed_users` counter has been seen to agree with its rows, so that a
+    /// run may skip it while the counter stays put.
+    pub counter_trusted: bool,
+    /// The counter when a run last read the campaign to its end, and the rows it should count.
+    pub counter_at_sync: Option<i64>,
+    pub rows_at_sync: Option<i64>,
+    /// When its rows last changed.
+    pub last_change: Option<DateTime<Utc>>,
+    pub behind_seconds: Option<i64>,
+    /// Behind by more than the threshold (deleted campaigns never are).
+    pub stale: bool,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct RunStatus {
+    pub run_id: uuid::Uuid,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub requests: i64,
+    pub rate_limited: i64,
+    pub retries: i64,
+    pub rows_received: i64,
+    pub rows_inserted: i64,
+    pub rows_updated: i64,
+    pub rows_rejected: i64,
+    pub campaigns_synced: i32,
+    pub campaigns_skipped: i32,
+    pub campaigns_changed: i32,
+    pub campaigns_untrusted: i32,
+    pub campaigns_failed: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub max_lag_seconds: i64,
+    pub stale: usize,
+    pub campaigns: Vec<CampaignStatus>,
+    pub runs: Vec<RunStatus>,
+}
+
+pub async fn load(pool: &PgPool, runs: i64, max_lag: Duration) -> sqlx::Result<Status> {
+    let campaigns = campaigns(pool, max_lag).await?;
+    Ok(Status {
+        max_lag_seconds: max_lag.num_seconds(),
+        stale: campaigns.iter().filter(|c| c.stale).count(),
+        campaigns,
+        runs: last_runs(pool, runs).await?,
+    })
+}
+
+async fn campaigns(pool: &PgPool, max_lag: Duration) -> sqlx::Result<Vec<CampaignStatus>> {
+    let now = Utc::now();
+    let rows = sqlx::query(
+        // data_freshness holds the rule for when a campaign counts as confirmed current.
+        "SELECT f.campaign_display_id AS display_id, f.campaign_name AS name, f.active,
+                f.deleted, f.covered_from, f.synced_until,
+                GREATEST(f.confirmed_at, f.synced_until) AS checked_at, f.counter_trusted,
+                k.counter_at_sync, k.rows_at_sync,
+                (SELECT count(*) FROM linkrunner.attributed_users a
+                  WHERE a.campaign_display_id = f.campaign_display_id) AS rows,
+                f.rows_changed_at AS last_change
+         FROM linkrunner.data_freshness f
+         LEFT JOIN linkrunner.sync_checkpoints k
+           ON k.campaign_display_id = f.campaign_display_id
+         ORDER BY f.campaign_display_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let deleted: bool = r.get("deleted");
+            let state = match (deleted, r.get::<Option<bool>, _>("active")) {
+                (true, _) => "deleted",
+                (false, Some(false)) => "inactive",
+                _ => "active",
+            };
+            let checked_at: Option<DateTime<Utc>> = r.get("checked_at");
+            let behind = checked_at.map(|t| now - t);
+            CampaignStatus {
+                display_id: r.get("display_id"),
+                name: r.get("name"),
+                state,
+                rows: r.get("rows"),
+                covered_from: r.get("covered_from"),
+                synced_until: r.get("synced_until"),
+                checked_at,
+                counter_trusted: r.get("counter_trusted"),
+                counter_at_sync: r.get("counter_at_sync"),
+                rows_at_sync: r.get("rows_at_sync"),
+                last_change: r.get("last_change"),
+                behind_seconds: behind.map(|b| b.num_seconds()),
+                stale: !deleted && behind.is_none_or(|b| b > max_lag),
+            }
+        })
+        .collect())
+}
+
+async fn last_runs(pool: &PgPool, runs: i64) -> sqlx::Result<Vec<RunStatus>> {
+    sqlx::query_as(
+        "SELECT run_id, started_at, finished_at, outcome, requests, rate_limited, retries,
+                rows_received, rows_inserted, rows_updated, rows_rejected, campaigns_synced,
+                campaigns_skipped, campaigns_changed, campaigns_untrusted, campaigns_failed, error
+         FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT $1",
+    )
+    .bind(runs)
+    .fetch_all(pool)
+    .await
+}

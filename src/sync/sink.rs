@@ -1,0 +1,167 @@
+//! Where the pages of a range go while it is read, and how a page becomes rows.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::api::Page;
+use crate::db::writer;
+use crate::memory::Hold;
+use crate::model::user::{Rejected, UserRow};
+use crate::sync::scan::Scanner;
+
+/// Where the pages of a range go while it is read: the range's own transaction, or memory.
+pub(super) trait PageSink {
+    async fn take(&mut self, scanner: &Scanner<'_>, page: Page) -> Result<(), sqlx::Error>;
+    /// Distinct rows taken so far, rejected ones included.
+    fn distinct(&self) -> u64;
+    /// Gives back what the rows held draw on the memory budget, before a pass that reads
+    /// the range again: a task that waits on the budget must hold none of it.
+    fn release(&mut self) {}
+}
+
+/// A range's own transaction, written page by page: memory holds one page, and a fingerprint
+/// of each key the range has.
+pub(super) struct TxSink<'t> {
+    pub(super) tx: &'t mut sqlx::PgConnection,
+    /// Fingerprints of the rows written, to count distinct rows against the server's total.
+    pub(super) seen: HashSet<u64>,
+    /// Fingerprints of the keys stored before this transaction began; rows with others are
+    /// loaded by COPY. Two keys sharing one (about one chance in 10^11 for a range of 20,000
+    /// rows) only send a new row through the upsert, or count one row short, which reads the
+    /// range again: never a wrong write.
+    pub(super) existing: HashSet<u64>,
+    pub(super) rejected: HashSet<String>,
+    pub(super) counts: writer::WriteCounts,
+    /// When the campaign list was read, if the range's rows are to be counted: those attributed
+    /// by then are in `counted`.
+    pub(super) listed_at: Option<DateTime<Utc>>,
+    pub(super) counted: u64,
+}
+
+impl PageSink for TxSink<'_> {
+    async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
+        // Held until the page's rows are written.
+        let _hold = std::mem::take(&mut page.hold);
+        let (rows, rejected) = scanner.convert(page, Some(&mut *self.tx)).await?;
+        // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
+        let (new, known): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(key, _)| {
+            let key = fingerprint(key);
+            !self.existing.contains(&key) && !self.seen.contains(&key)
+        });
+        let (new_keys, new): (Vec<_>, Vec<UserRow>) = new.into_iter().unzip();
+        let (known_keys, known): (Vec<_>, Vec<UserRow>) = known.into_iter().unzip();
+        let (rejected_keys, rejected): (Vec<String>, Vec<Rejected>) = rejected.into_iter().unzip();
+        let upserted = writer::upsert_users(self.tx, &known.iter().collect::<Vec<_>>()).await?;
+        let copied = writer::copy_new_users(self.tx, &new.iter().collect::<Vec<_>>()).await?;
+        writer::insert_rejected(self.tx, scanner.run_id, scanner.campaign, &rejected).await?;
+        for c in upserted.values() {
+            self.counts.inserted += c.inserted;
+            self.counts.updated += c.updated;
+        }
+        self.counts.inserted += copied;
+        for key in new_keys.iter().chain(&known_keys) {
+            let first_sight = self.seen.insert(fingerprint(key));
+            self.counted += u64::from(first_sight && self.listed_at.is_some_and(|t| key.0 <= t));
+        }
+        self.rejected.extend(rejected_keys);
+        Ok(())
+    }
+
+    fn distinct(&self) -> u64 {
+        (self.seen.len() + self.rejected.len()) as u64
+    }
+}
+
+/// A key's fingerprint; 16 bytes in a set where the key takes about a hundred.
+pub(super) fn fingerprint(key: &writer::Key) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// A small range held in memory until the batch writer commits it; a later pass's copy of a
+/// row replaces an earlier one.
+#[derive(Default)]
+pub(super) struct MemorySink {
+    pub(super) rows: HashMap<writer::Key, UserRow>,
+    pub(super) rejected: HashMap<String, Rejected>,
+    /// What the rows draw on the memory budget, until their commit.
+    pub(super) hold: Hold,
+}
+
+impl PageSink for MemorySink {
+    async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
+        self.hold.merge(std::mem::take(&mut page.hold));
+        let (rows, rejected) = scanner.convert(page, None).await?;
+        self.rows.extend(rows);
+        self.rejected.extend(rejected);
+        Ok(())
+    }
+
+    fn distinct(&self) -> u64 {
+        (self.rows.len() + self.rejected.len()) as u64
+    }
+
+    fn release(&mut self) {
+        self.hold = Hold::default();
+    }
+}
+
+/// A page's rows by natural key, and the rows that could not be read, by content.
+pub(super) type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
+
+pub(super) fn convert(campaign: &str, page: Page) -> Converted {
+    let mut rows = HashMap::with_capacity(page.items.len());
+    let mut rejected = HashMap::new();
+    for item in page.items {
+        match UserRow::from_item(campaign, &item, page.recoded) {
+            Ok(row) => {
+                rows.insert((row.attributed_at, row.row_key.clone()), row);
+            }
+            Err(r) => {
+                rejected.insert(r.raw.clone(), r);
+            }
+        }
+    }
+    (rows, rejected)
+}
+
+/// As [`convert`], with each row Postgres refuses (see [`writer::refused`]) set aside with its
+/// reason and its text as received.
+pub(super) async fn convert_screened(
+    conn: &mut sqlx::PgConnection,
+    campaign: &str,
+    page: Page,
+) -> Result<Converted, sqlx::Error> {
+    let mut read = Vec::with_capacity(page.items.len());
+    let mut rejected = HashMap::new();
+    for item in page.items {
+        match UserRow::from_item(campaign, &item, page.recoded) {
+            Ok(row) => read.push((row, item)),
+            Err(r) => {
+                rejected.insert(r.raw.clone(), r);
+            }
+        }
+    }
+    let refused: HashMap<usize, String> =
+        writer::refused(conn, &read.iter().map(|(row, _)| row).collect::<Vec<_>>())
+            .await?
+            .into_iter()
+            .collect();
+    let mut rows = HashMap::with_capacity(read.len());
+    for (i, (row, item)) in read.into_iter().enumerate() {
+        match refused.get(&i) {
+            Some(message) => {
+                let raw = item.get().to_owned();
+                let reason = format!("Postgres refused to store it: {message}");
+                rejected.insert(raw.clone(), Rejected { reason, raw });
+            }
+            None => {
+                rows.insert((row.attributed_at, row.row_key.clone()), row);
+            }
+        }
+    }
+    Ok((rows, rejected))
+}
