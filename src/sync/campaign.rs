@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -22,6 +22,7 @@ use crate::model::user::Rejected;
 use crate::model::window::{self, Window};
 use crate::sync::batch::BatchWriter;
 use crate::sync::list;
+use crate::sync::progress::Progress;
 use crate::sync::queue::{self, start_of_plan, Queued};
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
 use crate::sync::trust::Action;
@@ -139,13 +140,10 @@ async fn read_campaigns(
     todo: Vec<Queued>,
     totals: &mut RunTotals,
 ) -> Result<Read, Failure> {
-    let config = &ctx.run.config;
     // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
-    let expected_total: u64 = todo.iter().map(|q| q.expected).sum();
-    let campaigns = todo.len();
-    let progress = progress_bar(config.progress, expected_total);
-    ctx.progress.set(progress.clone()).ok();
-    let mut done = 0;
+    let expected: u64 = todo.iter().map(|q| q.expected).sum();
+    let mut progress = Progress::new(ctx.run.config.progress, expected, todo.len());
+    ctx.progress.set(progress.bar().clone()).ok();
     let mut read = Read {
         skipped: Vec::new(),
         first_error: None,
@@ -156,43 +154,44 @@ async fn read_campaigns(
     // at once, and however large their rows, what they hold stays within it.
     let mut todo = todo.into_iter();
     let mut running = JoinSet::new();
-    let mut start = |running: &mut JoinSet<_>| {
-        while running.len() < config.concurrency {
-            let Some(q) = todo.next() else {
-                return;
-            };
-            let (ctx, listed) = (ctx.clone(), listed.clone());
-            let span = tracing::info_span!("campaign", campaign = %listed[q.index].display_id);
-            running.spawn(
-                async move {
-                    let campaign = &listed[q.index];
-                    (
-                        q,
-                        sync_campaign(&ctx, campaign, q.checkpoint, q.action).await,
-                    )
-                }
-                .instrument(span),
-            );
+    spawn_more(ctx, listed, &mut todo, &mut running);
+    let outcome = loop {
+        let Some(joined) = running.join_next().await else {
+            break Ok(read);
+        };
+        let (q, result) = joined.context("a campaign task failed")?;
+        spawn_more(ctx, listed, &mut todo, &mut running);
+        progress.campaign_done(ApiStats::get(&ctx.run.api.stats.requests));
+        if let Err(stop) = account(&listed[q.index].display_id, result, totals, &mut read) {
+            break Err(stop);
         }
     };
-    start(&mut running);
-    while let Some(joined) = running.join_next().await {
-        let (q, result) = joined.context("a campaign task failed")?;
-        let campaign = &listed[q.index].display_id;
-        start(&mut running);
-        done += 1;
-        let requests = ApiStats::get(&ctx.run.api.stats.requests);
-        let rate = requests as f64 / progress.elapsed().as_secs_f64().max(0.001);
-        progress.set_message(format!(
-            "campaigns {done}/{campaigns}, {requests} requests ({rate:.1}/s)"
-        ));
-        if let Err(stop) = account(campaign, result, totals, &mut read) {
-            progress.finish_and_clear();
-            return Err(stop);
-        }
+    progress.finish();
+    outcome
+}
+
+type Running = JoinSet<(Queued, Result<CampaignReport, ScanError>)>;
+
+/// Starts queued campaigns until `--concurrency` of them run.
+fn spawn_more(
+    ctx: &Arc<Reader>,
+    listed: &Arc<Vec<CampaignRow>>,
+    todo: &mut impl Iterator<Item = Queued>,
+    running: &mut Running,
+) {
+    while running.len() < ctx.run.config.concurrency {
+        let Some(q) = todo.next() else {
+            return;
+        };
+        let (ctx, listed) = (ctx.clone(), listed.clone());
+        let span = tracing::info_span!("campaign", campaign = %listed[q.index].display_id);
+        let task = async move {
+            let campaign = &listed[q.index];
+            let result = sync_campaign(&ctx, campaign, q.checkpoint, q.action).await;
+            (q, result)
+        };
+        running.spawn(task.instrument(span));
     }
-    progress.finish_and_clear();
-    Ok(read)
 }
 
 /// Adds one campaign's outcome to the run's; an error that every other campaign would meet
@@ -389,21 +388,4 @@ async fn verify(
         created_at: campaign.created_at,
         probation: ctx.run.config.full_scan_every,
     })
-}
-
-/// A bar over the expected rows, on a terminal only (never under cron or with JSON logs).
-fn progress_bar(enabled: bool, expected_rows: u64) -> ProgressBar {
-    use std::io::IsTerminal;
-    if !enabled || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(expected_rows.max(1));
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {human_pos}/{human_len} rows [{bar:30}] {msg}, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
 }

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod campaign;
 pub mod list;
 pub mod plan;
+mod progress;
 pub mod queue;
 mod range;
 pub mod scan;
@@ -168,17 +169,7 @@ impl Run {
         // Nothing a campaign's reading writes depends on the campaigns table, so the list is
         // stored while the campaigns are read; only a 404's deletion mark waits for it.
         let (stored, campaigns_stored) = tokio::sync::watch::channel(false);
-        let store = async {
-            let result = list::store_campaigns(
-                &mut *lock.session().await,
-                self.run_id,
-                &listed,
-                mark_deleted,
-            )
-            .await;
-            stored.send_replace(true);
-            result
-        };
+        let store = self.store_list(lock, &listed, mark_deleted, stored);
         let read = campaign::read_all(
             self,
             (listed.clone(), listed_at),
@@ -205,6 +196,20 @@ impl Run {
             )))),
             None => Ok(()),
         }
+    }
+
+    /// Stores the campaign list, then says so on `stored`.
+    async fn store_list(
+        &self,
+        lock: &db::RunLock,
+        listed: &[CampaignRow],
+        mark_deleted: bool,
+        stored: tokio::sync::watch::Sender<bool>,
+    ) -> Result<u64, Failure> {
+        let mut session = lock.session().await;
+        let result = list::store_campaigns(&mut session, self.run_id, listed, mark_deleted).await;
+        stored.send_replace(true);
+        result
     }
 
     /// Records the run's end in the ledger.
