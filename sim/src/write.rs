@@ -100,7 +100,8 @@ pub(crate) async fn init(Extract(sim): Extract<Simulator>, bytes: Bytes) -> Repl
     st.touch_install(&body, text(&body, "link"), true);
     let processing_id = uuid::Builder::from_random_bytes(st.id_rng.random()).into_uuid();
     let reply = json!({
-        "processing_id": processing_id,
+        // Text, as uuid's serde form is: the sim does not turn on uuid's `serde` feature.
+        "processing_id": processing_id.to_string(),
         "status": "accepted",
         "message": "Install event accepted for processing",
         "success": true,
