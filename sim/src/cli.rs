@@ -3,7 +3,9 @@
 //! Prints exactly one line to stdout, `linkrunner-sim listening on http://<addr>/api/v1`, for
 //! scripts to read; everything else is logged to stderr.
 
-use crate::{FaultArgs, SimConfig, Simulator};
+use crate::config::SimConfig;
+use crate::control::FaultArgs;
+use crate::state::Simulator;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Parser;
 use std::future::Future;

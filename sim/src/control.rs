@@ -1,7 +1,11 @@
 //! Test-only control routes under `/__sim/`, a prefix Linkrunner does not use, so no fake
 //! Linkrunner endpoint is ever needed to steer the simulator.
 
-use super::{Counter, CounterState, Faults, SimStats, Simulator};
+use crate::config::Faults;
+use crate::counter::Counter;
+use crate::direct::CounterState;
+use crate::state::Simulator;
+use crate::stats::SimStats;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};

@@ -1,10 +1,9 @@
 //! The campaign list's `attributed_users` counter, and the ways the real one lies (the contract's
 //! ambiguity 12: it can lag the endpoint, read 0, or disagree with the rows).
 
+use crate::hash::mix;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-
-use super::mix;
 
 /// How a campaign's counter relates to its rows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,33 +1,14 @@
-//! The simulator's campaigns and how the API renders them; their rows live in [`super::rows`].
+//! The simulator's campaigns and how the API renders them; their rows live in [`crate::rows`].
 
-use super::clock::ts;
-use super::counter::Counter;
-use super::row::Row;
-use super::rows::Rows;
-use super::{mix, PROJECT_DOMAINS};
+use crate::clock::ts;
+use crate::counter::Counter;
+use crate::hash::mix;
+use crate::project::{LISTINGS, PROJECT_DOMAINS};
+use crate::row::Row;
+use crate::rows::Rows;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::time::Instant;
-
-/// Store listings of the simulated project: (id, name, platform).
-pub(crate) const LISTINGS: [(&str, &str, &str); 4] = [
-    ("ios-main", "App Store – main", "IOS"),
-    ("play-main", "Play Store – main", "ANDROID"),
-    ("play-promo", "Play Store – promo", "ANDROID"),
-    ("ios-beta", "App Store – beta", "IOS"),
-];
-
-/// Row fields that describe the ad behind an attribution.
-pub(crate) const AD_KEYS: [&str; 8] = [
-    "ad_channel",
-    "meta_ad_id",
-    "ad_creative_id",
-    "ad_creative_name",
-    "ad_set_id",
-    "ad_set_name",
-    "publisher_platform",
-    "platform_position",
-];
 
 /// A campaign with its rows.
 pub(crate) struct Campaign {
@@ -61,25 +42,6 @@ pub(crate) struct Campaign {
     arrivals: Vec<Instant>,
     /// In the order `GET /attributed-users` pages through.
     rows: Rows,
-}
-
-/// Listing indexes for ids; `Err` carries the unknown ids.
-pub(crate) fn listing_indexes<S: AsRef<str>>(ids: &[S]) -> Result<Vec<usize>, Vec<String>> {
-    let found: Vec<Option<usize>> = ids
-        .iter()
-        .map(|id| LISTINGS.iter().position(|l| l.0 == id.as_ref()))
-        .collect();
-    let unknown: Vec<String> = ids
-        .iter()
-        .zip(&found)
-        .filter(|(_, f)| f.is_none())
-        .map(|(id, _)| id.as_ref().to_string())
-        .collect();
-    if unknown.is_empty() {
-        Ok(found.into_iter().flatten().collect())
-    } else {
-        Err(unknown)
-    }
 }
 
 impl Campaign {
@@ -199,23 +161,5 @@ impl Campaign {
     pub(crate) fn resalt(&mut self, salt: u64) {
         self.salt = salt;
         self.rows.resalt(salt);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn timestamps_have_three_fraction_digits_and_z() {
-        let t = Utc.timestamp_millis_opt(1_780_000_000_000).unwrap();
-        assert_eq!(ts(t), "2026-05-28T20:26:40.000Z");
-    }
-
-    #[test]
-    fn unknown_listing_ids_are_reported() {
-        assert_eq!(listing_indexes(&["play-main", "ios-beta"]), Ok(vec![1, 3]));
-        assert_eq!(listing_indexes(&["nope"]), Err(vec!["nope".to_string()]));
     }
 }

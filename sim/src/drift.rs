@@ -1,10 +1,11 @@
 //! Schema drift and unreadable rows, applied when a record is rendered. Both are decided from a
 //! seeded hash of the record's identity, not the request RNG, so a row renders the same way on
-//! every request and in [`super::Simulator::all_attributed_users`].
+//! every request and in [`crate::Simulator::all_attributed_users`].
 
-use super::data::Campaign;
-use super::row::Row;
-use super::{mix, SimConfig};
+use crate::config::SimConfig;
+use crate::data::Campaign;
+use crate::hash::mix;
+use crate::row::Row;
 use serde_json::{json, Map, Value};
 
 const DRIFT: u64 = 0xD21F7;
@@ -89,19 +90,7 @@ fn drift_row(m: &mut Map<String, Value>, h: u64) {
                 Value::Null,
             ) != Some(Value::Null)
         }
-        2 => {
-            let device = m
-                .get_mut("user_data")
-                .and_then(|u| u.get_mut("device_data"));
-            let numbers = device
-                .and_then(Value::as_object_mut)
-                .into_iter()
-                .flat_map(|d| d.values_mut());
-            numbers.filter(|x| x.is_number()).fold(false, |_, x| {
-                *x = json!(x.to_string());
-                true
-            })
-        }
+        2 => stringify_device_numbers(m),
         3 => m
             .values_mut()
             .find(|x| x.is_null())
@@ -112,6 +101,21 @@ fn drift_row(m: &mut Map<String, Value>, h: u64) {
     if !changed {
         m.insert("experiment_bucket".into(), json!("B"));
     }
+}
+
+/// Writes the numbers of the row's `device_data` as strings; false when it has none.
+fn stringify_device_numbers(m: &mut Map<String, Value>) -> bool {
+    let device = m
+        .get_mut("user_data")
+        .and_then(|u| u.get_mut("device_data"));
+    let numbers = device
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|d| d.values_mut());
+    numbers.filter(|x| x.is_number()).fold(false, |_, x| {
+        *x = json!(x.to_string());
+        true
+    })
 }
 
 #[cfg(test)]

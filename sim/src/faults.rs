@@ -2,8 +2,10 @@
 //! 429 storm and the rate limit, rolls for an injected 5xx and a slow answer, adds the latency,
 //! and after the handler may spoil a 200 GET body (reset, truncated, HTML).
 
-use super::{ApiError, Simulator, State};
-use axum::body::Body;
+use crate::config::Faults;
+use crate::reply::ApiError;
+use crate::state::{Simulator, State};
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State as Extract};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::Next;
@@ -15,26 +17,6 @@ use std::time::{Duration, Instant};
 
 const BAD_GATEWAY_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head>\
 <body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>";
-
-/// One global token bucket: `rps` tokens a second, holding at most `max(1, rps)`.
-#[derive(Default)]
-pub(crate) struct TokenBucket {
-    tokens: f64,
-    last: Option<Instant>,
-}
-
-impl TokenBucket {
-    /// Takes a token if one is there; the first call finds the bucket full.
-    pub(crate) fn take(&mut self, rps: f64, now: Instant) -> bool {
-        let capacity = rps.max(1.0);
-        let refill = |l: Instant| self.tokens + now.duration_since(l).as_secs_f64() * rps;
-        let tokens = self.last.map_or(capacity, refill).min(capacity);
-        self.last = Some(now);
-        let granted = tokens >= 1.0;
-        self.tokens = if granted { tokens - 1.0 } else { tokens };
-        granted
-    }
-}
 
 /// True with probability `p`; draws nothing when `p` is off, so turning one fault on or off
 /// leaves the sequence of the others alone.
@@ -78,31 +60,38 @@ async fn spoiled(response: Response, how: Spoil) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
     };
-    // Half the JSON text, backed off to a UTF-8 boundary: never a complete JSON value.
-    let mut cut = bytes.len() / 2;
-    while cut > 0 && bytes[cut] & 0xC0 == 0x80 {
-        cut -= 1;
-    }
-    let half = bytes.slice(..cut);
+    let half = first_half(&bytes);
     // Hyper sets the length of what is actually sent, or streams it chunked.
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = match how {
         Spoil::Html => return (StatusCode::OK, Html(BAD_GATEWAY_PAGE)).into_response(),
         Spoil::Truncate => Body::from(half),
-        Spoil::Reset => {
-            // The pause lets hyper flush the headers and first chunk before the error aborts
-            // the connection, so the client sees a broken body rather than no answer.
-            let abort = async {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "injected reset",
-                ))
-            };
-            Body::from_stream(stream::once(async { Ok(half) }).chain(stream::once(abort)))
-        }
+        Spoil::Reset => reset_after(half),
     };
     Response::from_parts(parts, body)
+}
+
+/// Half the JSON text, backed off to a UTF-8 boundary: never a complete JSON value.
+fn first_half(bytes: &Bytes) -> Bytes {
+    let mut cut = bytes.len() / 2;
+    while cut > 0 && bytes[cut] & 0xC0 == 0x80 {
+        cut -= 1;
+    }
+    bytes.slice(..cut)
+}
+
+/// A body that sends `half` and then fails as a reset connection.
+fn reset_after(half: Bytes) -> Body {
+    // The pause lets hyper flush the headers and first chunk before the error aborts the
+    // connection, so the client sees a broken body rather than no answer.
+    let abort = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected reset",
+        ))
+    };
+    Body::from_stream(stream::once(async { Ok(half) }).chain(stream::once(abort)))
 }
 
 impl State {
@@ -113,22 +102,61 @@ impl State {
         uri: &Uri,
         headers: &HeaderMap,
     ) -> (Option<Response>, Duration) {
-        let path = uri.path();
-        self.stats.requests += 1;
         let is_get = method == Method::GET;
+        self.count(is_get, uri.path());
+        let faults = self.config.faults.clone();
+        if let Some(rejection) = self.reject(is_get, uri, headers, &faults) {
+            return (Some(rejection), faults.latency);
+        }
+        if is_get && roll(&mut self.fault_rng, faults.slow_rate) {
+            self.stats.slow += 1;
+            return (None, faults.latency + faults.slow_delay);
+        }
+        (None, faults.latency)
+    }
+
+    fn count(&mut self, is_get: bool, path: &str) {
+        self.stats.requests += 1;
         match path {
             "/api/v1/attributed-users" if is_get => self.stats.attributed_users_requests += 1,
             "/api/v1/campaigns" if is_get => self.stats.campaigns_requests += 1,
             _ => {}
         }
-        let faults = self.config.faults.clone();
+    }
+
+    /// The answer instead of the handler's, checked in order: key, 429s, injected 5xx.
+    fn reject(
+        &mut self,
+        is_get: bool,
+        uri: &Uri,
+        headers: &HeaderMap,
+        faults: &Faults,
+    ) -> Option<Response> {
+        let path = uri.path();
         let key = headers.get("linkrunner-key").and_then(|k| k.to_str().ok());
         if key != Some(self.config.api_key.as_str()) {
-            return (
-                Some(unauthorized(is_get, path, key.is_none())),
-                faults.latency,
-            );
+            return Some(unauthorized(is_get, path, key.is_none()));
         }
+        if self.rate_limited(faults) {
+            self.stats.rate_limited += 1;
+            return Some(too_many(faults.retry_after));
+        }
+        if path == "/api/v1/attributed-users" && asks_for_any(uri, &faults.failing_campaigns) {
+            self.stats.server_errors += 1;
+            return Some(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+            ));
+        }
+        if is_get && roll(&mut self.fault_rng, faults.error_rate) {
+            self.stats.server_errors += 1;
+            return Some(self.server_error());
+        }
+        None
+    }
+
+    /// Inside a 429 storm (maybe one this request starts), or out of rate-limit tokens.
+    fn rate_limited(&mut self, faults: &Faults) -> bool {
         let now = Instant::now();
         let mut storm = self.storm_until.is_some_and(|until| now < until);
         if !storm && roll(&mut self.fault_rng, faults.storm_rate) {
@@ -139,34 +167,16 @@ impl State {
         let limited = faults
             .rate_limit_rps
             .is_some_and(|rps| !storm && !self.bucket.take(rps, now));
-        if storm || limited {
-            self.stats.rate_limited += 1;
-            return (Some(too_many(faults.retry_after)), faults.latency);
+        storm || limited
+    }
+
+    /// An injected 500, 502 (a proxy's HTML page) or 503.
+    fn server_error(&mut self) -> Response {
+        match self.fault_rng.random_range(0..3) {
+            0 => error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+            1 => (StatusCode::BAD_GATEWAY, Html(BAD_GATEWAY_PAGE)).into_response(),
+            _ => error(StatusCode::SERVICE_UNAVAILABLE, "Internal server error"),
         }
-        if path == "/api/v1/attributed-users" && asks_for_any(uri, &faults.failing_campaigns) {
-            self.stats.server_errors += 1;
-            return (
-                Some(error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Internal server error",
-                )),
-                faults.latency,
-            );
-        }
-        if is_get && roll(&mut self.fault_rng, faults.error_rate) {
-            self.stats.server_errors += 1;
-            let response = match self.fault_rng.random_range(0..3) {
-                0 => error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
-                1 => (StatusCode::BAD_GATEWAY, Html(BAD_GATEWAY_PAGE)).into_response(),
-                _ => error(StatusCode::SERVICE_UNAVAILABLE, "Internal server error"),
-            };
-            return (Some(response), faults.latency);
-        }
-        if is_get && roll(&mut self.fault_rng, faults.slow_rate) {
-            self.stats.slow += 1;
-            return (None, faults.latency + faults.slow_delay);
-        }
-        (None, faults.latency)
     }
 
     /// One draw over the three body faults, only when one is on.
@@ -228,33 +238,4 @@ fn too_many(retry_after: bool) -> Response {
             .insert(header::RETRY_AFTER, "1".parse().unwrap());
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bucket_holds_one_second_and_refills() {
-        let mut bucket = TokenBucket::default();
-        let t0 = Instant::now();
-        assert_eq!((0..8).filter(|_| bucket.take(5.0, t0)).count(), 5);
-        assert!(!bucket.take(5.0, t0 + Duration::from_millis(100)));
-        assert!(bucket.take(5.0, t0 + Duration::from_millis(250)));
-        assert_eq!(
-            (0..9)
-                .filter(|_| bucket.take(5.0, t0 + Duration::from_secs(10)))
-                .count(),
-            5
-        );
-    }
-
-    #[test]
-    fn slow_limits_still_allow_one_request() {
-        let mut bucket = TokenBucket::default();
-        let t0 = Instant::now();
-        assert!(bucket.take(0.5, t0));
-        assert!(!bucket.take(0.5, t0 + Duration::from_secs(1)));
-        assert!(bucket.take(0.5, t0 + Duration::from_secs(2)));
-    }
 }

@@ -1,7 +1,7 @@
 //! The body of a `GET /attributed-users` page, spliced together from the rows' served texts, so
 //! a page costs a copy of its bytes instead of building and writing out a tree of every row.
 
-use super::Reply;
+use crate::reply::Reply;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 /// this can only be the `users` key itself.
 const EMPTY_USERS: &str = r#""users":[]"#;
 
-/// The success envelope exactly as [`super::ok`] writes it with `users` holding `rows`, each
+/// The success envelope exactly as [`crate::reply::ok`] writes it with `users` holding `rows`, each
 /// already compact JSON text. The envelope is written by serde_json like any other answer, so
 /// its key order follows serde_json's, whatever that is.
 pub(crate) fn users_reply(msg: &str, rows: &[&str], pagination: Value) -> Reply {
@@ -40,8 +40,8 @@ fn splice(envelope: &str, rows: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ok;
     use super::*;
+    use crate::reply::ok;
     use axum::response::Response;
 
     async fn bytes(r: Reply) -> (axum::http::HeaderMap, axum::body::Bytes) {

@@ -1,11 +1,23 @@
 //! One attributed-user row, and the JSON text it is served as.
 
-use super::clock::ts;
-use super::mix;
+use crate::clock::ts;
+use crate::hash::mix;
 use chrono::{DateTime, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 use std::cell::OnceCell;
+
+/// Row fields that describe the ad behind an attribution.
+pub(crate) const AD_KEYS: [&str; 8] = [
+    "ad_channel",
+    "meta_ad_id",
+    "ad_creative_id",
+    "ad_creative_name",
+    "ad_set_id",
+    "ad_set_name",
+    "publisher_platform",
+    "platform_position",
+];
 
 /// One attributed-user row. Its fields are private so that every change goes through a method
 /// that keeps the cached text and the campaign's indexes true.
@@ -48,7 +60,7 @@ impl Row {
         self.order
     }
 
-    /// Sets [`Row::order`] under `salt`; only for [`super::rows::Rows`], which keeps its rows
+    /// Sets [`Row::order`] under `salt`; only for [`crate::rows::Rows`], which keeps its rows
     /// sorted by it.
     pub(super) fn place(&mut self, salt: u64) {
         self.order = mix(salt ^ mix(self.uid));

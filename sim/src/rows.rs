@@ -1,7 +1,7 @@
 //! A campaign's attributed-user rows in served order, with an index by `attributed_at`, so a
 //! page of a time window costs about the page, not the whole campaign.
 
-use super::row::Row;
+use crate::row::Row;
 use chrono::{DateTime, Utc};
 
 /// Rows in served order, plus each row's `(attributed_at, order)` sorted, so a window's rows are
@@ -132,7 +132,7 @@ impl<'a> Window<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mix;
+    use crate::hash::mix;
     use chrono::{TimeDelta, TimeZone};
     use serde_json::Map;
 

@@ -1,0 +1,95 @@
+//! The simulator's state, and the shared handle every request goes through.
+
+use crate::bucket::TokenBucket;
+use crate::config::SimConfig;
+use crate::data::Campaign;
+use crate::generate::generate;
+use crate::hash::{hash_str, mix};
+use crate::install::Install;
+use crate::stats::SimStats;
+use chrono::{DateTime, SubsecRound, Utc};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Everything the simulator knows; guarded by the mutex in [`Simulator`].
+pub(crate) struct State {
+    pub(crate) config: SimConfig,
+    /// Live campaigns by display id; a deleted campaign is removed together with its rows.
+    pub(crate) campaigns: BTreeMap<String, Campaign>,
+    pub(crate) installs: HashMap<String, Install>,
+    pub(crate) clock: Option<DateTime<Utc>>,
+    pub(crate) bucket: TokenBucket,
+    /// End of the current 429 storm.
+    pub(crate) storm_until: Option<std::time::Instant>,
+    /// Rows churn took away, as they were served.
+    pub(crate) removed: Vec<Value>,
+    pub(crate) fault_rng: ChaCha8Rng,
+    /// Draws generated display ids and processing ids, so those are reproducible too.
+    pub(crate) id_rng: ChaCha8Rng,
+    pub(crate) stats: SimStats,
+    pub(crate) next_uid: u64,
+}
+
+impl State {
+    /// Generates the data set from `config.seed`; the same config always gives the same data.
+    pub(crate) fn new(config: SimConfig) -> State {
+        let campaigns = generate(&config);
+        let next_uid = (config.campaigns + config.users) as u64;
+        State {
+            campaigns: campaigns
+                .into_iter()
+                .map(|c| (c.display_id.clone(), c))
+                .collect(),
+            installs: HashMap::new(),
+            clock: None,
+            bucket: TokenBucket::default(),
+            storm_until: None,
+            removed: Vec::new(),
+            fault_rng: ChaCha8Rng::seed_from_u64(mix(config.seed ^ 0xFA17)),
+            id_rng: ChaCha8Rng::seed_from_u64(mix(config.seed ^ 0x1D5)),
+            stats: SimStats::default(),
+            next_uid,
+            config,
+        }
+    }
+
+    /// Simulated time, cut to milliseconds like every timestamp the API renders.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.unwrap_or_else(Utc::now).trunc_subsecs(3)
+    }
+
+    /// Live campaigns in listing order: a seeded hash of the display id, not by name or date.
+    pub(crate) fn ordered(&self) -> Vec<&Campaign> {
+        let seed = self.config.seed;
+        let mut all: Vec<&Campaign> = self.campaigns.values().collect();
+        all.sort_by_cached_key(|c| (hash_str(seed, &c.display_id), c.display_id.clone()));
+        all
+    }
+
+    pub(crate) fn take_uid(&mut self) -> u64 {
+        self.next_uid += 1;
+        self.next_uid
+    }
+}
+
+/// The simulator; clones share one state.
+#[derive(Clone)]
+pub struct Simulator {
+    state: Arc<Mutex<State>>,
+}
+
+impl Simulator {
+    pub(crate) fn from_state(state: State) -> Simulator {
+        Simulator {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    /// Locks the state; a panicked holder cannot leave it half-written, so poison is ignored.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

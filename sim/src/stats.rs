@@ -1,0 +1,32 @@
+//! What the simulator counts about the requests it served.
+
+/// Request counters since the simulator started.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SimStats {
+    /// Every request that reached `/api/v1/*`.
+    pub requests: u64,
+    /// Requests answered 429.
+    pub rate_limited: u64,
+    /// Requests answered with an injected 5xx.
+    pub server_errors: u64,
+    /// `GET /attributed-users` requests, whatever their answer.
+    pub attributed_users_requests: u64,
+    /// `GET /campaigns` requests, whatever their answer.
+    pub campaigns_requests: u64,
+    /// 429 storms started (their 429s count in `rate_limited`).
+    pub storms: u64,
+    /// Responses delayed by `slow_delay`.
+    pub slow: u64,
+    /// Connections reset mid-body.
+    pub resets: u64,
+    /// Bodies cut short.
+    pub truncated: u64,
+    /// HTML pages served instead of JSON.
+    pub html: u64,
+    /// Rows inserted and removed by churn.
+    pub rows_added: u64,
+    pub rows_removed: u64,
+    /// Rows of the current data set rendered with drift, and with an unreadable `attributed_at`.
+    pub drifted_rows: u64,
+    pub bad_rows: u64,
+}
