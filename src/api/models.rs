@@ -2,7 +2,7 @@
 //!
 //! Items stay raw JSON text so that no key the server sends is lost and the bulk of a row
 //! (`user_data` with its device data) is never built into a tree; typing them is a separate step
-//! (`api::rows` for users, `db::campaigns` for campaigns).
+//! (`api::rows`).
 
 use std::borrow::Cow;
 use std::cell::Cell;

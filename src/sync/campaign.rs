@@ -15,11 +15,12 @@ use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiError, ApiStats};
 use crate::config::SyncConfig;
-use crate::db::campaigns::{self, CampaignRow};
+use crate::db::campaigns;
 use crate::db::state::{self, Checkpoint};
 use crate::db::{writer, KeptSession};
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
+use crate::model::campaign::CampaignRow;
 use crate::model::run::RunTotals;
 use crate::model::user::Rejected;
 use crate::model::{time, window};

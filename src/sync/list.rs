@@ -7,9 +7,10 @@ use uuid::Uuid;
 
 use crate::api::client::MAX_LIMIT;
 use crate::api::{ApiClient, ApiError, Page};
-use crate::db::campaigns::{self, CampaignRow};
+use crate::db::campaigns;
 use crate::db::{self, writer};
 use crate::error::Failure;
+use crate::model::campaign::CampaignRow;
 use crate::model::user::Rejected;
 
 /// Pages through the campaign list; `true` when one pass saw a steady, complete list and every
