@@ -199,12 +199,7 @@ impl ApiClient {
     }
 
     async fn get_once(&self, request: &PageRequest<'_>) -> Result<Page, ApiError> {
-        let cooldown = *self.cooldown.lock().expect("not poisoned");
-        if let Some(until) = cooldown {
-            tokio::time::sleep_until(until).await;
-        }
-        self.limiter.until_ready().await;
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.wait_turn().await;
         // The time limit holds for the headers and again for the body, not for the wait on the
         // budget between them.
         let limit_time = self.settings.timeout;
@@ -213,21 +208,46 @@ impl ApiClient {
             .map_err(|_| ApiError::timed_out(limit_time))?
             .map_err(ApiError::from_reqwest)?;
         let status = response.status();
-        let retry_after = parse_retry_after(response.headers());
         // The contract's defensive reading: 204 is a page with no rows.
         if status == StatusCode::NO_CONTENT {
             return Ok(Page::default());
         }
         if status != StatusCode::OK {
-            let location = response.headers().get(reqwest::header::LOCATION).cloned();
-            let body = tokio::time::timeout(
-                limit_time,
-                outbound::read_prefix(response, outbound::ERROR_BODY_CAP),
-            )
-            .await
-            .unwrap_or_default();
-            return Err(self.refusal(status, retry_after, location, &body));
+            return Err(self.refused(response).await);
         }
+        self.read_page(response, request).await
+    }
+
+    /// Waits out the cooldown of a 429, if any, then the rate limit; counts the request.
+    async fn wait_turn(&self) {
+        let cooldown = *self.cooldown.lock().expect("not poisoned");
+        if let Some(until) = cooldown {
+            tokio::time::sleep_until(until).await;
+        }
+        self.limiter.until_ready().await;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The error an answer other than 200 stands for, with what the start of its body says.
+    async fn refused(&self, response: reqwest::Response) -> ApiError {
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers());
+        let location = response.headers().get(reqwest::header::LOCATION).cloned();
+        let body = tokio::time::timeout(
+            self.settings.timeout,
+            outbound::read_prefix(response, outbound::ERROR_BODY_CAP),
+        )
+        .await
+        .unwrap_or_default();
+        self.refusal(status, retry_after, location, &body)
+    }
+
+    /// Reads the body of a 200, holding its share of the budget, into a page.
+    async fn read_page(
+        &self,
+        response: reqwest::Response,
+        request: &PageRequest<'_>,
+    ) -> Result<Page, ApiError> {
         // A body of unknown length is held at the most it may be until it has arrived: taking
         // its share chunk by chunk could leave concurrent pages each holding part of the budget
         // and waiting for more.
@@ -238,6 +258,7 @@ impl ApiClient {
             Some(budget) => budget.take(most * PER_BODY_BYTE).await,
             None => Hold::default(),
         };
+        let limit_time = self.settings.timeout;
         let body =
             tokio::time::timeout(limit_time, outbound::read_capped(response, MAX_PAGE_BYTES))
                 .await
@@ -272,28 +293,31 @@ impl ApiClient {
                 self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
                 ApiError::Server { status: s.as_u16() }
             }
-            s if s.is_redirection() => {
-                let target = location
-                    .and_then(|l| {
-                        l.to_str()
-                            .ok()
-                            .and_then(|l| self.settings.base_url.join(l).ok())
-                    })
-                    .map_or_else(
-                        || "nowhere".to_owned(),
-                        |u| u.origin().ascii_serialization(),
-                    );
-                ApiError::Rejected {
-                    status: s.as_u16(),
-                    message: format!(
-                        "a redirect to {target} was not followed: the key goes only to the base URL's origin"
-                    ),
-                }
-            }
+            s if s.is_redirection() => self.redirected(s, location),
             s => ApiError::Rejected {
                 status: s.as_u16(),
                 message: error_message(body),
             },
+        }
+    }
+
+    /// A redirect, refused: only the base URL's origin is sent the key.
+    fn redirected(&self, status: StatusCode, location: Option<HeaderValue>) -> ApiError {
+        let target = location
+            .and_then(|l| {
+                l.to_str()
+                    .ok()
+                    .and_then(|l| self.settings.base_url.join(l).ok())
+            })
+            .map_or_else(
+                || "nowhere".to_owned(),
+                |u| u.origin().ascii_serialization(),
+            );
+        ApiError::Rejected {
+            status: status.as_u16(),
+            message: format!(
+                "a redirect to {target} was not followed: the key goes only to the base URL's origin"
+            ),
         }
     }
 }

@@ -276,7 +276,7 @@ pub async fn insert_rejected(
 }
 
 /// Keeps items of the campaign list that cannot be stored, each under its `display_id` (or
-/// `campaigns::UNSTORABLE_ID`), with the reason.
+/// `model::campaign::UNSTORABLE_ID`), with the reason.
 pub async fn insert_rejected_campaigns(
     conn: &mut PgConnection,
     run_id: uuid::Uuid,

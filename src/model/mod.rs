@@ -1,6 +1,8 @@
 //! The model at the bottom of the job: time as the job speaks it, the windows a campaign's
-//! history is read in, and what a run ends with. It imports nothing else of the crate; every layer above imports it.
+//! history is read in, the campaigns and users it stores, and what a run ends with. It imports
+//! nothing else of the crate; every layer above imports it.
 
+pub mod campaign;
 pub mod run;
 pub mod time;
 pub mod user;

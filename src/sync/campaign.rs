@@ -11,11 +11,12 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::api::{ApiError, ApiStats};
-use crate::db::campaigns::{self, CampaignRow};
+use crate::db::campaigns;
 use crate::db::state::{self, Checkpoint};
 use crate::db::{writer, KeptSession};
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
+use crate::model::campaign::CampaignRow;
 use crate::model::run::RunTotals;
 use crate::model::time;
 use crate::model::user::Rejected;

@@ -22,11 +22,11 @@ use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiStats};
 use crate::config::SyncConfig;
-use crate::db::campaigns::CampaignRow;
 use crate::db::state::{self, Checkpoint};
 use crate::db::{self};
 use crate::error::Failure;
 use crate::metrics;
+use crate::model::campaign::CampaignRow;
 pub use crate::model::run::{Outcome, RunReport, RunTotals};
 use crate::sync::campaign::Read;
 pub(crate) use crate::sync::list::fetch_campaigns;

@@ -8,9 +8,9 @@ use sqlx::PgPool;
 
 use crate::api::ApiClient;
 use crate::config::SyncConfig;
-use crate::db::campaigns::CampaignRow;
 use crate::db::state::{self, Checkpoint};
 use crate::error::Failure;
+use crate::model::campaign::CampaignRow;
 use crate::model::window;
 use crate::sync::queue::{check_plan, new_rows};
 use crate::sync::trust::{self, Action};

@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::config::SyncConfig;
-use crate::db::campaigns::CampaignRow;
 use crate::db::state::Checkpoint;
 use crate::error::Failure;
+use crate::model::campaign::CampaignRow;
 use crate::model::run::RunTotals;
 use crate::model::{time, window};
 use crate::sync::trust::{self, Action};

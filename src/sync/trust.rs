@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::SyncConfig;
-use crate::db::campaigns::CampaignRow;
 use crate::db::state::Checkpoint;
+use crate::model::campaign::CampaignRow;
 
 /// What a run does with a campaign.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
