@@ -1,11 +1,10 @@
 //! Turning the API's items into the model's rows: attributed users (`user`, reading a row's
 //! `members`, its `key`, its `typed` columns and `time`s) and the campaigns of the list
-//! (`campaign`). An item whose text Postgres cannot store is set aside whole ([`storable`]).
+//! (`campaign`). An item whose text Postgres cannot store is set aside whole ([`crate::model::storable`]).
 
 pub mod campaign;
 mod key;
 mod members;
-pub mod storable;
 mod time;
 mod typed;
 mod user;

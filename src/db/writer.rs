@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use crate::api::rows::storable;
 use crate::db;
 use crate::db::columns::{Column, ColumnType, ColumnValue, COLUMNS};
+use crate::model::storable;
 use crate::model::user::{Rejected, UserRow};
 use crate::secrets;
 

@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod run;
+pub mod storable;
 pub mod time;
 pub mod user;
 pub mod window;

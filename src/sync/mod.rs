@@ -8,6 +8,7 @@ mod progress;
 pub mod queue;
 mod range;
 pub mod scan;
+mod scanner;
 mod sink;
 pub mod trust;
 

@@ -12,15 +12,10 @@ use crate::api::{ApiError, Page};
 use crate::db::{state, writer};
 use crate::model::window::Window;
 use crate::sync::batch::RangeRows;
-use crate::sync::scan::{CampaignReport, ScanError, Scanner, MAX_PAGES_PER_RANGE, MAX_PASSES};
+use crate::sync::scanner::{
+    CampaignReport, Reading, ScanError, Scanner, MAX_PAGES_PER_RANGE, MAX_PASSES,
+};
 use crate::sync::sink::{fingerprint, MemorySink, PageSink, TxSink};
-
-/// What reading a range's pages took.
-#[derive(Default)]
-pub(super) struct Reading {
-    pub(super) requests: u64,
-    pub(super) received: u64,
-}
 
 impl Scanner<'_> {
     /// Reads a small range into memory and has the batch writer commit it.

@@ -6,100 +6,16 @@
 //! that says they are stored still commit together.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
-
-use crate::api::{ApiClient, ApiError, Page};
-use crate::db::{self, state, writer};
+use crate::api::{ApiError, Page};
+use crate::db::{self, state};
 use crate::model::window::Window;
-use crate::sync::batch::BatchWriter;
-use crate::sync::range::Reading;
-use crate::sync::sink::{self, Converted};
-
-/// Full re-reads of a range whose total moved while it was paged through.
-pub(super) const MAX_PASSES: u32 = 4;
+pub use crate::sync::scanner::{CampaignReport, ScanError, Scanner, MAX_PAGES_PER_RANGE};
 
 /// Reads of a range when the database drops out under its transaction.
 const DB_ATTEMPTS: u32 = 6;
-
-/// Most pages one range may claim: ten million rows in full pages, more than any window of an
-/// honest project holds, so a `pagination` that claims pages without end is refused up front.
-pub const MAX_PAGES_PER_RANGE: u64 = 10_000;
-
-/// What one campaign's sync did.
-#[derive(Clone, Debug, Default)]
-pub struct CampaignReport {
-    /// Not read: its counter had not moved since it was last read.
-    pub skipped: bool,
-    pub scans: u64,
-    pub requests: u64,
-    pub rows_received: u64,
-    pub inserted: u64,
-    pub updated: u64,
-    pub rejected: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    #[error(transparent)]
-    Api(ApiError),
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("stopped before finishing")]
-    Stopped,
-    #[error(
-        "range {start}..{end} kept changing while it was read ({seen} rows seen, {total} listed)"
-    )]
-    Unstable {
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        seen: u64,
-        total: u64,
-    },
-}
-
-impl From<ApiError> for ScanError {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::Stopped => ScanError::Stopped,
-            other => ScanError::Api(other),
-        }
-    }
-}
-
-pub struct Scanner<'a> {
-    pub api: &'a ApiClient,
-    pub pool: &'a sqlx::PgPool,
-    /// Commits ranges that fit in one page together with other campaigns' ranges.
-    pub writer: &'a BatchWriter,
-    pub run_id: Uuid,
-    pub campaign: &'a str,
-    /// Where this run's gap-free reading of the campaign began.
-    pub run_from: DateTime<Utc>,
-    /// Rows asked for per page; halved for the campaign when a page is too large to read.
-    pub page_size: AtomicU32,
-    /// Set once Postgres refused a value of the campaign's rows: from then on each page's rows
-    /// are tried one by one before they are written, and those refused are set aside.
-    pub screen: AtomicBool,
-    /// Cancelled when the run must stop at its next safe point.
-    pub halt: &'a CancellationToken,
-    pub progress: Option<&'a indicatif::ProgressBar>,
-    /// Most pages one transaction carries; a crash costs at most this many requests again.
-    pub pages_per_scan: u64,
-    /// The end of what is stored for the campaign (its checkpoint, then each range this run
-    /// commits); None when nothing is. Ranges starting there or later are taken to be fresh.
-    pub stored_until: Mutex<Option<DateTime<Utc>>>,
-    /// Slots for ranges read in a transaction of their own, which bound their connections.
-    pub transactions: &'a tokio::sync::Semaphore,
-    /// When set, the commit of the campaign's last range also records that it was read to the
-    /// run's end, and judges its counter.
-    pub verify: Option<state::Verify>,
-}
 
 impl Scanner<'_> {
     /// Reads and commits consecutive windows, in order; `last` when they end the campaign's plan.
@@ -182,47 +98,6 @@ impl Scanner<'_> {
         }
     }
 
-    pub(super) async fn page(
-        &self,
-        range: Window,
-        page: u64,
-        report: &mut CampaignReport,
-    ) -> Result<Page, ApiError> {
-        report.requests += 1;
-        self.api
-            .attributed_users(
-                self.campaign,
-                range.start,
-                range.end,
-                page,
-                self.page_size(),
-            )
-            .await
-    }
-
-    /// A page's rows, each tried on `conn` (or a connection of the pool) first once Postgres
-    /// refused one of the campaign's.
-    pub(super) async fn convert(
-        &self,
-        page: Page,
-        conn: Option<&mut sqlx::PgConnection>,
-    ) -> Result<Converted, sqlx::Error> {
-        if !self.screen.load(Ordering::Relaxed) {
-            return Ok(sink::convert(self.campaign, page));
-        }
-        match conn {
-            Some(conn) => sink::convert_screened(conn, self.campaign, page).await,
-            None => {
-                let mut conn = self.pool.acquire().await?;
-                sink::convert_screened(&mut conn, self.campaign, page).await
-            }
-        }
-    }
-
-    pub(super) fn page_size(&self) -> u32 {
-        self.page_size.load(Ordering::Relaxed)
-    }
-
     /// Reads a range and commits it: through the batch writer when it fits in one page, else
     /// in a transaction of its own. When the database drops out mid-way the transaction is gone
     /// with everything in it, so the range is read again from the start.
@@ -256,32 +131,6 @@ impl Scanner<'_> {
         }
         unreachable!("the loop returns")
     }
-
-    pub(super) fn stored_until(&self) -> Option<DateTime<Utc>> {
-        *self.stored_until.lock().expect("never poisoned")
-    }
-
-    /// Accounts for a committed range.
-    pub(super) fn finish(
-        &self,
-        report: &mut CampaignReport,
-        reading: &Reading,
-        counts: writer::WriteCounts,
-        rejected: u64,
-        range: Window,
-    ) {
-        let mut stored = self.stored_until.lock().expect("never poisoned");
-        *stored = Some(stored.map_or(range.end, |u| u.max(range.end)));
-        drop(stored);
-        report.scans += 1;
-        report.rows_received += reading.received;
-        report.inserted += counts.inserted;
-        report.updated += counts.updated;
-        report.rejected += rejected;
-        if rejected > 0 {
-            tracing::warn!(campaign = self.campaign, count = rejected, "rows rejected");
-        }
-    }
 }
 
 /// Windows not inside any settled range, grouped into runs of consecutive windows.
@@ -310,7 +159,7 @@ pub fn unsettled_runs(windows: &[Window], settled: &[Window]) -> Vec<Vec<Window>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone};
+    use chrono::{Duration, TimeZone, Utc};
 
     fn day(n: i64) -> Window {
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::days(n);

@@ -1,6 +1,7 @@
 //! Where the pages of a range go while it is read, and how a page becomes rows.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
@@ -8,7 +9,7 @@ use crate::api::Page;
 use crate::db::writer;
 use crate::memory::Hold;
 use crate::model::user::{Rejected, UserRow};
-use crate::sync::scan::Scanner;
+use crate::sync::scanner::Scanner;
 
 /// Where the pages of a range go while it is read: the range's own transaction, or memory.
 pub(super) trait PageSink {
@@ -43,7 +44,7 @@ impl PageSink for TxSink<'_> {
     async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
         // Held until the page's rows are written.
         let _hold = std::mem::take(&mut page.hold);
-        let (rows, rejected) = scanner.convert(page, Some(&mut *self.tx)).await?;
+        let (rows, rejected) = convert_page(scanner, page, Some(&mut *self.tx)).await?;
         // The map's keys serve the lookups, the writes' counts and the seen set: no copies.
         let (new, known): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(key, _)| {
             let key = fingerprint(key);
@@ -94,7 +95,7 @@ pub(super) struct MemorySink {
 impl PageSink for MemorySink {
     async fn take(&mut self, scanner: &Scanner<'_>, mut page: Page) -> Result<(), sqlx::Error> {
         self.hold.merge(std::mem::take(&mut page.hold));
-        let (rows, rejected) = scanner.convert(page, None).await?;
+        let (rows, rejected) = convert_page(scanner, page, None).await?;
         self.rows.extend(rows);
         self.rejected.extend(rejected);
         Ok(())
@@ -109,10 +110,29 @@ impl PageSink for MemorySink {
     }
 }
 
-/// A page's rows by natural key, and the rows that could not be read, by content.
-pub(super) type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
+/// A page's rows, each tried on `conn` (or a connection of the pool) first once Postgres
+/// refused one of the campaign's.
+async fn convert_page(
+    scanner: &Scanner<'_>,
+    page: Page,
+    conn: Option<&mut sqlx::PgConnection>,
+) -> Result<Converted, sqlx::Error> {
+    if !scanner.screen.load(Ordering::Relaxed) {
+        return Ok(convert(scanner.campaign, page));
+    }
+    match conn {
+        Some(conn) => convert_screened(conn, scanner.campaign, page).await,
+        None => {
+            let mut conn = scanner.pool.acquire().await?;
+            convert_screened(&mut conn, scanner.campaign, page).await
+        }
+    }
+}
 
-pub(super) fn convert(campaign: &str, page: Page) -> Converted {
+/// A page's rows by natural key, and the rows that could not be read, by content.
+type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
+
+fn convert(campaign: &str, page: Page) -> Converted {
     let mut rows = HashMap::with_capacity(page.items.len());
     let mut rejected = HashMap::new();
     for item in page.items {
@@ -130,7 +150,7 @@ pub(super) fn convert(campaign: &str, page: Page) -> Converted {
 
 /// As [`convert`], with each row Postgres refuses (see [`writer::refused`]) set aside with its
 /// reason and its text as received.
-pub(super) async fn convert_screened(
+async fn convert_screened(
     conn: &mut sqlx::PgConnection,
     campaign: &str,
     page: Page,

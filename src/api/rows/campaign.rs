@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::api::rows::storable::{self, MAX_KEY_BYTES};
 use crate::model::campaign::{CampaignRow, StoreListing, UNSTORABLE_ID};
+use crate::model::storable::{self, MAX_KEY_BYTES};
 
 impl CampaignRow {
     /// Types a listing item; one that cannot be stored comes back with the reason in

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::models::Key;
 use crate::api::rows::members::small;
-use crate::api::rows::storable;
+use crate::model::storable;
 
 /// A row's user id and natural key.
 pub(super) struct Identity {

@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use crate::api::rows::key::{self, Identity};
 use crate::api::rows::members::{Field, Members};
-use crate::api::rows::storable;
 use crate::api::rows::time::{parse_time, wire_time};
 use crate::api::rows::typed::{self, columns_and_extra, Typed};
+use crate::model::storable;
 use crate::model::user::{Rejected, UserRow, TEXT_FIELDS, TIME_FIELDS};
 
 impl UserRow {
