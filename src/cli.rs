@@ -147,6 +147,22 @@ pub struct SyncArgs {
     #[arg(long, value_name = "URL", env = "LINKRUNNER_PUSHGATEWAY")]
     pub pushgateway: Option<String>,
 
+    /// Also look up each user's attribution (organic or paid, ad network, keyword) with
+    /// GET /get-attribution-result, into linkrunner.attribution_results. Look-ups take only the
+    /// requests the sync's own reads leave under --rps.
+    #[arg(long, env = "LINKRUNNER_ATTRIBUTION_DETAILS")]
+    pub attribution_details: bool,
+
+    /// Also look up the user ids in this column of the same database (schema.table.column, for
+    /// example app.users.id; repeat the flag for several). Needs --attribution-details.
+    #[arg(long, value_name = "SCHEMA.TABLE.COLUMN")]
+    pub lookup_from: Vec<String>,
+
+    /// Most attribution look-ups per run, the longest due first; the rest wait for the next
+    /// run (1 to 1000000). The default takes about 100 s of the default --rps.
+    #[arg(long, default_value_t = 1000, env = "LINKRUNNER_MAX_LOOKUPS")]
+    pub max_lookups: u64,
+
     /// Print the plan (campaigns, ranges, estimated requests and time) and write nothing.
     #[arg(long)]
     pub dry_run: bool,

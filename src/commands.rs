@@ -33,7 +33,8 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
     // Ranges of more than a page each hold a connection while they are read; small ones are
     // committed by the writers.
     let readers = config.concurrency.min(sync::campaign::RANGE_TRANSACTIONS);
-    let pool = db::connect(options, readers as u32 + 4).await?;
+    let lookups = u32::from(config.lookups.is_some());
+    let pool = db::connect(options, readers as u32 + 4 + lookups).await?;
     if args.dry_run {
         print!("{}", sync::plan::dry_run(&config, &pool).await?);
         return Ok(());
@@ -52,6 +53,13 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
         report.seconds,
         report.run_id
     );
+    if config.lookups.is_some() {
+        let t = &report.totals;
+        println!(
+            "attribution look-ups: {} ({} found, {} not found, {} failed)",
+            t.lookups, t.lookups_found, t.lookups_not_found, t.lookups_failed
+        );
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use url::Url;
 use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
 use crate::cli::SyncArgs;
+use crate::model::lookup::LookupSource;
 use crate::model::time::parse_instant;
 use crate::model::window::{self, WindowLen};
 use crate::{db, limits, secrets};
@@ -36,6 +37,17 @@ pub struct SyncConfig {
     pub pages_per_scan: u64,
     pub metrics_file: Option<std::path::PathBuf>,
     pub pushgateway: Option<Url>,
+    /// Attribution look-ups (`--attribution-details`), when asked for.
+    pub lookups: Option<LookupSettings>,
+}
+
+/// What `--attribution-details` looks up, and how much of it per run.
+#[derive(Clone, Debug)]
+pub struct LookupSettings {
+    /// Columns of the app's own user ids (`--lookup-from`).
+    pub sources: Vec<LookupSource>,
+    /// Most look-ups per run.
+    pub max: u64,
 }
 
 impl SyncConfig {
@@ -59,6 +71,7 @@ impl SyncConfig {
             pages_per_scan: 20,
             metrics_file: None,
             pushgateway: None,
+            lookups: None,
         }
     }
 
@@ -77,6 +90,10 @@ impl SyncConfig {
             "concurrency": self.concurrency,
             "memory_budget_mib": self.memory_budget >> 20,
             "rescan": self.rescan,
+            "attribution_details": self.lookups.as_ref().map(|l| serde_json::json!({
+                "lookup_from": l.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "max_lookups": l.max,
+            })),
         })
     }
 }
@@ -129,8 +146,25 @@ pub fn sync_config(
         pages_per_scan: args.pages_per_scan,
         metrics_file: args.metrics_file.clone(),
         pushgateway: args.pushgateway.as_deref().map(pushgateway).transpose()?,
+        lookups: lookups(args)?,
     };
     Ok((config, database))
+}
+
+fn lookups(args: &SyncArgs) -> Result<Option<LookupSettings>, String> {
+    if !args.attribution_details {
+        return match args.lookup_from.first() {
+            Some(_) => Err("--lookup-from needs --attribution-details".into()),
+            None => Ok(None),
+        };
+    }
+    let max = limits::number("--max-lookups", args.max_lookups, limits::MAX_LOOKUPS)?;
+    let sources = args
+        .lookup_from
+        .iter()
+        .map(|s| LookupSource::parse(s))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(LookupSettings { sources, max }))
 }
 
 /// Range checks of the flags that are plain numbers, and of `--campaign`.

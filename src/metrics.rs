@@ -96,23 +96,43 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
         let _ = writeln!(out, "# TYPE linkrunner_sync_{name} gauge");
         let _ = writeln!(out, "linkrunner_sync_{name} {value}");
     }
-    let name = "linkrunner_sync_last_run_campaigns_read";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Campaigns read, by why: never read before, counter moved, counter not \
-         trusted, full scan due, or --since/--rescan."
+    labelled(
+        &mut out,
+        "campaigns_read",
+        "Campaigns read, by why: never read before, counter moved, counter not trusted, full \
+         scan due, or --since/--rescan.",
+        "reason",
+        &[
+            ("new", t.campaigns_new),
+            ("changed", t.campaigns_changed),
+            ("untrusted", t.campaigns_untrusted),
+            ("due", t.campaigns_due),
+            ("requested", t.campaigns_requested),
+        ],
     );
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    for (reason, n) in [
-        ("new", t.campaigns_new),
-        ("changed", t.campaigns_changed),
-        ("untrusted", t.campaigns_untrusted),
-        ("due", t.campaigns_due),
-        ("requested", t.campaigns_requested),
-    ] {
-        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
-    }
+    labelled(
+        &mut out,
+        "lookups",
+        "Attribution look-ups, by what they came to: an attribution, none (204), or an answer \
+         that could not be had or used.",
+        "result",
+        &[
+            ("found", t.lookups_found),
+            ("not_found", t.lookups_not_found),
+            ("failed", t.lookups_failed),
+        ],
+    );
     out
+}
+
+/// A gauge with one value per label.
+fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+    let name = format!("linkrunner_sync_last_run_{name}");
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
 }
 
 /// Writes the file whole or not at all: the collector may read it at any moment. The text goes

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -15,9 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::api::attribution;
 use crate::api::models::{preview, Page};
+use crate::api::pace::Pace;
 use crate::api::ApiError;
 use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
+use crate::model::lookup::{Answer, LookupKind};
 use crate::model::time::api_timestamp;
 use crate::outbound::{self, BodyError};
 
@@ -59,7 +62,8 @@ impl ApiStats {
 pub struct ApiClient {
     http: reqwest::Client,
     settings: Arc<ClientSettings>,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    /// The one request rate; the sync's reads go before look-ups.
+    pace: Arc<Pace>,
     /// After a 429 every request waits until this instant, not only the one that was refused:
     /// the limit is shared, so hammering it from other tasks would only earn more 429s.
     cooldown: Arc<Mutex<Option<Instant>>>,
@@ -87,7 +91,7 @@ impl ApiClient {
         Ok(ApiClient {
             http,
             settings: Arc::new(settings),
-            limiter: Arc::new(RateLimiter::direct(quota)),
+            pace: Arc::new(Pace::new(quota)),
             cooldown: Arc::new(Mutex::new(None)),
             budget: None,
             halt: CancellationToken::new(),
@@ -120,7 +124,7 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(PageRequest {
+        self.get(PageRequest {
             url,
             list_key: "campaigns",
             limit,
@@ -149,13 +153,27 @@ impl ApiClient {
                 ("limit", limit.to_string()),
             ],
         );
-        self.get_page(PageRequest {
+        self.get(PageRequest {
             url,
             list_key: "users",
             limit,
             budget: self.budget.as_ref(),
         })
         .await
+    }
+
+    /// `GET /get-attribution-result` for one id. It takes only the request slots the sync's
+    /// own reads leave.
+    pub async fn attribution_result(
+        &self,
+        kind: LookupKind,
+        value: &str,
+    ) -> Result<Answer, ApiError> {
+        let url = self.url(
+            "get-attribution-result",
+            &[(kind.as_str(), value.to_string())],
+        );
+        self.get(AttributionRequest { url }).await
     }
 
     fn url(&self, path: &str, query: &[(&str, String)]) -> Url {
@@ -168,15 +186,15 @@ impl ApiClient {
         url
     }
 
-    async fn get_page(&self, request: PageRequest<'_>) -> Result<Page, ApiError> {
+    async fn get<R: Request>(&self, request: R) -> Result<R::Answer, ApiError> {
         tokio::select! {
             biased;
             () = self.halt.cancelled() => Err(ApiError::Stopped),
-            page = self.get_with_retries(&request) => page,
+            answer = self.get_with_retries(&request) => answer,
         }
     }
 
-    async fn get_with_retries(&self, request: &PageRequest<'_>) -> Result<Page, ApiError> {
+    async fn get_with_retries<R: Request>(&self, request: &R) -> Result<R::Answer, ApiError> {
         let backoff = ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(self.settings.retry_min_delay)
@@ -198,33 +216,39 @@ impl ApiClient {
             .await
     }
 
-    async fn get_once(&self, request: &PageRequest<'_>) -> Result<Page, ApiError> {
-        self.wait_turn().await;
+    async fn get_once<R: Request>(&self, request: &R) -> Result<R::Answer, ApiError> {
+        self.wait_turn(request.urgent()).await;
         // The time limit holds for the headers and again for the body, not for the wait on the
         // budget between them.
         let limit_time = self.settings.timeout;
-        let response = tokio::time::timeout(limit_time, self.http.get(request.url.clone()).send())
-            .await
-            .map_err(|_| ApiError::timed_out(limit_time))?
-            .map_err(ApiError::from_reqwest)?;
+        let response =
+            tokio::time::timeout(limit_time, self.http.get(request.url().clone()).send())
+                .await
+                .map_err(|_| ApiError::timed_out(limit_time))?
+                .map_err(ApiError::from_reqwest)?;
         let status = response.status();
-        // The contract's defensive reading: 204 is a page with no rows.
         if status == StatusCode::NO_CONTENT {
-            return Ok(Page::default());
+            return Ok(request.no_content());
         }
         if status != StatusCode::OK {
             return Err(self.refused(response).await);
         }
-        self.read_page(response, request).await
+        let (body, hold) = self.read_body(response, request.budget()).await?;
+        request.read(&body, hold)
     }
 
-    /// Waits out the cooldown of a 429, if any, then the rate limit; counts the request.
-    async fn wait_turn(&self) {
+    /// Waits out the cooldown of a 429, if any, then the rate limit, ahead of spare requests
+    /// when `urgent`; counts the request.
+    async fn wait_turn(&self, urgent: bool) {
         let cooldown = *self.cooldown.lock().expect("not poisoned");
         if let Some(until) = cooldown {
             tokio::time::sleep_until(until).await;
         }
-        self.limiter.until_ready().await;
+        if urgent {
+            self.pace.urgent().await;
+        } else {
+            self.pace.spare().await;
+        }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -242,19 +266,19 @@ impl ApiClient {
         self.refusal(status, retry_after, location, &body)
     }
 
-    /// Reads the body of a 200, holding its share of the budget, into a page.
-    async fn read_page(
+    /// Reads the body of a 200, holding its share of `budget` if any.
+    async fn read_body(
         &self,
         response: reqwest::Response,
-        request: &PageRequest<'_>,
-    ) -> Result<Page, ApiError> {
+        budget: Option<&MemoryBudget>,
+    ) -> Result<(Vec<u8>, Hold), ApiError> {
         // A body of unknown length is held at the most it may be until it has arrived: taking
         // its share chunk by chunk could leave concurrent pages each holding part of the budget
         // and waiting for more.
         let most = response
             .content_length()
             .map_or(MAX_PAGE_BYTES, |n| n.min(MAX_PAGE_BYTES as u64) as usize);
-        let mut hold = match request.budget {
+        let mut hold = match budget {
             Some(budget) => budget.take(most * PER_BODY_BYTE).await,
             None => Hold::default(),
         };
@@ -268,8 +292,7 @@ impl ApiClient {
                     BodyError::Http(e) => ApiError::from_reqwest(e),
                 })?;
         hold.shrink_to(body.len() * PER_BODY_BYTE);
-        Page::parse(&body, request.list_key, request.limit as usize)
-            .map(|page| Page { hold, ..page })
+        Ok((body, hold))
     }
 
     /// The error an answer other than 200 stands for.
@@ -322,6 +345,18 @@ impl ApiClient {
     }
 }
 
+/// A request, and how its answer is read from a 200 or a 204.
+trait Request {
+    type Answer;
+    fn url(&self) -> &Url;
+    /// The sync's own reads go before look-ups, which take the slots the reads leave.
+    fn urgent(&self) -> bool;
+    /// What the body draws on while it is held, if anything.
+    fn budget(&self) -> Option<&MemoryBudget>;
+    fn no_content(&self) -> Self::Answer;
+    fn read(&self, body: &[u8], hold: Hold) -> Result<Self::Answer, ApiError>;
+}
+
 /// One page to fetch.
 struct PageRequest<'a> {
     url: Url,
@@ -329,8 +364,62 @@ struct PageRequest<'a> {
     list_key: &'a str,
     /// Rows asked for: a page with more is refused.
     limit: u32,
-    /// What the page draws on while it is held, if anything.
     budget: Option<&'a MemoryBudget>,
+}
+
+impl Request for PageRequest<'_> {
+    type Answer = Page;
+
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn urgent(&self) -> bool {
+        true
+    }
+
+    fn budget(&self) -> Option<&MemoryBudget> {
+        self.budget
+    }
+
+    /// The contract's defensive reading: 204 is a page with no rows.
+    fn no_content(&self) -> Page {
+        Page::default()
+    }
+
+    fn read(&self, body: &[u8], hold: Hold) -> Result<Page, ApiError> {
+        Page::parse(body, self.list_key, self.limit as usize).map(|page| Page { hold, ..page })
+    }
+}
+
+/// One attribution look-up.
+struct AttributionRequest {
+    url: Url,
+}
+
+impl Request for AttributionRequest {
+    type Answer = Answer;
+
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn urgent(&self) -> bool {
+        false
+    }
+
+    fn budget(&self) -> Option<&MemoryBudget> {
+        None
+    }
+
+    /// 204: Linkrunner knows nothing of the id.
+    fn no_content(&self) -> Answer {
+        Answer::NotFound
+    }
+
+    fn read(&self, body: &[u8], _hold: Hold) -> Result<Answer, ApiError> {
+        attribution::parse(body)
+    }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is not used by Linkrunner; it is ignored).

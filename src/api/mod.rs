@@ -1,9 +1,11 @@
 //! The Linkrunner Data API client: HTTP, rate limit, retries, the wire types, and the turning
 //! of the API's rows into the model's.
 
+pub mod attribution;
 pub mod client;
 pub mod error;
 pub mod models;
+mod pace;
 pub mod rows;
 
 pub use client::{ApiClient, ApiStats, ClientSettings};

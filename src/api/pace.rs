@@ -118,7 +118,10 @@ mod tests {
         // At most the one slot taken before the first urgent request queued, and one per
         // race lost at a slot's edge.
         let during = spare_done.load(Ordering::SeqCst);
-        assert!(during <= 2, "spare requests took {during} slots while reads queued");
+        assert!(
+            during <= 2,
+            "spare requests took {during} slots while reads queued"
+        );
         spare.await.unwrap();
         assert_eq!(spare_done.load(Ordering::SeqCst), 10);
     }

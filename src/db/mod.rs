@@ -2,6 +2,7 @@
 
 pub mod campaigns;
 pub mod columns;
+pub mod lookups;
 pub mod state;
 pub mod status;
 pub mod writer;

@@ -273,6 +273,7 @@ pub async fn start_run(
     Ok(())
 }
 
+/// Records the run's end and figures; long only for its binds.
 pub async fn finish_run(
     conn: &mut PgConnection,
     run_id: Uuid,
@@ -286,7 +287,8 @@ pub async fn finish_run(
              rate_limited = $7, retries = $8, rows_received = $9, rows_inserted = $10,
              rows_updated = $11, rows_rejected = $12, error = $13, campaigns_skipped = $14,
              campaigns_new = $15, campaigns_changed = $16, campaigns_untrusted = $17,
-             campaigns_due = $18, campaigns_requested = $19
+             campaigns_due = $18, campaigns_requested = $19, lookups = $20,
+             lookups_found = $21, lookups_not_found = $22, lookups_failed = $23
          WHERE run_id = $1",
     )
     .bind(run_id)
@@ -309,6 +311,10 @@ pub async fn finish_run(
     .bind(totals.campaigns_untrusted as i32)
     .bind(totals.campaigns_due as i32)
     .bind(totals.campaigns_requested as i32)
+    .bind(totals.lookups as i64)
+    .bind(totals.lookups_found as i64)
+    .bind(totals.lookups_not_found as i64)
+    .bind(totals.lookups_failed as i64)
     .execute(conn)
     .await?;
     Ok(())

@@ -3,6 +3,7 @@
 //! nothing else of the crate; every layer above imports it.
 
 pub mod campaign;
+pub mod lookup;
 pub mod run;
 pub mod storable;
 pub mod time;

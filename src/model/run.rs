@@ -54,6 +54,30 @@ pub struct RunTotals {
     pub rows_inserted: u64,
     pub rows_updated: u64,
     pub rows_rejected: u64,
+    /// Attribution look-ups made, and what they came to: an attribution, none (204), or an
+    /// answer that could not be had or used.
+    pub lookups: u64,
+    pub lookups_found: u64,
+    pub lookups_not_found: u64,
+    pub lookups_failed: u64,
+}
+
+/// What a run's attribution look-ups came to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LookupTotals {
+    pub made: u64,
+    pub found: u64,
+    pub not_found: u64,
+    pub failed: u64,
+}
+
+impl RunTotals {
+    pub fn add_lookups(&mut self, l: LookupTotals) {
+        self.lookups += l.made;
+        self.lookups_found += l.found;
+        self.lookups_not_found += l.not_found;
+        self.lookups_failed += l.failed;
+    }
 }
 
 /// What a finished run reports.

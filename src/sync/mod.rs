@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod campaign;
 pub mod list;
+mod lookup;
 pub mod plan;
 mod progress;
 pub mod queue;
@@ -24,11 +25,11 @@ use uuid::Uuid;
 use crate::api::{ApiClient, ApiStats};
 use crate::config::SyncConfig;
 use crate::db::state::{self, Checkpoint};
-use crate::db::{self};
+use crate::db::{self, lookups};
 use crate::error::Failure;
 use crate::metrics;
 use crate::model::campaign::CampaignRow;
-pub use crate::model::run::{Outcome, RunReport, RunTotals};
+pub use crate::model::run::{LookupTotals, Outcome, RunReport, RunTotals};
 use crate::sync::campaign::Read;
 pub(crate) use crate::sync::list::fetch_campaigns;
 pub(crate) use crate::sync::queue::start_of_plan;
@@ -89,8 +90,11 @@ impl Run {
         let started = std::time::Instant::now();
         // The campaign list is read while the database is made ready; neither waits on the
         // other.
-        let listed_at = chrono::Utc::now();
         let mut conn = lock.session().await;
+        if let Err(e) = self.check_sources(&mut conn).await {
+            return (None, Err(e));
+        }
+        let listed_at = chrono::Utc::now();
         let (listed, prepared) = tokio::join!(fetch_campaigns(&self.api), self.prepare(&mut conn));
         drop(conn);
         let (recorded, checkpoints) = prepared;
@@ -171,19 +175,27 @@ impl Run {
         // stored while the campaigns are read; only a 404's deletion mark waits for it.
         let (stored, campaigns_stored) = tokio::sync::watch::channel(false);
         let store = self.store_list(lock, &listed, mark_deleted, stored);
-        let read = campaign::read_all(
-            self,
-            (listed.clone(), listed_at),
-            checkpoints,
-            campaigns_stored,
-            totals,
-        );
-        let (stored, read) = tokio::join!(store, read);
+        // Look-ups take the requests the reads leave, and ask once more after them.
+        let (reads_done, reading_ended) = tokio::sync::watch::channel(false);
+        let read = async {
+            let read = campaign::read_all(
+                self,
+                (listed.clone(), listed_at),
+                checkpoints,
+                campaigns_stored,
+                totals,
+            )
+            .await;
+            reads_done.send_replace(true);
+            read
+        };
+        let (stored, read, looked) = tokio::join!(store, read, self.look_up(reading_ended));
         let Read {
             skipped,
             first_error,
         } = read?;
         totals.rows_rejected += stored?;
+        totals.add_lookups(looked?);
         if !skipped.is_empty() {
             state::mark_checked(&mut *lock.live_session().await?, &skipped)
                 .await
@@ -196,6 +208,31 @@ impl Run {
                 totals.campaigns_failed + totals.campaigns_synced
             )))),
             None => Ok(()),
+        }
+    }
+
+    /// Refuses a `--lookup-from` column that cannot be read, before any request is made.
+    async fn check_sources(&self, conn: &mut PgConnection) -> Result<(), Failure> {
+        let sources = self.config.lookups.iter().flat_map(|l| &l.sources);
+        for source in sources {
+            let why = lookups::check_source(conn, source)
+                .await
+                .map_err(|e| Failure::database(e, "checking --lookup-from"))?;
+            if let Some(why) = why {
+                return Err(Failure::Config(why));
+            }
+        }
+        Ok(())
+    }
+
+    /// The run's attribution look-ups, when asked for.
+    async fn look_up(
+        &self,
+        reads_done: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<LookupTotals, Failure> {
+        match &self.config.lookups {
+            Some(settings) => lookup::run(self, settings, reads_done).await,
+            None => Ok(LookupTotals::default()),
         }
     }
 

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::api::ApiClient;
-use crate::config::SyncConfig;
+use crate::config::{LookupSettings, SyncConfig};
+use crate::db::lookups;
 use crate::db::state::{self, Checkpoint};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
@@ -50,7 +51,46 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         config.api.rps,
         config.timezone.name()
     );
+    if let Some(settings) = &config.lookups {
+        out.push_str(&plan_lookups(pool, config.api.rps, settings).await?);
+    }
     Ok(out)
+}
+
+/// The look-ups due now, and what they cost; the rows the run stores may make more due.
+async fn plan_lookups(
+    pool: &PgPool,
+    rps: f64,
+    settings: &LookupSettings,
+) -> Result<String, Failure> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| Failure::database(e, "connecting"))?;
+    for source in &settings.sources {
+        if let Some(why) = lookups::check_source(&mut conn, source)
+            .await
+            .map_err(|e| Failure::database(e, "checking --lookup-from"))?
+        {
+            return Err(Failure::Config(why));
+        }
+    }
+    let due = if state::schema_exists(&mut *conn)
+        .await
+        .map_err(|e| Failure::database(e, "reading the schema"))?
+    {
+        lookups::due_count(&mut conn, &settings.sources)
+            .await
+            .map_err(|e| Failure::database(e, "counting the look-ups due"))? as u64
+    } else {
+        0
+    };
+    let this_run = due.min(settings.max);
+    Ok(format!(
+        "{due} attribution look-ups due, {this_run} this run (--max-lookups {}), plus any for the rows it stores; about {:.0}s at {rps} requests/s, in the requests the reads leave\n",
+        settings.max,
+        this_run as f64 / rps
+    ))
 }
 
 /// The checkpoints, or none before the schema exists: a dry run creates nothing.

@@ -1,0 +1,153 @@
+//! Attribution look-ups in a run (`--attribution-details`): the ids due, computed in Postgres,
+//! asked about with the requests the sync's own reads leave, each answer recorded as it comes,
+//! so a run that dies loses at most the look-ups in flight.
+
+use anyhow::Context;
+use futures::StreamExt;
+use sqlx::PgConnection;
+use tokio::sync::watch;
+
+use crate::api::ApiError;
+use crate::config::LookupSettings;
+use crate::db::lookups;
+use crate::error::Failure;
+use crate::model::lookup::{Answer, LookupId, LookupKind};
+use crate::model::run::LookupTotals;
+use crate::sync::list;
+use crate::sync::Run;
+
+/// Look-ups in flight at once: enough to use every slot the reads leave at the highest --rps
+/// over an API a few hundred milliseconds away, while the pace decides the rate.
+const IN_FLIGHT: usize = 16;
+
+/// Ids asked of Postgres at a time.
+const BATCH: u64 = 1000;
+
+/// Looks up the ids due, up to the run's budget, the longest due first, while the campaigns are
+/// read and once more after `reads_done` turns true: rows this run stores make ids due too.
+pub(crate) async fn run(
+    run: &Run,
+    settings: &LookupSettings,
+    mut reads_done: watch::Receiver<bool>,
+) -> Result<LookupTotals, Failure> {
+    let mut conn = run
+        .pool
+        .acquire()
+        .await
+        .context("connecting for look-ups")?;
+    let mut totals = LookupTotals::default();
+    // Ids whose look-up failed in a passing way: left due for the next run.
+    let mut failed: Vec<(LookupKind, String)> = Vec::new();
+    let mut after_reads = false;
+    let mut left = settings.max;
+    while left > 0 && !run.halt.is_cancelled() {
+        let due = lookups::due(&mut conn, &settings.sources, left.min(BATCH), &failed)
+            .await
+            .map_err(|e| Failure::database(e, "finding the ids due for a look-up"))?;
+        if due.is_empty() {
+            if after_reads {
+                break;
+            }
+            let _ = reads_done.wait_for(|done| *done).await;
+            after_reads = true;
+            continue;
+        }
+        left -= due.len() as u64;
+        if !look_up(run, &mut conn, due, &mut totals, &mut failed).await? {
+            break;
+        }
+    }
+    if totals.made > 0 {
+        tracing::info!(
+            lookups = totals.made,
+            found = totals.found,
+            not_found = totals.not_found,
+            failed = totals.failed,
+            "attribution look-ups done"
+        );
+    }
+    Ok(totals)
+}
+
+/// Looks up `due` and records each answer; false when look-ups must stop for this run.
+async fn look_up(
+    run: &Run,
+    conn: &mut PgConnection,
+    due: Vec<LookupId>,
+    totals: &mut LookupTotals,
+    failed: &mut Vec<(LookupKind, String)>,
+) -> Result<bool, Failure> {
+    let api = &run.api;
+    // Each look-up is a task of its own, so that requests go on while an answer is written.
+    let mut answers = futures::stream::iter(due)
+        .map(|id| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let answer = api.attribution_result(id.kind, &id.value).await;
+                (id, answer)
+            })
+        })
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(joined) = answers.next().await {
+        let (id, answer) = joined.context("a look-up task failed")?;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(ApiError::Stopped) => return Ok(false),
+            Err(e @ ApiError::Unauthorized { .. }) => return Err(list::api_failure(e)),
+            Err(ApiError::NotFound) => {
+                tracing::warn!(
+                    "the API at this base URL has no GET /get-attribution-result (404); no \
+                     look-ups this run"
+                );
+                return Ok(false);
+            }
+            Err(e) => match unusable(e) {
+                Ok(answer) => answer,
+                Err(e) => {
+                    totals.made += 1;
+                    totals.failed += 1;
+                    tracing::warn!(kind = id.kind.as_str(), error = %e, "look-up failed; the next run asks again");
+                    failed.push((id.kind, id.value));
+                    continue;
+                }
+            },
+        };
+        count(totals, &id, &answer);
+        lookups::record(conn, run.run_id, &id, &answer)
+            .await
+            .map_err(|e| Failure::database(e, "recording a look-up"))?;
+    }
+    Ok(true)
+}
+
+/// The answer an error stands for when asking again cannot change it (a 400, a body that is
+/// not an answer, one too large); the error itself when it passes.
+fn unusable(e: ApiError) -> Result<Answer, ApiError> {
+    match e {
+        ApiError::Rejected { .. }
+        | ApiError::Decode(_)
+        | ApiError::Protocol(_)
+        | ApiError::TooLarge { .. } => Ok(Answer::Unusable {
+            reason: e.to_string(),
+            raw_text: None,
+        }),
+        other => Err(other),
+    }
+}
+
+fn count(totals: &mut LookupTotals, id: &LookupId, answer: &Answer) {
+    totals.made += 1;
+    match answer {
+        Answer::Found { .. } => totals.found += 1,
+        Answer::NotFound => totals.not_found += 1,
+        Answer::Unusable { reason, .. } => {
+            totals.failed += 1;
+            tracing::warn!(
+                kind = id.kind.as_str(),
+                reason = %crate::secrets::clean(reason, 300),
+                "a look-up's answer cannot be used: kept with the reason in \
+                 linkrunner.attribution_results"
+            );
+        }
+    }
+}
