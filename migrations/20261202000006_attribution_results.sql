@@ -3,7 +3,8 @@
 -- found: true for an answer, false for a 204 (Linkrunner knows nothing of the id), NULL when the
 -- last answer could not be used (error says why; raw_text holds the body as received).
 -- attributions_seen: the id's rows in attributed_users when it was last looked up; a new row
--- (a reattribution) makes it due again. misses: answers in a row that were not an attribution
+-- attributed less than a day before that look-up, or after it (a reattribution), makes it due
+-- again. misses: answers in a row that were not an attribution
 -- (204 or unusable); each waits longer before the id is asked again, and after five it is left
 -- alone until a new attribution row for it appears.
 CREATE TABLE linkrunner.attribution_results (

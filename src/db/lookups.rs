@@ -10,6 +10,11 @@ use crate::model::lookup::{Answer, Attribution, LookupId, LookupKind, LookupSour
 /// attribution row for it appears); the waits before each next try, in order.
 pub const RETRY_WAITS: [&str; 5] = ["1 hour", "6 hours", "1 day", "3 days", "7 days"];
 
+/// How long after an attribution its look-up may still answer without it. A row stored after an
+/// id's look-up makes the id due again only when it was attributed less than this before the
+/// look-up, or after it: an older one was already in the answer (a backfill stores many).
+pub const SETTLE: &str = "1 day";
+
 /// Why a `--lookup-from` column cannot be read, in a sentence for the operator; None when it
 /// can.
 pub async fn check_source(
@@ -60,15 +65,16 @@ fn quote(name: &str) -> String {
 /// The ids to look up with their attribution rows, and, per id, when it fell due. Ids come from
 /// `attributed_users` (a user id, or for rows without one the GAID/IDFA of their device) and
 /// from each `--lookup-from` column; an id is due when it was never looked up, when a row for
-/// it appeared since (a reattribution can change the answer), or when its last answer was no
-/// attribution and its wait is over.
+/// it appeared since that the look-up may not have seen (a reattribution can change the
+/// answer; see [`SETTLE`]), or when its last answer was no attribution and its wait is over.
 fn due_sql(sources: &[LookupSource]) -> String {
     let mut ids = String::from(
         "SELECT 'user_id' AS kind, user_id AS value, count(*) AS rows,
-                min(first_synced_at) AS since
+                min(first_synced_at) AS since, max(attributed_at) AS latest
          FROM linkrunner.attributed_users WHERE user_id <> '' GROUP BY user_id
          UNION ALL
-         SELECT 'device_identifier', d.value, count(*), min(a.first_synced_at)
+         SELECT 'device_identifier', d.value, count(*), min(a.first_synced_at),
+                max(a.attributed_at)
          FROM linkrunner.attributed_users a
          CROSS JOIN LATERAL (VALUES (a.user_data -> 'device_data' ->> 'gaid'),
                                     (a.user_data -> 'device_data' ->> 'idfa')) AS d(value)
@@ -78,7 +84,7 @@ fn due_sql(sources: &[LookupSource]) -> String {
     );
     for s in sources {
         ids.push_str(&format!(
-            "\n UNION ALL SELECT 'user_id', s.{col}::text, 0, NULL FROM {schema}.{table} AS s
+            "\n UNION ALL SELECT 'user_id', s.{col}::text, 0, NULL, NULL FROM {schema}.{table} AS s
              WHERE s.{col} IS NOT NULL AND s.{col}::text <> ''",
             col = quote(&s.column),
             schema = quote(&s.schema),
@@ -93,13 +99,16 @@ fn due_sql(sources: &[LookupSource]) -> String {
     format!(
         "WITH listed AS ({ids}),
          ids AS (
-             SELECT kind, value, sum(rows)::int8 AS rows, min(since) AS since
+             SELECT kind, value, sum(rows)::int8 AS rows, min(since) AS since,
+                 max(latest) AS latest
              FROM listed GROUP BY kind, value
          ),
          due AS (
              SELECT i.kind, i.value, i.rows,
-                 CASE WHEN r.lookup_kind IS NULL THEN coalesce(i.since, '-infinity')
-                      WHEN i.rows > r.attributions_seen THEN r.checked_at
+                 CASE WHEN r.lookup_kind IS NULL THEN coalesce(i.since, now())
+                      WHEN i.rows > r.attributions_seen
+                           AND i.latest > r.checked_at - interval '{settle}'
+                          THEN r.checked_at
                       WHEN r.found IS NOT TRUE AND r.misses BETWEEN 1 AND {max_misses}
                           THEN r.checked_at + (ARRAY[{waits}]::interval[])[r.misses]
                  END AS due_at
@@ -108,11 +117,13 @@ fn due_sql(sources: &[LookupSource]) -> String {
                ON r.lookup_kind = i.kind AND r.lookup_value = i.value
          )",
         max_misses = RETRY_WAITS.len(),
+        settle = SETTLE,
     )
 }
 
-/// Up to `limit` due ids, the longest due first; `skip` ids (this run's failures) are left for
-/// the next run.
+/// Up to `limit` due ids, the longest due first (an id never looked up is due since its first
+/// row was stored; one of `--lookup-from` alone, since now); `skip` ids (this run's failures)
+/// are left for the next run.
 pub async fn due(
     conn: &mut PgConnection,
     sources: &[LookupSource],

@@ -47,8 +47,16 @@ pub async fn start(config: SimConfig) -> (Simulator, SimServer) {
 
 /// Settings for a fast sync against the simulator.
 pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
+    SyncConfig {
+        timezone: config::parse_timezone(timezone).unwrap(),
+        ..sync_config_for(&server.base_url())
+    }
+}
+
+/// Settings for a fast sync against the API at `base_url`, in UTC.
+pub fn sync_config_for(base_url: &str) -> SyncConfig {
     let api = ClientSettings {
-        base_url: config::base_url(&server.base_url()).unwrap(),
+        base_url: config::base_url(base_url).unwrap(),
         api_key: SecretString::from("sim-key"),
         rps: 2000.0,
         timeout: Duration::from_secs(10),
@@ -59,7 +67,7 @@ pub fn sync_config(server: &SimServer, timezone: &str) -> SyncConfig {
     SyncConfig {
         concurrency: 4,
         progress: false,
-        ..SyncConfig::with_defaults(api, config::parse_timezone(timezone).unwrap())
+        ..SyncConfig::with_defaults(api, chrono_tz::UTC)
     }
 }
 
