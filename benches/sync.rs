@@ -78,6 +78,8 @@ struct Run {
     cpu: f64,
     max_rss_mb: f64,
     requests: u64,
+    /// Attribution look-ups made, when asked for.
+    lookups: u64,
 }
 
 fn admin_url() -> String {
@@ -125,11 +127,18 @@ fn sync(sim: &Sim, args: &[&str]) -> Run {
         .find_map(|part| part.strip_suffix(" requests"))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
+    let lookups = stdout
+        .split("attribution look-ups: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     Run {
         seconds: started.elapsed().as_secs_f64(),
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
         requests,
+        lookups,
     }
 }
 
@@ -480,4 +489,70 @@ async fn bench(args: Vec<String>) {
             100.0 * rate / limit as f64
         );
     }
+    lookups_beside_a_backfill().await;
+}
+
+/// Attribution look-ups while a backfill runs, under the simulator's own rate limit: the rate
+/// both sustain together, the backfill's reads timed with and without look-ups beside them,
+/// and the look-ups against the distinct ids due.
+async fn lookups_beside_a_backfill() {
+    println!("\n| limit (req/s) | backfill requests | reads done, alone (s) | reads done, beside look-ups (s) | look-ups (min) | ids due | ids looked up twice | seconds | sustained req/s | of limit | 429s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for limit in [10, 30] {
+        let rate_limit = limit.to_string();
+        let sim = Sim::start(limit * 30, limit * 600, &["--rate-limit", &rate_limit]);
+        let plain = ["--rps", rate_limit.as_str(), "--no-progress"];
+        fresh_database().await;
+        let alone = sync(&sim, &plain);
+        let reads_alone = reads_done().await;
+        fresh_database().await;
+        // As many look-ups as the backfill has requests: half of the run's budget each.
+        let budget = alone.requests.to_string();
+        let with = [
+            &plain[..],
+            &["--attribution-details", "--max-lookups", &budget],
+        ]
+        .concat();
+        let limited_before = sim.stats().await["rate_limited"].as_u64().unwrap_or(0);
+        let run = sync(&sim, &with);
+        let limited = sim.stats().await["rate_limited"].as_u64().unwrap_or(0) - limited_before;
+        let reads_beside = reads_done().await;
+        let mut conn = PgConnection::connect(&db_url()).await.unwrap();
+        let (due, stored): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(DISTINCT user_id) FROM linkrunner.attributed_users
+                     WHERE user_id <> '')
+                  + (SELECT count(DISTINCT d.v) FROM linkrunner.attributed_users a,
+                       LATERAL (VALUES (a.user_data->'device_data'->>'gaid'),
+                                       (a.user_data->'device_data'->>'idfa')) d(v)
+                     WHERE coalesce(a.user_id, '') = '' AND d.v <> ''),
+                    (SELECT count(*) FROM linkrunner.attribution_results)",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let rate = run.requests as f64 / run.seconds;
+        println!(
+            "| {limit} | {} | {reads_alone:.1} | {reads_beside:.1} | {} ({}) | {due} | {} | {:.1} | {rate:.2} | {:.1}% | {limited} |",
+            alone.requests,
+            run.lookups,
+            due.min(alone.requests as i64),
+            run.lookups as i64 - stored,
+            run.seconds,
+            100.0 * rate / limit as f64,
+        );
+    }
+}
+
+/// Seconds from the last run's start to the commit of its last range.
+async fn reads_done() -> f64 {
+    let mut conn = PgConnection::connect(&db_url()).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT extract(epoch FROM max(w.completed_at) - r.started_at)::float8
+         FROM linkrunner.sync_runs r JOIN linkrunner.sync_windows w ON w.run_id = r.run_id
+         WHERE r.run_id = (SELECT run_id FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT 1)
+         GROUP BY r.started_at",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
 }

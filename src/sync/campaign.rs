@@ -143,7 +143,7 @@ async fn read_campaigns(
 ) -> Result<Read, Failure> {
     // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
     let expected: u64 = todo.iter().map(|q| q.expected).sum();
-    let mut progress = Progress::new(ctx.run.config.progress, expected, todo.len());
+    let mut progress = Progress::new(&ctx.run.bars, expected, todo.len());
     ctx.progress.set(progress.bar().clone()).ok();
     let mut read = Read {
         skipped: Vec::new(),
@@ -338,6 +338,7 @@ impl Reader {
             api,
             run_id,
             halt,
+            ..
         } = &self.run;
         Scanner {
             api,

@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use futures::StreamExt;
+use indicatif::ProgressBar;
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
@@ -13,8 +14,8 @@ use crate::db::lookups;
 use crate::error::Failure;
 use crate::model::lookup::{Answer, LookupId, LookupKind};
 use crate::model::run::LookupTotals;
-use crate::sync::list;
 use crate::sync::Run;
+use crate::sync::{list, progress};
 
 /// Look-ups in flight at once: enough to use every slot the reads leave at the highest --rps
 /// over an API a few hundred milliseconds away, while the pace decides the rate.
@@ -40,6 +41,7 @@ pub(crate) async fn run(
     let mut failed: Vec<(LookupKind, String)> = Vec::new();
     let mut after_reads = false;
     let mut left = settings.max;
+    let bar = progress::lookup_bar(&run.bars);
     while left > 0 && !run.halt.is_cancelled() {
         let due = lookups::due(&mut conn, &settings.sources, left.min(BATCH), &failed)
             .await
@@ -53,10 +55,12 @@ pub(crate) async fn run(
             continue;
         }
         left -= due.len() as u64;
-        if !look_up(run, &mut conn, due, &mut totals, &mut failed).await? {
+        let going = look_up(run, &mut conn, due, &mut totals, &mut failed, &bar).await?;
+        if !going {
             break;
         }
     }
+    bar.finish_and_clear();
     if totals.made > 0 {
         tracing::info!(
             lookups = totals.made,
@@ -76,6 +80,7 @@ async fn look_up(
     due: Vec<LookupId>,
     totals: &mut LookupTotals,
     failed: &mut Vec<(LookupKind, String)>,
+    bar: &ProgressBar,
 ) -> Result<bool, Failure> {
     let api = &run.api;
     // Each look-up is a task of its own, so that requests go on while an answer is written.
@@ -116,6 +121,8 @@ async fn look_up(
         lookups::record(conn, run.run_id, &id, &answer)
             .await
             .map_err(|e| Failure::database(e, "recording a look-up"))?;
+        bar.set_position(totals.made);
+        bar.set_message(format!("{} found", totals.found));
     }
     Ok(true)
 }

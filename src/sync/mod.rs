@@ -59,6 +59,7 @@ pub async fn run_until(
                 api: api.with_halt(halt.clone()),
                 run_id,
                 halt: halt.clone(),
+                bars: progress::bars(config.progress),
             };
             // Every log line of the run carries its id; campaign and range spans nest below it.
             run.locked(&lock)
@@ -82,6 +83,8 @@ pub(crate) struct Run {
     pub api: ApiClient,
     pub run_id: Uuid,
     pub halt: CancellationToken,
+    /// Where the run's progress bars are drawn.
+    pub bars: indicatif::MultiProgress,
 }
 
 impl Run {

@@ -1,8 +1,29 @@
-//! The bar a run draws on a terminal: rows received against those the counters announce.
+//! The bars a run draws on a terminal: rows received against those the counters announce, and
+//! the attribution look-ups made.
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Where a run's bars are drawn: stderr on a terminal, nowhere otherwise (never under cron or
+/// with JSON logs).
+pub(crate) fn bars(enabled: bool) -> MultiProgress {
+    if enabled && std::io::stderr().is_terminal() {
+        MultiProgress::new()
+    } else {
+        MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
+    }
+}
+
+/// A counter of look-ups made, with how many of them found an attribution in its message.
+pub(crate) fn lookup_bar(bars: &MultiProgress) -> ProgressBar {
+    let bar = bars.add(ProgressBar::new_spinner());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {human_pos} attribution look-ups ({msg})")
+            .expect("valid template"),
+    );
+    bar
+}
 
 /// The bar, and how many of the run's campaigns are done.
 pub(crate) struct Progress {
@@ -12,22 +33,16 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
-    /// A bar over `expected_rows` of `campaigns`, on a terminal only (never under cron or with
-    /// JSON logs).
-    pub fn new(enabled: bool, expected_rows: u64, campaigns: usize) -> Self {
-        let bar = if enabled && std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(expected_rows.max(1));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {human_pos}/{human_len} rows [{bar:30}] {msg}, eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
+    /// A bar over `expected_rows` of `campaigns`, among the run's `bars`.
+    pub fn new(bars: &MultiProgress, expected_rows: u64, campaigns: usize) -> Self {
+        let bar = bars.add(ProgressBar::new(expected_rows.max(1)));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {human_pos}/{human_len} rows [{bar:30}] {msg}, eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
         Progress {
             bar,
             campaigns,
