@@ -1,6 +1,6 @@
 //! The device-side client API on `/api/client`, tied to the campaigns as in §5 of the write-API
 //! notes: an install that opened a campaign link and then signs up (`trigger`) becomes a row of
-//! that campaign.
+//! that campaign; an install without one stays organic, and so do the users who sign up on it.
 
 use crate::body::{object, parse_body, text, Body};
 use crate::clock::ts;
@@ -55,6 +55,7 @@ impl State {
             install.link = link.map(String::from);
             install.store_click_at = Some(now);
         }
+        self.lookup.add_install(iid, install, &self.campaigns);
     }
 
     /// A copy of the install `iid`, or a blank one when it is unknown.
@@ -145,34 +146,82 @@ impl State {
 }
 
 /// `POST /api/client/trigger` (signup): on an install attributed to a live campaign, adds a row
-/// for a new user id, or merges into the row of the same user id (a login).
+/// for a new user id, or merges into the row of the same user id (a login); an organic install
+/// makes no row.
 pub(crate) async fn trigger(Extract(sim): Extract<Simulator>, bytes: Bytes) -> Reply {
     let mut st = sim.lock();
     let body = client_body(&st, &bytes, StatusCode::BAD_REQUEST)?;
-    let user = object(body.get("user_data"));
     let iid = text(&body, "install_instance_id").map(String::from);
     let install = st.install_of(iid.as_deref());
-    let (now, uid) = (st.now(), st.take_uid());
-    let Some(c) = st.install_campaign(&install) else {
-        // Organic installs sign up without making a row anywhere.
-        let data = json!({ "deeplink": "", "trigger": true });
-        return ok(StatusCode::OK, "Trigger processed successfully", data);
+    let drawn = (st.take_uid(), st.now());
+    let campaign = st.install_campaign(&install);
+    let campaign = campaign.map(|c| (c.display_id.clone(), c.deeplink.clone()));
+    let deeplink = match campaign {
+        Some((id, deeplink)) => {
+            st.sign_up(&id, &install, iid, drawn, &body);
+            deeplink
+        }
+        None => {
+            st.sign_up_organically(iid.as_deref(), drawn, &body);
+            None
+        }
     };
-    let user_id = user.get("id").cloned().unwrap_or_default();
-    let same = |r: &&mut Row| {
-        r.install() == iid.as_deref() && r.user_data().and_then(|u| u.get("id")) == Some(&user_id)
-    };
-    match c
-        .rows_mut()
-        .find(same)
-        .and_then(|r| r.fields_mut().get_mut("user_data"))
-    {
-        // A login changes the user's details, never the attribution.
-        Some(Value::Object(data)) => data.extend(user),
-        _ => c.insert_row(signup_row(&install, iid, uid, now, user, &body)),
-    }
-    let data = json!({ "deeplink": c.deeplink.clone().unwrap_or_default(), "trigger": true });
+    let data = json!({ "deeplink": deeplink.unwrap_or_default(), "trigger": true });
     ok(StatusCode::OK, "Trigger processed successfully", data)
+}
+
+impl State {
+    /// A signup on an install of live campaign `id`, with a drawn row uid and the time.
+    fn sign_up(
+        &mut self,
+        id: &str,
+        install: &Install,
+        iid: Option<String>,
+        (uid, now): (u64, DateTime<Utc>),
+        body: &Body,
+    ) {
+        let user = object(body.get("user_data"));
+        let user_id = user.get("id").cloned().unwrap_or_default();
+        let same = |r: &&mut Row| {
+            r.install() == iid.as_deref()
+                && r.user_data().and_then(|u| u.get("id")) == Some(&user_id)
+        };
+        let c = self
+            .campaigns
+            .get_mut(id)
+            .expect("the install's campaign is live");
+        let login = c.rows_mut().find(same);
+        match login.and_then(|r| r.fields_mut().get_mut("user_data")) {
+            // A login changes the user's details, never the attribution.
+            Some(Value::Object(data)) => {
+                if user.contains_key("device_data") {
+                    self.lookup.invalidate();
+                }
+                data.extend(user);
+            }
+            _ => self.insert_row(id, signup_row(install, iid, uid, now, user, body)),
+        }
+    }
+
+    /// A signup on an install without a live campaign makes no row; on one that `init`
+    /// registered without a campaign, the user is remembered as organic.
+    fn sign_up_organically(
+        &mut self,
+        iid: Option<&str>,
+        (seq, now): (u64, DateTime<Utc>),
+        body: &Body,
+    ) {
+        let user = body.get("user_data").and_then(|u| u.get("id"));
+        let user = user.and_then(Value::as_str).filter(|u| !u.is_empty());
+        let (Some(iid), Some(user)) = (iid, user) else {
+            return;
+        };
+        let organic = |i: &&mut Install| i.installed_at.is_some() && i.campaign.is_none();
+        if let Some(install) = self.installs.get_mut(iid).filter(organic) {
+            install.sign_up_organically(user, now, seq);
+            self.lookup.add_install(iid, install, &self.campaigns);
+        }
+    }
 }
 
 /// The row a signup makes: ad fields null (a plain link has no ad network), times from the
@@ -213,6 +262,10 @@ pub(crate) async fn set_user_data(Extract(sim): Extract<Simulator>, bytes: Bytes
     let Some(id) = user.get("id").and_then(Value::as_str).map(String::from) else {
         return fail(StatusCode::BAD_REQUEST, "user_data.id is required");
     };
+    if user.contains_key("device_data") {
+        // Rows may now carry other advertising ids.
+        st.lookup.invalidate();
+    }
     let rows = st.campaigns.values_mut().flat_map(|c| c.rows_mut());
     for row in rows.filter(|r| r.user_id() == Some(id.as_str())) {
         if let Some(Value::Object(data)) = row.fields_mut().get_mut("user_data") {

@@ -4,7 +4,7 @@ use crate::clock::ts;
 use crate::counter::Counter;
 use crate::hash::mix;
 use crate::project::{LISTINGS, PROJECT_DOMAINS};
-use crate::row::Row;
+use crate::row::{order_of, Row};
 use crate::rows::Rows;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -22,6 +22,9 @@ pub(crate) struct Campaign {
     pub update_at: DateTime<Utc>,
     pub google: bool,
     pub meta: bool,
+    /// Runs on Apple Search Ads: not shown in the campaign list, but its rows carry the channel
+    /// and their attribution results a keyword.
+    pub apple_search_ads: bool,
     /// `Some("")` stands for the empty string the docs show where null is meant.
     pub meta_campaign_id: Option<String>,
     pub meta_web_to_app: bool,
@@ -55,6 +58,7 @@ impl Campaign {
             update_at: at,
             google: false,
             meta: false,
+            apple_search_ads: false,
             meta_campaign_id: None,
             meta_web_to_app: false,
             active: true,
@@ -82,6 +86,12 @@ impl Campaign {
 
     pub(crate) fn rows(&self) -> &Rows {
         &self.rows
+    }
+
+    /// The row with `uid`, found through its place in the served order.
+    pub(crate) fn row(&self, uid: u64) -> Option<&Row> {
+        let row = self.rows.find(order_of(uid, self.salt))?;
+        (row.uid() == uid).then_some(row)
     }
 
     /// The rows, to change their fields (which drops their served texts).

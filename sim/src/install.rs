@@ -1,5 +1,6 @@
 //! What the simulator remembers of an app install seen on the client API.
 
+use crate::row::ad_ids;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -15,4 +16,38 @@ pub(crate) struct Install {
     pub(crate) campaign_name: String,
     pub(crate) link: Option<String>,
     pub(crate) store_click_at: Option<DateTime<Utc>>,
+    /// Users who signed up while the install had no campaign: they make no row anywhere, but
+    /// `get-attribution-result` answers them as organic.
+    pub(crate) organic_signups: Vec<OrganicSignup>,
+}
+
+/// A signup (`trigger`) of a user id on an install without a campaign; a later login of the
+/// same user keeps the first one.
+#[derive(Clone)]
+pub(crate) struct OrganicSignup {
+    pub(crate) user_id: String,
+    pub(crate) at: DateTime<Utc>,
+    /// The uid the trigger drew, which orders signups of the same millisecond by arrival.
+    pub(crate) seq: u64,
+}
+
+impl Install {
+    /// The advertising ids of the device data its `init` sent.
+    pub(crate) fn ad_ids(&self) -> impl Iterator<Item = &str> {
+        ad_ids(self.device_data.as_ref())
+    }
+
+    /// True when its advertising id is `id`, in any letter case.
+    pub(crate) fn has_device(&self, id: &str) -> bool {
+        self.ad_ids().any(|a| a.eq_ignore_ascii_case(id))
+    }
+
+    /// Records a signup of `user_id` unless that user already signed up here.
+    pub(crate) fn sign_up_organically(&mut self, user_id: &str, at: DateTime<Utc>, seq: u64) {
+        if self.organic_signups.iter().all(|s| s.user_id != user_id) {
+            let user_id = user_id.to_string();
+            let signup = OrganicSignup { user_id, at, seq };
+            self.organic_signups.push(signup);
+        }
+    }
 }

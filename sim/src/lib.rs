@@ -5,10 +5,12 @@
 //!
 //! Modules only import from layers below their own, from the bottom up: plain helpers (`hash`,
 //! `clock`, `bucket`, `reply`, `body`); settings (`project`, `config`, `stats`); the data model
-//! (`counter`, `row`, `rows`, `data`, `install`) and its rendering (`drift`); the data set
-//! (`generate`); the state (`state`, `direct`); HTTP pieces (`paging`, `page`); the handlers
-//! (`faults`, `read`, `write`, `client`, `control`); and this file with `cli` on top.
+//! (`counter`, `row`, `rows`, `data`, `install`), its look-up index (`lookup`) and its rendering
+//! (`drift`); the data set (`generate`); the state (`state`, `direct`); HTTP pieces (`paging`,
+//! `page`); the handlers (`faults`, `read`, `attribution`, `write`, `client`, `control`); and
+//! this file with `cli` on top.
 
+mod attribution;
 mod body;
 mod bucket;
 pub mod cli;
@@ -24,6 +26,7 @@ mod faults;
 mod generate;
 mod hash;
 mod install;
+mod lookup;
 mod page;
 mod paging;
 mod project;
@@ -105,7 +108,7 @@ impl Simulator {
             .route("/api/v1/attributed-users", get(read::attributed_users))
             .route(
                 "/api/v1/get-attribution-result",
-                get(read::attribution_result),
+                get(attribution::attribution_result),
             )
             .route("/api/v1/create-campaign", post(write::create_campaign))
             .route(

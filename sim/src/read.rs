@@ -1,6 +1,6 @@
-//! The read Data APIs: `GET /campaigns`, `GET /attributed-users`, `GET /get-attribution-result`.
-//! Auth, rate limit and injected errors are handled before these run (see `faults`); the
-//! reshuffles and churn of rows between pages happen here.
+//! The read Data APIs `GET /campaigns` and `GET /attributed-users` (`GET /get-attribution-result`
+//! is in `attribution`). Auth, rate limit and injected errors are handled before these run (see
+//! `faults`); the reshuffles and churn of rows between pages happen here.
 
 use crate::clock::parse_local;
 use crate::data::Campaign;
@@ -10,15 +10,13 @@ use crate::page::users_reply;
 use crate::paging::Paging;
 use crate::project::{link_display_id, PROJECT_DOMAINS};
 use crate::reply::{fail, ok, ApiError, Reply};
-use crate::row::Row;
 use crate::state::{Simulator, State as SimState};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 
 type Params = Query<HashMap<String, String>>;
@@ -84,6 +82,7 @@ impl<'q> CampaignFilter<'q> {
             && self.channel.as_ref().is_none_or(|ch| match ch.as_str() {
                 "GOOGLE" => c.google,
                 "META" => c.meta,
+                "APPLE_SEARCH_ADS" => c.apple_search_ads,
                 _ => false,
             })
             && self
@@ -93,8 +92,8 @@ impl<'q> CampaignFilter<'q> {
     }
 }
 
-/// The `channel` filter, upper-cased; TIKTOK and APPLE_SEARCH_ADS are real channels that no
-/// simulated campaign runs on.
+/// The `channel` filter, upper-cased; TIKTOK is a real channel that no simulated campaign runs
+/// on.
 fn parse_channel(channel: Option<&String>) -> Result<Option<String>, ApiError> {
     match channel {
         Some(c) if !CHANNELS.contains(&c.to_uppercase().as_str()) => {
@@ -216,68 +215,18 @@ impl SimState {
     /// A new signup of campaign `id` attributed in `[lo, hi]`.
     fn add_fresh_row(&mut self, id: &str, lo: DateTime<Utc>, hi: DateTime<Utc>) {
         let uid = self.take_uid();
-        let c = self.campaigns.get_mut(id).unwrap();
-        c.insert_row(fresh_row(&mut self.fault_rng, c, lo, hi, uid));
+        let row = fresh_row(&mut self.fault_rng, &self.campaigns[id], lo, hi, uid);
+        self.insert_row(id, row);
         self.stats.rows_added += 1;
     }
 
     /// Removes the `i`-th row of the window, keeping it as it was served.
     fn remove_served_row(&mut self, id: &str, (start, end): Bounds, i: usize) {
-        let c = self.campaigns.get_mut(id).unwrap();
-        let order = c.rows().window(start, end).page(i, 1)[0].order();
-        let row = c.remove_row(order).expect("the row was just found");
+        let rows = self.campaigns[id].rows();
+        let order = rows.window(start, end).page(i, 1)[0].order();
+        let row = self.remove_row(id, order).expect("the row was just found");
         let served = self.config.render_row(&self.campaigns[id], &row);
         self.removed.push(served);
         self.stats.rows_removed += 1;
     }
-}
-
-/// `GET /get-attribution-result`: the latest attribution of a user id, else of a GAID/IDFA;
-/// 204 with an empty body when there is none.
-pub(crate) async fn attribution_result(State(sim): State<Simulator>, Query(q): Params) -> Reply {
-    let user = q.get("user_id").filter(|s| !s.is_empty());
-    let device = q.get("device_identifier").filter(|s| !s.is_empty());
-    if user.is_none() && device.is_none() {
-        return bad("Either device_identifier or user_id is required.");
-    }
-    let st = sim.lock();
-    let by_user = user.and_then(|u| latest(&st, &|r| r.user_id() == Some(u)));
-    let found = by_user.or_else(|| device.and_then(|d| latest(&st, &|r| r.has_device(d))));
-    let Some((c, r)) = found else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    ok(
-        StatusCode::OK,
-        "Attribution result retrieved successfully.",
-        attribution_json(c, r),
-    )
-}
-
-/// The latest attributed row that `pred` accepts, with its campaign.
-fn latest<'s>(st: &'s SimState, pred: &dyn Fn(&Row) -> bool) -> Option<(&'s Campaign, &'s Row)> {
-    let rows = st
-        .campaigns
-        .values()
-        .flat_map(|c| c.rows().iter().map(move |r| (c, r)));
-    rows.filter(|(_, r)| pred(r))
-        .max_by_key(|(_, r)| r.attributed_at())
-}
-
-/// The `data` of `GET /get-attribution-result` for row `r` of campaign `c`.
-fn attribution_json(c: &Campaign, r: &Row) -> Value {
-    let field = |k: &str| r.fields().get(k).cloned().unwrap_or(Value::Null);
-    json!({
-        "campaign_name": c.name(),
-        "display_id": c.display_id,
-        "deeplink": c.deeplink,
-        "domain_name": c.link_domain(),
-        "ad_set_id": field("ad_set_id"),
-        "ad_set_name": field("ad_set_name"),
-        "ad_creative_id": field("ad_creative_id"),
-        "ad_creative_name": field("ad_creative_name"),
-        "keyword_id": null,
-        "keyword_name": null,
-        "ad_network": field("ad_channel"),
-        "attribution_type": "INORGANIC",
-    })
 }

@@ -63,7 +63,7 @@ impl Row {
     /// Sets [`Row::order`] under `salt`; only for [`crate::rows::Rows`], which keeps its rows
     /// sorted by it.
     pub(super) fn place(&mut self, salt: u64) {
-        self.order = mix(salt ^ mix(self.uid));
+        self.order = order_of(self.uid, salt);
     }
 
     pub(crate) fn attributed_at(&self) -> DateTime<Utc> {
@@ -127,13 +127,30 @@ impl Row {
         self.user_data()?.get("id")?.as_str()
     }
 
-    /// True when the device's advertising id (GAID or IDFA) is `id`.
-    pub(crate) fn has_device(&self, id: &str) -> bool {
-        let device = self.user_data().and_then(|u| u.get("device_data"));
-        ["gaid", "idfa"]
-            .iter()
-            .any(|k| device.and_then(|d| d.get(*k)).and_then(Value::as_str) == Some(id))
+    /// The advertising ids of the user's device; see [`ad_ids`].
+    pub(crate) fn ad_ids(&self) -> impl Iterator<Item = &str> {
+        ad_ids(self.user_data().and_then(|u| u.get("device_data")))
     }
+
+    /// True when the device's advertising id (GAID or IDFA) is `id`, in any letter case.
+    pub(crate) fn has_device(&self, id: &str) -> bool {
+        self.ad_ids().any(|a| a.eq_ignore_ascii_case(id))
+    }
+}
+
+/// The place in the served order of the row with `uid` under `salt`.
+pub(crate) fn order_of(uid: u64, salt: u64) -> u64 {
+    mix(salt ^ mix(uid))
+}
+
+/// The advertising ids (GAID, IDFA) in a `device_data` object, leaving out empty ones and the
+/// all-zero IDFA a device reports when tracking is off: neither names a device.
+pub(crate) fn ad_ids(device: Option<&Value>) -> impl Iterator<Item = &str> {
+    let named = |id: &&str| id.bytes().any(|b| b != b'0' && b != b'-');
+    ["gaid", "idfa"]
+        .into_iter()
+        .filter_map(move |k| device?.get(k)?.as_str())
+        .filter(named)
 }
 
 /// A map of `fields` plus the `added` string entries, written in key order as serde_json writes

@@ -87,6 +87,12 @@ impl Rows {
         }
     }
 
+    /// The row at `order`, if there is one.
+    pub(crate) fn find(&self, order: u64) -> Option<&Row> {
+        let at = self.list.binary_search_by_key(&order, Row::order).ok()?;
+        Some(&self.list[at])
+    }
+
     fn get(&self, order: u64) -> &Row {
         let at = self.list.binary_search_by_key(&order, Row::order);
         &self.list[at.expect("indexed rows exist")]

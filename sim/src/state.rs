@@ -6,6 +6,8 @@ use crate::data::Campaign;
 use crate::generate::generate;
 use crate::hash::{hash_str, mix};
 use crate::install::Install;
+use crate::lookup::Lookup;
+use crate::row::Row;
 use crate::stats::SimStats;
 use chrono::{DateTime, SubsecRound, Utc};
 use rand::SeedableRng;
@@ -20,6 +22,10 @@ pub(crate) struct State {
     /// Live campaigns by display id; a deleted campaign is removed together with its rows.
     pub(crate) campaigns: BTreeMap<String, Campaign>,
     pub(crate) installs: HashMap<String, Install>,
+    /// Latest attribution per user id and advertising id; rows change through
+    /// [`State::insert_row`], [`State::remove_row`] and [`State::delete_campaign`] so it stays
+    /// true.
+    pub(crate) lookup: Lookup,
     pub(crate) clock: Option<DateTime<Utc>>,
     pub(crate) bucket: TokenBucket,
     /// End of the current 429 storm.
@@ -44,6 +50,7 @@ impl State {
                 .map(|c| (c.display_id.clone(), c))
                 .collect(),
             installs: HashMap::new(),
+            lookup: Lookup::default(),
             clock: None,
             bucket: TokenBucket::default(),
             storm_until: None,
@@ -72,6 +79,38 @@ impl State {
     pub(crate) fn take_uid(&mut self) -> u64 {
         self.next_uid += 1;
         self.next_uid
+    }
+
+    /// Adds a row to live campaign `id`.
+    pub(crate) fn insert_row(&mut self, id: &str, row: Row) {
+        if let Some(c) = self.campaigns.get_mut(id) {
+            self.lookup.add_row(c, &row);
+            c.insert_row(row);
+        }
+    }
+
+    /// Takes out the row at `order` of campaign `id`.
+    pub(crate) fn remove_row(&mut self, id: &str, order: u64) -> Option<Row> {
+        let row = self.campaigns.get_mut(id)?.remove_row(order)?;
+        self.lookup.forget_row(&row);
+        Some(row)
+    }
+
+    /// Deletes campaign `id` with its rows.
+    pub(crate) fn delete_campaign(&mut self, id: &str) -> Option<Campaign> {
+        let gone = self.campaigns.remove(id)?;
+        // Its rows and the installs it attributed fall out of the look-ups.
+        self.lookup.invalidate();
+        Some(gone)
+    }
+
+    /// The look-up index, built first if it is stale.
+    pub(crate) fn lookup(&mut self) -> &Lookup {
+        if !self.lookup.is_built() {
+            self.lookup.build(&self.campaigns, &self.installs);
+            self.stats.attribution_index_builds += 1;
+        }
+        &self.lookup
     }
 }
 

@@ -13,6 +13,15 @@ pub struct SimStats {
     pub attributed_users_requests: u64,
     /// `GET /campaigns` requests, whatever their answer.
     pub campaigns_requests: u64,
+    /// `GET /get-attribution-result` requests, whatever their answer.
+    pub attribution_result_requests: u64,
+    /// Look-ups that found an attribution (200; a body spoiled afterwards still counts).
+    pub attribution_found: u64,
+    /// Look-ups that found none (204).
+    pub attribution_not_found: u64,
+    /// Times the look-up index was built: once, then again only after a change it cannot
+    /// patch (a removed latest row, a deleted campaign, new device data on a row).
+    pub attribution_index_builds: u64,
     /// 429 storms started (their 429s count in `rate_limited`).
     pub storms: u64,
     /// Responses delayed by `slow_delay`.

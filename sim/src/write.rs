@@ -165,7 +165,7 @@ pub(crate) async fn delete_campaign(
     Extract(sim): Extract<Simulator>,
     Path(id): Path<String>,
 ) -> Reply {
-    match sim.lock().campaigns.remove(&id) {
+    match sim.lock().delete_campaign(&id) {
         Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         None => fail(StatusCode::NOT_FOUND, "Campaign not found!"),
     }

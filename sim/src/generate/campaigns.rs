@@ -3,6 +3,7 @@
 use super::draw::{between, random_id};
 use crate::config::SimConfig;
 use crate::data::Campaign;
+use crate::hash::mix;
 use crate::project::PROJECT_DOMAINS;
 use chrono::TimeDelta;
 use rand::seq::IndexedRandom;
@@ -42,6 +43,7 @@ pub(super) fn campaign(rng: &mut ChaCha8Rng, cfg: &SimConfig, i: usize, id: Stri
         c.update_at = between(rng, created, (created + TimeDelta::days(30)).min(cfg.end));
     }
     ad_network(rng, &mut c);
+    c.apple_search_ads = !c.meta && !c.google && runs_on_apple_search_ads(cfg.seed, c.uid);
     link_settings(rng, &mut c, i);
     extras(rng, &mut c, i);
     c
@@ -82,6 +84,12 @@ fn ad_network(rng: &mut ChaCha8Rng, c: &mut Campaign) {
     if !c.meta && rng.random_bool(0.25) {
         c.meta_campaign_id = Some(String::new());
     }
+}
+
+/// Half the campaigns without META or GOOGLE, chosen by a seeded hash rather than a draw, so
+/// adding the channel left every other generated value as it was.
+fn runs_on_apple_search_ads(seed: u64, uid: u64) -> bool {
+    mix(mix(seed ^ 0xA5A) ^ uid) % 2 == 0
 }
 
 /// Whether it is active, its domain (or none), store listings and deeplink.

@@ -189,7 +189,8 @@ pub(crate) fn fresh_row(
 }
 
 /// Ad fields: filled for META and GOOGLE campaigns from a few ad sets and creatives per campaign,
-/// null otherwise, and now and then "" where null is meant (as in the docs' own examples).
+/// null otherwise, and now and then "" where null is meant (as in the docs' own examples); an
+/// Apple Search Ads campaign names only its channel.
 fn ad_fields(rng: &mut ChaCha8Rng, c: &Campaign) -> Map<String, Value> {
     let (set, creative) = (rng.random_range(0..3), rng.random_range(0..4));
     let id = |k: u64| format!("1202{:014}", mix(c.salt ^ k) % 10u64.pow(14));
@@ -216,6 +217,10 @@ fn ad_fields(rng: &mut ChaCha8Rng, c: &Campaign) -> Map<String, Value> {
         if v.is_null() && rng.random_bool(0.05) {
             *v = json!("");
         }
+    }
+    // After the draws above, which must not change: their number depends on the nulls.
+    if c.apple_search_ads {
+        m.insert("ad_channel".into(), json!("APPLE_SEARCH_ADS"));
     }
     m
 }
