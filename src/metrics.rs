@@ -218,6 +218,7 @@ mod tests {
                 requests: 27,
                 rows_inserted: 5000,
                 campaigns_untrusted: 3,
+                lookups_not_found: 4,
                 ..RunTotals::default()
             },
             seconds: 2.5,
@@ -227,6 +228,8 @@ mod tests {
         assert!(text.contains("linkrunner_sync_last_run_rows_inserted 5000\n"));
         assert!(text.contains("linkrunner_sync_last_run_success 1\n"));
         assert!(text.contains("linkrunner_sync_last_run_campaigns_read{reason=\"untrusted\"} 3\n"));
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 21);
+        assert!(text.contains("linkrunner_sync_last_run_lookups{result=\"not_found\"} 4\n"));
+        // Sixteen gauges, five reasons a campaign is read, three results of a look-up.
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 24);
     }
 }

@@ -374,13 +374,26 @@ async fn faults_are_retried_and_the_dry_run_counts_what_is_due(
 
 /// A server with one campaign of three users, whose look-ups answer as `lookup` says.
 async fn lookup_api(lookup: impl Fn(&str) -> Reply + Send + Sync + 'static) -> hostile::Hostile {
-    let users = ["u1", "u2", "u3"].map(|u| hostile::user("c1", u, "2026-11-02T10:00:00.000Z"));
+    lookup_api_of(3, lookup).await
+}
+
+/// A server with one campaign of `n` users (u1, u2, ...), whose look-ups answer as `lookup`
+/// says.
+async fn lookup_api_of(
+    n: usize,
+    lookup: impl Fn(&str) -> Reply + Send + Sync + 'static,
+) -> hostile::Hostile {
+    let users: Vec<String> = (1..=n)
+        .map(|i| hostile::user("c1", &format!("u{i}"), "2026-11-02T10:00:00.000Z"))
+        .collect();
     hostile::serve(move |req| match req.path() {
         "/campaigns" => Reply::json(
             200,
             hostile::page("campaigns", &[hostile::campaign("c1", "One")], 1, 1),
         ),
-        "/attributed-users" => Reply::json(200, hostile::page("users", &users, 3, 1)),
+        "/attributed-users" => {
+            Reply::json(200, hostile::page("users", &users, users.len() as u64, 1))
+        }
         "/get-attribution-result" => lookup(&req.query("user_id").unwrap_or_default()),
         _ => Reply::json(404, r#"{"msg":"Resource not found."}"#),
     })
@@ -484,4 +497,21 @@ async fn a_refused_key_stops_the_run(pool: PgPool) {
         .await
         .unwrap_err();
     assert!(matches!(err, Failure::Auth(_)), "{err:?}");
+}
+
+#[sqlx::test]
+async fn an_api_that_keeps_failing_ends_the_look_ups_not_the_run(pool: PgPool) {
+    let api = lookup_api_of(100, |_| Reply::json(503, "{}")).await;
+    let mut config = hostile_config(&api);
+    config.api.max_retries = 0;
+    let report = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Success);
+    assert_eq!(report.totals.rows_inserted, 100);
+    let t = &report.totals;
+    assert_eq!((t.lookups, t.lookups_failed), (32, 32), "{t:?}");
+    // Nothing is recorded for them: they are due again on the next run.
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM linkrunner.attribution_results").await,
+        0
+    );
 }

@@ -24,6 +24,10 @@ const IN_FLIGHT: usize = 16;
 /// Ids asked of Postgres at a time.
 const BATCH: u64 = 1000;
 
+/// Look-ups failing in a row, each after its retries, that end the look-ups of a run: the API
+/// is down, and waiting out every id's backoff would only hold the run.
+const FAILURES_IN_A_ROW: u32 = 32;
+
 /// Looks up the ids due, up to the run's budget, the longest due first, while the campaigns are
 /// read and once more after `reads_done` turns true: rows this run stores make ids due too.
 pub(crate) async fn run(
@@ -83,6 +87,7 @@ async fn look_up(
     bar: &ProgressBar,
 ) -> Result<bool, Failure> {
     let api = &run.api;
+    let mut failing = 0;
     // Each look-up is a task of its own, so that requests go on while an answer is written.
     let mut answers = futures::stream::iter(due)
         .map(|id| {
@@ -113,10 +118,16 @@ async fn look_up(
                     totals.failed += 1;
                     tracing::warn!(kind = id.kind.as_str(), error = %e, "look-up failed; the next run asks again");
                     failed.push((id.kind, id.value));
+                    failing += 1;
+                    if failing == FAILURES_IN_A_ROW {
+                        tracing::warn!("{failing} look-ups failed in a row; no more this run");
+                        return Ok(false);
+                    }
                     continue;
                 }
             },
         };
+        failing = 0;
         count(totals, &id, &answer);
         lookups::record(conn, run.run_id, &id, &answer)
             .await
