@@ -212,9 +212,12 @@ async fn users_by_attribution_type(pool: &PgPool, rows: &[Value], truth: &Truth)
     assert_eq!(got, want);
 }
 
+/// A keyword's id and name.
+type Keyword = (Option<String>, Option<String>);
+
 async fn signups_by_keyword(pool: &PgPool, rows: &[Value], truth: &Truth) {
-    let mut want: BTreeMap<(Option<String>, Option<String>), (i64, BTreeSet<String>)> =
-        BTreeMap::new();
+    // Per keyword: signups and the users among them.
+    let mut want: BTreeMap<Keyword, (i64, BTreeSet<String>)> = BTreeMap::new();
     for row in rows {
         let Some(a) = answer_of(row, truth) else {
             continue;

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::api::attribution;
 use crate::api::models::{preview, Page};
 use crate::api::pace::Pace;
+use crate::api::request::{AttributionRequest, PageRequest, Request};
 use crate::api::ApiError;
 use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
 use crate::model::lookup::{Answer, LookupKind};
@@ -342,83 +342,6 @@ impl ApiClient {
                 "a redirect to {target} was not followed: the key goes only to the base URL's origin"
             ),
         }
-    }
-}
-
-/// A request, and how its answer is read from a 200 or a 204.
-trait Request {
-    type Answer;
-    fn url(&self) -> &Url;
-    /// The sync's own reads go before look-ups, which take the slots the reads leave.
-    fn urgent(&self) -> bool;
-    /// What the body draws on while it is held, if anything.
-    fn budget(&self) -> Option<&MemoryBudget>;
-    fn no_content(&self) -> Self::Answer;
-    fn read(&self, body: &[u8], hold: Hold) -> Result<Self::Answer, ApiError>;
-}
-
-/// One page to fetch.
-struct PageRequest<'a> {
-    url: Url,
-    /// The key of the list in `data`.
-    list_key: &'a str,
-    /// Rows asked for: a page with more is refused.
-    limit: u32,
-    budget: Option<&'a MemoryBudget>,
-}
-
-impl Request for PageRequest<'_> {
-    type Answer = Page;
-
-    fn url(&self) -> &Url {
-        &self.url
-    }
-
-    fn urgent(&self) -> bool {
-        true
-    }
-
-    fn budget(&self) -> Option<&MemoryBudget> {
-        self.budget
-    }
-
-    /// The contract's defensive reading: 204 is a page with no rows.
-    fn no_content(&self) -> Page {
-        Page::default()
-    }
-
-    fn read(&self, body: &[u8], hold: Hold) -> Result<Page, ApiError> {
-        Page::parse(body, self.list_key, self.limit as usize).map(|page| Page { hold, ..page })
-    }
-}
-
-/// One attribution look-up.
-struct AttributionRequest {
-    url: Url,
-}
-
-impl Request for AttributionRequest {
-    type Answer = Answer;
-
-    fn url(&self) -> &Url {
-        &self.url
-    }
-
-    fn urgent(&self) -> bool {
-        false
-    }
-
-    fn budget(&self) -> Option<&MemoryBudget> {
-        None
-    }
-
-    /// 204: Linkrunner knows nothing of the id.
-    fn no_content(&self) -> Answer {
-        Answer::NotFound
-    }
-
-    fn read(&self, body: &[u8], _hold: Hold) -> Result<Answer, ApiError> {
-        attribution::parse(body)
     }
 }
 

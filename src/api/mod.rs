@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod models;
 mod pace;
+mod request;
 pub mod rows;
 
 pub use client::{ApiClient, ApiStats, ClientSettings};
