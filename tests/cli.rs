@@ -44,6 +44,14 @@ async fn bad_input_gets_one_line_and_exit_code_2(_: PgPoolOptions, db: PgConnect
         ),
         (vec!["--window", "0h"], "--window"),
         (vec!["--lookback", "soon"], "--lookback"),
+        (
+            vec!["--attribution-details", "--max-lookups", "0"],
+            "--max-lookups",
+        ),
+        (
+            vec!["--attribution-details", "--lookup-from", "users.id"],
+            "schema.table.column",
+        ),
     ] {
         let mut cmd = sync_command(&url, "http://127.0.0.1:9/api/v1", "k");
         cmd.args(&args);
