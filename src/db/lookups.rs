@@ -67,6 +67,7 @@ fn quote(name: &str) -> String {
 /// from each `--lookup-from` column; an id is due when it was never looked up, when a row for
 /// it appeared since that the look-up may not have seen (a reattribution can change the
 /// answer; see [`SETTLE`]), or when its last answer was no attribution and its wait is over.
+/// Long only for its SQL.
 fn due_sql(sources: &[LookupSource]) -> String {
     let mut ids = String::from(
         "SELECT 'user_id' AS kind, user_id AS value, count(*) AS rows,
@@ -164,7 +165,7 @@ pub async fn due_count(conn: &mut PgConnection, sources: &[LookupSource]) -> sql
 
 /// Records what a look-up answered. An answer that is not an attribution counts a miss, which
 /// sets the wait before the next try; an attribution clears them. `changed_at` moves only
-/// when the answer differs from the one before.
+/// when the answer differs from the one before. Long only for its one statement's SQL and binds.
 pub async fn record(
     conn: &mut PgConnection,
     run_id: Uuid,

@@ -100,32 +100,21 @@ async fn look_up(
         .buffer_unordered(IN_FLIGHT);
     while let Some(joined) = answers.next().await {
         let (id, answer) = joined.context("a look-up task failed")?;
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(ApiError::Stopped) => return Ok(false),
-            Err(e @ ApiError::Unauthorized { .. }) => return Err(list::api_failure(e)),
-            Err(ApiError::NotFound) => {
-                tracing::warn!(
-                    "the API at this base URL has no GET /get-attribution-result (404); no \
-                     look-ups this run"
-                );
-                return Ok(false);
-            }
-            Err(e) => match unusable(e) {
-                Ok(answer) => answer,
-                Err(e) => {
-                    totals.made += 1;
-                    totals.failed += 1;
-                    tracing::warn!(kind = id.kind.as_str(), error = %e, "look-up failed; the next run asks again");
-                    failed.push((id.kind, id.value));
-                    failing += 1;
-                    if failing == FAILURES_IN_A_ROW {
-                        tracing::warn!("{failing} look-ups failed in a row; no more this run");
-                        return Ok(false);
-                    }
-                    continue;
+        let answer = match settle(answer)? {
+            Settled::Answer(answer) => answer,
+            Settled::Stop => return Ok(false),
+            Settled::Failed(e) => {
+                totals.made += 1;
+                totals.failed += 1;
+                tracing::warn!(kind = id.kind.as_str(), error = %e, "look-up failed; the next run asks again");
+                failed.push((id.kind, id.value));
+                failing += 1;
+                if failing == FAILURES_IN_A_ROW {
+                    tracing::warn!("{failing} look-ups failed in a row; no more this run");
+                    return Ok(false);
                 }
-            },
+                continue;
+            }
         };
         failing = 0;
         count(totals, &id, &answer);
@@ -136,6 +125,33 @@ async fn look_up(
         bar.set_message(format!("{} found", totals.found));
     }
     Ok(true)
+}
+
+/// What a look-up's result comes to.
+enum Settled {
+    /// An answer to record, usable or not.
+    Answer(Answer),
+    /// A passing failure: the id stays due.
+    Failed(ApiError),
+    /// No more look-ups this run.
+    Stop,
+}
+
+/// Sorts a look-up's result; a refused key ends the run.
+fn settle(result: Result<Answer, ApiError>) -> Result<Settled, Failure> {
+    Ok(match result {
+        Ok(answer) => Settled::Answer(answer),
+        Err(ApiError::Stopped) => Settled::Stop,
+        Err(e @ ApiError::Unauthorized { .. }) => return Err(list::api_failure(e)),
+        Err(ApiError::NotFound) => {
+            tracing::warn!(
+                "the API at this base URL has no GET /get-attribution-result (404); no look-ups \
+                 this run"
+            );
+            Settled::Stop
+        }
+        Err(e) => unusable(e).map_or_else(Settled::Failed, Settled::Answer),
+    })
 }
 
 /// The answer an error stands for when asking again cannot change it (a 400, a body that is
