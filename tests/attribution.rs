@@ -287,6 +287,17 @@ async fn lookup_sources_are_checked_before_any_request(_: PgPoolOptions, db: PgC
     }
     assert_eq!(sim.stats().requests, 0, "no request before the check");
 
+    // Before the schema exists, the dry run says what the first run will do.
+    let mut dry = sync_command(&url, &server.base_url(), "sim-key");
+    dry.args(["--attribution-details", "--dry-run"]);
+    let out = output(dry).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("the run creates linkrunner.attribution_results"),
+        "{stdout}"
+    );
+
     // Names are only ever names, however they read.
     let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
     cmd.args([

@@ -75,16 +75,18 @@ async fn plan_lookups(
             return Err(Failure::Config(why));
         }
     }
-    let due = if state::schema_exists(&mut *conn)
+    let migrated = lookups::table_exists(&mut conn)
         .await
-        .map_err(|e| Failure::database(e, "reading the schema"))?
-    {
-        lookups::due_count(&mut conn, &settings.sources)
-            .await
-            .map_err(|e| Failure::database(e, "counting the look-ups due"))? as u64
-    } else {
-        0
-    };
+        .map_err(|e| Failure::database(e, "reading the schema"))?;
+    if !migrated {
+        return Ok(format!(
+            "attribution look-ups: the run creates linkrunner.attribution_results, then looks up every id it holds (at most {} this run)\n",
+            settings.max
+        ));
+    }
+    let due = lookups::due_count(&mut conn, &settings.sources)
+        .await
+        .map_err(|e| Failure::database(e, "counting the look-ups due"))? as u64;
     let this_run = due.min(settings.max);
     Ok(format!(
         "{due} attribution look-ups due, {this_run} this run (--max-lookups {}), plus any for the rows it stores; about {:.0}s at {rps} requests/s, in the requests the reads leave\n",
