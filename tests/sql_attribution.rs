@@ -33,35 +33,6 @@ async fn ask(server: &SimServer, kind: &str, value: &str) -> Option<Value> {
     }
 }
 
-/// An install opened without a campaign link, and a signup on it: an organic user.
-async fn organic_signup(server: &SimServer, install: &str, user: &str) {
-    let http = reqwest::Client::new();
-    let init = http
-        .post(format!("{}/init", server.client_url()))
-        .json(&serde_json::json!({
-            "token": "sim-token",
-            "platform": "IOS",
-            "install_instance_id": install,
-            "device_data": {"idfv": "v-1"}
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(init.status(), 202);
-    let trigger = http
-        .post(format!("{}/trigger", server.client_url()))
-        .json(&serde_json::json!({
-            "token": "sim-token",
-            "platform": "IOS",
-            "install_instance_id": install,
-            "user_data": {"id": user}
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(trigger.status().is_success());
-}
-
 fn text(answer: &Value, key: &str) -> Option<String> {
     answer[key]
         .as_str()
@@ -100,7 +71,8 @@ fn query(name: &str) -> String {
 #[sqlx::test]
 async fn attribution_views_and_queries_answer_what_the_simulator_says(pool: PgPool) {
     let (sim, server) = start(SimConfig::small(22)).await;
-    organic_signup(&server, "install-organic", "organic-1").await;
+    // An install opened without a campaign link, and a signup on it: an organic user.
+    sdk_signup(&server, None, "install-organic", "organic-1").await;
     let rows = sim.all_attributed_users();
     let users: BTreeSet<&str> = rows
         .iter()

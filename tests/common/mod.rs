@@ -211,16 +211,29 @@ pub async fn signup(
     install: &str,
     user: &str,
 ) {
+    sdk_signup(server, Some(&campaign["link"]), install, user).await;
+}
+
+/// An install opened from `link` (none: an organic install), then a signup on it.
+pub async fn sdk_signup(
+    server: &linkrunner_sim::SimServer,
+    link: Option<&Value>,
+    install: &str,
+    user: &str,
+) {
     let http = reqwest::Client::new();
+    let mut init = serde_json::json!({
+        "token": "sim-token",
+        "platform": "ANDROID",
+        "install_instance_id": install,
+        "device_data": {"brand": "google", "device_id": "dev-1"}
+    });
+    if let Some(link) = link {
+        init["link"] = link.clone();
+    }
     let init = http
         .post(format!("{}/init", server.client_url()))
-        .json(&serde_json::json!({
-            "token": "sim-token",
-            "platform": "ANDROID",
-            "install_instance_id": install,
-            "link": campaign["link"],
-            "device_data": {"brand": "google", "device_id": "dev-1"}
-        }))
+        .json(&init)
         .send()
         .await
         .unwrap();
