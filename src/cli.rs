@@ -147,6 +147,16 @@ pub struct SyncArgs {
     #[arg(long, value_name = "URL", env = "LINKRUNNER_PUSHGATEWAY")]
     pub pushgateway: Option<String>,
 
+    /// Refuse a campaign list that would mark more than this share of the stored live
+    /// campaigns deleted at once, or that holds none of them: the key seems to belong to
+    /// another project, so the run stores nothing and exits 7 (0 to 1).
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub max_deleted_share: f64,
+
+    /// Accept such a list: the deletions are real.
+    #[arg(long, env = "LINKRUNNER_ACCEPT_DELETIONS")]
+    pub accept_deletions: bool,
+
     /// Also look up each user's attribution (organic or paid, ad network, keyword) with
     /// GET /get-attribution-result, into linkrunner.attribution_results. Look-ups take only the
     /// requests the sync's own reads leave under --rps.

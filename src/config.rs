@@ -39,6 +39,9 @@ pub struct SyncConfig {
     pub pushgateway: Option<Url>,
     /// Attribution look-ups (`--attribution-details`), when asked for.
     pub lookups: Option<LookupSettings>,
+    /// Most of the stored live campaigns one list may mark deleted; None accepts any
+    /// (`--accept-deletions`).
+    pub max_deleted_share: Option<f64>,
 }
 
 /// What `--attribution-details` looks up, and how much of it per run.
@@ -72,6 +75,7 @@ impl SyncConfig {
             metrics_file: None,
             pushgateway: None,
             lookups: None,
+            max_deleted_share: Some(0.5),
         }
     }
 
@@ -90,6 +94,7 @@ impl SyncConfig {
             "concurrency": self.concurrency,
             "memory_budget_mib": self.memory_budget >> 20,
             "rescan": self.rescan,
+            "max_deleted_share": self.max_deleted_share,
             "attribution_details": self.lookups.as_ref().map(|l| serde_json::json!({
                 "lookup_from": l.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "max_lookups": l.max,
@@ -147,6 +152,11 @@ pub fn sync_config(
         metrics_file: args.metrics_file.clone(),
         pushgateway: args.pushgateway.as_deref().map(pushgateway).transpose()?,
         lookups: lookups(args)?,
+        max_deleted_share: (!args.accept_deletions).then_some(limits::number(
+            "--max-deleted-share",
+            args.max_deleted_share,
+            limits::DELETED_SHARE,
+        )?),
     };
     Ok((config, database))
 }

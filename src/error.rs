@@ -11,6 +11,7 @@ pub mod code {
     pub const PARTIAL: u8 = 4;
     pub const LOCKED: u8 = 5;
     pub const STALE: u8 = 6;
+    pub const OTHER_PROJECT: u8 = 7;
 }
 
 /// Why a command did not finish cleanly.
@@ -33,6 +34,10 @@ pub enum Failure {
     /// `status` found campaigns behind the freshness threshold.
     #[error("{0}")]
     Stale(String),
+    /// The campaign list would mark most of the stored campaigns deleted at once: the key
+    /// seems to belong to another project. Nothing was stored.
+    #[error("{0}")]
+    OtherProject(String),
     /// Stopped by SIGTERM or SIGINT at a safe point; what finished is committed.
     #[error("stopped by a signal; every finished range is committed and the next run resumes")]
     Interrupted,
@@ -70,6 +75,7 @@ impl Failure {
             Failure::Locked => code::LOCKED,
             Failure::Partial(_) => code::PARTIAL,
             Failure::Stale(_) => code::STALE,
+            Failure::OtherProject(_) => code::OTHER_PROJECT,
             Failure::Transient(_) | Failure::Interrupted => code::TRANSIENT,
         }
     }

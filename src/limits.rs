@@ -14,6 +14,7 @@ pub const CONCURRENCY: RangeInclusive<usize> = 1..=64;
 pub const MEMORY_BUDGET_MIB: RangeInclusive<u32> = 1..=4096;
 pub const PAGES_PER_SCAN: RangeInclusive<u64> = 1..=1000;
 pub const MAX_LOOKUPS: RangeInclusive<u64> = 1..=1_000_000;
+pub const DELETED_SHARE: RangeInclusive<f64> = 0.0..=1.0;
 pub const MAX_RETRIES: RangeInclusive<usize> = 0..=100;
 /// `status --runs`.
 pub const RUNS: RangeInclusive<i64> = 0..=1000;

@@ -154,6 +154,13 @@ pub async fn mark_missing_deleted(conn: &mut PgConnection, listed: &[String]) ->
     .rows_affected())
 }
 
+/// The stored campaigns not marked deleted.
+pub async fn live(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT display_id FROM linkrunner.campaigns WHERE deleted_at IS NULL")
+        .fetch_all(conn)
+        .await
+}
+
 /// Marks one campaign deleted (it answered 404).
 pub async fn mark_deleted(conn: &mut PgConnection, display_id: &str) -> sqlx::Result<()> {
     sqlx::query(

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod campaign;
+mod guard;
 pub mod list;
 mod lookup;
 pub mod plan;
@@ -109,8 +110,13 @@ impl Run {
         let mut totals = RunTotals::default();
         let mut result = match (listed, checkpoints) {
             (Ok((listed, complete)), Ok(checkpoints)) => {
-                let listed = (listed, listed_at, complete);
-                self.sync_all(lock, listed, checkpoints, &mut totals).await
+                match self.guard(lock, &listed, complete).await {
+                    Ok(()) => {
+                        let listed = (listed, listed_at, complete);
+                        self.sync_all(lock, listed, checkpoints, &mut totals).await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             (_, Err(e)) | (Err(e), _) => Err(e),
         };
@@ -212,6 +218,26 @@ impl Run {
             )))),
             None => Ok(()),
         }
+    }
+
+    /// Refuses, before anything is stored, a complete list that would mark most of the stored
+    /// campaigns deleted ([`guard`]); only a list that marks deletions is judged.
+    async fn guard(
+        &self,
+        lock: &db::RunLock,
+        listed: &[CampaignRow],
+        complete: bool,
+    ) -> Result<(), Failure> {
+        let Some(share) = self.config.max_deleted_share else {
+            return Ok(());
+        };
+        if !complete || !self.config.campaigns.is_empty() {
+            return Ok(());
+        }
+        let live = db::campaigns::live(&mut *lock.live_session().await?)
+            .await
+            .map_err(|e| Failure::database(e, "reading the stored campaigns"))?;
+        guard::check(listed, &live, share)
     }
 
     /// Refuses a `--lookup-from` column that cannot be read, before any request is made.
