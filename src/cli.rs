@@ -116,6 +116,12 @@ pub struct SyncArgs {
     #[arg(long)]
     pub rescan: bool,
 
+    /// Longest a statement waits for a lock another session holds on a table the job writes;
+    /// then the run fails (exit 1) with nothing half-written, and the next run retries (100ms
+    /// to 1h).
+    #[arg(long, default_value = "60s")]
+    pub lock_timeout: String,
+
     /// Time limit for a response's headers, and again for its body (10ms to 1h).
     #[arg(long, default_value = "30s")]
     pub timeout: String,

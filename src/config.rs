@@ -121,7 +121,13 @@ pub fn sync_config(
     args: &SyncArgs,
     now: DateTime<Utc>,
 ) -> Result<(SyncConfig, PgConnectOptions), String> {
-    let database = database(args.db.database_url.as_ref())?;
+    let lock_timeout =
+        limits::duration("--lock-timeout", &args.lock_timeout, &limits::LOCK_TIMEOUT)?;
+    // A lock held elsewhere fails the statement in a bounded time; its transaction rolls back.
+    let database = database(args.db.database_url.as_ref())?.options([(
+        "lock_timeout",
+        format!("{}ms", lock_timeout.num_milliseconds()),
+    )]);
     let api = client_settings(args)?;
     let timezone = parse_timezone(&args.timezone)?;
     let window = WindowLen::parse(&args.window).map_err(|e| format!("--window: {e}"))?;

@@ -48,6 +48,11 @@ pub const FULL_SCAN_EVERY: Span = Span {
     min: Duration::seconds(1),
     max: Duration::days(365),
 };
+/// `--lock-timeout`: the longest a statement waits for another session's lock.
+pub const LOCK_TIMEOUT: Span = Span {
+    min: Duration::milliseconds(100),
+    max: Duration::hours(1),
+};
 /// `status --max-lag`.
 pub const MAX_LAG: Span = Span {
     min: Duration::seconds(1),

@@ -18,7 +18,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +46,9 @@ pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
                     ("timezone", "UTC"),
                     ("synchronous_commit", "off"),
                 ])
+                // A statement that ends in an error says so in the run's own one line; a slow one
+                // is for debugging, and its SQL is no operator's business.
+                .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(1))
         })
         .map_err(|_| {
             "DATABASE_URL is not a valid Postgres URL (expected postgres://user@host:port/db)"
