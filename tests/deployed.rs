@@ -88,6 +88,24 @@ async fn an_owner_migrates_and_a_role_with_table_grants_alone_syncs(
          GRANT CREATE ON SCHEMA public TO {owner};"
     );
     sqlx::raw_sql(&grants).execute(&admin).await.unwrap();
+    let (sim, server) = start(SimConfig::small(42)).await;
+
+    // Migrations pending: the job's role cannot apply them, says so, and changes nothing.
+    let out = output(sync_command(
+        &url_as(&db, &etl),
+        &server.base_url(),
+        "sim-key",
+    ))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("lacks privileges"), "{stderr}");
+    let schema: Option<String> = sqlx::query_scalar("SELECT to_regnamespace('linkrunner')::text")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(schema, None);
+
     let mut migrate = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
     migrate
         .arg("migrate")
@@ -115,7 +133,6 @@ async fn an_owner_migrates_and_a_role_with_table_grants_alone_syncs(
         "no superuser, no CREATE on the database"
     );
 
-    let (sim, server) = start(SimConfig::small(42)).await;
     let mut sync = sync_command(&url_as(&db, &etl), &server.base_url(), "sim-key");
     sync.args(["--attribution-details"]);
     let out = output(sync).await;
