@@ -55,3 +55,111 @@ async fn a_lock_held_elsewhere_ends_the_run_within_the_lock_timeout(
     assert!(out.status.success(), "{out:?}");
     assert_exact(&pool, &sim).await;
 }
+
+/// A login role of this test run: roles belong to the whole server, so the names are unique.
+async fn role(pool: &sqlx::PgPool, kind: &str) -> String {
+    let name = format!("lr_{kind}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE ROLE {name} LOGIN"))
+        .execute(pool)
+        .await
+        .unwrap();
+    name
+}
+
+/// The database URL of `db`, as `user`.
+fn url_as(db: &PgConnectOptions, user: &str) -> String {
+    let url = database_url(db);
+    let (_, rest) = url.split_once("://").unwrap();
+    let (_, host_and_db) = rest.split_once('@').unwrap();
+    format!("postgres://{user}@{host_and_db}")
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_owner_migrates_and_a_role_with_table_grants_alone_syncs(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let admin = PgPoolOptions::new().connect_with(db.clone()).await.unwrap();
+    let database = db.get_database().unwrap().to_owned();
+    let (owner, etl) = (role(&admin, "owner").await, role(&admin, "etl").await);
+    // The README's grants, word for word.
+    let grants = format!(
+        "GRANT CREATE ON DATABASE \"{database}\" TO {owner};
+         GRANT CREATE ON SCHEMA public TO {owner};"
+    );
+    sqlx::raw_sql(&grants).execute(&admin).await.unwrap();
+    let (sim, server) = start(SimConfig::small(42)).await;
+
+    // Migrations pending: the job's role cannot apply them, says so, and changes nothing.
+    let out = output(sync_command(
+        &url_as(&db, &etl),
+        &server.base_url(),
+        "sim-key",
+    ))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("lacks privileges"), "{stderr}");
+    let schema: Option<String> = sqlx::query_scalar("SELECT to_regnamespace('linkrunner')::text")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert_eq!(schema, None);
+
+    let mut migrate = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
+    migrate
+        .arg("migrate")
+        .env("DATABASE_URL", url_as(&db, &owner))
+        .env("RUST_LOG", "warn");
+    let out = output(migrate).await;
+    assert!(out.status.success(), "{out:?}");
+    let etl_grants = format!(
+        "GRANT USAGE ON SCHEMA linkrunner TO {etl};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA linkrunner TO {etl};
+         GRANT SELECT ON public._sqlx_migrations TO {etl};"
+    );
+    sqlx::raw_sql(&etl_grants).execute(&admin).await.unwrap();
+    let privileged: (bool, bool) = sqlx::query_as(
+        "SELECT rolsuper, has_database_privilege($1, current_database(), 'CREATE')
+         FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(&etl)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        privileged,
+        (false, false),
+        "no superuser, no CREATE on the database"
+    );
+
+    let mut sync = sync_command(&url_as(&db, &etl), &server.base_url(), "sim-key");
+    sync.args(["--attribution-details"]);
+    let out = output(sync).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_exact(&admin, &sim).await;
+    assert!(
+        count(
+            &admin,
+            "SELECT count(*) FROM linkrunner.attribution_results"
+        )
+        .await
+            > 0
+    );
+    let out = output(sync_command(
+        &url_as(&db, &etl),
+        &server.base_url(),
+        "sim-key",
+    ))
+    .await;
+    assert!(out.status.success(), "a second run: {out:?}");
+
+    admin.close().await;
+    let cleanup = PgPoolOptions::new().connect_with(db).await.unwrap();
+    for role in [etl, owner] {
+        sqlx::raw_sql(&format!("DROP OWNED BY {role} CASCADE; DROP ROLE {role}"))
+            .execute(&cleanup)
+            .await
+            .unwrap();
+    }
+}
