@@ -60,6 +60,16 @@ async fn another_projects_key_stores_nothing_and_exits_7(_: PgPoolOptions, db: P
     .unwrap();
     assert_eq!(outcome, "failed");
 
+    // The dry run stops as the run would.
+    let mut dry = sync_command(&database_url(&db), &server_b.base_url(), "sim-key");
+    dry.arg("--dry-run");
+    let out = output(dry).await;
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(code::OTHER_PROJECT)),
+        "{out:?}"
+    );
+
     // The command line: one line, its own exit code.
     let out = output(sync_command(
         &database_url(&db),

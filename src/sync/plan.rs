@@ -8,11 +8,12 @@ use sqlx::PgPool;
 
 use crate::api::ApiClient;
 use crate::config::{LookupSettings, SyncConfig};
-use crate::db::lookups;
 use crate::db::state::{self, Checkpoint};
+use crate::db::{campaigns, lookups};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
 use crate::model::window;
+use crate::sync::guard;
 use crate::sync::queue::{check_plan, new_rows};
 use crate::sync::trust::{self, Action};
 use crate::sync::{fetch_campaigns, start_of_plan};
@@ -21,8 +22,9 @@ use crate::terminal::printable;
 /// Reads the campaign list and the checkpoints (if the schema exists) and renders the plan.
 pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failure> {
     let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
-    let (listed, _) = fetch_campaigns(&api).await?;
+    let (listed, complete) = fetch_campaigns(&api).await?;
     let checkpoints = stored_checkpoints(pool).await?;
+    judge_list(config, pool, &listed, complete).await?;
     let now = Utc::now();
     let end = config.until.unwrap_or(now).min(now);
     let mut out = String::new();
@@ -93,6 +95,33 @@ async fn plan_lookups(
         settings.max,
         this_run as f64 / rps
     ))
+}
+
+/// Stops the dry run as the run would stop, when the list looks like another project's
+/// ([`guard`]).
+async fn judge_list(
+    config: &SyncConfig,
+    pool: &PgPool,
+    listed: &[CampaignRow],
+    complete: bool,
+) -> Result<(), Failure> {
+    let Some(share) = config.max_deleted_share else {
+        return Ok(());
+    };
+    if !complete || !config.campaigns.is_empty() {
+        return Ok(());
+    }
+    let read = async {
+        let mut conn = pool.acquire().await?;
+        if !state::schema_exists(&mut *conn).await? {
+            return Ok(Vec::new());
+        }
+        campaigns::live(&mut conn).await
+    };
+    let live = read
+        .await
+        .map_err(|e: sqlx::Error| Failure::database(e, "reading the stored campaigns"))?;
+    guard::check(listed, &live, share)
 }
 
 /// The checkpoints, or none before the schema exists: a dry run creates nothing.
