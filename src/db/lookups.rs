@@ -154,13 +154,6 @@ pub async fn due(
         .collect())
 }
 
-/// Whether the schema has the look-ups' table yet (a dry run migrates nothing).
-pub async fn table_exists(conn: &mut PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT to_regclass('linkrunner.attribution_results') IS NOT NULL")
-        .fetch_one(conn)
-        .await
-}
-
 /// How many ids are due now.
 pub async fn due_count(conn: &mut PgConnection, sources: &[LookupSource]) -> sqlx::Result<i64> {
     let sql = format!(

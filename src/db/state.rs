@@ -322,7 +322,13 @@ pub async fn finish_run(
 
 /// Whether the schema's tables exist yet.
 pub async fn schema_exists(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT to_regclass('linkrunner.sync_checkpoints') IS NOT NULL")
+    table_exists(db, "linkrunner.sync_checkpoints").await
+}
+
+/// Whether `table` (schema-qualified) exists: a dry run migrates nothing.
+pub async fn table_exists(db: impl PgExecutor<'_>, table: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
         .fetch_one(db)
         .await
 }

@@ -4,8 +4,38 @@
 
 use std::collections::HashSet;
 
+use sqlx::PgConnection;
+
+use crate::config::SyncConfig;
+use crate::db::{campaigns, state};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
+
+/// Judges the list when the run would mark deletions with it (complete, no `--campaign`) and
+/// `--accept-deletions` is not given; a database without the schema holds nothing to lose.
+pub(crate) async fn judge(
+    config: &SyncConfig,
+    conn: &mut PgConnection,
+    listed: &[CampaignRow],
+    complete: bool,
+) -> Result<(), Failure> {
+    let Some(share) = config.max_deleted_share else {
+        return Ok(());
+    };
+    if !complete || !config.campaigns.is_empty() {
+        return Ok(());
+    }
+    let live = async {
+        if !state::schema_exists(&mut *conn).await? {
+            return Ok(Vec::new());
+        }
+        campaigns::live(conn).await
+    };
+    let live = live
+        .await
+        .map_err(|e: sqlx::Error| Failure::database(e, "reading the stored campaigns"))?;
+    check(listed, &live, share)
+}
 
 /// Refuses `listed` when it would mark more than `share` of the `live` stored campaigns
 /// deleted, or holds none of them (while there are some).

@@ -12,7 +12,7 @@ use crate::api::ApiError;
 use crate::config::LookupSettings;
 use crate::db::lookups;
 use crate::error::Failure;
-use crate::model::lookup::{Answer, LookupId, LookupKind};
+use crate::model::lookup::{Answer, LookupId, LookupKind, LookupSource};
 use crate::model::run::LookupTotals;
 use crate::sync::Run;
 use crate::sync::{list, progress};
@@ -27,6 +27,22 @@ const BATCH: u64 = 1000;
 /// Look-ups failing in a row, each after its retries, that end the look-ups of a run: the API
 /// is down, and waiting out every id's backoff would only hold the run.
 const FAILURES_IN_A_ROW: u32 = 32;
+
+/// Refuses a `--lookup-from` column that cannot be read, before any request is made.
+pub(crate) async fn check_sources(
+    conn: &mut PgConnection,
+    sources: &[LookupSource],
+) -> Result<(), Failure> {
+    for source in sources {
+        let why = lookups::check_source(conn, source)
+            .await
+            .map_err(|e| Failure::database(e, "checking --lookup-from"))?;
+        if let Some(why) = why {
+            return Err(Failure::Config(why));
+        }
+    }
+    Ok(())
+}
 
 /// Looks up the ids due, up to the run's budget, the longest due first, while the campaigns are
 /// read and once more after `reads_done` turns true: rows this run stores make ids due too.

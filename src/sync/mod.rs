@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiStats};
 use crate::config::SyncConfig;
+use crate::db;
 use crate::db::state::{self, Checkpoint};
-use crate::db::{self, lookups};
 use crate::error::Failure;
 use crate::metrics;
 use crate::model::campaign::CampaignRow;
@@ -228,30 +228,16 @@ impl Run {
         listed: &[CampaignRow],
         complete: bool,
     ) -> Result<(), Failure> {
-        let Some(share) = self.config.max_deleted_share else {
-            return Ok(());
-        };
-        if !complete || !self.config.campaigns.is_empty() {
-            return Ok(());
-        }
-        let live = db::campaigns::live(&mut *lock.live_session().await?)
-            .await
-            .map_err(|e| Failure::database(e, "reading the stored campaigns"))?;
-        guard::check(listed, &live, share)
+        let mut session = lock.live_session().await?;
+        guard::judge(&self.config, &mut session, listed, complete).await
     }
 
     /// Refuses a `--lookup-from` column that cannot be read, before any request is made.
     async fn check_sources(&self, conn: &mut PgConnection) -> Result<(), Failure> {
-        let sources = self.config.lookups.iter().flat_map(|l| &l.sources);
-        for source in sources {
-            let why = lookups::check_source(conn, source)
-                .await
-                .map_err(|e| Failure::database(e, "checking --lookup-from"))?;
-            if let Some(why) = why {
-                return Err(Failure::Config(why));
-            }
+        match &self.config.lookups {
+            Some(settings) => lookup::check_sources(conn, &settings.sources).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The run's attribution look-ups, when asked for.

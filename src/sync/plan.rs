@@ -8,15 +8,15 @@ use sqlx::PgPool;
 
 use crate::api::ApiClient;
 use crate::config::{LookupSettings, SyncConfig};
+use crate::db::lookups;
 use crate::db::state::{self, Checkpoint};
-use crate::db::{campaigns, lookups};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
 use crate::model::window;
-use crate::sync::guard;
 use crate::sync::queue::{check_plan, new_rows};
 use crate::sync::trust::{self, Action};
 use crate::sync::{fetch_campaigns, start_of_plan};
+use crate::sync::{guard, lookup};
 use crate::terminal::printable;
 
 /// Reads the campaign list and the checkpoints (if the schema exists) and renders the plan.
@@ -69,15 +69,8 @@ async fn plan_lookups(
         .acquire()
         .await
         .map_err(|e| Failure::database(e, "connecting"))?;
-    for source in &settings.sources {
-        if let Some(why) = lookups::check_source(&mut conn, source)
-            .await
-            .map_err(|e| Failure::database(e, "checking --lookup-from"))?
-        {
-            return Err(Failure::Config(why));
-        }
-    }
-    let migrated = lookups::table_exists(&mut conn)
+    lookup::check_sources(&mut conn, &settings.sources).await?;
+    let migrated = state::table_exists(&mut *conn, "linkrunner.attribution_results")
         .await
         .map_err(|e| Failure::database(e, "reading the schema"))?;
     if !migrated {
@@ -105,23 +98,11 @@ async fn judge_list(
     listed: &[CampaignRow],
     complete: bool,
 ) -> Result<(), Failure> {
-    let Some(share) = config.max_deleted_share else {
-        return Ok(());
-    };
-    if !complete || !config.campaigns.is_empty() {
-        return Ok(());
-    }
-    let read = async {
-        let mut conn = pool.acquire().await?;
-        if !state::schema_exists(&mut *conn).await? {
-            return Ok(Vec::new());
-        }
-        campaigns::live(&mut conn).await
-    };
-    let live = read
+    let mut conn = pool
+        .acquire()
         .await
-        .map_err(|e: sqlx::Error| Failure::database(e, "reading the stored campaigns"))?;
-    guard::check(listed, &live, share)
+        .map_err(|e| Failure::database(e, "connecting"))?;
+    guard::judge(config, &mut conn, listed, complete).await
 }
 
 /// The checkpoints, or none before the schema exists: a dry run creates nothing.
