@@ -43,6 +43,11 @@ pub struct DbArgs {
     /// Postgres URL, e.g. postgres://user@localhost/warehouse.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
+
+    /// Postgres schema holding this project's tables, views, migration history and run lock:
+    /// one schema per Linkrunner project (a plain lower-case identifier).
+    #[arg(long, default_value = "linkrunner", env = "LINKRUNNER_SCHEMA")]
+    pub schema: String,
 }
 
 #[derive(Debug, Args)]

@@ -64,10 +64,11 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
 }
 
 async fn migrate_command(args: DbArgs) -> Result<(), Failure> {
+    let schema = config::schema(&args).map_err(Failure::Config)?;
     let options = config::database(args.database_url.as_ref()).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
-    db::migrate(&mut *db::session(&pool).await?).await?;
-    println!("migrations applied");
+    db::migrate(&mut *db::session(&pool).await?, &schema).await?;
+    println!("migrations applied to schema {schema}");
     Ok(())
 }
 
@@ -75,10 +76,11 @@ async fn status_command(args: StatusArgs) -> Result<(), Failure> {
     let max_lag = limits::duration("--max-lag", &args.max_lag, &limits::MAX_LAG)
         .and_then(|lag| limits::number("--runs", args.runs, limits::RUNS).map(|_| lag))
         .map_err(Failure::Config)?;
+    let schema = config::schema(&args.db).map_err(Failure::Config)?;
     let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
-    db::migrate(&mut *db::session(&pool).await?).await?;
-    let status = status::load(&pool, args.runs, max_lag)
+    db::prepare(&mut *db::session(&pool).await?, &schema).await?;
+    let status = status::load(&schema, &pool, args.runs, max_lag)
         .await
         .map_err(|e| Failure::database(e, "reading the sync state"))?;
     // What the ledger holds came from servers: masked whatever its age.

@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
-use crate::cli::SyncArgs;
+use crate::cli::{DbArgs, SyncArgs};
 use crate::model::lookup::LookupSource;
 use crate::model::time::parse_instant;
 use crate::model::window::{self, WindowLen};
@@ -18,6 +18,8 @@ use crate::{db, limits, secrets};
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
     pub api: ClientSettings,
+    /// Where the project's tables live (`--schema`).
+    pub schema: db::Schema,
     pub timezone: Tz,
     pub window: WindowLen,
     pub lookback: Duration,
@@ -59,6 +61,7 @@ impl SyncConfig {
     pub fn with_defaults(api: ClientSettings, timezone: Tz) -> SyncConfig {
         SyncConfig {
             api,
+            schema: db::Schema::default(),
             timezone,
             window: WindowLen::Days(1),
             lookback: Duration::days(2),
@@ -83,6 +86,7 @@ impl SyncConfig {
     pub fn ledger_settings(&self) -> serde_json::Value {
         serde_json::json!({
             "base_url": self.api.base_url.as_str(),
+            "schema": self.schema.name(),
             "timezone": self.timezone.name(),
             "window": format!("{:?}", self.window),
             "lookback_seconds": self.lookback.num_seconds(),
@@ -111,6 +115,10 @@ pub fn parse_timezone(text: &str) -> Result<Tz, String> {
     })
 }
 
+pub fn schema(args: &DbArgs) -> Result<db::Schema, String> {
+    db::Schema::parse(&args.schema)
+}
+
 pub fn database(url: Option<&SecretString>) -> Result<PgConnectOptions, String> {
     let url = url.ok_or("DATABASE_URL is not set (or pass --database-url postgres://...)")?;
     db::connect_options(url)
@@ -128,6 +136,7 @@ pub fn sync_config(
         "lock_timeout",
         format!("{}ms", lock_timeout.num_milliseconds()),
     )]);
+    let schema = schema(&args.db)?;
     let api = client_settings(args)?;
     let timezone = parse_timezone(&args.timezone)?;
     let window = WindowLen::parse(&args.window).map_err(|e| format!("--window: {e}"))?;
@@ -142,6 +151,7 @@ pub fn sync_config(
     check_numbers(args)?;
     let config = SyncConfig {
         api,
+        schema,
         timezone,
         window,
         lookback,

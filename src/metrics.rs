@@ -11,9 +11,10 @@ use url::Url;
 
 use crate::model::run::{Outcome, RunReport};
 
-/// The run as Prometheus text exposition. Long only because it is the table of gauges, one
-/// entry each: name, help and value side by side.
-pub fn render(report: &RunReport, exit_code: u8) -> String {
+/// The run as Prometheus text exposition, every series labelled with the run's `schema` (one
+/// per project). Long only because it is the table of gauges, one entry each: name, help and
+/// value side by side.
+pub fn render(report: &RunReport, exit_code: u8, schema: &str) -> String {
     let t = &report.totals;
     let finished = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
     let gauges: [(&str, &str, f64); 16] = [
@@ -61,7 +62,7 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
         ),
         (
             "last_run_rows_rejected",
-            "Rows kept in linkrunner.rejected_rows.",
+            "Rows kept in rejected_rows.",
             t.rows_rejected as f64,
         ),
         (
@@ -94,10 +95,11 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP linkrunner_sync_{name} {help}");
         let _ = writeln!(out, "# TYPE linkrunner_sync_{name} gauge");
-        let _ = writeln!(out, "linkrunner_sync_{name} {value}");
+        let _ = writeln!(out, "linkrunner_sync_{name}{{schema=\"{schema}\"}} {value}");
     }
     labelled(
         &mut out,
+        schema,
         "campaigns_read",
         "Campaigns read, by why: never read before, counter moved, counter not trusted, full \
          scan due, or --since/--rescan.",
@@ -112,6 +114,7 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
     );
     labelled(
         &mut out,
+        schema,
         "lookups",
         "Attribution look-ups, by what they came to: an attribution, none (204), or an answer \
          that could not be had or used.",
@@ -126,12 +129,19 @@ pub fn render(report: &RunReport, exit_code: u8) -> String {
 }
 
 /// A gauge with one value per label.
-fn labelled(out: &mut String, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+fn labelled(
+    out: &mut String,
+    schema: &str,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
     let name = format!("linkrunner_sync_last_run_{name}");
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} gauge");
     for (value, n) in values {
-        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+        let _ = writeln!(out, "{name}{{schema=\"{schema}\",{label}=\"{value}\"}} {n}");
     }
 }
 
@@ -187,9 +197,10 @@ fn refuse_unless_regular(path: &Path) -> std::io::Result<()> {
 /// Longest a push may take: a Pushgateway is a side channel, never worth holding a run up.
 pub const PUSH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Replaces this job's metrics on a Pushgateway, under the job's outbound policy.
-pub async fn push(gateway: &Url, text: String) -> anyhow::Result<()> {
-    let url = gateway.join("metrics/job/linkrunner_sync")?;
+/// Replaces this job's metrics for `schema` on a Pushgateway, under the job's outbound policy;
+/// each project's schema is a group of its own, so projects never replace each other's.
+pub async fn push(gateway: &Url, text: String, schema: &str) -> anyhow::Result<()> {
+    let url = gateway.join(&format!("metrics/job/linkrunner_sync/schema/{schema}"))?;
     let response = crate::outbound::client(Default::default(), PUSH_TIME)?
         .put(url)
         .header("content-type", "text/plain; version=0.0.4")
@@ -223,12 +234,16 @@ mod tests {
             },
             seconds: 2.5,
         };
-        let text = render(&report, 0);
-        assert!(text.contains("linkrunner_sync_last_run_requests 27\n"));
-        assert!(text.contains("linkrunner_sync_last_run_rows_inserted 5000\n"));
-        assert!(text.contains("linkrunner_sync_last_run_success 1\n"));
-        assert!(text.contains("linkrunner_sync_last_run_campaigns_read{reason=\"untrusted\"} 3\n"));
-        assert!(text.contains("linkrunner_sync_last_run_lookups{result=\"not_found\"} 4\n"));
+        let text = render(&report, 0, "app2");
+        assert!(text.contains("linkrunner_sync_last_run_requests{schema=\"app2\"} 27\n"));
+        assert!(text.contains("linkrunner_sync_last_run_rows_inserted{schema=\"app2\"} 5000\n"));
+        assert!(text.contains("linkrunner_sync_last_run_success{schema=\"app2\"} 1\n"));
+        assert!(text.contains(
+            "linkrunner_sync_last_run_campaigns_read{schema=\"app2\",reason=\"untrusted\"} 3\n"
+        ));
+        assert!(text.contains(
+            "linkrunner_sync_last_run_lookups{schema=\"app2\",result=\"not_found\"} 4\n"
+        ));
         // Sixteen gauges, five reasons a campaign is read, three results of a look-up.
         assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 24);
     }

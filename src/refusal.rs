@@ -3,12 +3,13 @@
 //! saying what to fix; everything else, connection loss, serialization failures, lock and
 //! statement timeouts, a server restarting, stays transient (exit code 1).
 
-use sqlx::migrate::MigrateError;
+use crate::db::migrate::HistoryRefused;
 
-const PRIVILEGES: &str = "the database user lacks privileges (it needs CREATE on the database \
-    and ownership of schema linkrunner; grant them, or run as the schema's owner)";
+const PRIVILEGES: &str = "the database user lacks privileges (migrations need the owner of the \
+    job's schema, or CREATE on the database to make it; a sync needs the grants in the README's \
+    Least privilege section)";
 
-const SHAPE: &str = "schema linkrunner holds a table, view or column of another shape than this \
+const SHAPE: &str = "the job's schema holds a table, view or column of another shape than this \
     version of linkrunner-sync made (created by hand or by another tool?): move it away, or point \
     DATABASE_URL at another database";
 
@@ -48,14 +49,13 @@ fn why_code(code: &str) -> Option<&'static str> {
 }
 
 /// What to fix, when a migration cannot run as recorded.
-fn migration(e: &MigrateError) -> Option<&'static str> {
+fn migration(e: &HistoryRefused) -> &'static str {
     match e {
-        MigrateError::VersionMissing(_) | MigrateError::VersionMismatch(_) => Some(
-            "the database was migrated by another version of linkrunner-sync: run that version, \
-             or this one against another database",
-        ),
-        MigrateError::Dirty(_) => Some("repair that migration by hand"),
-        _ => None,
+        HistoryRefused::Changed(_) | HistoryRefused::Unknown(_) => {
+            "the schema was migrated by another version of linkrunner-sync: run that version, \
+             or this one with another --schema"
+        }
+        HistoryRefused::Failed(_) => "repair that migration by hand",
     }
 }
 
@@ -65,7 +65,7 @@ pub fn in_chain(e: &anyhow::Error) -> Option<&'static str> {
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
             return why(e);
         }
-        cause.downcast_ref::<MigrateError>().and_then(migration)
+        cause.downcast_ref::<HistoryRefused>().map(migration)
     })
 }
 
@@ -98,9 +98,9 @@ mod tests {
         assert!(why(&sqlx::Error::PoolTimedOut).is_none());
         let io = sqlx::Error::Io(std::io::Error::other("connection reset"));
         assert!(in_chain(&anyhow::Error::new(io).context("storing campaigns")).is_none());
-        let dirty = MigrateError::Dirty(1);
+        let dirty = HistoryRefused::Failed(1);
         assert!(in_chain(&anyhow::Error::new(dirty)).is_some());
-        let missing = MigrateError::VersionMissing(7);
+        let missing = HistoryRefused::Unknown(7);
         let e = anyhow::Error::new(missing).context("applying database migrations");
         assert!(in_chain(&e).unwrap().contains("another version"));
     }

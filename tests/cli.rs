@@ -196,7 +196,7 @@ async fn metrics_are_written_for_the_textfile_collector_and_pushed(
     let pushed = Arc::new(Mutex::new(String::new()));
     let keep = pushed.clone();
     let gateway = axum::Router::new().route(
-        "/metrics/job/linkrunner_sync",
+        "/metrics/job/linkrunner_sync/schema/app_two",
         put(move |body: String| async move {
             *keep.lock().unwrap() = body;
         }),
@@ -207,20 +207,25 @@ async fn metrics_are_written_for_the_textfile_collector_and_pushed(
 
     let file = std::env::temp_dir().join(format!("linkrunner-sync-{}.prom", std::process::id()));
     let mut cmd = sync_command(&database_url(&db), &server.base_url(), "sim-key");
-    cmd.arg("--metrics-file")
-        .arg(&file)
-        .args(["--pushgateway", &gateway_url]);
+    cmd.arg("--metrics-file").arg(&file).args([
+        "--pushgateway",
+        &gateway_url,
+        "--schema",
+        "app_two",
+    ]);
     let out = output(cmd).await;
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&file).unwrap();
     let _ = std::fs::remove_file(&file);
     let rows = sim.all_attributed_users().len();
     assert!(
-        text.contains(&format!("linkrunner_sync_last_run_rows_inserted {rows}\n")),
+        text.contains(&format!(
+            "linkrunner_sync_last_run_rows_inserted{{schema=\"app_two\"}} {rows}\n"
+        )),
         "{text}"
     );
     assert!(
-        text.contains("linkrunner_sync_last_run_exit_code 0\n"),
+        text.contains("linkrunner_sync_last_run_exit_code{schema=\"app_two\"} 0\n"),
         "{text}"
     );
     assert_eq!(*pushed.lock().unwrap(), text);

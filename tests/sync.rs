@@ -337,52 +337,91 @@ async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) 
     assert_eq!(full.totals.requests, 1 + campaigns);
 }
 
-/// A current schema is confirmed in two statements; anything else still reaches the migrator,
-/// which applies or refuses.
+/// A current schema is confirmed in two statements; anything else reaches the runner, which
+/// applies or refuses.
 #[sqlx::test(migrations = false)]
 async fn migrations_apply_once_and_a_changed_history_is_refused(pool: PgPool) {
+    let schema = db::Schema::default();
     let mut conn = pool.acquire().await.unwrap();
-    db::migrate(&mut conn).await.unwrap();
-    let history =
-        "SELECT version, checksum, success, installed_on FROM _sqlx_migrations ORDER BY version";
-    let before: Vec<(i64, Vec<u8>, bool, chrono::DateTime<Utc>)> =
+    db::migrate(&mut conn, &schema).await.unwrap();
+    let history = "SELECT version, checksum, installed_on FROM linkrunner.schema_migrations
+                   ORDER BY version";
+    let before: Vec<(i64, Vec<u8>, chrono::DateTime<Utc>)> =
         sqlx::query_as(history).fetch_all(&mut *conn).await.unwrap();
     assert_eq!(before.len(), db::MIGRATOR.iter().count());
-    db::migrate(&mut conn).await.unwrap();
-    let after: Vec<(i64, Vec<u8>, bool, chrono::DateTime<Utc>)> =
+    db::migrate(&mut conn, &schema).await.unwrap();
+    let after: Vec<(i64, Vec<u8>, chrono::DateTime<Utc>)> =
         sqlx::query_as(history).fetch_all(&mut *conn).await.unwrap();
     assert_eq!(after, before);
 
     let first = before[0].0;
     for (change, undo, refusal) in [
         (
-            format!("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = {first}"),
-            "UPDATE _sqlx_migrations m SET checksum = b.checksum FROM before b WHERE m.version = b.version",
-            "modified",
+            format!("UPDATE linkrunner.schema_migrations SET checksum = '\\x00' WHERE version = {first}"),
+            "UPDATE linkrunner.schema_migrations m SET checksum = b.checksum
+             FROM before b WHERE m.version = b.version",
+            "other content",
         ),
         (
-            format!("UPDATE _sqlx_migrations SET success = false WHERE version = {first}"),
-            "UPDATE _sqlx_migrations SET success = true",
-            "partially applied",
-        ),
-        (
-            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-             VALUES (99991231000000, 'from a newer release', true, '\\x00', 0)"
+            "INSERT INTO linkrunner.schema_migrations (version, description, checksum)
+             VALUES (99991231000000, 'from a newer release', '\\x00')"
                 .to_string(),
-            "DELETE FROM _sqlx_migrations WHERE version = 99991231000000",
-            "missing",
+            "DELETE FROM linkrunner.schema_migrations WHERE version = 99991231000000",
+            "newer version",
         ),
     ] {
-        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS before AS SELECT * FROM _sqlx_migrations")
-            .execute(&mut *conn)
-            .await
-            .unwrap();
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS before AS SELECT * FROM linkrunner.schema_migrations",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
         sqlx::query(&change).execute(&mut *conn).await.unwrap();
-        let error = Failure::from(db::migrate(&mut conn).await.unwrap_err()).one_line();
+        let error = Failure::from(db::migrate(&mut conn, &schema).await.unwrap_err()).one_line();
         assert!(error.contains(refusal), "{change}: {error}");
+        assert!(error.contains("another version"), "{error}");
         sqlx::query(undo).execute(&mut *conn).await.unwrap();
-        db::migrate(&mut conn).await.unwrap();
+        db::migrate(&mut conn, &schema).await.unwrap();
     }
+}
+
+/// Versions before `--schema` kept the history in `public._sqlx_migrations` (as `#[sqlx::test]`
+/// still does here): the first run carries it over and applies nothing twice; a migration left
+/// half-applied there is refused.
+#[sqlx::test]
+async fn a_history_kept_by_an_earlier_version_is_carried_over(pool: PgPool) {
+    let schema = db::Schema::default();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("UPDATE public._sqlx_migrations SET success = false WHERE version = (SELECT max(version) FROM public._sqlx_migrations)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let error = Failure::from(db::migrate(&mut conn, &schema).await.unwrap_err()).one_line();
+    assert!(error.contains("partially applied"), "{error}");
+    sqlx::query("UPDATE public._sqlx_migrations SET success = true")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    // A row of another tool's sqlx migrations in the same table is not this job's.
+    sqlx::query(
+        "INSERT INTO public._sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (1, 'another tool', true, '\\x01', 0)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    db::migrate(&mut conn, &schema).await.unwrap();
+    let carried: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, checksum FROM linkrunner.schema_migrations ORDER BY version",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let embedded: Vec<(i64, Vec<u8>)> = db::MIGRATOR
+        .iter()
+        .map(|m| (m.version, m.checksum.to_vec()))
+        .collect();
+    assert_eq!(carried, embedded);
 }
 
 /// The run lock lives on the run's own session. When that session is killed mid-run, the run

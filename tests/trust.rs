@@ -305,7 +305,7 @@ async fn status_and_freshness_never_take_an_untrusted_counters_word(pool: PgPool
     let next = sync::run(&config, &pool).await;
     assert!(next.is_err(), "the liar's reads failed");
 
-    let status = linkrunner_sync::status::load(&pool, 1, Duration::hours(1))
+    let status = linkrunner_sync::status::load(&Default::default(), &pool, 1, Duration::hours(1))
         .await
         .unwrap();
     let of = |id: &str| {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use linkrunner_sync::db::writer;
+use linkrunner_sync::db::{self, writer};
 use linkrunner_sync::memory::{Hold, MemoryBudget};
 use linkrunner_sync::model::user::UserRow;
 use serde_json::{json, Value};
@@ -33,10 +33,14 @@ async fn odd_text_survives_both_write_paths(pool: PgPool) {
     let refs: Vec<&UserRow> = parsed.iter().collect();
     let mut conn = pool.acquire().await.unwrap();
     assert_eq!(
-        writer::copy_new_users(&mut conn, &refs[..2]).await.unwrap(),
+        writer::copy_new_users(&db::Schema::default(), &mut conn, &refs[..2])
+            .await
+            .unwrap(),
         2
     );
-    let counts = writer::upsert_users(&mut conn, &refs).await.unwrap();
+    let counts = writer::upsert_users(&db::Schema::default(), &mut conn, &refs)
+        .await
+        .unwrap();
     // The two copied rows are unchanged; the third is new.
     let odd = counts["odd"];
     assert_eq!((counts.len(), odd.inserted, odd.updated), (1, 1, 0));
@@ -47,7 +51,7 @@ async fn odd_text_survives_both_write_paths(pool: PgPool) {
 async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool: PgPool) {
     use chrono::{TimeZone, Utc};
     use linkrunner_sync::model::window::Window;
-    use linkrunner_sync::sync::batch::{BatchWriter, RangeRows};
+    use linkrunner_sync::sync::batch::{BatchWriter, RangeRows, Target};
 
     let rows: Vec<Value> = (1..=3).map(odd_row).collect();
     let range = Window {
@@ -71,7 +75,15 @@ async fn a_fresh_range_that_holds_rows_after_all_is_written_with_a_look_up(pool:
         verified: None,
         hold,
     };
-    let (writer, mut tasks) = BatchWriter::start(pool.clone(), uuid::Uuid::new_v4(), 1, false);
+    let (writer, mut tasks) = BatchWriter::start(
+        pool.clone(),
+        Target {
+            run_id: uuid::Uuid::new_v4(),
+            schema: db::Schema::default(),
+        },
+        1,
+        false,
+    );
     // The rows' hold on the memory budget is given back once they are committed.
     let budget = MemoryBudget::new(1 << 20);
     let first = writer.write(read(2, true, budget.take(5000).await));
@@ -116,7 +128,9 @@ async fn large_sets_go_through_both_paths_in_pieces(pool: PgPool) {
     let mut conn = pool.acquire().await.unwrap();
     // Over 500 KB of COPY data, in chunks of 64 KiB.
     assert_eq!(
-        writer::copy_new_users(&mut conn, &refs).await.unwrap(),
+        writer::copy_new_users(&db::Schema::default(), &mut conn, &refs)
+            .await
+            .unwrap(),
         1_200
     );
     // 1,200 known rows (every third renamed) and 300 new ones, in statements of 500 rows.
@@ -125,7 +139,9 @@ async fn large_sets_go_through_both_paths_in_pieces(pool: PgPool) {
         .collect();
     let parsed: Vec<UserRow> = second.iter().map(parse).collect();
     let refs: Vec<&UserRow> = parsed.iter().collect();
-    let counts = writer::upsert_users(&mut conn, &refs).await.unwrap()["big"];
+    let counts = writer::upsert_users(&db::Schema::default(), &mut conn, &refs)
+        .await
+        .unwrap()["big"];
     assert_eq!((counts.inserted, counts.updated), (300, 400));
     assert_eq!(canonical(&stored_rows(&pool).await), canonical(&second));
 }

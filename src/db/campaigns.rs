@@ -1,5 +1,6 @@
 //! Campaigns and store listings from the campaign list, written as the model holds them.
 
+use super::Schema;
 use sqlx::PgConnection;
 
 use crate::model::campaign::{CampaignRow, StoreListing};
@@ -23,24 +24,29 @@ const UPSERT_CAMPAIGNS: &str = "INSERT INTO linkrunner.campaigns (display_id, na
          WHERE campaigns.raw IS DISTINCT FROM EXCLUDED.raw OR campaigns.deleted_at IS NOT NULL";
 
 /// Upserts the listed campaigns and their store listings; returns how many were new or changed.
-pub async fn upsert(conn: &mut PgConnection, campaigns: &[&CampaignRow]) -> sqlx::Result<u64> {
+pub async fn upsert(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    campaigns: &[&CampaignRow],
+) -> sqlx::Result<u64> {
     let ids: Vec<String> = campaigns.iter().map(|c| c.display_id.clone()).collect();
-    let changed = upsert_campaigns(conn, campaigns, &ids).await?;
-    mark_seen(conn, &ids).await?;
-    upsert_listings(conn, campaigns).await?;
-    link_listings(conn, campaigns, &ids).await?;
+    let changed = upsert_campaigns(schema, conn, campaigns, &ids).await?;
+    mark_seen(schema, conn, &ids).await?;
+    upsert_listings(schema, conn, campaigns).await?;
+    link_listings(schema, conn, campaigns, &ids).await?;
     Ok(changed)
 }
 
 /// Writes the campaigns' columns, one array per column; returns the rows new or changed.
 async fn upsert_campaigns(
+    schema: &Schema,
     conn: &mut PgConnection,
     campaigns: &[&CampaignRow],
     ids: &[String],
 ) -> sqlx::Result<u64> {
     let col =
         |f: fn(&CampaignRow) -> Option<String>| campaigns.iter().map(|c| f(c)).collect::<Vec<_>>();
-    Ok(sqlx::query(UPSERT_CAMPAIGNS)
+    Ok(sqlx::query(&schema.sql(UPSERT_CAMPAIGNS))
         .bind(ids)
         .bind(col(|c| c.name.clone()))
         .bind(campaigns.iter().map(|c| c.created_at).collect::<Vec<_>>())
@@ -72,11 +78,11 @@ async fn upsert_campaigns(
 }
 
 /// Marks the campaigns seen now; rows inserted by this transaction already carry its now().
-async fn mark_seen(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<()> {
-    sqlx::query(
+async fn mark_seen(schema: &Schema, conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<()> {
+    sqlx::query(&schema.sql(
         "UPDATE linkrunner.campaigns SET last_seen_at = now()
          WHERE display_id = ANY($1) AND last_seen_at <> now()",
-    )
+    ))
     .bind(ids)
     .execute(conn)
     .await?;
@@ -84,16 +90,20 @@ async fn mark_seen(conn: &mut PgConnection, ids: &[String]) -> sqlx::Result<()> 
 }
 
 /// Upserts the campaigns' store listings.
-async fn upsert_listings(conn: &mut PgConnection, campaigns: &[&CampaignRow]) -> sqlx::Result<()> {
+async fn upsert_listings(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    campaigns: &[&CampaignRow],
+) -> sqlx::Result<()> {
     let listings: Vec<&StoreListing> = campaigns.iter().flat_map(|c| &c.store_listings).collect();
-    sqlx::query(
+    sqlx::query(&schema.sql(
         "INSERT INTO linkrunner.store_listings (store_listing_id, name, platform)
          SELECT DISTINCT ON (id) id, name, platform
          FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(id, name, platform)
          ORDER BY id
          ON CONFLICT (store_listing_id) DO UPDATE SET
              name = EXCLUDED.name, platform = EXCLUDED.platform, last_seen_at = now()",
-    )
+    ))
     .bind(listings.iter().map(|l| l.id.clone()).collect::<Vec<_>>())
     .bind(listings.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
     .bind(
@@ -109,6 +119,7 @@ async fn upsert_listings(conn: &mut PgConnection, campaigns: &[&CampaignRow]) ->
 
 /// Records which campaign uses which store listing, dropping the pairs no longer listed.
 async fn link_listings(
+    schema: &Schema,
     conn: &mut PgConnection,
     campaigns: &[&CampaignRow],
     ids: &[String],
@@ -122,19 +133,19 @@ async fn link_listings(
         })
         .unzip();
     sqlx::query(
-        "DELETE FROM linkrunner.campaign_store_listings c
+        &schema.sql("DELETE FROM linkrunner.campaign_store_listings c
          WHERE c.display_id = ANY($1)
-           AND (c.display_id, c.store_listing_id) NOT IN (SELECT * FROM UNNEST($2::text[], $3::text[]))",
+           AND (c.display_id, c.store_listing_id) NOT IN (SELECT * FROM UNNEST($2::text[], $3::text[]))"),
     )
     .bind(ids)
     .bind(&pair_campaign)
     .bind(&pair_listing)
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
+    sqlx::query(&schema.sql(
         "INSERT INTO linkrunner.campaign_store_listings (display_id, store_listing_id)
          SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-    )
+    ))
     .bind(&pair_campaign)
     .bind(&pair_listing)
     .execute(conn)
@@ -143,11 +154,15 @@ async fn link_listings(
 }
 
 /// Marks campaigns missing from a complete listing as deleted; their rows stay.
-pub async fn mark_missing_deleted(conn: &mut PgConnection, listed: &[String]) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
+pub async fn mark_missing_deleted(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    listed: &[String],
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(&schema.sql(
         "UPDATE linkrunner.campaigns SET deleted_at = now()
          WHERE deleted_at IS NULL AND display_id <> ALL($1)",
-    )
+    ))
     .bind(listed)
     .execute(conn)
     .await?
@@ -155,18 +170,24 @@ pub async fn mark_missing_deleted(conn: &mut PgConnection, listed: &[String]) ->
 }
 
 /// The stored campaigns not marked deleted.
-pub async fn live(conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT display_id FROM linkrunner.campaigns WHERE deleted_at IS NULL")
-        .fetch_all(conn)
-        .await
+pub async fn live(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        &schema.sql("SELECT display_id FROM linkrunner.campaigns WHERE deleted_at IS NULL"),
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// Marks one campaign deleted (it answered 404).
-pub async fn mark_deleted(conn: &mut PgConnection, display_id: &str) -> sqlx::Result<()> {
-    sqlx::query(
+pub async fn mark_deleted(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    display_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(&schema.sql(
         "UPDATE linkrunner.campaigns SET deleted_at = now()
          WHERE display_id = $1 AND deleted_at IS NULL",
-    )
+    ))
     .bind(display_id)
     .execute(conn)
     .await?;

@@ -1,6 +1,7 @@
 //! Attribution look-ups in Postgres: which ids are due, computed from the tables each time (so
 //! nothing is lost to a crash and there is no queue to keep in step), and what each answered.
 
+use super::Schema;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -68,8 +69,8 @@ fn quote(name: &str) -> String {
 /// it appeared since that the look-up may not have seen (a reattribution can change the
 /// answer; see [`SETTLE`]), or when its last answer was no attribution and its wait is over.
 /// Long only for its SQL.
-fn due_sql(sources: &[LookupSource]) -> String {
-    let mut ids = String::from(
+fn due_sql(schema: &Schema, sources: &[LookupSource]) -> String {
+    let mut ids = String::from(schema.sql(
         "SELECT 'user_id' AS kind, user_id AS value, count(*) AS rows,
                 min(first_synced_at) AS since, max(attributed_at) AS latest
          FROM linkrunner.attributed_users WHERE user_id <> '' GROUP BY user_id
@@ -82,7 +83,7 @@ fn due_sql(sources: &[LookupSource]) -> String {
          WHERE coalesce(a.user_id, '') = ''
            AND d.value NOT IN ('', '00000000-0000-0000-0000-000000000000')
          GROUP BY d.value",
-    );
+    ));
     for s in sources {
         ids.push_str(&format!(
             "\n UNION ALL SELECT 'user_id', s.{col}::text, 0, NULL, NULL FROM {schema}.{table} AS s
@@ -114,11 +115,12 @@ fn due_sql(sources: &[LookupSource]) -> String {
                           THEN r.checked_at + (ARRAY[{waits}]::interval[])[r.misses]
                  END AS due_at
              FROM ids i
-             LEFT JOIN linkrunner.attribution_results r
+             LEFT JOIN {results} r
                ON r.lookup_kind = i.kind AND r.lookup_value = i.value
          )",
         max_misses = RETRY_WAITS.len(),
         settle = SETTLE,
+        results = schema.table("attribution_results"),
     )
 }
 
@@ -126,6 +128,7 @@ fn due_sql(sources: &[LookupSource]) -> String {
 /// row was stored; one of `--lookup-from` alone, since now); `skip` ids (this run's failures)
 /// are left for the next run.
 pub async fn due(
+    schema: &Schema,
     conn: &mut PgConnection,
     sources: &[LookupSource],
     limit: u64,
@@ -136,7 +139,7 @@ pub async fn due(
             WHERE due_at <= now()
               AND (kind, value) NOT IN (SELECT * FROM UNNEST($2::text[], $3::text[]))
             ORDER BY due_at, kind, value LIMIT $1",
-        due_sql(sources)
+        due_sql(schema, sources)
     );
     let rows = sqlx::query(&sql)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -155,10 +158,14 @@ pub async fn due(
 }
 
 /// How many ids are due now.
-pub async fn due_count(conn: &mut PgConnection, sources: &[LookupSource]) -> sqlx::Result<i64> {
+pub async fn due_count(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    sources: &[LookupSource],
+) -> sqlx::Result<i64> {
     let sql = format!(
         "{} SELECT count(*) FROM due WHERE due_at <= now()",
-        due_sql(sources)
+        due_sql(schema, sources)
     );
     sqlx::query_scalar(&sql).fetch_one(conn).await
 }
@@ -167,6 +174,7 @@ pub async fn due_count(conn: &mut PgConnection, sources: &[LookupSource]) -> sql
 /// sets the wait before the next try; an attribution clears them. `changed_at` moves only
 /// when the answer differs from the one before. Long only for its one statement's SQL and binds.
 pub async fn record(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: Uuid,
     id: &LookupId,
@@ -178,7 +186,7 @@ pub async fn record(
         Answer::NotFound => (Some(false), &none, None, None, None),
         Answer::Unusable { reason, raw_text } => (None, &none, None, Some(raw_text), Some(reason)),
     };
-    sqlx::query(
+    sqlx::query(&schema.sql(
         "INSERT INTO linkrunner.attribution_results AS r (lookup_kind, lookup_value, found,
              campaign_name, display_id, deeplink, domain_name, ad_set_id, ad_set_name,
              ad_creative_id, ad_creative_name, keyword_id, keyword_name, ad_network,
@@ -209,7 +217,7 @@ pub async fn record(
                        EXCLUDED.keyword_id, EXCLUDED.keyword_name, EXCLUDED.ad_network,
                        EXCLUDED.attribution_type, EXCLUDED.raw, EXCLUDED.error)
                  THEN now() ELSE r.changed_at END",
-    )
+    ))
     .bind(id.kind.as_str())
     .bind(&id.value)
     .bind(found)

@@ -3,6 +3,8 @@
 pub mod campaigns;
 pub mod columns;
 pub mod lookups;
+pub mod migrate;
+pub mod schema;
 pub mod state;
 pub mod status;
 pub mod writer;
@@ -22,11 +24,10 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
-/// The migrations under `migrations/`, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub use migrate::{migrate, prepare, MIGRATOR};
+pub use schema::Schema;
 
-/// Advisory lock key shared by every sync against one database ("lrsync" in ASCII).
-const LOCK_KEY: i64 = 0x6c72_7379_6e63;
+use schema::LockKey;
 
 /// Reads a database URL, with an error that never repeats the URL (it may hold a password).
 pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
@@ -120,47 +121,6 @@ impl KeptSession {
     }
 }
 
-pub async fn migrate(conn: &mut PgConnection) -> anyhow::Result<()> {
-    if schema_current(conn).await {
-        return Ok(());
-    }
-    MIGRATOR
-        .run_direct(conn)
-        .await
-        .context("applying database migrations")
-}
-
-/// Whether every migration is applied as embedded, in two short statements. Anything else (no
-/// migrations table yet, one missing, changed, failed or unknown) goes to the migrator, which
-/// takes its lock, applies or reports. Its own check costs six round trips on every run.
-async fn schema_current(conn: &mut PgConnection) -> bool {
-    let present: sqlx::Result<bool> =
-        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await;
-    if !matches!(present, Ok(true)) {
-        return false;
-    }
-    let Ok(applied) = sqlx::query_as::<_, (i64, Vec<u8>, bool)>(
-        "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    else {
-        return false;
-    };
-    let embedded = MIGRATOR
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration());
-    applied.len() == embedded.clone().count()
-        && applied
-            .iter()
-            .zip(embedded)
-            .all(|((version, checksum, success), m)| {
-                *success && *version == m.version && checksum[..] == m.checksum[..]
-            })
-}
-
 /// Errors worth retrying: the connection went away, or the server is restarting or busy.
 pub fn is_transient(e: &sqlx::Error) -> bool {
     match e {
@@ -224,6 +184,7 @@ pub struct RunLock {
     watchdog: Watchdog,
     release: tokio::sync::oneshot::Sender<()>,
     lost: Arc<AtomicBool>,
+    key: LockKey,
 }
 
 /// Stops the watchdog when dropped; its handle on the session then goes, which ends the session
@@ -251,7 +212,7 @@ impl RunLock {
     /// is stopping, and its ledger row is its own.
     pub async fn live_session(&self) -> anyhow::Result<MutexGuard<'_, PgConnection>> {
         let mut conn = self.conn.lock().await;
-        match keep(&mut conn, &self.pool).await {
+        match keep(&mut conn, &self.pool, &self.key).await {
             Ok(true) => {}
             Ok(false) => {
                 lose(&self.lost, &self.halt);
@@ -269,6 +230,7 @@ impl RunLock {
             release,
             mut watchdog,
             lost,
+            key,
             ..
         } = self;
         let _ = release.send(());
@@ -281,10 +243,7 @@ impl RunLock {
         // Unlock before closing: a closing session frees its locks only once the server has
         // wound it down, which a run started right after could race.
         if !lost.load(Ordering::Relaxed) {
-            let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(LOCK_KEY)
-                .execute(&mut conn)
-                .await;
+            let _ = key.unlock(&mut conn).await;
         }
         let _ = conn.close().await;
     }
@@ -296,9 +255,16 @@ fn lose(lost: &AtomicBool, halt: &CancellationToken) {
     halt.cancel();
 }
 
-/// Takes the run lock, or returns None when another run holds it.
-pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<Option<RunLock>> {
-    let conn = lock_session(pool).await.context("taking the run lock")?;
+/// Takes `schema`'s run lock, or returns None when another run holds it.
+pub async fn try_lock(
+    pool: &PgPool,
+    schema: &Schema,
+    halt: CancellationToken,
+) -> anyhow::Result<Option<RunLock>> {
+    let key = schema.lock_key();
+    let conn = lock_session(pool, &key)
+        .await
+        .context("taking the run lock")?;
     let Some(conn) = conn else {
         return Ok(None);
     };
@@ -307,13 +273,14 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<
     let (release, mut released) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn({
         let (conn, pool, lost, halt) = (conn.clone(), pool.clone(), lost.clone(), halt.clone());
+        let key = key.clone();
         async move {
             loop {
                 tokio::select! {
                     _ = &mut released => return,
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
-                match keep(&mut *conn.lock().await, &pool).await {
+                match keep(&mut *conn.lock().await, &pool, &key).await {
                     Ok(true) => {}
                     Ok(false) => return lose(&lost, &halt),
                     Err(_) => {} // Database still away: nobody else can take the lock either.
@@ -328,16 +295,17 @@ pub async fn try_lock(pool: &PgPool, halt: CancellationToken) -> anyhow::Result<
         watchdog: Watchdog(task),
         release,
         lost,
+        key,
     }))
 }
 
 /// Pings the lock's session and, when it died, takes the lock again on a new one; false when
 /// another session holds the lock now.
-async fn keep(conn: &mut PgConnection, pool: &PgPool) -> sqlx::Result<bool> {
+async fn keep(conn: &mut PgConnection, pool: &PgPool, key: &LockKey) -> sqlx::Result<bool> {
     if conn.ping().await.is_ok() {
         return Ok(true);
     }
-    let Some(again) = lock_session(pool).await? else {
+    let Some(again) = lock_session(pool, key).await? else {
         return Ok(false);
     };
     tracing::warn!("the run lock's database session died; lock taken again");
@@ -351,11 +319,8 @@ async fn plain_session(pool: &PgPool) -> anyhow::Result<PgConnection> {
 }
 
 /// A session of its own holding the advisory lock, or None when another session holds it.
-async fn lock_session(pool: &PgPool) -> sqlx::Result<Option<PgConnection>> {
+async fn lock_session(pool: &PgPool, key: &LockKey) -> sqlx::Result<Option<PgConnection>> {
     let mut conn = pool.acquire().await?.detach();
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut conn)
-        .await?;
+    let got = key.try_lock(&mut conn).await?;
     Ok(got.then_some(conn))
 }

@@ -1,5 +1,6 @@
 //! The sync's own state: the run ledger, checkpoints and scanned ranges.
 
+use super::Schema;
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
@@ -59,14 +60,16 @@ impl Verify {
     }
 }
 
-pub async fn checkpoints<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(String, Checkpoint)>> {
-    let rows = sqlx::query(
+pub async fn checkpoints<'e>(
+    schema: &Schema,
+    db: impl PgExecutor<'e>,
+) -> sqlx::Result<Vec<(String, Checkpoint)>> {
+    let sql = schema.sql(
         "SELECT campaign_display_id, covered_from, synced_until, counter_at_sync, verified_at,
                 trusted_from
          FROM linkrunner.sync_checkpoints",
-    )
-    .fetch_all(db)
-    .await?;
+    );
+    let rows = sqlx::query(&sql).fetch_all(db).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -85,11 +88,15 @@ pub async fn checkpoints<'e>(db: impl PgExecutor<'e>) -> sqlx::Result<Vec<(Strin
 }
 
 /// Notes that these campaigns were confirmed current by their unchanged counters.
-pub async fn mark_checked(conn: &mut PgConnection, campaigns: &[String]) -> sqlx::Result<()> {
-    sqlx::query(
+pub async fn mark_checked(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    campaigns: &[String],
+) -> sqlx::Result<()> {
+    sqlx::query(&schema.sql(
         "UPDATE linkrunner.sync_checkpoints SET checked_at = now()
          WHERE campaign_display_id = ANY($1)",
-    )
+    ))
     .bind(campaigns)
     .execute(conn)
     .await?;
@@ -114,17 +121,18 @@ pub struct ScanRecord<'a> {
 ///
 /// The checkpoint update only ever widens the interval, so a checkpoint never moves backwards.
 pub async fn record_scans(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: Uuid,
     scans: &[ScanRecord<'_>],
     verified: &[(&str, Verify)],
 ) -> sqlx::Result<()> {
     if !scans.is_empty() {
-        record_ranges(&mut *conn, run_id, scans).await?;
+        record_ranges(schema, &mut *conn, run_id, scans).await?;
     }
     // A statement of its own: it must see the checkpoints and rows written before it.
     if !verified.is_empty() {
-        record_verified(conn, verified).await?;
+        record_verified(schema, conn, verified).await?;
     }
     Ok(())
 }
@@ -132,10 +140,14 @@ pub async fn record_scans(
 /// Stores each campaign's counter beside the rows it should count. Agreement keeps or earns
 /// trust (at once for a counter never found apart from the rows, else after `probation`);
 /// disagreement takes it away.
-async fn record_verified(conn: &mut PgConnection, verified: &[(&str, Verify)]) -> sqlx::Result<()> {
+async fn record_verified(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    verified: &[(&str, Verify)],
+) -> sqlx::Result<()> {
     let field =
         |f: fn(&Verify) -> Option<i64>| verified.iter().map(|v| f(&v.1)).collect::<Vec<_>>();
-    sqlx::query(
+    sqlx::query(&schema.sql(
         "WITH v AS (
              SELECT v.*, COALESCE(v.upstream,
                  (SELECT count(*) FROM linkrunner.attributed_users a
@@ -156,7 +168,7 @@ async fn record_verified(conn: &mut PgConnection, verified: &[(&str, Verify)]) -
                                  ELSE GREATEST(now(), k.counter_lied_at + v.probation) END
          FROM v
          WHERE k.campaign_display_id = v.c",
-    )
+    ))
     .bind(verified.iter().map(|v| v.0).collect::<Vec<_>>())
     .bind(field(|v| v.counter))
     .bind(verified.iter().map(|v| v.1.listed_at).collect::<Vec<_>>())
@@ -170,6 +182,7 @@ async fn record_verified(conn: &mut PgConnection, verified: &[(&str, Verify)]) -
 /// Records committed ranges and moves their campaigns' checkpoints on: one statement, long
 /// only for its SQL.
 async fn record_ranges(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: Uuid,
     scans: &[ScanRecord<'_>],
@@ -177,7 +190,7 @@ async fn record_ranges(
     let count = |f: fn(&ScanRecord) -> u64| scans.iter().map(|s| f(s) as i32).collect::<Vec<_>>();
     // One sync_windows row per start; a longer or newer reading of the same start replaces a
     // shorter one. Verified campaigns had their ranges committed by earlier statements.
-    sqlx::query(
+    sqlx::query(&schema.sql(
         "WITH scans AS (
              SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[],
                  $4::timestamptz[], $6::int4[], $7::int4[], $8::int4[], $9::int4[])
@@ -208,7 +221,7 @@ async fn record_ranges(
          )
          -- Postgres runs every data-modifying WITH to completion, read or not.
          SELECT 1",
-    )
+    ))
     .bind(scans.iter().map(|s| s.campaign).collect::<Vec<_>>())
     .bind(scans.iter().map(|s| s.range.start).collect::<Vec<_>>())
     .bind(scans.iter().map(|s| s.range.end).collect::<Vec<_>>())
@@ -225,18 +238,19 @@ async fn record_ranges(
 
 /// Ranges of `campaign` read at least `settle` after their end, overlapping `[from, to)`.
 pub async fn settled_ranges(
+    schema: &Schema,
     conn: &mut PgConnection,
     campaign: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     settle: chrono::Duration,
 ) -> sqlx::Result<Vec<Window>> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&schema.sql(
         "SELECT window_start, window_end FROM linkrunner.sync_windows
          WHERE campaign_display_id = $1 AND window_end > $2 AND window_start < $3
            AND completed_at >= window_end + $4
          ORDER BY window_start",
-    )
+    ))
     .bind(campaign)
     .bind(from)
     .bind(to)
@@ -254,18 +268,19 @@ pub async fn settled_ranges(
 
 /// Opens a run in the ledger; runs left 'running' by a process that died become 'abandoned'.
 pub async fn start_run(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: Uuid,
     settings: &serde_json::Value,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query(&schema.sql(
         "UPDATE linkrunner.sync_runs SET outcome = 'abandoned'
          WHERE outcome = 'running' AND run_id <> $1",
-    )
+    ))
     .bind(run_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO linkrunner.sync_runs (run_id, settings) VALUES ($1, $2)")
+    sqlx::query(&schema.sql("INSERT INTO linkrunner.sync_runs (run_id, settings) VALUES ($1, $2)"))
         .bind(run_id)
         .bind(settings)
         .execute(conn)
@@ -275,13 +290,14 @@ pub async fn start_run(
 
 /// Records the run's end and figures; long only for its binds.
 pub async fn finish_run(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: Uuid,
     outcome: Outcome,
     totals: &RunTotals,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query(&schema.sql(
         "UPDATE linkrunner.sync_runs SET finished_at = now(), outcome = $2,
              campaigns_listed = $3, campaigns_synced = $4, campaigns_failed = $5, requests = $6,
              rate_limited = $7, retries = $8, rows_received = $9, rows_inserted = $10,
@@ -290,7 +306,7 @@ pub async fn finish_run(
              campaigns_due = $18, campaigns_requested = $19, lookups = $20,
              lookups_found = $21, lookups_not_found = $22, lookups_failed = $23
          WHERE run_id = $1",
-    )
+    ))
     .bind(run_id)
     .bind(outcome.as_str())
     .bind(totals.campaigns_listed as i32)
@@ -321,8 +337,9 @@ pub async fn finish_run(
 }
 
 /// Whether the schema's tables exist yet.
-pub async fn schema_exists(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
-    table_exists(db, "linkrunner.sync_checkpoints").await
+pub async fn schema_exists(schema: &Schema, db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
+    let table = schema.table("sync_checkpoints");
+    table_exists(db, &table).await
 }
 
 /// Whether `table` (schema-qualified) exists: a dry run migrates nothing.

@@ -1,5 +1,6 @@
 //! Freshness per campaign and the last runs, as the `status` command reports them.
 
+use super::Schema;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
@@ -58,13 +59,18 @@ pub struct Status {
     pub runs: Vec<RunStatus>,
 }
 
-pub async fn load(pool: &PgPool, runs: i64, max_lag: Duration) -> sqlx::Result<Status> {
+pub async fn load(
+    schema: &Schema,
+    pool: &PgPool,
+    runs: i64,
+    max_lag: Duration,
+) -> sqlx::Result<Status> {
     let campaigns = campaigns(pool, max_lag).await?;
     Ok(Status {
         max_lag_seconds: max_lag.num_seconds(),
         stale: campaigns.iter().filter(|c| c.stale).count(),
         campaigns,
-        runs: last_runs(pool, runs).await?,
+        runs: last_runs(schema, pool, runs).await?,
     })
 }
 
@@ -116,13 +122,13 @@ async fn campaigns(pool: &PgPool, max_lag: Duration) -> sqlx::Result<Vec<Campaig
         .collect())
 }
 
-async fn last_runs(pool: &PgPool, runs: i64) -> sqlx::Result<Vec<RunStatus>> {
-    sqlx::query_as(
+async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Vec<RunStatus>> {
+    sqlx::query_as(&schema.sql(
         "SELECT run_id, started_at, finished_at, outcome, requests, rate_limited, retries,
                 rows_received, rows_inserted, rows_updated, rows_rejected, campaigns_synced,
                 campaigns_skipped, campaigns_changed, campaigns_untrusted, campaigns_failed, error
          FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT $1",
-    )
+    ))
     .bind(runs)
     .fetch_all(pool)
     .await

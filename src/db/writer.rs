@@ -1,5 +1,6 @@
 //! Bulk writes of attributed users.
 
+use super::Schema;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -23,6 +24,7 @@ pub struct WriteCounts {
 /// are not rewritten. `rows` must hold each key once.
 /// Returns, per campaign, what the upsert did.
 pub async fn upsert_users(
+    schema: &Schema,
     conn: &mut PgConnection,
     rows: &[&UserRow],
 ) -> sqlx::Result<HashMap<String, WriteCounts>> {
@@ -30,7 +32,7 @@ pub async fn upsert_users(
     // A statement binds copies of its rows, and the connection's write buffer keeps the size of
     // the largest it sent: a few hundred rows at a time keep both small.
     for chunk in rows.chunks(UPSERT_CHUNK) {
-        upsert_chunk(conn, chunk, &mut counts).await?;
+        upsert_chunk(schema, conn, chunk, &mut counts).await?;
     }
     Ok(counts)
 }
@@ -39,11 +41,13 @@ pub async fn upsert_users(
 const UPSERT_CHUNK: usize = 500;
 
 async fn upsert_chunk(
+    schema: &Schema,
     conn: &mut PgConnection,
     rows: &[&UserRow],
     counts: &mut HashMap<String, WriteCounts>,
 ) -> sqlx::Result<()> {
-    let mut query = sqlx::query(&UPSERT);
+    let upsert = schema.sql(&UPSERT);
+    let mut query = sqlx::query(&upsert);
     for column in &COLUMNS {
         let values = rows.iter().map(|r| r.value(column.slot));
         query = match column.ty {
@@ -132,15 +136,16 @@ pub type Key = (DateTime<Utc>, String);
 /// Keys already stored in any of `ranges`, (campaign, start, end) with both bounds included
 /// like the API's, by campaign; campaigns with nothing stored are absent.
 pub async fn existing_keys(
+    schema: &Schema,
     conn: &mut PgConnection,
     ranges: &[(&str, DateTime<Utc>, DateTime<Utc>)],
 ) -> sqlx::Result<HashMap<String, HashSet<Key>>> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(&schema.sql(
         "SELECT a.campaign_display_id, a.attributed_at, a.row_key
          FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[]) AS r(c, s, e)
          JOIN linkrunner.attributed_users a
            ON a.campaign_display_id = r.c AND a.attributed_at BETWEEN r.s AND r.e",
-    )
+    ))
     .bind(ranges.iter().map(|r| r.0).collect::<Vec<_>>())
     .bind(ranges.iter().map(|r| r.1).collect::<Vec<_>>())
     .bind(ranges.iter().map(|r| r.2).collect::<Vec<_>>())
@@ -158,15 +163,19 @@ pub async fn existing_keys(
 /// Loads rows known to be new with `COPY`, the fastest way into Postgres; returns the count.
 /// The binary format spares both sides the escaping and parsing of text: fields go as
 /// received, timestamps as integers.
-pub async fn copy_new_users(conn: &mut PgConnection, rows: &[&UserRow]) -> sqlx::Result<u64> {
+pub async fn copy_new_users(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    rows: &[&UserRow],
+) -> sqlx::Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
     let mut copy = conn
-        .copy_in_raw(&format!(
+        .copy_in_raw(&schema.sql(&format!(
             "COPY linkrunner.attributed_users ({}) FROM STDIN (FORMAT binary)",
             *COLUMN_LIST
-        ))
+        )))
         .await?;
     // Sent a chunk at a time: the data is never all in memory, and the connection's write
     // buffer, which keeps its largest size, stays at a chunk.
@@ -255,41 +264,45 @@ fn put_jsonb(buf: &mut Vec<u8>, value: Option<&[u8]>) -> sqlx::Result<()> {
 
 /// The rows Postgres refuses to store, by index, with its message (see [`db::refused`]).
 pub async fn refused(
+    schema: &Schema,
     conn: &mut PgConnection,
     rows: &[&UserRow],
 ) -> sqlx::Result<Vec<(usize, String)>> {
     db::refused(conn, rows, |conn, row| {
-        Box::pin(async move { upsert_users(conn, &[*row]).await.map(drop) })
+        Box::pin(async move { upsert_users(schema, conn, &[*row]).await.map(drop) })
     })
     .await
 }
 
 /// Keeps rows of `campaign` that could not be read or stored, with the reason.
 pub async fn insert_rejected(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: uuid::Uuid,
     campaign: &str,
     rejected: &[Rejected],
 ) -> sqlx::Result<()> {
     let items: Vec<_> = rejected.iter().map(|r| (campaign, r)).collect();
-    insert_set_aside(conn, run_id, "attributed_user", &items).await
+    insert_set_aside(schema, conn, run_id, "attributed_user", &items).await
 }
 
 /// Keeps items of the campaign list that cannot be stored, each under its `display_id` (or
 /// `model::campaign::UNSTORABLE_ID`), with the reason.
 pub async fn insert_rejected_campaigns(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: uuid::Uuid,
     campaigns: &[(&str, Rejected)],
 ) -> sqlx::Result<()> {
     let items: Vec<_> = campaigns.iter().map(|(id, r)| (*id, r)).collect();
-    insert_set_aside(conn, run_id, "campaign", &items).await
+    insert_set_aside(schema, conn, run_id, "campaign", &items).await
 }
 
 /// Writes items set aside to `rejected_rows`, once per campaign and text: `raw_text` as
 /// received, `raw` the same with each escape Postgres cannot store written as text, or NULL
 /// where Postgres cannot read it even so (a number beyond `numeric`, say).
 async fn insert_set_aside(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: uuid::Uuid,
     kind: &str,
@@ -314,7 +327,7 @@ async fn insert_set_aside(
             Cow::Owned(text) => Some(text),
         });
     sqlx::query(
-        "INSERT INTO linkrunner.rejected_rows (kind, campaign_display_id, raw_sha256, reason,
+        &schema.sql("INSERT INTO linkrunner.rejected_rows (kind, campaign_display_id, raw_sha256, reason,
              raw_text, raw, last_run_id)
          SELECT DISTINCT ON (c, h) $1, c, h, reason, raw_text,
              linkrunner.try_jsonb(COALESCE(readable, raw_text)), $2
@@ -322,7 +335,7 @@ async fn insert_set_aside(
                   AS t(c, reason, raw_text, readable),
               LATERAL encode(sha256(convert_to(raw_text, 'UTF8')), 'hex') AS h
          ON CONFLICT (campaign_display_id, raw_sha256) DO UPDATE SET
-             reason = EXCLUDED.reason, last_rejected_at = now(), last_run_id = EXCLUDED.last_run_id",
+             reason = EXCLUDED.reason, last_rejected_at = now(), last_run_id = EXCLUDED.last_run_id"),
     )
     .bind(kind)
     .bind(run_id)

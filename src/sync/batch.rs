@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::db::Schema;
 use crate::db::{self, state, writer, KeptSession};
 use crate::memory::Hold;
 use crate::model::user::{Rejected, UserRow};
@@ -74,6 +75,13 @@ struct Job {
     done: oneshot::Sender<sqlx::Result<writer::WriteCounts>>,
 }
 
+/// Where a batch is written: the run it belongs to and the schema it goes to.
+#[derive(Clone)]
+pub struct Target {
+    pub run_id: Uuid,
+    pub schema: Schema,
+}
+
 /// The handle campaign tasks submit ranges through.
 #[derive(Clone)]
 pub struct BatchWriter {
@@ -86,7 +94,7 @@ impl BatchWriter {
     /// is empty.
     pub fn start(
         pool: PgPool,
-        run_id: Uuid,
+        target: Target,
         writers: usize,
         connect_now: bool,
     ) -> (BatchWriter, JoinSet<()>) {
@@ -94,7 +102,12 @@ impl BatchWriter {
         let queue = Arc::new(Mutex::new(queue));
         let mut tasks = JoinSet::new();
         for _ in 0..writers.max(1) {
-            tasks.spawn(serve(pool.clone(), run_id, queue.clone(), connect_now));
+            tasks.spawn(serve(
+                pool.clone(),
+                target.clone(),
+                queue.clone(),
+                connect_now,
+            ));
         }
         (BatchWriter { jobs }, tasks)
     }
@@ -124,7 +137,7 @@ impl BatchWriter {
 
 async fn serve(
     pool: PgPool,
-    run_id: Uuid,
+    target: Target,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     connect_now: bool,
 ) {
@@ -134,7 +147,7 @@ async fn serve(
         session.connect().await;
     }
     while let Some(batch) = next_batch(&queue).await {
-        commit(&mut session, run_id, batch).await;
+        commit(&mut session, &target, batch).await;
     }
 }
 
@@ -154,9 +167,9 @@ async fn next_batch(queue: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
 }
 
 /// Commits a batch and answers each job.
-async fn commit(session: &mut KeptSession, run_id: Uuid, batch: Vec<Job>) {
+async fn commit(session: &mut KeptSession, target: &Target, batch: Vec<Job>) {
     let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
-    match write_batch(session, run_id, &works).await {
+    match write_batch(session, target, &works).await {
         Ok(counts) => {
             for (job, counts) in batch.into_iter().zip(counts) {
                 let _ = job.done.send(Ok(counts));
@@ -176,7 +189,7 @@ async fn commit(session: &mut KeptSession, run_id: Uuid, batch: Vec<Job>) {
         // One range's trouble must not fail the others: commit each on its own.
         Err(_) => {
             for job in batch {
-                let result = write_batch(session, run_id, &[&job.work]).await;
+                let result = write_batch(session, target, &[&job.work]).await;
                 let _ = job.done.send(result.map(|mut c| c.remove(0)));
             }
         }
@@ -187,15 +200,15 @@ async fn commit(session: &mut KeptSession, run_id: Uuid, batch: Vec<Job>) {
 /// a range thought fresh held rows after all, the batch is written again with a look-up.
 async fn write_batch(
     session: &mut KeptSession,
-    run_id: Uuid,
+    target: &Target,
     works: &[&Work],
 ) -> sqlx::Result<Vec<writer::WriteCounts>> {
     let fresh = works.iter().all(|w| w.range().is_none_or(|r| r.fresh));
     session
         .run(
-            async |conn| match write_once(conn, run_id, works, !fresh).await {
+            async |conn| match write_once(conn, target, works, !fresh).await {
                 Err(sqlx::Error::Database(e)) if fresh && e.code().as_deref() == Some("23505") => {
-                    write_once(conn, run_id, works, true).await
+                    write_once(conn, target, works, true).await
                 }
                 other => other,
             },
@@ -206,7 +219,7 @@ async fn write_batch(
 /// One attempt of `write_batch`; without `look_up`, every row is loaded as new.
 async fn write_once(
     conn: &mut PgConnection,
-    run_id: Uuid,
+    target: &Target,
     works: &[&Work],
     look_up: bool,
 ) -> sqlx::Result<Vec<writer::WriteCounts>> {
@@ -216,13 +229,13 @@ async fn write_once(
         let bounds: Vec<_> = ranges()
             .map(|r| (r.campaign.as_str(), r.range.start, r.range.end))
             .collect();
-        writer::existing_keys(&mut tx, &bounds).await?
+        writer::existing_keys(&target.schema, &mut tx, &bounds).await?
     } else {
         HashMap::new()
     };
     let (new, known, mut counts) = partition(works, &existing);
-    writer::copy_new_users(&mut tx, &new).await?;
-    let upserted = writer::upsert_users(&mut tx, &known).await?;
+    writer::copy_new_users(&target.schema, &mut tx, &new).await?;
+    let upserted = writer::upsert_users(&target.schema, &mut tx, &known).await?;
     let index: HashMap<&str, usize> = works
         .iter()
         .enumerate()
@@ -235,9 +248,16 @@ async fn write_once(
         }
     }
     for range in ranges().filter(|r| !r.rejected.is_empty()) {
-        writer::insert_rejected(&mut tx, run_id, &range.campaign, &range.rejected).await?;
+        writer::insert_rejected(
+            &target.schema,
+            &mut tx,
+            target.run_id,
+            &range.campaign,
+            &range.rejected,
+        )
+        .await?;
     }
-    record(&mut tx, run_id, works, &counts).await?;
+    record(&mut tx, target, works, &counts).await?;
     tx.commit().await?;
     Ok(counts)
 }
@@ -270,7 +290,7 @@ fn partition<'w>(
 /// Records what `works` read and wrote in the ledger and the checkpoints, in `tx`.
 async fn record(
     tx: &mut PgConnection,
-    run_id: Uuid,
+    target: &Target,
     works: &[&Work],
     counts: &[writer::WriteCounts],
 ) -> sqlx::Result<()> {
@@ -297,5 +317,5 @@ async fn record(
             Work::Range(r) => r.verified.map(|v| (r.campaign.as_str(), v)),
         })
         .collect();
-    state::record_scans(tx, run_id, &scans, &verified).await
+    state::record_scans(&target.schema, tx, target.run_id, &scans, &verified).await
 }

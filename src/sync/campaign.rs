@@ -21,7 +21,7 @@ use crate::model::run::RunTotals;
 use crate::model::time;
 use crate::model::user::Rejected;
 use crate::model::window::{self, Window};
-use crate::sync::batch::BatchWriter;
+use crate::sync::batch::{BatchWriter, Target};
 use crate::sync::list;
 use crate::sync::progress::Progress;
 use crate::sync::queue::{self, start_of_plan, Queued};
@@ -74,7 +74,15 @@ pub(crate) async fn read_all(
     queue::count_actions(&todo, totals);
     // The writers' connections open while the first pages are fetched, unless nothing is read.
     let reading = todo.iter().any(|q| q.action.reads());
-    let (writer, mut writers) = BatchWriter::start(run.pool.clone(), run.run_id, WRITERS, reading);
+    let (writer, mut writers) = BatchWriter::start(
+        run.pool.clone(),
+        Target {
+            run_id: run.run_id,
+            schema: run.config.schema.clone(),
+        },
+        WRITERS,
+        reading,
+    );
     let budget = MemoryBudget::new(run.config.memory_budget);
     let ctx = Arc::new(Reader {
         run: Run {
@@ -112,8 +120,8 @@ async fn set_aside(run: &Run, listed: &[CampaignRow]) -> Result<u64, Failure> {
             campaign = id,
             item = %crate::api::models::preview(r.raw.as_bytes()),
             reason = r.reason,
-            "a campaign of the list cannot be stored: kept in linkrunner.rejected_rows and not \
-             read; no campaign is marked deleted this run"
+            "a campaign of the list cannot be stored: kept in rejected_rows and not read; \
+             no campaign is marked deleted this run"
         );
     }
     let mut conn = run
@@ -121,7 +129,7 @@ async fn set_aside(run: &Run, listed: &[CampaignRow]) -> Result<u64, Failure> {
         .acquire()
         .await
         .context("keeping rejected campaigns")?;
-    writer::insert_rejected_campaigns(&mut conn, run.run_id, &rejected)
+    writer::insert_rejected_campaigns(&run.config.schema, &mut conn, run.run_id, &rejected)
         .await
         .context("keeping rejected campaigns")?;
     Ok(rejected.len() as u64)
@@ -258,7 +266,7 @@ async fn sync_campaign(
             ctx.lookups
                 .lock()
                 .await
-                .run(async |conn| campaigns::mark_deleted(conn, id).await)
+                .run(async |conn| campaigns::mark_deleted(&ctx.run.config.schema, conn, id).await)
                 .await?;
         }
         other => other?,
@@ -320,7 +328,9 @@ impl Reader {
         self.lookups
             .lock()
             .await
-            .run(async |conn| state::settled_ranges(conn, id, from, end, lookback).await)
+            .run(async |conn| {
+                state::settled_ranges(&config.schema, conn, id, from, end, lookback).await
+            })
             .await
     }
 
@@ -344,6 +354,7 @@ impl Reader {
             api,
             pool,
             writer: &self.writer,
+            schema: &config.schema,
             run_id: *run_id,
             campaign,
             run_from,

@@ -26,10 +26,10 @@ pub(crate) async fn judge(
         return Ok(());
     }
     let live = async {
-        if !state::schema_exists(&mut *conn).await? {
+        if !state::schema_exists(&config.schema, &mut *conn).await? {
             return Ok(Vec::new());
         }
-        campaigns::live(conn).await
+        campaigns::live(&config.schema, conn).await
     };
     let live = live
         .await

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::api::client::MAX_LIMIT;
 use crate::api::{ApiClient, ApiError, Page};
 use crate::db::campaigns;
-use crate::db::{self, writer};
+use crate::db::{self, writer, Schema};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
 use crate::model::user::Rejected;
@@ -117,6 +117,7 @@ impl Listing {
 /// Postgres itself refuses (a value past a type's range) is kept there by this function, and
 /// counted in what it returns.
 pub async fn store_campaigns(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: Uuid,
     listed: &[CampaignRow],
@@ -124,7 +125,7 @@ pub async fn store_campaigns(
 ) -> Result<u64, Failure> {
     let set_aside = listed.iter().filter(|c| !c.is_storable()).count();
     let storable: Vec<&CampaignRow> = listed.iter().filter(|c| c.is_storable()).collect();
-    match write_list(conn, &storable, mark_deleted && set_aside == 0).await {
+    match write_list(schema, conn, &storable, mark_deleted && set_aside == 0).await {
         Err(e) if db::is_data_error(&e) => {}
         other => {
             return other
@@ -133,18 +134,19 @@ pub async fn store_campaigns(
         }
     }
     tracing::warn!("Postgres refused a campaign of the list; trying each one");
-    store_around_refusals(conn, run_id, &storable).await
+    store_around_refusals(schema, conn, run_id, &storable).await
 }
 
 /// Keeps the campaigns Postgres refuses in `rejected_rows` and stores the rest, marking none
 /// deleted; returns how many were refused.
 async fn store_around_refusals(
+    schema: &Schema,
     conn: &mut PgConnection,
     run_id: Uuid,
     storable: &[&CampaignRow],
 ) -> Result<u64, Failure> {
     let refused = db::refused(conn, storable, |conn, c| {
-        Box::pin(async move { campaigns::upsert(conn, &[*c]).await.map(drop) })
+        Box::pin(async move { campaigns::upsert(schema, conn, &[*c]).await.map(drop) })
     })
     .await
     .map_err(|e| Failure::database(e, "storing campaigns"))?;
@@ -152,7 +154,7 @@ async fn store_around_refusals(
         .iter()
         .map(|(i, message)| refused_campaign(storable[*i], message))
         .collect();
-    writer::insert_rejected_campaigns(conn, run_id, &kept)
+    writer::insert_rejected_campaigns(schema, conn, run_id, &kept)
         .await
         .map_err(|e| Failure::database(e, "keeping rejected campaigns"))?;
     let rest: Vec<&CampaignRow> = storable
@@ -161,7 +163,7 @@ async fn store_around_refusals(
         .filter(|(i, _)| !refused.iter().any(|(r, _)| r == i))
         .map(|(_, c)| *c)
         .collect();
-    write_list(conn, &rest, false)
+    write_list(schema, conn, &rest, false)
         .await
         .map_err(|e| Failure::database(e, "storing campaigns"))?;
     Ok(kept.len() as u64)
@@ -172,7 +174,7 @@ fn refused_campaign<'c>(c: &'c CampaignRow, message: &str) -> (&'c str, Rejected
     tracing::warn!(
         campaign = c.display_id,
         reason = message,
-        "a campaign of the list cannot be stored: kept in linkrunner.rejected_rows; \
+        "a campaign of the list cannot be stored: kept in rejected_rows; \
          no campaign is marked deleted this run"
     );
     let reason = format!("Postgres refused to store it: {message}");
@@ -187,6 +189,7 @@ fn refused_campaign<'c>(c: &'c CampaignRow, message: &str) -> (&'c str, Rejected
 
 /// Stores `listed` in one transaction, marking the campaigns not in it deleted when asked to.
 async fn write_list(
+    schema: &Schema,
     conn: &mut PgConnection,
     listed: &[&CampaignRow],
     mark_deleted: bool,
@@ -196,11 +199,11 @@ async fn write_list(
     // it sent, and the whole list of a large project binds megabytes.
     let mut changed = 0;
     for chunk in listed.chunks(1000) {
-        changed += campaigns::upsert(&mut tx, chunk).await?;
+        changed += campaigns::upsert(schema, &mut tx, chunk).await?;
     }
     if mark_deleted {
         let ids: Vec<String> = listed.iter().map(|c| c.display_id.clone()).collect();
-        let gone = campaigns::mark_missing_deleted(&mut tx, &ids).await?;
+        let gone = campaigns::mark_missing_deleted(schema, &mut tx, &ids).await?;
         if gone > 0 {
             tracing::info!(count = gone, "campaigns no longer listed marked deleted");
         }

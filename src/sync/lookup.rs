@@ -63,9 +63,15 @@ pub(crate) async fn run(
     let mut left = settings.max;
     let bar = progress::lookup_bar(&run.bars);
     while left > 0 && !run.halt.is_cancelled() {
-        let due = lookups::due(&mut conn, &settings.sources, left.min(BATCH), &failed)
-            .await
-            .map_err(|e| Failure::database(e, "finding the ids due for a look-up"))?;
+        let due = lookups::due(
+            &run.config.schema,
+            &mut conn,
+            &settings.sources,
+            left.min(BATCH),
+            &failed,
+        )
+        .await
+        .map_err(|e| Failure::database(e, "finding the ids due for a look-up"))?;
         if due.is_empty() {
             if after_reads {
                 break;
@@ -134,7 +140,7 @@ async fn look_up(
         };
         failing = 0;
         count(totals, &id, &answer);
-        lookups::record(conn, run.run_id, &id, &answer)
+        lookups::record(&run.config.schema, conn, run.run_id, &id, &answer)
             .await
             .map_err(|e| Failure::database(e, "recording a look-up"))?;
         bar.set_position(totals.made);

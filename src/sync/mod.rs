@@ -47,7 +47,7 @@ pub async fn run_until(
     stop: CancellationToken,
 ) -> Result<RunReport, Failure> {
     let halt = stop.child_token();
-    let lock = db::try_lock(pool, halt.clone())
+    let lock = db::try_lock(pool, &config.schema, halt.clone())
         .await?
         .ok_or(Failure::Locked)?;
     let (report, result) = match ApiClient::new(config.api.clone()) {
@@ -136,8 +136,8 @@ impl Run {
         };
         let result = match result {
             Ok(()) if report.totals.rows_rejected > 0 => Err(Failure::Partial(format!(
-                "{} rows could not be read and were kept in linkrunner.rejected_rows (run {})",
-                report.totals.rows_rejected, self.run_id
+                "{} rows could not be read and were kept in {}.rejected_rows (run {})",
+                report.totals.rows_rejected, self.config.schema, self.run_id
             ))),
             other => other,
         };
@@ -150,10 +150,17 @@ impl Run {
         &self,
         conn: &mut PgConnection,
     ) -> (bool, Result<HashMap<String, Checkpoint>, Failure>) {
-        if let Err(e) = db::migrate(conn).await {
+        if let Err(e) = db::prepare(conn, &self.config.schema).await {
             return (false, Err(e.into()));
         }
-        if let Err(e) = state::start_run(conn, self.run_id, &self.config.ledger_settings()).await {
+        if let Err(e) = state::start_run(
+            &self.config.schema,
+            conn,
+            self.run_id,
+            &self.config.ledger_settings(),
+        )
+        .await
+        {
             return (
                 false,
                 Err(Failure::from(
@@ -162,7 +169,7 @@ impl Run {
             );
         }
         tracing::info!(timezone = self.config.timezone.name(), "sync started");
-        let checkpoints = state::checkpoints(conn)
+        let checkpoints = state::checkpoints(&self.config.schema, conn)
             .await
             .context("reading checkpoints");
         let checkpoints = checkpoints.map(|c| c.into_iter().collect());
@@ -206,9 +213,13 @@ impl Run {
         totals.rows_rejected += stored?;
         totals.add_lookups(looked?);
         if !skipped.is_empty() {
-            state::mark_checked(&mut *lock.live_session().await?, &skipped)
-                .await
-                .context("recording campaigns confirmed by their trusted counters")?;
+            state::mark_checked(
+                &self.config.schema,
+                &mut *lock.live_session().await?,
+                &skipped,
+            )
+            .await
+            .context("recording campaigns confirmed by their trusted counters")?;
         }
         match first_error {
             Some(e) => Err(Failure::from(e.context(format!(
@@ -260,7 +271,14 @@ impl Run {
         stored: tokio::sync::watch::Sender<bool>,
     ) -> Result<u64, Failure> {
         let mut session = lock.session().await;
-        let result = list::store_campaigns(&mut session, self.run_id, listed, mark_deleted).await;
+        let result = list::store_campaigns(
+            &self.config.schema,
+            &mut session,
+            self.run_id,
+            listed,
+            mark_deleted,
+        )
+        .await;
         stored.send_replace(true);
         result
     }
@@ -287,6 +305,7 @@ impl Run {
             Err(e) => (Outcome::Failed, Some(e.one_line())),
         };
         state::finish_run(
+            &self.config.schema,
             &mut *lock.live_session().await?,
             self.run_id,
             outcome,
@@ -331,7 +350,7 @@ async fn export_metrics(
         .as_ref()
         .err()
         .map_or(crate::error::code::SUCCESS, Failure::code);
-    let text = metrics::render(report, code);
+    let text = metrics::render(report, code, config.schema.name());
     if let Some(path) = &config.metrics_file {
         if let Err(e) = metrics::write_textfile(path, &text) {
             tracing::warn!(path = %path.display(), error = %e, "could not write the metrics file");
@@ -344,7 +363,7 @@ async fn export_metrics(
             metrics::PUSH_TIME
         };
         let pushed = tokio::select! {
-            pushed = tokio::time::timeout(time, metrics::push(url, text)) => {
+            pushed = tokio::time::timeout(time, metrics::push(url, text, config.schema.name())) => {
                 pushed.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {time:?}")))
             }
             () = stop.cancelled(), if !stop.is_cancelled() => {

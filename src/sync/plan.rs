@@ -10,6 +10,7 @@ use crate::api::ApiClient;
 use crate::config::{LookupSettings, SyncConfig};
 use crate::db::lookups;
 use crate::db::state::{self, Checkpoint};
+use crate::db::Schema;
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
 use crate::model::window;
@@ -23,7 +24,7 @@ use crate::terminal::printable;
 pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failure> {
     let api = ApiClient::new(config.api.clone()).map_err(|e| Failure::Config(e.to_string()))?;
     let (listed, complete) = fetch_campaigns(&api).await?;
-    let checkpoints = stored_checkpoints(pool).await?;
+    let checkpoints = stored_checkpoints(&config.schema, pool).await?;
     judge_list(config, pool, &listed, complete).await?;
     let now = Utc::now();
     let end = config.until.unwrap_or(now).min(now);
@@ -54,13 +55,14 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         config.timezone.name()
     );
     if let Some(settings) = &config.lookups {
-        out.push_str(&plan_lookups(pool, config.api.rps, settings).await?);
+        out.push_str(&plan_lookups(&config.schema, pool, config.api.rps, settings).await?);
     }
     Ok(out)
 }
 
 /// The look-ups due now, and what they cost; the rows the run stores may make more due.
 async fn plan_lookups(
+    schema: &Schema,
     pool: &PgPool,
     rps: f64,
     settings: &LookupSettings,
@@ -70,16 +72,18 @@ async fn plan_lookups(
         .await
         .map_err(|e| Failure::database(e, "connecting"))?;
     lookup::check_sources(&mut conn, &settings.sources).await?;
-    let migrated = state::table_exists(&mut *conn, "linkrunner.attribution_results")
+    let results = schema.table("attribution_results");
+    let migrated = state::table_exists(&mut *conn, &results)
         .await
         .map_err(|e| Failure::database(e, "reading the schema"))?;
     if !migrated {
         return Ok(format!(
-            "attribution look-ups: the run creates linkrunner.attribution_results, then looks up every id it holds (at most {} this run)\n",
+            "attribution look-ups: the run creates {}.attribution_results, then looks up every id it holds (at most {} this run)\n",
+            schema.name(),
             settings.max
         ));
     }
-    let due = lookups::due_count(&mut conn, &settings.sources)
+    let due = lookups::due_count(schema, &mut conn, &settings.sources)
         .await
         .map_err(|e| Failure::database(e, "counting the look-ups due"))? as u64;
     let this_run = due.min(settings.max);
@@ -106,12 +110,18 @@ async fn judge_list(
 }
 
 /// The checkpoints, or none before the schema exists: a dry run creates nothing.
-async fn stored_checkpoints(pool: &PgPool) -> Result<HashMap<String, Checkpoint>, Failure> {
+async fn stored_checkpoints(
+    schema: &Schema,
+    pool: &PgPool,
+) -> Result<HashMap<String, Checkpoint>, Failure> {
     let read = async {
-        if !state::schema_exists(pool).await? {
+        if !state::schema_exists(schema, pool).await? {
             return Ok(HashMap::new());
         }
-        Ok(state::checkpoints(pool).await?.into_iter().collect())
+        Ok(state::checkpoints(schema, pool)
+            .await?
+            .into_iter()
+            .collect())
     };
     read.await
         .map_err(|e: sqlx::Error| Failure::database(e, "reading checkpoints"))

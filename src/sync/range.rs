@@ -89,7 +89,7 @@ impl Scanner<'_> {
             updated: counts.updated,
         };
         let verified: Vec<_> = verify.map(|v| (self.campaign, v)).into_iter().collect();
-        state::record_scans(&mut tx, self.run_id, &[scan], &verified).await?;
+        state::record_scans(self.schema, &mut tx, self.run_id, &[scan], &verified).await?;
         tx.commit().await?;
         self.finish(report, &reading, counts, rejected, range);
         Ok(())
@@ -128,7 +128,7 @@ impl Scanner<'_> {
         range: Window,
     ) -> Result<HashSet<u64>, sqlx::Error> {
         let bounds = [(self.campaign, range.start, range.end)];
-        let mut existing = writer::existing_keys(tx, &bounds).await?;
+        let mut existing = writer::existing_keys(self.schema, tx, &bounds).await?;
         let keys = existing.remove(self.campaign).unwrap_or_default();
         Ok(keys.iter().map(fingerprint).collect())
     }

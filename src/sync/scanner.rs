@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{ApiClient, ApiError, Page};
+use crate::db::Schema;
 use crate::db::{state, writer};
 use crate::model::window::Window;
 use crate::sync::batch::BatchWriter;
@@ -65,6 +66,7 @@ pub struct Scanner<'a> {
     pub pool: &'a sqlx::PgPool,
     /// Commits ranges that fit in one page together with other campaigns' ranges.
     pub writer: &'a BatchWriter,
+    pub schema: &'a Schema,
     pub run_id: Uuid,
     pub campaign: &'a str,
     /// Where this run's gap-free reading of the campaign began.

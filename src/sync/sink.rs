@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::api::Page;
 use crate::db::writer;
+use crate::db::Schema;
 use crate::memory::Hold;
 use crate::model::user::{Rejected, UserRow};
 use crate::sync::scanner::Scanner;
@@ -53,9 +54,20 @@ impl PageSink for TxSink<'_> {
         let (new_keys, new): (Vec<_>, Vec<UserRow>) = new.into_iter().unzip();
         let (known_keys, known): (Vec<_>, Vec<UserRow>) = known.into_iter().unzip();
         let (rejected_keys, rejected): (Vec<String>, Vec<Rejected>) = rejected.into_iter().unzip();
-        let upserted = writer::upsert_users(self.tx, &known.iter().collect::<Vec<_>>()).await?;
-        let copied = writer::copy_new_users(self.tx, &new.iter().collect::<Vec<_>>()).await?;
-        writer::insert_rejected(self.tx, scanner.run_id, scanner.campaign, &rejected).await?;
+        let upserted =
+            writer::upsert_users(scanner.schema, self.tx, &known.iter().collect::<Vec<_>>())
+                .await?;
+        let copied =
+            writer::copy_new_users(scanner.schema, self.tx, &new.iter().collect::<Vec<_>>())
+                .await?;
+        writer::insert_rejected(
+            scanner.schema,
+            self.tx,
+            scanner.run_id,
+            scanner.campaign,
+            &rejected,
+        )
+        .await?;
         for c in upserted.values() {
             self.counts.inserted += c.inserted;
             self.counts.updated += c.updated;
@@ -121,10 +133,10 @@ async fn convert_page(
         return Ok(convert(scanner.campaign, page));
     }
     match conn {
-        Some(conn) => convert_screened(conn, scanner.campaign, page).await,
+        Some(conn) => convert_screened(scanner.schema, conn, scanner.campaign, page).await,
         None => {
             let mut conn = scanner.pool.acquire().await?;
-            convert_screened(&mut conn, scanner.campaign, page).await
+            convert_screened(scanner.schema, &mut conn, scanner.campaign, page).await
         }
     }
 }
@@ -151,6 +163,7 @@ fn convert(campaign: &str, page: Page) -> Converted {
 /// As [`convert`], with each row Postgres refuses (see [`writer::refused`]) set aside with its
 /// reason and its text as received.
 async fn convert_screened(
+    schema: &Schema,
     conn: &mut sqlx::PgConnection,
     campaign: &str,
     page: Page,
@@ -165,11 +178,14 @@ async fn convert_screened(
             }
         }
     }
-    let refused: HashMap<usize, String> =
-        writer::refused(conn, &read.iter().map(|(row, _)| row).collect::<Vec<_>>())
-            .await?
-            .into_iter()
-            .collect();
+    let refused: HashMap<usize, String> = writer::refused(
+        schema,
+        conn,
+        &read.iter().map(|(row, _)| row).collect::<Vec<_>>(),
+    )
+    .await?
+    .into_iter()
+    .collect();
     let mut rows = HashMap::with_capacity(read.len());
     for (i, (row, item)) in read.into_iter().enumerate() {
         match refused.get(&i) {

@@ -1,0 +1,190 @@
+//! The schema a project's tables live in (`--schema`): its name, checked once and always quoted,
+//! and the job's SQL written for it.
+
+use std::borrow::Cow;
+
+use sqlx::PgConnection;
+
+/// The schema when `--schema` is not given, as every version before it used.
+pub const DEFAULT: &str = "linkrunner";
+
+/// How the job's SQL names its own objects; every statement is written with this prefix and
+/// pointed at the run's schema by [`Schema::sql`].
+const PREFIX: &str = "linkrunner.";
+
+/// A schema name that is a plain identifier: lower-case ASCII letters, digits and `_`, starting
+/// with a letter or `_`, at most 63 bytes, and none Postgres or analysts keep for themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schema {
+    name: String,
+    quoted: String,
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        Schema::parse(DEFAULT).expect("the default schema is a plain identifier")
+    }
+}
+
+impl Schema {
+    pub fn parse(name: &str) -> Result<Schema, String> {
+        let plain = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && name.len() <= 63;
+        if !plain {
+            return Err(format!(
+                "--schema '{}' is not a plain identifier: use lower-case letters, digits and _, \
+                 starting with a letter, at most 63 characters (e.g. linkrunner_app2)",
+                name.escape_debug()
+            ));
+        }
+        if name.starts_with("pg_") || name == "public" || name == "information_schema" {
+            return Err(format!(
+                "--schema '{name}' is kept for Postgres or shared by everyone: give the project a \
+                 schema of its own (e.g. linkrunner_app2)"
+            ));
+        }
+        Ok(Schema {
+            name: name.to_owned(),
+            quoted: format!("\"{name}\""),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as SQL writes it: quoted, so no name is ever read as anything else.
+    pub fn quoted(&self) -> &str {
+        &self.quoted
+    }
+
+    /// `table` of this schema, quoted, e.g. `"linkrunner".campaigns`.
+    pub fn table(&self, table: &str) -> String {
+        format!("{}.{table}", self.quoted)
+    }
+
+    /// `sql`, written for the default schema, pointed at this one.
+    pub fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        if sql.contains(PREFIX) {
+            Cow::Owned(sql.replace(PREFIX, &format!("{}.", self.quoted)))
+        } else {
+            Cow::Borrowed(sql)
+        }
+    }
+
+    /// The key of this schema's run lock (two 32-bit halves, a key space of its own). The
+    /// default schema keeps the single 64-bit key of earlier versions, so a run of an older
+    /// version and one of this version still exclude each other.
+    pub fn lock_key(&self) -> LockKey {
+        if self.name == DEFAULT {
+            LockKey::Single(LEGACY_LOCK_KEY)
+        } else {
+            LockKey::Pair(LOCK_CLASS, self.name.clone())
+        }
+    }
+}
+
+impl std::fmt::Display for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Advisory lock key of the default schema ("lrsync" in ASCII).
+const LEGACY_LOCK_KEY: i64 = 0x6c72_7379_6e63;
+
+/// First half of every other schema's lock key ("lrsy" in ASCII); the second is the hash of
+/// the schema's name.
+const LOCK_CLASS: i32 = 0x6c72_7379;
+
+/// An advisory lock key, as the SQL that takes, holds and frees it binds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockKey {
+    Single(i64),
+    Pair(i32, String),
+}
+
+impl LockKey {
+    /// Takes the lock for this session; false when another session holds it.
+    pub async fn try_lock(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
+        self.call(conn, "pg_try_advisory_lock").await
+    }
+
+    pub async fn unlock(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
+        self.call(conn, "pg_advisory_unlock").await
+    }
+
+    async fn call(&self, conn: &mut PgConnection, function: &str) -> sqlx::Result<bool> {
+        match self {
+            LockKey::Single(key) => {
+                let sql = format!("SELECT {function}($1)");
+                sqlx::query_scalar(&sql).bind(*key).fetch_one(conn).await
+            }
+            LockKey::Pair(class, name) => {
+                let sql = format!("SELECT {function}($1, hashtext($2))");
+                let query = sqlx::query_scalar(&sql).bind(*class).bind(name.as_str());
+                query.fetch_one(conn).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_identifiers_are_schemas() {
+        for good in ["linkrunner", "linkrunner_app2", "_x", "a1", &"a".repeat(63)] {
+            assert_eq!(Schema::parse(good).unwrap().name(), good);
+        }
+        for bad in [
+            "",
+            "App",
+            "1app",
+            "a-b",
+            "a.b",
+            "a\"b",
+            "a b",
+            "x; DROP TABLE t",
+            "ünï",
+            &"a".repeat(64),
+        ] {
+            let e = Schema::parse(bad).unwrap_err();
+            assert!(e.contains("plain identifier"), "{bad}: {e}");
+        }
+        for kept in ["public", "pg_temp", "pg_catalog", "information_schema"] {
+            assert!(Schema::parse(kept).unwrap_err().contains("of its own"));
+        }
+    }
+
+    #[test]
+    fn sql_is_pointed_at_the_schema_quoted() {
+        let s = Schema::parse("app2").unwrap();
+        assert_eq!(
+            s.sql("SELECT * FROM linkrunner.campaigns JOIN linkrunner.sync_runs"),
+            "SELECT * FROM \"app2\".campaigns JOIN \"app2\".sync_runs"
+        );
+        assert_eq!(s.sql("SELECT 1"), "SELECT 1");
+        assert_eq!(s.table("campaigns"), "\"app2\".campaigns");
+        let default = Schema::default();
+        assert_eq!(default.sql("FROM linkrunner.x"), "FROM \"linkrunner\".x");
+    }
+
+    #[test]
+    fn each_schema_has_a_lock_of_its_own() {
+        assert_eq!(
+            Schema::default().lock_key(),
+            LockKey::Single(LEGACY_LOCK_KEY)
+        );
+        let a = Schema::parse("app_a").unwrap().lock_key();
+        let b = Schema::parse("app_b").unwrap().lock_key();
+        assert_ne!(a, b);
+    }
+}
