@@ -65,7 +65,7 @@ pub async fn load(
     runs: i64,
     max_lag: Duration,
 ) -> sqlx::Result<Status> {
-    let campaigns = campaigns(pool, max_lag).await?;
+    let campaigns = campaigns(schema, pool, max_lag).await?;
     Ok(Status {
         max_lag_seconds: max_lag.num_seconds(),
         stale: campaigns.iter().filter(|c| c.stale).count(),
@@ -74,10 +74,14 @@ pub async fn load(
     })
 }
 
-async fn campaigns(pool: &PgPool, max_lag: Duration) -> sqlx::Result<Vec<CampaignStatus>> {
+async fn campaigns(
+    schema: &Schema,
+    pool: &PgPool,
+    max_lag: Duration,
+) -> sqlx::Result<Vec<CampaignStatus>> {
     let now = Utc::now();
-    let rows = sqlx::query(
-        // data_freshness holds the rule for when a campaign counts as confirmed current.
+    // data_freshness holds the rule for when a campaign counts as confirmed current.
+    let rows = sqlx::query(&schema.sql(
         "SELECT f.campaign_display_id AS display_id, f.campaign_name AS name, f.active,
                 f.deleted, f.covered_from, f.synced_until,
                 GREATEST(f.confirmed_at, f.synced_until) AS checked_at, f.counter_trusted,
@@ -89,7 +93,7 @@ async fn campaigns(pool: &PgPool, max_lag: Duration) -> sqlx::Result<Vec<Campaig
          LEFT JOIN linkrunner.sync_checkpoints k
            ON k.campaign_display_id = f.campaign_display_id
          ORDER BY f.campaign_display_id",
-    )
+    ))
     .fetch_all(pool)
     .await?;
     Ok(rows

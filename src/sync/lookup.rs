@@ -201,8 +201,7 @@ fn count(totals: &mut LookupTotals, id: &LookupId, answer: &Answer) {
             tracing::warn!(
                 kind = id.kind.as_str(),
                 reason = %crate::secrets::clean(reason, 300),
-                "a look-up's answer cannot be used: kept with the reason in \
-                 linkrunner.attribution_results"
+                "a look-up's answer cannot be used: kept with the reason in attribution_results"
             );
         }
     }

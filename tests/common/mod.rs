@@ -74,9 +74,14 @@ pub fn sync_config_for(base_url: &str) -> SyncConfig {
 /// Every stored attributed user, rebuilt as the API sent it, read column by column as the
 /// writers write them.
 pub async fn stored_rows(pool: &PgPool) -> Vec<Value> {
+    stored_rows_in(pool, "linkrunner").await
+}
+
+/// [`stored_rows`] of schema `schema`.
+pub async fn stored_rows_in(pool: &PgPool, schema: &str) -> Vec<Value> {
     let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
     let sql = format!(
-        "SELECT {} FROM linkrunner.attributed_users",
+        "SELECT {} FROM \"{schema}\".attributed_users",
         names.join(", ")
     );
     let rows = sqlx::query(&sql).fetch_all(pool).await.unwrap();
@@ -110,8 +115,13 @@ pub fn canonical(rows: &[Value]) -> Vec<String> {
 /// Asserts the database holds exactly the simulator's attributed users: none missing, none
 /// doubled, every field equal.
 pub async fn assert_exact(pool: &PgPool, sim: &Simulator) {
+    assert_exact_in(pool, sim, "linkrunner").await
+}
+
+/// [`assert_exact`] for schema `schema`.
+pub async fn assert_exact_in(pool: &PgPool, sim: &Simulator, schema: &str) {
     let expected = canonical(&sim.all_attributed_users());
-    let stored = canonical(&stored_rows(pool).await);
+    let stored = canonical(&stored_rows_in(pool, schema).await);
     let missing: Vec<&String> = expected
         .iter()
         .filter(|r| !stored.contains(r))
