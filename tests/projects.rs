@@ -332,3 +332,51 @@ async fn a_schema_name_that_is_not_plain_is_refused_before_anything(
     assert!(schemas(&pool).await.is_empty());
     assert_eq!(sim.stats().campaigns_requests, 0, "refused before the API");
 }
+
+/// `sql/daily_signups_across_projects.sql` against two projects synced into `app_one` and
+/// `app_two`: each project's signups per campaign and New York day, none mixed with the other's.
+#[sqlx::test(migrations = false)]
+async fn the_example_across_projects_counts_each_projects_own_signups(pool: PgPool) {
+    use chrono::{DateTime, NaiveDate};
+    use std::collections::BTreeMap;
+
+    type Days = BTreeMap<(String, NaiveDate, String), i64>;
+    let mut want = Days::new();
+    for (seed, schema) in [(45, "app_one"), (46, "app_two")] {
+        let (sim, server) = start(SimConfig::small(seed)).await;
+        let config = linkrunner_sync::config::SyncConfig {
+            schema: linkrunner_sync::db::Schema::parse(schema).unwrap(),
+            ..sync_config(&server, "UTC")
+        };
+        let report = sync::run(&config, &pool).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Success);
+        assert_exact_in(&pool, &sim, schema).await;
+        for row in sim.all_attributed_users() {
+            let at = DateTime::parse_from_rfc3339(row["attributed_at"].as_str().unwrap()).unwrap();
+            let day = at.with_timezone(&chrono_tz::America::New_York).date_naive();
+            let campaign = row["campaign_display_id"].as_str().unwrap().to_owned();
+            *want.entry((schema.to_owned(), day, campaign)).or_default() += 1;
+        }
+    }
+    let sql = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sql/daily_signups_across_projects.sql"),
+    )
+    .unwrap();
+    let rows: Vec<(String, NaiveDate, String, Option<String>, i64)> =
+        sqlx::query_as(&sql).fetch_all(&pool).await.unwrap();
+    let got: Days = rows
+        .iter()
+        .map(|(p, day, c, _, n)| ((p.clone(), *day, c.clone()), *n))
+        .collect();
+    assert_eq!(
+        got.len(),
+        rows.len(),
+        "one row per project, day and campaign"
+    );
+    assert_eq!(got, want);
+    assert!(
+        rows.iter().all(|r| r.3.is_some()),
+        "every campaign is named"
+    );
+}
