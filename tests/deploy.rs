@@ -246,28 +246,45 @@ fn sync_flags() -> Vec<String> {
         .collect()
 }
 
-/// The crontab line of cron.example and its `linkrunner-sync` arguments.
-fn cron_line() -> (String, Vec<String>) {
+/// The crontab lines of cron.example, each with its `linkrunner-sync` arguments.
+fn cron_lines() -> Vec<(String, Vec<String>)> {
     let text = read("cron.example");
-    let line = text
+    let lines: Vec<(String, Vec<String>)> = text
         .lines()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .expect("a crontab line")
-        .to_string();
-    let args = line
-        .split_whitespace()
-        .skip_while(|word| !(*word == "linkrunner-sync" || word.ends_with("/linkrunner-sync")))
-        .skip(1)
-        .take_while(|word| !word.starts_with('>') && !word.starts_with('|'))
-        .map(String::from)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let args = line
+                .split_whitespace()
+                .skip_while(|w| !(*w == "linkrunner-sync" || w.ends_with("/linkrunner-sync")))
+                .skip(1)
+                .take_while(|word| !word.starts_with('>') && !word.starts_with('|'))
+                .map(String::from)
+                .collect();
+            (line.to_string(), args)
+        })
         .collect();
-    (line, args)
+    assert!(!lines.is_empty(), "no crontab line");
+    lines
 }
 
-/// The arguments of every container in the manifests, and of the crontab line, by file.
+/// The value of `--flag` in `args`; None when it is not given.
+fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == flag)?;
+    args.get(at + 1).map(String::as_str)
+}
+
+/// The schema a run writes to: `--schema`, else the default.
+fn schema_of(args: &[String]) -> String {
+    flag(args, "--schema").unwrap_or("linkrunner").to_string()
+}
+
+/// The arguments of every container in the manifests, and of the crontab lines, by file.
 fn every_invocation() -> Vec<(String, Vec<String>)> {
-    let mut runs = vec![("cron.example".to_string(), cron_line().1)];
+    let mut runs: Vec<(String, Vec<String>)> = cron_lines()
+        .into_iter()
+        .map(|(_, args)| ("cron.example".to_string(), args))
+        .collect();
     for (file, doc) in manifests().iter().filter(|(_, d)| job_spec(d).is_some()) {
         for container in containers(doc) {
             let args = container["args"].as_sequence().into_iter().flatten();
@@ -355,13 +372,25 @@ fn broken_manifests_are_caught() {
     }
 }
 
+/// The names of the Secrets a CronJob's or Job's containers read.
+fn secrets_read(doc: &Value) -> Vec<String> {
+    let mut names: Vec<String> = containers(doc)
+        .into_iter()
+        .flat_map(|c| c["env"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|e| {
+            e["valueFrom"]["secretKeyRef"]["name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 #[test]
-fn secret_refs_name_keys_of_the_example_secret() {
+fn secret_refs_name_keys_of_an_example_secret() {
     let docs = manifests();
-    let (_, secret) = docs
-        .iter()
-        .find(|(_, d)| d["kind"] == "Secret")
-        .expect("a Secret");
     for (file, doc) in docs.iter().filter(|(_, d)| job_spec(d).is_some()) {
         for container in containers(doc) {
             for entry in container["env"].as_sequence().into_iter().flatten() {
@@ -369,7 +398,11 @@ fn secret_refs_name_keys_of_the_example_secret() {
                 if reference.is_null() {
                     continue;
                 }
-                assert_eq!(reference["name"], secret["metadata"]["name"], "{file}");
+                let secret = docs
+                    .iter()
+                    .map(|(_, d)| d)
+                    .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == reference["name"])
+                    .unwrap_or_else(|| panic!("{file}: no example Secret {:?}", reference["name"]));
                 let key = reference["key"].as_str().unwrap();
                 assert!(
                     secret["stringData"][key].is_string(),
@@ -507,23 +540,76 @@ fn the_docker_image_runs_the_job_as_a_non_root_user() {
     );
 }
 
+/// Two projects, each a CronJob of its own: its own Secret (its own key) and its own schema.
 #[test]
-fn cron_example_runs_sync_under_flock_with_json_logs() {
+fn the_cronjobs_are_two_projects_each_with_its_own_secret_and_schema() {
+    let docs = manifests();
+    let cronjobs: Vec<&Value> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| d["kind"] == "CronJob")
+        .collect();
+    assert_eq!(cronjobs.len(), 2, "one CronJob per project");
+    let mut names = Vec::new();
+    let mut secrets = Vec::new();
+    let mut schemas = Vec::new();
+    for cronjob in cronjobs {
+        let secret = secrets_read(cronjob);
+        assert_eq!(secret.len(), 1, "a project reads one Secret: {secret:?}");
+        for container in containers(cronjob) {
+            let args: Vec<String> = container["args"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect();
+            schemas.push(schema_of(&args));
+        }
+        names.push(cronjob["metadata"]["name"].as_str().unwrap().to_string());
+        secrets.extend(secret);
+    }
+    for list in [&mut names, &mut secrets, &mut schemas] {
+        let all = list.len();
+        list.sort();
+        list.dedup();
+        assert_eq!(list.len(), all, "shared between projects: {list:?}");
+    }
+}
+
+#[test]
+fn cron_example_runs_each_project_under_flock_with_json_logs() {
     let text = read("cron.example");
-    let (line, args) = cron_line();
-    let schedule: Vec<&str> = line.split_whitespace().take(5).collect();
-    assert_eq!(cron_problem(&schedule.join(" ")), None);
-    assert!(line.contains("flock -n "), "{line}");
-    assert_eq!(args.first().map(String::as_str), Some("sync"), "{line}");
-    let json = args.windows(2).any(|w| w == ["--log-format", "json"]);
-    assert!(json, "cron.example does not log JSON: {line}");
+    let lines = cron_lines();
+    assert_eq!(lines.len(), 2, "one line per project");
+    for (line, args) in &lines {
+        let schedule: Vec<&str> = line.split_whitespace().take(5).collect();
+        assert_eq!(cron_problem(&schedule.join(" ")), None);
+        assert!(line.contains("flock -n "), "{line}");
+        assert_eq!(args.first().map(String::as_str), Some("sync"), "{line}");
+        let json = args.windows(2).any(|w| w == ["--log-format", "json"]);
+        assert!(json, "cron.example does not log JSON: {line}");
+    }
+    // Each project its own key (environment file), lock file, log and schema.
+    let word_after = |line: &str, before: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == before).unwrap();
+        words[at + 1].to_string()
+    };
+    let differ = |what: &str, of: &dyn Fn(&(String, Vec<String>)) -> String| {
+        let values: Vec<String> = lines.iter().map(of).collect();
+        assert_ne!(values[0], values[1], "both lines share the {what}");
+    };
+    differ("environment file", &|(l, _)| word_after(l, "."));
+    differ("lock file", &|(l, _)| word_after(l, "5"));
+    differ("log", &|(l, _)| word_after(l, ">>"));
+    differ("schema", &|(_, a)| schema_of(a));
     for var in SECRET_VARS {
         assert!(
             text.contains(var),
             "cron.example does not say where {var} comes from"
         );
     }
-    for code in 0..=5 {
+    for code in [0, 1, 2, 3, 4, 5, 7] {
         let explained = text.lines().any(|l| {
             let words = l
                 .strip_prefix('#')
