@@ -595,7 +595,8 @@ fn cron_example_runs_each_project_under_flock_with_json_logs() {
         let at = words.iter().position(|w| *w == before).unwrap();
         words[at + 1].to_string()
     };
-    let differ = |what: &str, of: &dyn Fn(&(String, Vec<String>)) -> String| {
+    type CronLine = (String, Vec<String>);
+    let differ = |what: &str, of: &dyn Fn(&CronLine) -> String| {
         let values: Vec<String> = lines.iter().map(of).collect();
         assert_ne!(values[0], values[1], "both lines share the {what}");
     };
