@@ -32,19 +32,22 @@ pub enum HistoryRefused {
 /// The `migrate` command: applies what is missing and moves a history kept by an earlier
 /// version into the schema.
 pub async fn migrate(conn: &mut PgConnection, schema: &Schema) -> anyhow::Result<()> {
-    match history(conn, schema).await {
-        Ok(h) if h.complete() && !h.legacy => Ok(()),
-        _ => apply(conn, schema)
-            .await
-            .context("applying database migrations"),
-    }
+    bring_up(conn, schema, false).await
 }
 
 /// Before a run: applies what is missing. A complete history kept by an earlier version is
 /// good enough, so a role that may not create tables keeps running after an upgrade.
 pub async fn prepare(conn: &mut PgConnection, schema: &Schema) -> anyhow::Result<()> {
+    bring_up(conn, schema, true).await
+}
+
+async fn bring_up(
+    conn: &mut PgConnection,
+    schema: &Schema,
+    earlier_history_will_do: bool,
+) -> anyhow::Result<()> {
     match history(conn, schema).await {
-        Ok(h) if h.complete() => Ok(()),
+        Ok(h) if h.complete() && (earlier_history_will_do || !h.legacy) => Ok(()),
         _ => apply(conn, schema)
             .await
             .context("applying database migrations"),
