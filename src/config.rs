@@ -3,7 +3,6 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::postgres::PgConnectOptions;
 use url::Url;
 
 use crate::api::client::MAX_LIMIT;
@@ -119,7 +118,7 @@ pub fn schema(args: &DbArgs) -> Result<db::Schema, String> {
     db::Schema::parse(&args.schema)
 }
 
-pub fn database(url: Option<&SecretString>) -> Result<PgConnectOptions, String> {
+pub fn database(url: Option<&SecretString>) -> Result<db::Target, String> {
     let url = url.ok_or("DATABASE_URL is not set (or pass --database-url postgres://...)")?;
     db::connect_options(url)
 }
@@ -128,14 +127,14 @@ pub fn database(url: Option<&SecretString>) -> Result<PgConnectOptions, String> 
 pub fn sync_config(
     args: &SyncArgs,
     now: DateTime<Utc>,
-) -> Result<(SyncConfig, PgConnectOptions), String> {
+) -> Result<(SyncConfig, db::Target), String> {
     let lock_timeout =
         limits::duration("--lock-timeout", &args.lock_timeout, &limits::LOCK_TIMEOUT)?;
     // A lock held elsewhere fails the statement in a bounded time; its transaction rolls back.
-    let database = database(args.db.database_url.as_ref())?.options([(
+    let database = database(args.db.database_url.as_ref())?.with(
         "lock_timeout",
         format!("{}ms", lock_timeout.num_milliseconds()),
-    )]);
+    );
     let schema = schema(&args.db)?;
     let api = client_settings(args)?;
     let timezone = parse_timezone(&args.timezone)?;

@@ -32,7 +32,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         .database_url
         .unwrap_or_else(|| SecretString::from(DEFAULT_URL));
     let options = db::connect_options(&url).map_err(Failure::Config)?;
-    create_database_if_missing(&options).await?;
+    create_database_if_missing(&options.options).await?;
     let pool = db::connect(options, 8).await?;
     let sim = Simulator::new(SimConfig {
         campaigns: args.campaigns,

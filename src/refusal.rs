@@ -4,6 +4,14 @@
 //! statement timeouts, a server restarting, stays transient (exit code 1).
 
 use crate::db::migrate::HistoryRefused;
+use crate::db::SharedSession;
+
+const SHARED: &str =
+    "connect directly, or through a pool in session mode (PgBouncer's pool_mode = \
+    session): the run lock and prepared statements need a session of the job's own";
+
+const TLS: &str = "the TLS handshake with Postgres failed (check sslmode, and that sslrootcert \
+    in DATABASE_URL names the CA that signed the server's certificate)";
 
 const PRIVILEGES: &str = "the database user lacks privileges (migrations need the owner of the \
     job's schema, or CREATE on the database to make it; a sync needs the grants in the README's \
@@ -22,10 +30,13 @@ const SHAPE_CODES: [&str; 14] = [
 /// What to fix, for a database error that will repeat on every run; None for one that a later
 /// attempt may not meet.
 pub fn why(e: &sqlx::Error) -> Option<&'static str> {
-    let sqlx::Error::Database(d) = e else {
-        return None;
-    };
-    why_code(d.code()?.as_ref())
+    match e {
+        sqlx::Error::Database(d) => why_code(d.code()?.as_ref()),
+        sqlx::Error::Tls(_) => Some(TLS),
+        // A certificate the handshake refused reaches the driver as an I/O error.
+        sqlx::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => Some(TLS),
+        _ => None,
+    }
 }
 
 /// What to fix, for an SQLSTATE that will repeat on every run.
@@ -64,6 +75,9 @@ pub fn in_chain(e: &anyhow::Error) -> Option<&'static str> {
     e.chain().find_map(|cause| {
         if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
             return why(e);
+        }
+        if cause.is::<SharedSession>() {
+            return Some(SHARED);
         }
         cause.downcast_ref::<HistoryRefused>().map(migration)
     })

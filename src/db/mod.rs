@@ -20,33 +20,63 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 pub use migrate::{migrate, prepare, MIGRATOR};
 pub use schema::Schema;
 
-use schema::LockKey;
+use schema::{LockKey, Taken};
+
+/// Where the job connects, and what each of its sessions is set to. The settings are applied
+/// by a statement once connected, not sent at startup: PgBouncer refuses startup parameters it
+/// does not know.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub options: PgConnectOptions,
+    settings: Vec<(&'static str, String)>,
+}
+
+impl Target {
+    /// Sets `name` to `value` in every session, replacing an earlier value.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Target {
+        self.settings.retain(|(n, _)| *n != name);
+        self.settings.push((name, value.into()));
+        self
+    }
+
+    /// One statement that applies the settings, in the simple protocol: a pooler in
+    /// transaction mode must be told apart before any prepared statement (see
+    /// [`check_sessions_are_own`]).
+    fn settings_sql(&self) -> String {
+        let calls: Vec<String> = self
+            .settings
+            .iter()
+            .map(|(name, value)| format!("set_config({}, {}, false)", quote(name), quote(value)))
+            .collect();
+        format!("SELECT {}", calls.join(", "))
+    }
+}
+
+/// A string literal; every value here is the job's own, but none is trusted to be plain.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
 
 /// Reads a database URL, with an error that never repeats the URL (it may hold a password).
-pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
+pub fn connect_options(url: &SecretString) -> Result<Target, String> {
     let text = url.expose_secret();
     if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
         return Err(
             "DATABASE_URL must start with postgres:// (e.g. postgres://user@host:5432/db)".into(),
         );
     }
-    PgConnectOptions::from_str(text)
+    let options = PgConnectOptions::from_str(text)
         .map(|o| {
             o.application_name("linkrunner-sync")
-                // A commit lost to a server crash takes its checkpoint with it, so the next run
-                // reads that range again: waiting for each WAL flush buys nothing here.
-                .options([
-                    ("statement_timeout", "300s"),
-                    ("timezone", "UTC"),
-                    ("synchronous_commit", "off"),
-                ])
+                // Binary results need no extra digits, and PgBouncer refuses the parameter.
+                .extra_float_digits(None)
                 // A statement that ends in an error says so in the run's own one line; a slow one
                 // is for debugging, and its SQL is no operator's business.
                 .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(1))
@@ -54,26 +84,121 @@ pub fn connect_options(url: &SecretString) -> Result<PgConnectOptions, String> {
         .map_err(|_| {
             "DATABASE_URL is not a valid Postgres URL (expected postgres://user@host:port/db)"
                 .to_string()
-        })
+        })?;
+    check_tls_files(text)?;
+    let target = Target {
+        options,
+        settings: Vec::new(),
+    };
+    // A commit lost to a server crash takes its checkpoint with it, so the next run reads that
+    // range again: waiting for each WAL flush buys nothing here.
+    Ok(target
+        .with("statement_timeout", "300s")
+        .with("TimeZone", "UTC")
+        .with("synchronous_commit", "off"))
 }
 
-/// Connects, failing fast when the server is not there.
-pub async fn connect(options: PgConnectOptions, max: u32) -> anyhow::Result<PgPool> {
-    let target = format!(
+/// Checks that the certificate and key files named in the URL, or in the `PGSSL*` variables
+/// the driver reads, can be read: the driver would only say "No such file or directory".
+fn check_tls_files(url: &str) -> Result<(), String> {
+    let named = url::Url::parse(url).map_err(|_| "DATABASE_URL is not a valid URL".to_string())?;
+    let mut files: Vec<(String, String)> = named
+        .query_pairs()
+        .filter(|(key, _)| {
+            matches!(
+                key.as_ref(),
+                "sslrootcert"
+                    | "ssl-root-cert"
+                    | "ssl-ca"
+                    | "sslcert"
+                    | "ssl-cert"
+                    | "sslkey"
+                    | "ssl-key"
+            )
+        })
+        .map(|(key, value)| (format!("DATABASE_URL's {key}"), value.into_owned()))
+        .collect();
+    for name in ["PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"] {
+        if let Ok(value) = std::env::var(name) {
+            files.push((name.to_string(), value));
+        }
+    }
+    // A value may also be the certificate itself.
+    for (what, path) in files
+        .into_iter()
+        .filter(|(_, v)| !v.starts_with("-----BEGIN"))
+    {
+        if let Err(e) = std::fs::File::open(&path) {
+            return Err(format!(
+                "{what} names a file that cannot be read ({path}: {e})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Connects, failing fast when the server is not there, and refuses sessions that are not the
+/// job's own.
+pub async fn connect(target: Target, max: u32) -> anyhow::Result<PgPool> {
+    let options = &target.options;
+    let place = format!(
         "{}:{}/{}",
         options.get_host(),
         options.get_port(),
         options.get_database().unwrap_or("")
     );
-    PgPoolOptions::new()
-        .max_connections(max)
+    let settings = Arc::new(target.settings_sql());
+    let pool = PgPoolOptions::new()
+        .max_connections(max.max(SESSION_PROBES))
         // The pool already pings every connection handed back; a second ping on the way out
         // would cost each statement another round trip.
         .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
+        .after_connect(move |conn, _| {
+            let settings = settings.clone();
+            Box::pin(async move {
+                // A query without arguments goes in the simple protocol.
+                conn.execute(settings.as_str()).await?;
+                Ok(())
+            })
+        })
+        .connect_with(target.options)
         .await
-        .with_context(|| format!("cannot connect to Postgres at {target}"))
+        .with_context(|| format!("cannot connect to Postgres at {place}"))?;
+    check_sessions_are_own(&pool)
+        .await
+        .with_context(|| format!("checking the sessions of Postgres at {place}"))?;
+    Ok(pool)
+}
+
+/// How many connections the check of sessions holds at once.
+const SESSION_PROBES: u32 = 3;
+
+/// A pooler that lends one server session to many clients (PgBouncer in transaction or
+/// statement mode) would let two runs share the run lock, and loses prepared statements.
+#[derive(Debug, thiserror::Error)]
+#[error("two connections of this job share one database session: {0}")]
+pub struct SharedSession(&'static str);
+
+/// Holds a few connections at once and asks each for its server process: each must have its
+/// own. Behind a transaction-mode pooler, a statement goes to whichever server session is idle,
+/// which is the one the previous statement just left, so the same process answers twice.
+async fn check_sessions_are_own(pool: &PgPool) -> anyhow::Result<()> {
+    let mut held = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..SESSION_PROBES {
+        let mut conn = pool.acquire().await?;
+        let row = sqlx::raw_sql("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await?;
+        let pid: i32 = sqlx::Row::try_get(&row, 0)?;
+        if pids.contains(&pid) {
+            return Err(SharedSession("a connection pooler in transaction mode?").into());
+        }
+        pids.push(pid);
+        held.push(conn);
+    }
+    Ok(())
 }
 
 /// Takes a connection of the pool for a run of statements that follow one another: a pool
@@ -218,7 +343,7 @@ impl RunLock {
                 lose(&self.lost, &self.halt);
                 *conn = plain_session(&self.pool).await?;
             }
-            Err(e) => return Err(anyhow::Error::new(e).context("taking a database connection")),
+            Err(e) => return Err(e.context("taking a database connection")),
         }
         Ok(conn)
     }
@@ -283,6 +408,7 @@ pub async fn try_lock(
                 match keep(&mut *conn.lock().await, &pool, &key).await {
                     Ok(true) => {}
                     Ok(false) => return lose(&lost, &halt),
+                    Err(e) if e.is::<SharedSession>() => return lose(&lost, &halt),
                     Err(_) => {} // Database still away: nobody else can take the lock either.
                 }
             }
@@ -301,7 +427,7 @@ pub async fn try_lock(
 
 /// Pings the lock's session and, when it died, takes the lock again on a new one; false when
 /// another session holds the lock now.
-async fn keep(conn: &mut PgConnection, pool: &PgPool, key: &LockKey) -> sqlx::Result<bool> {
+async fn keep(conn: &mut PgConnection, pool: &PgPool, key: &LockKey) -> anyhow::Result<bool> {
     if conn.ping().await.is_ok() {
         return Ok(true);
     }
@@ -319,8 +445,12 @@ async fn plain_session(pool: &PgPool) -> anyhow::Result<PgConnection> {
 }
 
 /// A session of its own holding the advisory lock, or None when another session holds it.
-async fn lock_session(pool: &PgPool, key: &LockKey) -> sqlx::Result<Option<PgConnection>> {
+async fn lock_session(pool: &PgPool, key: &LockKey) -> anyhow::Result<Option<PgConnection>> {
     let mut conn = pool.acquire().await?.detach();
-    let got = key.try_lock(&mut conn).await?;
-    Ok(got.then_some(conn))
+    match key.try_lock(&mut conn).await? {
+        Taken::Now => Ok(Some(conn)),
+        Taken::ByAnother => Ok(None),
+        // A new session cannot hold it unless it is another client's, lent by a pooler.
+        Taken::Already => Err(SharedSession("the new session already held the run lock").into()),
+    }
 }

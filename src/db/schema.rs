@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryScalar;
+use sqlx::{PgConnection, Postgres};
 
 /// The schema when `--schema` is not given, as every version before it used.
 pub const DEFAULT: &str = "linkrunner";
@@ -110,27 +112,58 @@ pub enum LockKey {
     Pair(i32, String),
 }
 
+/// What taking a run lock found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Now,
+    ByAnother,
+    /// The session held it before it asked.
+    Already,
+}
+
 impl LockKey {
-    /// Takes the lock for this session; false when another session holds it.
-    pub async fn try_lock(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
-        self.call(conn, "pg_try_advisory_lock").await
+    /// Takes the lock for this session. A session may take an advisory lock it holds again, so
+    /// the same statement first looks whether it held it already.
+    pub async fn try_lock(&self, conn: &mut PgConnection) -> sqlx::Result<Taken> {
+        // pg_locks splits a 64-bit key in halves, and marks a pair of keys with objsubid 2.
+        let (key, held) = match self {
+            LockKey::Single(_) => (
+                "$1",
+                "classid = ($1 >> 32)::oid AND objid = ($1 & 4294967295)::oid AND objsubid = 1",
+            ),
+            LockKey::Pair(..) => (
+                "$1, hashtext($2)",
+                "classid = $1::oid AND objid = hashtext($2)::oid AND objsubid = 2",
+            ),
+        };
+        let sql = format!(
+            "SELECT CASE WHEN EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND {held}) THEN NULL \
+             ELSE pg_try_advisory_lock({key}) END"
+        );
+        let got: Option<bool> = self.bind(sqlx::query_scalar(&sql)).fetch_one(conn).await?;
+        Ok(match got {
+            None => Taken::Already,
+            Some(true) => Taken::Now,
+            Some(false) => Taken::ByAnother,
+        })
     }
 
     pub async fn unlock(&self, conn: &mut PgConnection) -> sqlx::Result<bool> {
-        self.call(conn, "pg_advisory_unlock").await
+        let sql = match self {
+            LockKey::Single(_) => "SELECT pg_advisory_unlock($1)",
+            LockKey::Pair(..) => "SELECT pg_advisory_unlock($1, hashtext($2))",
+        };
+        self.bind(sqlx::query_scalar(sql)).fetch_one(conn).await
     }
 
-    async fn call(&self, conn: &mut PgConnection, function: &str) -> sqlx::Result<bool> {
+    fn bind<'q, T>(
+        &'q self,
+        query: QueryScalar<'q, Postgres, T, PgArguments>,
+    ) -> QueryScalar<'q, Postgres, T, PgArguments> {
         match self {
-            LockKey::Single(key) => {
-                let sql = format!("SELECT {function}($1)");
-                sqlx::query_scalar(&sql).bind(*key).fetch_one(conn).await
-            }
-            LockKey::Pair(class, name) => {
-                let sql = format!("SELECT {function}($1, hashtext($2))");
-                let query = sqlx::query_scalar(&sql).bind(*class).bind(name.as_str());
-                query.fetch_one(conn).await
-            }
+            LockKey::Single(key) => query.bind(*key),
+            LockKey::Pair(class, name) => query.bind(*class).bind(name.as_str()),
         }
     }
 }

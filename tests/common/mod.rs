@@ -1,6 +1,7 @@
 //! Shared test helpers: a simulator over loopback, sync settings, and reading back what landed.
 #![allow(dead_code)]
 
+pub mod daemons;
 pub mod hostile;
 
 use std::collections::BTreeMap;
