@@ -40,7 +40,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DbArgs {
-    /// Postgres URL, e.g. postgres://user@localhost/warehouse.
+    /// Postgres URL, e.g. postgres://user@localhost/warehouse; TLS with
+    /// ?sslmode=verify-full&sslrootcert=ca.crt. Directly or through a session-mode pool.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
 
