@@ -3,6 +3,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::personal;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "linkrunner-sync",
@@ -168,6 +170,32 @@ pub struct SyncArgs {
     /// Accept such a list: the deletions are real.
     #[arg(long, env = "LINKRUNNER_ACCEPT_DELETIONS")]
     pub accept_deletions: bool,
+
+    /// What happens to personal data (user_data name, email, phone, and the other
+    /// --personal-data-keys) before anything is stored or logged: keep it, hash it
+    /// (HMAC-SHA-256 under LINKRUNNER_PII_KEY, after normalising), or drop it.
+    #[arg(
+        long,
+        env = "LINKRUNNER_PERSONAL_DATA",
+        value_enum,
+        default_value = "keep"
+    )]
+    pub personal_data: personal::Mode,
+
+    /// The keys of user_data (and of the row itself) that --personal-data hashes or drops,
+    /// comma-separated.
+    #[arg(
+        long,
+        env = "LINKRUNNER_PERSONAL_DATA_KEYS",
+        value_delimiter = ',',
+        default_value = "name,email,phone"
+    )]
+    pub personal_data_keys: Vec<String>,
+
+    /// Secret for --personal-data hash, at least 16 bytes; keep it for the life of the
+    /// warehouse (another key hashes the same person differently). Never printed.
+    #[arg(long, env = "LINKRUNNER_PII_KEY", hide_env_values = true)]
+    pub pii_key: Option<SecretString>,
 
     /// Also look up each user's attribution (organic or paid, ad network, keyword) with
     /// GET /get-attribution-result, into linkrunner.attribution_results. Look-ups take only the

@@ -133,6 +133,7 @@ fn register_secrets(cli: &Cli) {
         "LINKRUNNER_API_KEY",
         "DATABASE_URL",
         "LINKRUNNER_DEMO_DATABASE_URL",
+        "LINKRUNNER_PII_KEY",
     ] {
         if let Ok(value) = std::env::var(name) {
             register_value(name, &value);
@@ -147,6 +148,11 @@ fn register_secrets(cli: &Cli) {
     };
     if let Some(key) = key {
         secrets::register(key.expose_secret());
+    }
+    if let Command::Sync(a) = &cli.command {
+        if let Some(key) = &a.pii_key {
+            secrets::register(key.expose_secret());
+        }
     }
     if let Some(url) = url {
         secrets::register_database_url(url.expose_secret());

@@ -11,6 +11,7 @@ use crate::cli::{DbArgs, SyncArgs};
 use crate::model::lookup::LookupSource;
 use crate::model::time::parse_instant;
 use crate::model::window::{self, WindowLen};
+use crate::personal::Protection;
 use crate::{db, limits, secrets};
 
 /// A validated `sync` invocation.
@@ -43,6 +44,8 @@ pub struct SyncConfig {
     /// Most of the stored live campaigns one list may mark deleted; None accepts any
     /// (`--accept-deletions`).
     pub max_deleted_share: Option<f64>,
+    /// What happens to personal data at the door (`--personal-data`).
+    pub personal: Protection,
 }
 
 /// What `--attribution-details` looks up, and how much of it per run.
@@ -78,6 +81,7 @@ impl SyncConfig {
             pushgateway: None,
             lookups: None,
             max_deleted_share: Some(0.5),
+            personal: Protection::default(),
         }
     }
 
@@ -98,6 +102,7 @@ impl SyncConfig {
             "memory_budget_mib": self.memory_budget >> 20,
             "rescan": self.rescan,
             "max_deleted_share": self.max_deleted_share,
+            "personal_data": {"mode": self.personal.mode, "keys": self.personal.keys},
             "attribution_details": self.lookups.as_ref().map(|l| serde_json::json!({
                 "lookup_from": l.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "max_lookups": l.max,
@@ -167,6 +172,14 @@ pub fn sync_config(
         metrics_file: args.metrics_file.clone(),
         pushgateway: args.pushgateway.as_deref().map(pushgateway).transpose()?,
         lookups: lookups(args)?,
+        personal: Protection::new(
+            args.personal_data,
+            args.personal_data_keys
+                .iter()
+                .map(|k| k.trim().to_owned())
+                .collect(),
+            args.pii_key.clone(),
+        )?,
         max_deleted_share: (!args.accept_deletions).then_some(limits::number(
             "--max-deleted-share",
             args.max_deleted_share,

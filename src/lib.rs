@@ -19,6 +19,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod outbound;
+pub mod personal;
 pub mod refusal;
 pub mod secrets;
 pub mod status;

@@ -72,12 +72,11 @@ impl Page {
                 "a page held more than the {max_items} rows asked for"
             )));
         }
-        let data = data
-            .map_err(|e| ApiError::Decode(format!("not a JSON object ({e}): {}", preview(body))))?;
+        let data = data.map_err(|e| ApiError::Decode(unreadable(body, &e)))?;
         let Some(data) = data else {
             return Err(ApiError::Decode(format!(
-                "no 'data' object in {}",
-                preview(body)
+                "no 'data' object (top-level keys: {})",
+                top_level_keys(body)
             )));
         };
         let items = data
@@ -320,6 +319,37 @@ fn as_u64(v: &Value) -> Option<u64> {
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// Why a body is not a page, without its contents when it is JSON: a page of users holds
+/// personal data. A body of another kind (a proxy's HTML page) is shown in part.
+fn unreadable(body: &[u8], e: &serde_json::Error) -> String {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{' | b'[')) {
+        let kind = match e.classify() {
+            serde_json::error::Category::Io => "cut short",
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Data => "JSON of another shape",
+            serde_json::error::Category::Eof => "cut short",
+        };
+        format!(
+            "not a page: {kind} at line {} column {} of {} bytes",
+            e.line(),
+            e.column(),
+            body.len()
+        )
+    } else {
+        format!("not a JSON object: {}", preview(body))
+    }
+}
+
+/// The keys of a JSON object, never its values.
+fn top_level_keys(body: &[u8]) -> String {
+    let keys: Vec<String> =
+        serde_json::from_slice::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(body)
+            .map(|m| m.into_keys().take(10).collect())
+            .unwrap_or_default();
+    crate::secrets::clean(&keys.join(", "), 200)
 }
 
 /// The start of a body, for error messages: masked before it is cut, so a key across the cut

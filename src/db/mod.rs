@@ -4,6 +4,7 @@ pub mod campaigns;
 pub mod columns;
 pub mod lookups;
 pub mod migrate;
+pub mod personal;
 pub mod schema;
 pub mod state;
 pub mod status;

@@ -355,6 +355,7 @@ impl Reader {
             pool,
             writer: &self.writer,
             schema: &config.schema,
+            personal: &config.personal,
             run_id: *run_id,
             campaign,
             run_from,

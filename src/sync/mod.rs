@@ -153,6 +153,17 @@ impl Run {
         if let Err(e) = db::prepare(conn, &self.config.schema).await {
             return (false, Err(e.into()));
         }
+        let personal = &self.config.personal;
+        if let Err(e) = db::personal::check(&self.config.schema, conn, personal, self.run_id).await
+        {
+            return match e.downcast::<db::personal::Disagrees>() {
+                Ok(why) => (false, Err(Failure::Config(why.0))),
+                Err(e) => (
+                    false,
+                    Err(e.context("checking the personal-data mode").into()),
+                ),
+            };
+        }
         if let Err(e) = state::start_run(
             &self.config.schema,
             conn,

@@ -11,6 +11,7 @@ use crate::api::{ApiClient, ApiError, Page};
 use crate::db::Schema;
 use crate::db::{state, writer};
 use crate::model::window::Window;
+use crate::personal::Protection;
 use crate::sync::batch::BatchWriter;
 
 /// Full re-reads of a range whose total moved while it was paged through.
@@ -67,6 +68,8 @@ pub struct Scanner<'a> {
     /// Commits ranges that fit in one page together with other campaigns' ranges.
     pub writer: &'a BatchWriter,
     pub schema: &'a Schema,
+    /// What `--personal-data` does to each item before it is read.
+    pub personal: &'a Protection,
     pub run_id: Uuid,
     pub campaign: &'a str,
     /// Where this run's gap-free reading of the campaign began.

@@ -10,6 +10,7 @@ use crate::db::writer;
 use crate::db::Schema;
 use crate::memory::Hold;
 use crate::model::user::{Rejected, UserRow};
+use crate::personal::{Door, Protection};
 use crate::sync::scanner::Scanner;
 
 /// Where the pages of a range go while it is read: the range's own transaction, or memory.
@@ -129,24 +130,67 @@ async fn convert_page(
     page: Page,
     conn: Option<&mut sqlx::PgConnection>,
 ) -> Result<Converted, sqlx::Error> {
+    let (items, mut rejected) = at_the_door(scanner.personal, page);
     if !scanner.screen.load(Ordering::Relaxed) {
-        return Ok(convert(scanner.campaign, page));
+        let rows = convert(scanner.campaign, items, &mut rejected);
+        return Ok((rows, rejected));
     }
-    match conn {
-        Some(conn) => convert_screened(scanner.schema, conn, scanner.campaign, page).await,
+    let rows = match conn {
+        Some(conn) => {
+            convert_screened(scanner.schema, conn, scanner.campaign, items, &mut rejected).await
+        }
         None => {
             let mut conn = scanner.pool.acquire().await?;
-            convert_screened(scanner.schema, &mut conn, scanner.campaign, page).await
+            convert_screened(
+                scanner.schema,
+                &mut conn,
+                scanner.campaign,
+                items,
+                &mut rejected,
+            )
+            .await
         }
-    }
+    }?;
+    Ok((rows, rejected))
 }
 
 /// A page's rows by natural key, and the rows that could not be read, by content.
 type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
 
-fn convert(campaign: &str, page: Page) -> Converted {
-    let mut rows = HashMap::with_capacity(page.items.len());
+/// A page's items once `--personal-data` rewrote them, before anything reads them; an item it
+/// could not rewrite is set aside as a digest.
+fn at_the_door(personal: &Protection, page: Page) -> (Items, HashMap<String, Rejected>) {
+    let mut items = Items {
+        items: Vec::with_capacity(page.items.len()),
+        recoded: page.recoded,
+    };
     let mut rejected = HashMap::new();
+    for item in page.items {
+        match personal.apply(item) {
+            Door::Pass(item) => items.items.push(item),
+            Door::Withheld(raw) => {
+                let reason = "the item could not be read closely enough to apply \
+                    --personal-data; it is kept as a digest only"
+                    .to_owned();
+                rejected.insert(raw.clone(), Rejected { reason, raw });
+            }
+        }
+    }
+    (items, rejected)
+}
+
+/// A page's items, as [`at_the_door`] let them in.
+struct Items {
+    items: Vec<Box<serde_json::value::RawValue>>,
+    recoded: bool,
+}
+
+fn convert(
+    campaign: &str,
+    page: Items,
+    rejected: &mut HashMap<String, Rejected>,
+) -> HashMap<writer::Key, UserRow> {
+    let mut rows = HashMap::with_capacity(page.items.len());
     for item in page.items {
         match UserRow::from_item(campaign, &item, page.recoded) {
             Ok(row) => {
@@ -157,7 +201,7 @@ fn convert(campaign: &str, page: Page) -> Converted {
             }
         }
     }
-    (rows, rejected)
+    rows
 }
 
 /// As [`convert`], with each row Postgres refuses (see [`writer::refused`]) set aside with its
@@ -166,10 +210,10 @@ async fn convert_screened(
     schema: &Schema,
     conn: &mut sqlx::PgConnection,
     campaign: &str,
-    page: Page,
-) -> Result<Converted, sqlx::Error> {
+    page: Items,
+    rejected: &mut HashMap<String, Rejected>,
+) -> Result<HashMap<writer::Key, UserRow>, sqlx::Error> {
     let mut read = Vec::with_capacity(page.items.len());
-    let mut rejected = HashMap::new();
     for item in page.items {
         match UserRow::from_item(campaign, &item, page.recoded) {
             Ok(row) => read.push((row, item)),
@@ -199,5 +243,5 @@ async fn convert_screened(
             }
         }
     }
-    Ok((rows, rejected))
+    Ok(rows)
 }

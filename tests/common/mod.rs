@@ -232,6 +232,18 @@ pub async fn sdk_signup(
     install: &str,
     user: &str,
 ) {
+    let user_data =
+        serde_json::json!({"id": user, "name": "Late Signup", "email": "late@example.net"});
+    sdk_signup_as(server, link, install, user_data).await;
+}
+
+/// As [`sdk_signup`], the app sending `user_data`.
+pub async fn sdk_signup_as(
+    server: &linkrunner_sim::SimServer,
+    link: Option<&Value>,
+    install: &str,
+    user_data: Value,
+) {
     let http = reqwest::Client::new();
     let mut init = serde_json::json!({
         "token": "sim-token",
@@ -255,7 +267,7 @@ pub async fn sdk_signup(
             "token": "sim-token",
             "platform": "ANDROID",
             "install_instance_id": install,
-            "user_data": {"id": user, "name": "Late Signup", "email": "late@example.net"}
+            "user_data": user_data
         }))
         .send()
         .await

@@ -1,0 +1,399 @@
+//! Personal data at the door (`--personal-data`): each item the API sends is rewritten before
+//! anything reads, stores or logs it, so in `hash` and `drop` modes no name, email or phone
+//! reaches the warehouse as sent.
+//!
+//! Only the named keys change, in `user_data` and at the top of the item; every other byte of
+//! the item is kept as received (numbers past `f64`, key order, duplicate keys).
+
+use std::fmt::Write as _;
+
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+/// What happens to personal values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Store them as received.
+    Keep,
+    /// Replace each with its HMAC-SHA-256 under `LINKRUNNER_PII_KEY`, after normalising it.
+    Hash,
+    /// Remove them.
+    Drop,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Keep => "keep",
+            Mode::Hash => "hash",
+            Mode::Drop => "drop",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Mode> {
+        [Mode::Keep, Mode::Hash, Mode::Drop]
+            .into_iter()
+            .find(|m| m.name() == text)
+    }
+}
+
+/// The keys the API documents as personal data.
+pub const DEFAULT_KEYS: [&str; 3] = ["name", "email", "phone"];
+
+/// Shortest `LINKRUNNER_PII_KEY` taken: a short key lets anyone with the table try every
+/// likely email.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// The mode, the keys it covers, and the key hashes are made with.
+#[derive(Clone, Debug)]
+pub struct Protection {
+    pub mode: Mode,
+    pub keys: Vec<String>,
+    secret: Option<SecretString>,
+}
+
+impl Default for Protection {
+    fn default() -> Self {
+        Protection {
+            mode: Mode::Keep,
+            keys: DEFAULT_KEYS.map(String::from).to_vec(),
+            secret: None,
+        }
+    }
+}
+
+/// What the door made of an item.
+pub enum Door {
+    /// The item, rewritten (or as it came when nothing in it is personal).
+    Pass(Box<RawValue>),
+    /// An item that could not be read closely enough to rewrite; it is set aside with this
+    /// text in place of its own.
+    Withheld(String),
+}
+
+impl Protection {
+    /// Checks the flags: keys plain and non-empty, and a long enough secret for `hash`.
+    pub fn new(
+        mode: Mode,
+        keys: Vec<String>,
+        secret: Option<SecretString>,
+    ) -> Result<Protection, String> {
+        if keys.is_empty() {
+            return Err("--personal-data-keys names no key".into());
+        }
+        if let Some(bad) = keys
+            .iter()
+            .find(|k| k.is_empty() || k.len() > 200 || k.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "--personal-data-keys: '{}' is not a key (a user_data key such as email)",
+                bad.escape_default()
+            ));
+        }
+        let secret = secret.filter(|s| !s.expose_secret().is_empty());
+        if mode == Mode::Hash {
+            match &secret {
+                None => {
+                    return Err(
+                        "--personal-data hash needs LINKRUNNER_PII_KEY (a secret of at least 16 \
+                         bytes; keep it: another key hashes the same person differently)"
+                            .into(),
+                    )
+                }
+                Some(s) if s.expose_secret().len() < MIN_KEY_BYTES => {
+                    return Err(format!(
+                        "LINKRUNNER_PII_KEY is shorter than {MIN_KEY_BYTES} bytes"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Protection { mode, keys, secret })
+    }
+
+    /// A value that tells keys apart without revealing one: this schema records it, so a run
+    /// with another key is refused rather than hashing the same person two ways.
+    pub fn key_check(&self) -> Option<String> {
+        self.mac(b"linkrunner-sync: the personal-data key check")
+    }
+
+    /// Normalises `value` as `key` says and hashes it; None when nothing is left.
+    pub fn hash_value(&self, key: &str, value: &str) -> Option<String> {
+        let normal = normalise(key, value);
+        if normal.is_empty() {
+            return None;
+        }
+        self.mac(normal.as_bytes())
+    }
+
+    fn mac(&self, data: &[u8]) -> Option<String> {
+        let secret = self.secret.as_ref()?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(data);
+        Some(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// The item with its personal values hashed or removed.
+    pub fn apply(&self, item: Box<RawValue>) -> Door {
+        if self.mode == Mode::Keep {
+            return Door::Pass(item);
+        }
+        match self.rewrite(item.get()) {
+            Ok(None) => Door::Pass(item),
+            Ok(Some(text)) => match RawValue::from_string(text) {
+                Ok(raw) => Door::Pass(raw),
+                Err(_) => Door::Withheld(self.withheld(item.get())),
+            },
+            Err(()) => Door::Withheld(self.withheld(item.get())),
+        }
+    }
+
+    /// The rewritten item; None when it holds nothing to rewrite.
+    fn rewrite(&self, item: &str) -> Result<Option<String>, ()> {
+        let top = members(item)?;
+        let mut changed = false;
+        let mut out = Vec::with_capacity(top.len());
+        for (key, value) in top {
+            let value = if key == "user_data"
+                && !value.get().starts_with('{')
+                && value.get() != "null"
+            {
+                // A user_data of another shape may hold anything: it is not kept.
+                changed = true;
+                serde_json::json!({
+                    "withheld": format!("personal-data mode {}: user_data was not an object", self.mode.name())
+                })
+                .to_string()
+            } else if key == "user_data" && value.get() != "null" {
+                let inner = members(value.get())?;
+                let mut inner_changed = false;
+                let mut kept = Vec::with_capacity(inner.len());
+                for (k, v) in inner {
+                    match self.member(&k, v) {
+                        Member::Same(v) => kept.push((k, v.get().to_owned())),
+                        Member::Now(v) => {
+                            inner_changed = true;
+                            kept.push((k, v));
+                        }
+                        Member::Gone => inner_changed = true,
+                    }
+                }
+                if inner_changed {
+                    changed = true;
+                    object(&kept)
+                } else {
+                    value.get().to_owned()
+                }
+            } else {
+                match self.member(&key, value) {
+                    Member::Same(v) => v.get().to_owned(),
+                    Member::Now(v) => {
+                        changed = true;
+                        v
+                    }
+                    Member::Gone => {
+                        changed = true;
+                        continue;
+                    }
+                }
+            };
+            out.push((key, value));
+        }
+        Ok(changed.then(|| object(&out)))
+    }
+
+    fn member<'a>(&self, key: &str, value: &'a RawValue) -> Member<'a> {
+        if !self.keys.iter().any(|k| k == key) || value.get() == "null" {
+            return Member::Same(value);
+        }
+        match self.mode {
+            Mode::Keep => Member::Same(value),
+            Mode::Drop => Member::Gone,
+            Mode::Hash => {
+                // A string is hashed as its text; anything else (a phone sent as a number) as
+                // its JSON.
+                let text = serde_json::from_str::<String>(value.get())
+                    .unwrap_or_else(|_| value.get().to_owned());
+                Member::Now(match self.hash_value(key, &text) {
+                    Some(hash) => format!("\"{hash}\""),
+                    None => "null".to_owned(),
+                })
+            }
+        }
+    }
+
+    /// What is kept of an item that could not be rewritten: a digest to tell it apart from
+    /// others, keyed when a key is set, so that guessing its contents cannot confirm them.
+    fn withheld(&self, item: &str) -> String {
+        let digest = self
+            .mac(item.as_bytes())
+            .unwrap_or_else(|| hex::encode(Sha256::digest(item.as_bytes())));
+        serde_json::json!({
+            "withheld": format!("personal-data mode {}: not readable enough to rewrite", self.mode.name()),
+            "digest": digest,
+        })
+        .to_string()
+    }
+}
+
+enum Member<'a> {
+    Same(&'a RawValue),
+    Now(String),
+    Gone,
+}
+
+/// The documented normalisation, so the same person hashes alike across runs and matches the
+/// app's own hashes: emails trimmed and lower-cased, phones reduced to their digits after a
+/// `+`, anything else trimmed, lower-cased and its runs of white space made one space.
+pub fn normalise(key: &str, value: &str) -> String {
+    match key {
+        "email" => value.trim().to_lowercase(),
+        "phone" => {
+            let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+            if digits.is_empty() {
+                String::new()
+            } else {
+                format!("+{digits}")
+            }
+        }
+        _ => value
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase(),
+    }
+}
+
+/// The members of a JSON object in order, values as received; Err for anything else.
+fn members(text: &str) -> Result<Vec<(String, &RawValue)>, ()> {
+    struct Members;
+    impl<'de> Visitor<'de> for Members {
+        type Value = Vec<(String, &'de RawValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let members = (&mut de).deserialize_map(Members).map_err(|_| ())?;
+    de.end().map_err(|_| ())?;
+    Ok(members)
+}
+
+fn object(members: &[(String, String)]) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let key = serde_json::to_string(key).expect("a string serializes");
+        let _ = write!(out, "{key}:{value}");
+    }
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protection(mode: Mode) -> Protection {
+        let secret = SecretString::from("a-test-key-of-enough-bytes");
+        Protection::new(mode, DEFAULT_KEYS.map(String::from).to_vec(), Some(secret)).unwrap()
+    }
+
+    fn passed(door: Door) -> String {
+        match door {
+            Door::Pass(raw) => raw.get().to_owned(),
+            Door::Withheld(text) => panic!("withheld: {text}"),
+        }
+    }
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn normalising_makes_one_person_one_text() {
+        assert_eq!(
+            normalise("email", "  Priya.R@Example.NET "),
+            "priya.r@example.net"
+        );
+        assert_eq!(normalise("phone", "+1 (555) 014-2233"), "+15550142233");
+        assert_eq!(normalise("phone", "0015550142233"), "+0015550142233");
+        assert_eq!(normalise("phone", "n/a"), "");
+        assert_eq!(normalise("name", "  Priya   R\tSharma "), "priya r sharma");
+    }
+
+    #[test]
+    fn hashing_is_keyed_and_follows_the_normal_form() {
+        let p = protection(Mode::Hash);
+        let a = p.hash_value("email", "Priya.R@example.net").unwrap();
+        assert_eq!(a, p.hash_value("email", " priya.r@EXAMPLE.net").unwrap());
+        assert_eq!(a.len(), 64);
+        let other = Protection::new(
+            Mode::Hash,
+            vec!["email".into()],
+            Some(SecretString::from("another-key-of-enough-bytes")),
+        )
+        .unwrap();
+        assert_ne!(a, other.hash_value("email", "priya.r@example.net").unwrap());
+        assert_ne!(p.key_check(), other.key_check());
+        assert_eq!(p.hash_value("phone", "none"), None);
+    }
+
+    #[test]
+    fn only_the_named_keys_change_and_the_rest_is_kept_byte_for_byte() {
+        let item = r#"{"attributed_at":"2026-01-01T00:00:00.000Z","big":123456789012345678901234567890,"user_data":{"id":"u1","name":"Priya R","email":"P@X.net","phone":null,"device_data":{"gaid":"g"}},"email":"top@x.net"}"#;
+        let hashed = passed(protection(Mode::Hash).apply(raw(item)));
+        let p = protection(Mode::Hash);
+        let name = p.hash_value("name", "priya r").unwrap();
+        let email = p.hash_value("email", "p@x.net").unwrap();
+        let top = p.hash_value("email", "top@x.net").unwrap();
+        assert_eq!(
+            hashed,
+            format!(
+                r#"{{"attributed_at":"2026-01-01T00:00:00.000Z","big":123456789012345678901234567890,"user_data":{{"id":"u1","name":"{name}","email":"{email}","phone":null,"device_data":{{"gaid":"g"}}}},"email":"{top}"}}"#
+            )
+        );
+        let dropped = passed(protection(Mode::Drop).apply(raw(item)));
+        assert_eq!(
+            dropped,
+            r#"{"attributed_at":"2026-01-01T00:00:00.000Z","big":123456789012345678901234567890,"user_data":{"id":"u1","phone":null,"device_data":{"gaid":"g"}}}"#
+        );
+        let plain = r#"{"user_data":{"id":"u2"}}"#;
+        assert_eq!(passed(protection(Mode::Drop).apply(raw(plain))), plain);
+        assert_eq!(passed(protection(Mode::Keep).apply(raw(item))), item);
+    }
+
+    #[test]
+    fn an_item_that_is_not_an_object_is_withheld_whole() {
+        for item in [r#"["Priya R","p@x.net"]"#, r#""p@x.net""#] {
+            match protection(Mode::Drop).apply(raw(item)) {
+                Door::Withheld(text) => assert!(!text.contains("p@x.net"), "{text}"),
+                Door::Pass(raw) => panic!("passed {}", raw.get()),
+            }
+        }
+    }
+
+    #[test]
+    fn hash_needs_a_long_enough_key() {
+        let keys = || DEFAULT_KEYS.map(String::from).to_vec();
+        assert!(Protection::new(Mode::Hash, keys(), None).is_err());
+        let short = SecretString::from("short");
+        assert!(Protection::new(Mode::Hash, keys(), Some(short)).is_err());
+        assert!(Protection::new(Mode::Drop, keys(), None).is_ok());
+        assert!(Protection::new(Mode::Drop, vec![], None).is_err());
+    }
+}

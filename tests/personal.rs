@@ -1,0 +1,315 @@
+//! `--personal-data`: canary values sent through the SDK are searched for in every table of the
+//! schema and in everything the job prints, in each mode.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+use linkrunner_sim::{SimConfig, SimServer, Simulator};
+use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+const PII_KEY: &str = "test-pii-key-of-32-bytes-length!";
+
+/// Each canary as the app sends it, and pieces of it as sent or normalised, lower-cased.
+const CANARIES: [(&str, &str, &[&str]); 4] = [
+    ("name", "  Zqxname   Canary ", &["zqxname"]),
+    ("email", " Zqx.Canary@Example.NET ", &["zqx.canary"]),
+    ("phone", "+1 (555) 010-4242", &["010-4242", "0104242"]),
+    ("address", "42 Zqxaddress Street", &["zqxaddress"]),
+];
+
+/// A simulator whose first campaign got two signups carrying every canary: one plain, one with
+/// a NUL in another key, which the job sets aside in rejected_rows.
+async fn project_with_canaries(seed: u64) -> (Simulator, SimServer) {
+    let (sim, server) = start(SimConfig::small(seed)).await;
+    let campaign = sim.campaigns()[0].clone();
+    let mut user_data = json!({"id": "u-canary"});
+    for (key, value, _) in CANARIES {
+        user_data[key] = json!(value);
+    }
+    sdk_signup_as(
+        &server,
+        Some(&campaign["link"]),
+        "install-canary",
+        user_data.clone(),
+    )
+    .await;
+    user_data["id"] = json!("u-canary-nul");
+    user_data["note"] = json!("a\u{0}b");
+    sdk_signup_as(&server, Some(&campaign["link"]), "install-nul", user_data).await;
+    (sim, server)
+}
+
+fn sync(db: &PgConnectOptions, server: &SimServer, mode: &str) -> std::process::Command {
+    let mut cmd = sync_command(&database_url(db), &server.base_url(), "sim-key");
+    cmd.args(["--personal-data", mode])
+        .args(["--personal-data-keys", "name,email,phone,address"])
+        .env("LINKRUNNER_PII_KEY", PII_KEY)
+        .env("RUST_LOG", "debug");
+    cmd
+}
+
+/// Every row of every table of the schema, as text.
+async fn everything_stored(pool: &PgPool) -> String {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = 'linkrunner' AND table_type = 'BASE TABLE' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(tables.len() >= 8, "{tables:?}");
+    let mut all = String::new();
+    for table in tables {
+        let rows: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(t::text, E'\\n') FROM linkrunner.\"{table}\" t"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        all.push_str(&rows.unwrap_or_default());
+        all.push('\n');
+    }
+    all.to_lowercase()
+}
+
+fn printed(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .to_lowercase()
+}
+
+/// The canaries found in `text`.
+fn canaries_in(text: &str) -> Vec<&'static str> {
+    CANARIES
+        .iter()
+        .filter(|(_, _, pieces)| pieces.iter().any(|p| text.contains(p)))
+        .map(|(key, _, _)| *key)
+        .collect()
+}
+
+/// The HMAC-SHA-256 of `text` under the test key, by the openssl command: a second
+/// implementation to hold the job's to.
+fn openssl_hmac(text: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", PII_KEY, "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the openssl command (scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+async fn rows_per_campaign(pool: &PgPool) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT campaign_display_id, count(*) FROM linkrunner.attributed_users
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn expected_rows(sim: &Simulator) -> Vec<(String, i64)> {
+    let mut counts: Vec<(String, i64)> = sim
+        .campaigns()
+        .iter()
+        .map(|c| {
+            let id = c["display_id"].as_str().unwrap().to_string();
+            // The row with a NUL is set aside, not stored.
+            let nul = sim
+                .attributed_users(&id)
+                .iter()
+                .filter(|r| r["user_data"]["id"] == "u-canary-nul")
+                .count();
+            let n = (sim.attributed_users(&id).len() - nul) as i64;
+            (id, n)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    counts.sort();
+    counts
+}
+
+#[sqlx::test]
+async fn keep_stores_the_canaries_which_shows_the_search_finds_them(pool: PgPool) {
+    let (_sim, server) = project_with_canaries(81).await;
+    let db = pool.connect_options();
+    let out = output(sync(&db, &server, "keep")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let stored = everything_stored(&pool).await;
+    assert_eq!(canaries_in(&stored), ["name", "email", "phone", "address"]);
+    // Output never carries them, whatever the mode.
+    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+}
+
+#[sqlx::test]
+async fn hash_stores_keyed_hashes_of_the_normal_form_and_nothing_plain(pool: PgPool) {
+    let (sim, server) = project_with_canaries(82).await;
+    let db = pool.connect_options();
+    let out = output(sync(&db, &server, "hash")).await;
+    // The row with a NUL is set aside; the run says so with exit code 4.
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(
+        canaries_in(&everything_stored(&pool).await),
+        Vec::<&str>::new()
+    );
+    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    assert!(!printed(&out).contains(&PII_KEY.to_lowercase()));
+    assert_eq!(rows_per_campaign(&pool).await, expected_rows(&sim));
+
+    let (name, email, phone): (String, String, String) = sqlx::query_as(
+        "SELECT name, email, phone FROM linkrunner.users WHERE user_id = 'u-canary'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(name, openssl_hmac("zqxname canary"));
+    assert_eq!(email, openssl_hmac("zqx.canary@example.net"));
+    assert_eq!(phone, openssl_hmac("+15550104242"));
+    let address: String = sqlx::query_scalar(
+        "SELECT user_data->>'address' FROM linkrunner.attributed_users WHERE user_id = 'u-canary'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(address, openssl_hmac("42 zqxaddress street"));
+    let rejected = count(&pool, "SELECT count(*) FROM linkrunner.rejected_rows").await;
+    assert_eq!(rejected, 1);
+
+    // Read again, every row hashes as before: nothing new, nothing changed.
+    let mut again = sync(&db, &server, "hash");
+    again
+        .args(["--since", "2020-01-01", "--rescan"])
+        .env("RUST_LOG", "warn");
+    let out = output(again).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let (received, inserted, updated): (i64, i64, i64) = sqlx::query_as(
+        "SELECT rows_received, rows_inserted, rows_updated FROM linkrunner.sync_runs
+         ORDER BY started_at DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let stored: i64 = expected_rows(&sim).iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        received,
+        stored + 1,
+        "every row read again, and the one set aside"
+    );
+    assert_eq!((inserted, updated), (0, 0));
+    assert_eq!(rows_per_campaign(&pool).await, expected_rows(&sim));
+}
+
+#[sqlx::test]
+async fn drop_stores_every_row_without_its_personal_values(pool: PgPool) {
+    let (sim, server) = project_with_canaries(83).await;
+    let db = pool.connect_options();
+    let out = output(sync(&db, &server, "drop")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(
+        canaries_in(&everything_stored(&pool).await),
+        Vec::<&str>::new()
+    );
+    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    assert_eq!(rows_per_campaign(&pool).await, expected_rows(&sim));
+    let personal = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users
+         WHERE user_name IS NOT NULL OR user_email IS NOT NULL OR user_phone IS NOT NULL
+            OR user_data ? 'address'",
+    )
+    .await;
+    assert_eq!(personal, 0);
+    // The rest of user_data stays.
+    let kept = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.users WHERE user_id = 'u-canary'",
+    )
+    .await;
+    assert_eq!(kept, 1);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_run_that_disagrees_with_the_recorded_mode_is_refused_and_changes_nothing(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let pool = PgPoolOptions::new().connect_with(db.clone()).await.unwrap();
+    let (_sim, server) = project_with_canaries(84).await;
+    let out = output(sync(&db, &server, "hash")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let before = everything_stored(&pool).await;
+    let runs = count(&pool, "SELECT count(*) FROM linkrunner.sync_runs").await;
+
+    let mut other_key = sync(&db, &server, "hash");
+    other_key.env("LINKRUNNER_PII_KEY", "another-key-of-enough-length");
+    let other_keys = {
+        let mut cmd = sync_command(&database_url(&db), &server.base_url(), "sim-key");
+        cmd.args([
+            "--personal-data",
+            "hash",
+            "--personal-data-keys",
+            "name,email,phone",
+        ])
+        .env("LINKRUNNER_PII_KEY", PII_KEY);
+        cmd
+    };
+    let cases = [
+        (sync(&db, &server, "keep"), "--personal-data hash"),
+        (sync(&db, &server, "drop"), "--personal-data hash"),
+        (other_key, "not the key"),
+        (other_keys, "--personal-data-keys address,email,name,phone"),
+    ];
+    for (mut cmd, says) in cases {
+        cmd.env("RUST_LOG", "warn");
+        let out = output(cmd).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("another-key"), "{stderr}");
+    }
+    assert_eq!(everything_stored(&pool).await, before);
+    let after = count(&pool, "SELECT count(*) FROM linkrunner.sync_runs").await;
+    assert_eq!(after, runs, "a refused run is not in the ledger");
+
+    // Without LINKRUNNER_PII_KEY, hash is refused before anything.
+    let mut keyless = sync(&db, &server, "hash");
+    keyless.env_remove("LINKRUNNER_PII_KEY");
+    let out = output(keyless).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LINKRUNNER_PII_KEY"));
+}
+
+#[sqlx::test]
+async fn rows_stored_before_the_mode_was_recorded_count_as_kept(pool: PgPool) {
+    let (_sim, server) = project_with_canaries(85).await;
+    let db = pool.connect_options();
+    let out = output(sync(&db, &server, "keep")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    // As an earlier version left it: rows, and no record of the mode.
+    sqlx::query("DELETE FROM linkrunner.personal_data")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = output(sync(&db, &server, "drop")).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--personal-data keep"));
+    let out = output(sync(&db, &server, "keep")).await;
+    assert!(out.status.success(), "{out:?}");
+}
