@@ -192,6 +192,12 @@ pub struct SyncArgs {
     )]
     pub personal_data_keys: Vec<String>,
 
+    /// When the schema's rows were stored under other --personal-data settings, rewrite them
+    /// under these (stricter ones only: keep to hash or drop, hash to drop, more keys). It
+    /// cannot be undone; a rewrite cut short goes on at the next run.
+    #[arg(long, env = "LINKRUNNER_REWRITE_PERSONAL_DATA")]
+    pub rewrite_personal_data: bool,
+
     /// Secret for --personal-data hash, at least 16 bytes; keep it for the life of the
     /// warehouse (another key hashes the same person differently). Never printed.
     #[arg(long, env = "LINKRUNNER_PII_KEY", hide_env_values = true)]

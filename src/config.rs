@@ -46,6 +46,8 @@ pub struct SyncConfig {
     pub max_deleted_share: Option<f64>,
     /// What happens to personal data at the door (`--personal-data`).
     pub personal: Protection,
+    /// Rewrite what is stored when `personal` is stricter than what it was stored under.
+    pub rewrite_personal_data: bool,
 }
 
 /// What `--attribution-details` looks up, and how much of it per run.
@@ -82,6 +84,7 @@ impl SyncConfig {
             lookups: None,
             max_deleted_share: Some(0.5),
             personal: Protection::default(),
+            rewrite_personal_data: false,
         }
     }
 
@@ -180,6 +183,7 @@ pub fn sync_config(
                 .collect(),
             args.pii_key.clone(),
         )?,
+        rewrite_personal_data: args.rewrite_personal_data,
         max_deleted_share: (!args.accept_deletions).then_some(limits::number(
             "--max-deleted-share",
             args.max_deleted_share,

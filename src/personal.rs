@@ -44,6 +44,9 @@ impl Mode {
 /// The keys the API documents as personal data.
 pub const DEFAULT_KEYS: [&str; 3] = ["name", "email", "phone"];
 
+/// The keys that make a row's key: hashing them would make rows of one person many.
+const IDENTITY_KEYS: [&str; 2] = ["id", "device_data"];
+
 /// Shortest `LINKRUNNER_PII_KEY` taken: a short key lets anyone with the table try every
 /// likely email.
 pub const MIN_KEY_BYTES: usize = 16;
@@ -68,8 +71,13 @@ impl Default for Protection {
 
 /// What the door made of an item.
 pub enum Door {
-    /// The item, rewritten (or as it came when nothing in it is personal).
+    /// The item as it came: nothing in it is personal.
     Pass(Box<RawValue>),
+    /// The item rewritten, and the item as it came (its row key may hash it).
+    Rewritten {
+        item: Box<RawValue>,
+        original: Box<RawValue>,
+    },
     /// An item that could not be read closely enough to rewrite; it is set aside with this
     /// text in place of its own.
     Withheld(String),
@@ -94,6 +102,12 @@ impl Protection {
                 bad.escape_default()
             ));
         }
+        if let Some(key) = keys.iter().find(|k| IDENTITY_KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "--personal-data-keys cannot name '{key}': it identifies the row (use forget to \
+                 erase a person)"
+            ));
+        }
         let secret = secret.filter(|s| !s.expose_secret().is_empty());
         if mode == Mode::Hash {
             match &secret {
@@ -104,13 +118,16 @@ impl Protection {
                             .into(),
                     )
                 }
-                Some(s) if s.expose_secret().len() < MIN_KEY_BYTES => {
-                    return Err(format!(
-                        "LINKRUNNER_PII_KEY is shorter than {MIN_KEY_BYTES} bytes"
-                    ))
-                }
                 Some(_) => {}
             }
+        }
+        if secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < MIN_KEY_BYTES)
+        {
+            return Err(format!(
+                "LINKRUNNER_PII_KEY is shorter than {MIN_KEY_BYTES} bytes"
+            ));
         }
         Ok(Protection { mode, keys, secret })
     }
@@ -118,7 +135,34 @@ impl Protection {
     /// A value that tells keys apart without revealing one: this schema records it, so a run
     /// with another key is refused rather than hashing the same person two ways.
     pub fn key_check(&self) -> Option<String> {
+        if self.mode == Mode::Keep {
+            return None;
+        }
         self.mac(b"linkrunner-sync: the personal-data key check")
+    }
+
+    /// The key of a row with no user or device id, from the hash of its content as received:
+    /// keyed when personal values are hashed or dropped and a key is set, as the plain hash
+    /// would let anyone confirm a guess of the whole row, its personal values included.
+    pub fn content_key(&self, digest: &str) -> Option<String> {
+        if self.mode == Mode::Keep {
+            return None;
+        }
+        self.mac(digest.as_bytes()).map(|mac| format!("k:{mac}"))
+    }
+
+    /// The same mode over other keys, for rewriting what is stored.
+    pub fn over(&self, keys: Vec<String>) -> Protection {
+        Protection {
+            keys,
+            ..self.clone()
+        }
+    }
+
+    /// A JSON object with the personal values among its members rewritten; None when it holds
+    /// none, Err when it is not an object.
+    pub fn rewrite_object(&self, text: &str) -> Result<Option<String>, ()> {
+        self.rewrite(text, None)
     }
 
     /// Normalises `value` as `key` says and hashes it; None when nothing is left.
@@ -143,33 +187,35 @@ impl Protection {
         if self.mode == Mode::Keep {
             return Door::Pass(item);
         }
-        match self.rewrite(item.get()) {
+        match self.rewrite(item.get(), Some("user_data")) {
             Ok(None) => Door::Pass(item),
             Ok(Some(text)) => match RawValue::from_string(text) {
-                Ok(raw) => Door::Pass(raw),
+                Ok(rewritten) => Door::Rewritten {
+                    item: rewritten,
+                    original: item,
+                },
                 Err(_) => Door::Withheld(self.withheld(item.get())),
             },
             Err(()) => Door::Withheld(self.withheld(item.get())),
         }
     }
 
-    /// The rewritten item; None when it holds nothing to rewrite.
-    fn rewrite(&self, item: &str) -> Result<Option<String>, ()> {
+    /// The rewritten object, with the object under `nested` too; None when it holds nothing to
+    /// rewrite.
+    fn rewrite(&self, item: &str, nested: Option<&str>) -> Result<Option<String>, ()> {
         let top = members(item)?;
         let mut changed = false;
         let mut out = Vec::with_capacity(top.len());
         for (key, value) in top {
-            let value = if key == "user_data"
-                && !value.get().starts_with('{')
-                && value.get() != "null"
-            {
+            let inside = nested == Some(key.as_str());
+            let value = if inside && !value.get().starts_with('{') && value.get() != "null" {
                 // A user_data of another shape may hold anything: it is not kept.
                 changed = true;
                 serde_json::json!({
                     "withheld": format!("personal-data mode {}: user_data was not an object", self.mode.name())
                 })
                 .to_string()
-            } else if key == "user_data" && value.get() != "null" {
+            } else if inside && value.get() != "null" {
                 let inner = members(value.get())?;
                 let mut inner_changed = false;
                 let mut kept = Vec::with_capacity(inner.len());
@@ -229,7 +275,7 @@ impl Protection {
 
     /// What is kept of an item that could not be rewritten: a digest to tell it apart from
     /// others, keyed when a key is set, so that guessing its contents cannot confirm them.
-    fn withheld(&self, item: &str) -> String {
+    pub fn withheld(&self, item: &str) -> String {
         let digest = self
             .mac(item.as_bytes())
             .unwrap_or_else(|| hex::encode(Sha256::digest(item.as_bytes())));
@@ -315,7 +361,7 @@ mod tests {
 
     fn passed(door: Door) -> String {
         match door {
-            Door::Pass(raw) => raw.get().to_owned(),
+            Door::Pass(raw) | Door::Rewritten { item: raw, .. } => raw.get().to_owned(),
             Door::Withheld(text) => panic!("withheld: {text}"),
         }
     }
@@ -382,7 +428,9 @@ mod tests {
         for item in [r#"["Priya R","p@x.net"]"#, r#""p@x.net""#] {
             match protection(Mode::Drop).apply(raw(item)) {
                 Door::Withheld(text) => assert!(!text.contains("p@x.net"), "{text}"),
-                Door::Pass(raw) => panic!("passed {}", raw.get()),
+                Door::Pass(raw) | Door::Rewritten { item: raw, .. } => {
+                    panic!("passed {}", raw.get())
+                }
             }
         }
     }

@@ -21,11 +21,17 @@ const CANARIES: [(&str, &str, &[&str]); 4] = [
     ("address", "42 Zqxaddress Street", &["zqxaddress"]),
 ];
 
-/// A simulator whose first campaign got two signups carrying every canary: one plain, one with
-/// a NUL in another key, which the job sets aside in rejected_rows.
+/// A simulator whose first campaign got three signups carrying every canary: one plain, one
+/// with neither a user id nor a device id (keyed by the hash of its content), and one with a
+/// NUL in another key, which the job sets aside in rejected_rows.
 async fn project_with_canaries(seed: u64) -> (Simulator, SimServer) {
-    let (sim, server) = start(SimConfig::small(seed)).await;
+    project_of(SimConfig::small(seed)).await
+}
+
+async fn project_of(config: SimConfig) -> (Simulator, SimServer) {
+    let (sim, server) = start(config).await;
     let campaign = sim.campaigns()[0].clone();
+    anonymous_signup(&server, &campaign["link"]).await;
     let mut user_data = json!({"id": "u-canary"});
     for (key, value, _) in CANARIES {
         user_data[key] = json!(value);
@@ -41,6 +47,29 @@ async fn project_with_canaries(seed: u64) -> (Simulator, SimServer) {
     user_data["note"] = json!("a\u{0}b");
     sdk_signup_as(&server, Some(&campaign["link"]), "install-nul", user_data).await;
     (sim, server)
+}
+
+/// A signup on an install that sent no device ids, by a user with no id.
+async fn anonymous_signup(server: &SimServer, link: &serde_json::Value) {
+    let http = reqwest::Client::new();
+    let base = server.client_url();
+    let init = json!({"token": "sim-token", "platform": "ANDROID",
+        "install_instance_id": "install-anonymous", "device_data": {"brand": "google"},
+        "link": link});
+    let sent = http.post(format!("{base}/init")).json(&init).send().await;
+    assert_eq!(sent.unwrap().status(), 202);
+    let mut user_data = json!({});
+    for (key, value, _) in CANARIES {
+        user_data[key] = json!(value);
+    }
+    let trigger = json!({"token": "sim-token", "platform": "ANDROID",
+        "install_instance_id": "install-anonymous", "user_data": user_data});
+    let sent = http
+        .post(format!("{base}/trigger"))
+        .json(&trigger)
+        .send()
+        .await;
+    assert!(sent.unwrap().status().is_success());
 }
 
 fn sync(db: &PgConnectOptions, server: &SimServer, mode: &str) -> std::process::Command {

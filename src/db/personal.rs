@@ -1,18 +1,62 @@
-//! The `--personal-data` mode a schema's rows were stored under, and the check that a run
-//! keeps to it.
+//! The `--personal-data` settings a schema's rows were stored under, the check that a run keeps
+//! to them, and the rewrite of what is stored when a run asks for stricter ones.
 
-use sqlx::PgConnection;
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::db::Schema;
-use crate::personal::{Mode, Protection};
+use crate::model::storable;
+use crate::personal::{Door, Mode, Protection};
 
-/// What a schema records of how its personal data was stored.
+/// Settings as a schema records them.
 #[derive(Clone, Debug, PartialEq)]
-struct Recorded {
+pub struct Settings {
     mode: String,
     keys: Vec<String>,
     key_check: Option<String>,
+}
+
+impl Settings {
+    fn of(personal: &Protection) -> Settings {
+        Settings {
+            mode: personal.mode.name().to_owned(),
+            keys: sorted(&personal.keys),
+            key_check: personal.key_check(),
+        }
+    }
+
+    fn keep() -> Settings {
+        Settings::of(&Protection::default())
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::parse(&self.mode).unwrap_or(Mode::Keep)
+    }
+
+    fn describe(&self) -> String {
+        match self.mode() {
+            Mode::Keep => "--personal-data keep".to_owned(),
+            mode => format!(
+                "--personal-data {} --personal-data-keys {}",
+                mode.name(),
+                self.keys.join(",")
+            ),
+        }
+    }
+
+    /// The same, as far as what is stored goes: keys mean nothing when values are kept.
+    fn same(&self, other: &Settings) -> bool {
+        self.mode == other.mode
+            && (self.mode() == Mode::Keep
+                || (self.keys == other.keys && self.key_check == other.key_check))
+    }
 }
 
 /// Why a run may not store under its `--personal-data` settings.
@@ -20,20 +64,54 @@ struct Recorded {
 #[error("{0}")]
 pub struct Disagrees(pub String);
 
-/// Records the run's settings in a schema that holds none yet, and otherwise checks that they
-/// are the recorded ones. A schema that already holds rows from before the mode was recorded
-/// was stored as received: `keep`.
+/// What a run must do before it stores anything.
+#[derive(Debug)]
+pub enum Plan {
+    Ready,
+    /// Rewrite what is stored, from where an earlier run left off.
+    Rewrite(Rewrite),
+}
+
+/// A rewrite of the stored personal data, under way.
+#[derive(Debug)]
+pub struct Rewrite {
+    from: Settings,
+    to: Settings,
+    started: DateTime<Utc>,
+    through: (String, DateTime<Utc>),
+}
+
+/// What a finished rewrite did.
+#[derive(Debug)]
+pub struct Rewritten {
+    pub rows: i64,
+    pub rejected: i64,
+    pub seconds: f64,
+}
+
+type Row = (
+    String,
+    Vec<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
+
+/// Records the run's settings in a schema that holds none yet, and otherwise checks them
+/// against the recorded ones. Rows stored before the settings were recorded were stored as
+/// received (`keep`). Stricter settings rewrite what is stored when `rewrite` allows it.
 pub async fn check(
     schema: &Schema,
     conn: &mut PgConnection,
     personal: &Protection,
     run_id: Uuid,
-) -> anyhow::Result<()> {
-    let wanted = Recorded {
-        mode: personal.mode.name().to_owned(),
-        keys: sorted(&personal.keys),
-        key_check: personal.key_check().filter(|_| personal.mode == Mode::Hash),
-    };
+    rewrite: bool,
+) -> anyhow::Result<Plan> {
+    let wanted = Settings::of(personal);
     let held_rows: bool = sqlx::query_scalar(&schema.sql(
         "SELECT EXISTS (SELECT FROM linkrunner.attributed_users)
              OR EXISTS (SELECT FROM linkrunner.rejected_rows WHERE kind = 'attributed_user')",
@@ -41,11 +119,7 @@ pub async fn check(
     .fetch_one(&mut *conn)
     .await?;
     let first = if held_rows {
-        Recorded {
-            mode: Mode::Keep.name().to_owned(),
-            keys: sorted(&Protection::default().keys),
-            key_check: None,
-        }
+        Settings::keep()
     } else {
         wanted.clone()
     };
@@ -59,16 +133,81 @@ pub async fn check(
     .bind(run_id)
     .execute(&mut *conn)
     .await?;
-    let (mode, keys, key_check): (String, Vec<String>, Option<String>) =
-        sqlx::query_as(&schema.sql("SELECT mode, keys, key_check FROM linkrunner.personal_data"))
-            .fetch_one(&mut *conn)
-            .await?;
-    let recorded = Recorded {
+    let row: Row = sqlx::query_as(&schema.sql(
+        "SELECT mode, keys, key_check, to_mode, to_keys, to_key_check, rewrite_started,
+                through_campaign, through_at
+         FROM linkrunner.personal_data",
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
+    let (mode, keys, key_check, to_mode, to_keys, to_key_check, started, campaign, at) = row;
+    let recorded = Settings {
         mode,
         keys: sorted(&keys),
         key_check,
     };
-    disagreement(schema, &recorded, &wanted).map_or(Ok(()), |why| Err(Disagrees(why).into()))
+    if let (Some(mode), Some(keys), Some(started)) = (to_mode, to_keys, started) {
+        let target = Settings {
+            mode,
+            keys: sorted(&keys),
+            key_check: to_key_check,
+        };
+        if !target.same(&wanted) {
+            return Err(Disagrees(format!(
+                "a rewrite of schema {schema}'s personal data to {} is half done; run with \
+                 those settings (and the same LINKRUNNER_PII_KEY) to finish it",
+                target.describe()
+            ))
+            .into());
+        }
+        return Ok(Plan::Rewrite(Rewrite {
+            from: recorded,
+            to: target,
+            started,
+            through: start_or(campaign, at),
+        }));
+    }
+    if recorded.same(&wanted) {
+        return Ok(Plan::Ready);
+    }
+    if let Some(why) = cannot_rewrite(schema, &recorded, &wanted) {
+        return Err(Disagrees(why).into());
+    }
+    if !rewrite {
+        return Err(Disagrees(format!(
+            "schema {schema} holds personal data stored with {}; this run asks for {}: add \
+             --rewrite-personal-data to rewrite what is stored (it cannot be undone), or sync \
+             into a new --schema",
+            recorded.describe(),
+            wanted.describe()
+        ))
+        .into());
+    }
+    let started: DateTime<Utc> = sqlx::query_scalar(&schema.sql(
+        "UPDATE linkrunner.personal_data SET to_mode = $1, to_keys = $2, to_key_check = $3,
+             rewrite_started = now(), through_campaign = NULL, through_at = NULL,
+             rows_rewritten = 0
+         RETURNING rewrite_started",
+    ))
+    .bind(&wanted.mode)
+    .bind(&wanted.keys)
+    .bind(&wanted.key_check)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Plan::Rewrite(Rewrite {
+        from: recorded,
+        to: wanted,
+        started,
+        through: start_or(None, None),
+    }))
+}
+
+/// Where a rewrite goes on from: before every row, or after the last one it committed.
+fn start_or(campaign: Option<String>, at: Option<DateTime<Utc>>) -> (String, DateTime<Utc>) {
+    match (campaign, at) {
+        (Some(c), Some(a)) => (c, a),
+        _ => (String::new(), DateTime::<Utc>::MIN_UTC),
+    }
 }
 
 fn sorted(keys: &[String]) -> Vec<String> {
@@ -78,29 +217,313 @@ fn sorted(keys: &[String]) -> Vec<String> {
     keys
 }
 
-/// What differs between the schema's record and the run's settings, as the run's error.
-fn disagreement(schema: &Schema, recorded: &Recorded, wanted: &Recorded) -> Option<String> {
-    if recorded.mode != wanted.mode {
+/// Why what is stored under `from` cannot be made what `to` would store; None when it can.
+fn cannot_rewrite(schema: &Schema, from: &Settings, to: &Settings) -> Option<String> {
+    let mix = format!(
+        "schema {schema} holds personal data stored with {}; this run asks for {}",
+        from.describe(),
+        to.describe()
+    );
+    if to.mode() != Mode::Keep && from.key_check.is_some() && from.key_check != to.key_check {
         return Some(format!(
-            "schema {schema} holds personal data stored with --personal-data {}; this run asks \
-             for {}, which would leave a mix: run with --personal-data {}, or sync into a new \
-             --schema",
-            recorded.mode, wanted.mode, recorded.mode
+            "LINKRUNNER_PII_KEY is not the key schema {schema}'s personal data was stored \
+             with: the same person would hash two ways; set the original key"
         ));
     }
-    if recorded.mode != Mode::Keep.name() && recorded.keys != wanted.keys {
-        return Some(format!(
-            "schema {schema} was stored with --personal-data-keys {}; this run names {}, which \
-             would leave a mix: run with the recorded keys, or sync into a new --schema",
-            recorded.keys.join(","),
-            wanted.keys.join(",")
-        ));
+    let loosens = match (from.mode(), to.mode()) {
+        (_, Mode::Keep) | (Mode::Drop, Mode::Hash) => true,
+        (Mode::Keep, _) => false,
+        _ => !from.keys.iter().all(|k| to.keys.contains(k)),
+    };
+    loosens.then(|| {
+        format!(
+            "{mix}, which cannot be restored from what is stored: run with the recorded \
+             settings, or sync into a new --schema"
+        )
+    })
+}
+
+/// How stored values are rewritten: the new mode over the keys not already under it.
+fn rewriter(personal: &Protection, from: &Settings) -> Protection {
+    let keys = match (from.mode(), personal.mode) {
+        (Mode::Keep, _) | (Mode::Hash, Mode::Drop) => personal.keys.clone(),
+        _ => personal
+            .keys
+            .iter()
+            .filter(|k| !from.keys.contains(k))
+            .cloned()
+            .collect(),
+    };
+    personal.over(keys)
+}
+
+/// Rows rewritten per transaction: each commits its progress, so a run killed half-way loses
+/// at most one batch of work, and a batch's locks are short.
+const BATCH: i64 = 2000;
+
+/// Rewrites every stored row under the run's settings, a batch per transaction with how far
+/// it got, then the rows set aside, then records the new settings; stops early, resumable,
+/// when `halt` is cancelled.
+pub async fn rewrite(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    personal: &Protection,
+    plan: Rewrite,
+    run_id: Uuid,
+    halt: &CancellationToken,
+) -> anyhow::Result<Option<Rewritten>> {
+    let clock = std::time::Instant::now();
+    let values = rewriter(personal, &plan.from);
+    let mut through = plan.through;
+    loop {
+        if halt.is_cancelled() {
+            return Ok(None);
+        }
+        let mut tx = conn.begin().await?;
+        let bound: Option<(String, DateTime<Utc>)> = sqlx::query_as(&schema.sql(
+            "SELECT campaign_display_id, attributed_at FROM linkrunner.attributed_users
+             WHERE (campaign_display_id, attributed_at) > ($1, $2)
+             ORDER BY campaign_display_id, attributed_at OFFSET $3 LIMIT 1",
+        ))
+        .bind(&through.0)
+        .bind(through.1)
+        .bind(BATCH - 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // Rows of one campaign and instant go together: a rewritten key moves a row within
+        // them, never past where the next batch starts.
+        let rows: Vec<(
+            String,
+            DateTime<Utc>,
+            String,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(&schema.sql(
+            "SELECT campaign_display_id, attributed_at, row_key, user_data::text, extra::text
+                 FROM linkrunner.attributed_users
+                 WHERE (campaign_display_id, attributed_at) > ($1, $2)
+                   AND ($3::text IS NULL OR (campaign_display_id, attributed_at) <= ($3, $4))
+                 ORDER BY campaign_display_id, attributed_at
+                 FOR UPDATE",
+        ))
+        .bind(&through.0)
+        .bind(through.1)
+        .bind(bound.as_ref().map(|b| &b.0))
+        .bind(bound.as_ref().map(|b| b.1))
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last().map(|r| (r.0.clone(), r.1)) else {
+            tx.commit().await?;
+            break;
+        };
+        let mut changed = Changed::default();
+        for (campaign, at, key, user_data, extra) in rows {
+            let new_data = user_data.as_deref().and_then(|t| object(&values, t));
+            let new_extra = extra.as_deref().and_then(|t| object(&values, t));
+            let new_key = key
+                .strip_prefix("h:")
+                .and_then(|digest| personal.content_key(digest));
+            if new_data.is_none() && new_extra.is_none() && new_key.is_none() {
+                continue;
+            }
+            changed.push(campaign, at, key, new_key, new_data, new_extra);
+        }
+        let n = changed.write(schema, &mut tx).await?;
+        sqlx::query(&schema.sql(
+            "UPDATE linkrunner.personal_data SET through_campaign = $1, through_at = $2,
+                 rows_rewritten = rows_rewritten + $3",
+        ))
+        .bind(&last.0)
+        .bind(last.1)
+        .bind(n)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        through = last;
     }
-    if recorded.key_check != wanted.key_check {
-        return Some(format!(
-            "LINKRUNNER_PII_KEY is not the key schema {schema}'s personal data was hashed with: \
-             the same person would hash two ways; set the original key"
-        ));
+    let mut tx = conn.begin().await?;
+    let rejected = rewrite_set_aside(schema, &mut tx, &values).await?;
+    let rows: i64 = sqlx::query_scalar(&schema.sql(
+        "WITH done AS (
+             UPDATE linkrunner.personal_data SET mode = to_mode, keys = to_keys,
+                 key_check = to_key_check, recorded_at = now(), run_id = $1, to_mode = NULL,
+                 to_keys = NULL, to_key_check = NULL, rewrite_started = NULL,
+                 through_campaign = NULL, through_at = NULL
+             RETURNING rows_rewritten)
+         INSERT INTO linkrunner.personal_data_changes (run_id, from_mode, to_mode, from_keys,
+             to_keys, rows_rewritten, rejected_rewritten, started_at)
+         SELECT $1, $2, $3, $4, $5, rows_rewritten, $6, $7 FROM done
+         RETURNING rows_rewritten",
+    ))
+    .bind(run_id)
+    .bind(&plan.from.mode)
+    .bind(&plan.to.mode)
+    .bind(&plan.from.keys)
+    .bind(&plan.to.keys)
+    .bind(rejected)
+    .bind(plan.started)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Rewritten {
+        rows,
+        rejected,
+        seconds: clock.elapsed().as_secs_f64(),
+    }))
+}
+
+/// A stored JSON object rewritten; None when nothing in it changes. One that is not an
+/// object holds nothing the door would have let through, so it is replaced.
+fn object(values: &Protection, text: &str) -> Option<String> {
+    if values.keys.is_empty() {
+        return None;
     }
-    None
+    match values.rewrite_object(text) {
+        Ok(rewritten) => rewritten,
+        Err(()) if text == "null" => None,
+        Err(()) => Some(
+            serde_json::json!({
+                "withheld": format!("personal-data mode {}: not an object", values.mode.name())
+            })
+            .to_string(),
+        ),
+    }
+}
+
+/// The rows of a batch whose values or key change.
+#[derive(Default)]
+struct Changed {
+    campaign: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    key: Vec<String>,
+    new_key: Vec<Option<String>>,
+    user_data: Vec<Option<String>>,
+    extra: Vec<Option<String>>,
+}
+
+impl Changed {
+    fn push(
+        &mut self,
+        campaign: String,
+        at: DateTime<Utc>,
+        key: String,
+        new_key: Option<String>,
+        user_data: Option<String>,
+        extra: Option<String>,
+    ) {
+        self.campaign.push(campaign);
+        self.at.push(at);
+        self.key.push(key);
+        self.new_key.push(new_key);
+        self.user_data.push(user_data);
+        self.extra.push(extra);
+    }
+
+    async fn write(self, schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<i64> {
+        if self.campaign.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(&schema.sql(
+            "UPDATE linkrunner.attributed_users a SET
+                 row_key = COALESCE(u.new_key, a.row_key),
+                 user_data = COALESCE(u.user_data::jsonb, a.user_data),
+                 extra = COALESCE(u.extra::jsonb, a.extra)
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                         $6::text[]) AS u(c, t, k, new_key, user_data, extra)
+             WHERE a.campaign_display_id = u.c AND a.attributed_at = u.t AND a.row_key = u.k",
+        ))
+        .bind(&self.campaign)
+        .bind(&self.at)
+        .bind(&self.key)
+        .bind(&self.new_key)
+        .bind(&self.user_data)
+        .bind(&self.extra)
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() as i64)
+    }
+}
+
+/// Rewrites the user rows set aside as the door would have let them in; rows that become
+/// one are kept once.
+async fn rewrite_set_aside(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    values: &Protection,
+) -> sqlx::Result<i64> {
+    if values.keys.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<(String, String, String)> = sqlx::query_as(&schema.sql(
+        "SELECT campaign_display_id, raw_sha256, raw_text FROM linkrunner.rejected_rows
+         WHERE kind = 'attributed_user' ORDER BY first_rejected_at FOR UPDATE",
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut seen = HashSet::new();
+    let (mut campaigns, mut hashes, mut texts, mut gone) = (vec![], vec![], vec![], vec![]);
+    let mut readable: Vec<Option<String>> = vec![];
+    let mut rewritten = Vec::new();
+    for (campaign, hash, text) in rows {
+        let new = match RawValue::from_string(text.clone()) {
+            Ok(raw) => match values.apply(raw) {
+                Door::Pass(_) => {
+                    seen.insert((campaign, hash));
+                    continue;
+                }
+                Door::Rewritten { item, .. } => item.get().to_owned(),
+                Door::Withheld(digest) => digest,
+            },
+            // Text that is not JSON at all: kept only as the door keeps such an item.
+            Err(_) => values.withheld(&text),
+        };
+        rewritten.push((campaign, hash, new));
+    }
+    for (campaign, hash, new) in rewritten {
+        let new_hash = hex::encode(Sha256::digest(new.as_bytes()));
+        if seen.insert((campaign.clone(), new_hash)) {
+            campaigns.push(campaign);
+            hashes.push(hash);
+            readable.push(match storable::readable(&new, false) {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(text) => Some(text),
+            });
+            texts.push(new);
+        } else {
+            gone.push((campaign, hash));
+        }
+    }
+    for (campaign, hash) in &gone {
+        sqlx::query(&schema.sql(
+            "DELETE FROM linkrunner.rejected_rows WHERE campaign_display_id = $1
+                 AND raw_sha256 = $2",
+        ))
+        .bind(campaign)
+        .bind(hash)
+        .execute(&mut *conn)
+        .await?;
+    }
+    // Two steps, so that no row takes a hash another still holds.
+    let sql = "UPDATE linkrunner.rejected_rows r SET raw_sha256 = 'rewriting:' || r.raw_sha256
+         FROM UNNEST($1::text[], $2::text[]) AS u(c, h)
+         WHERE r.campaign_display_id = u.c AND r.raw_sha256 = u.h";
+    sqlx::query(&schema.sql(sql))
+        .bind(&campaigns)
+        .bind(&hashes)
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query(&schema.sql(
+        "UPDATE linkrunner.rejected_rows r SET raw_text = u.t,
+             raw = linkrunner.try_jsonb(COALESCE(u.readable, u.t)),
+             raw_sha256 = encode(sha256(convert_to(u.t, 'UTF8')), 'hex')
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c, h, t, readable)
+         WHERE r.campaign_display_id = u.c AND r.raw_sha256 = 'rewriting:' || u.h",
+    ))
+    .bind(&campaigns)
+    .bind(&hashes)
+    .bind(&texts)
+    .bind(&readable)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() as i64 + gone.len() as i64)
 }

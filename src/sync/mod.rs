@@ -154,16 +154,20 @@ impl Run {
             return (false, Err(e.into()));
         }
         let personal = &self.config.personal;
-        if let Err(e) = db::personal::check(&self.config.schema, conn, personal, self.run_id).await
-        {
-            return match e.downcast::<db::personal::Disagrees>() {
-                Ok(why) => (false, Err(Failure::Config(why.0))),
-                Err(e) => (
-                    false,
-                    Err(e.context("checking the personal-data mode").into()),
-                ),
-            };
-        }
+        let (schema, run_id) = (&self.config.schema, self.run_id);
+        let rewrite = self.config.rewrite_personal_data;
+        let plan = match db::personal::check(schema, conn, personal, run_id, rewrite).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                return match e.downcast::<db::personal::Disagrees>() {
+                    Ok(why) => (false, Err(Failure::Config(why.0))),
+                    Err(e) => (
+                        false,
+                        Err(e.context("checking the personal-data mode").into()),
+                    ),
+                }
+            }
+        };
         if let Err(e) = state::start_run(
             &self.config.schema,
             conn,
@@ -180,6 +184,24 @@ impl Run {
             );
         }
         tracing::info!(timezone = self.config.timezone.name(), "sync started");
+        if let db::personal::Plan::Rewrite(plan) = plan {
+            let halt = &self.halt;
+            match db::personal::rewrite(schema, conn, personal, plan, run_id, halt).await {
+                Ok(Some(done)) => tracing::info!(
+                    rows = done.rows,
+                    rejected = done.rejected,
+                    seconds = format!("{:.1}", done.seconds),
+                    "stored personal data rewritten"
+                ),
+                Ok(None) => return (true, Err(Failure::Interrupted)),
+                Err(e) => {
+                    return (
+                        true,
+                        Err(e.context("rewriting the stored personal data").into()),
+                    )
+                }
+            }
+        }
         let checkpoints = state::checkpoints(&self.config.schema, conn)
             .await
             .context("reading checkpoints");

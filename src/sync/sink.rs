@@ -12,6 +12,7 @@ use crate::memory::Hold;
 use crate::model::user::{Rejected, UserRow};
 use crate::personal::{Door, Protection};
 use crate::sync::scanner::Scanner;
+use serde_json::value::RawValue;
 
 /// Where the pages of a range go while it is read: the range's own transaction, or memory.
 pub(super) trait PageSink {
@@ -159,15 +160,21 @@ type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
 
 /// A page's items once `--personal-data` rewrote them, before anything reads them; an item it
 /// could not rewrite is set aside as a digest.
-fn at_the_door(personal: &Protection, page: Page) -> (Items, HashMap<String, Rejected>) {
+fn at_the_door(personal: &Protection, page: Page) -> (Items<'_>, HashMap<String, Rejected>) {
     let mut items = Items {
         items: Vec::with_capacity(page.items.len()),
+        originals: HashMap::new(),
+        personal,
         recoded: page.recoded,
     };
     let mut rejected = HashMap::new();
     for item in page.items {
         match personal.apply(item) {
             Door::Pass(item) => items.items.push(item),
+            Door::Rewritten { item, original } => {
+                items.originals.insert(items.items.len(), original);
+                items.items.push(item);
+            }
             Door::Withheld(raw) => {
                 let reason = "the item could not be read closely enough to apply \
                     --personal-data; it is kept as a digest only"
@@ -180,19 +187,40 @@ fn at_the_door(personal: &Protection, page: Page) -> (Items, HashMap<String, Rej
 }
 
 /// A page's items, as [`at_the_door`] let them in.
-struct Items {
-    items: Vec<Box<serde_json::value::RawValue>>,
+struct Items<'p> {
+    items: Vec<Box<RawValue>>,
+    /// The items as they came, by index, where the door rewrote them.
+    originals: HashMap<usize, Box<RawValue>>,
+    personal: &'p Protection,
     recoded: bool,
+}
+
+impl Items<'_> {
+    /// The row of item `i`; a row keyed by the hash of its content gets the keyed form of the
+    /// hash of the item as it came, so its key does not change with the mode.
+    fn row(&self, campaign: &str, i: usize) -> Result<UserRow, Rejected> {
+        let mut row = UserRow::from_item(campaign, &self.items[i], self.recoded)?;
+        if let Some(digest) = row.row_key.strip_prefix("h:") {
+            let digest = match self.originals.get(&i) {
+                Some(original) => UserRow::content_digest(original),
+                None => digest.to_owned(),
+            };
+            if let Some(key) = self.personal.content_key(&digest) {
+                row.row_key = key;
+            }
+        }
+        Ok(row)
+    }
 }
 
 fn convert(
     campaign: &str,
-    page: Items,
+    page: Items<'_>,
     rejected: &mut HashMap<String, Rejected>,
 ) -> HashMap<writer::Key, UserRow> {
     let mut rows = HashMap::with_capacity(page.items.len());
-    for item in page.items {
-        match UserRow::from_item(campaign, &item, page.recoded) {
+    for i in 0..page.items.len() {
+        match page.row(campaign, i) {
             Ok(row) => {
                 rows.insert((row.attributed_at, row.row_key.clone()), row);
             }
@@ -210,13 +238,13 @@ async fn convert_screened(
     schema: &Schema,
     conn: &mut sqlx::PgConnection,
     campaign: &str,
-    page: Items,
+    page: Items<'_>,
     rejected: &mut HashMap<String, Rejected>,
 ) -> Result<HashMap<writer::Key, UserRow>, sqlx::Error> {
     let mut read = Vec::with_capacity(page.items.len());
-    for item in page.items {
-        match UserRow::from_item(campaign, &item, page.recoded) {
-            Ok(row) => read.push((row, item)),
+    for i in 0..page.items.len() {
+        match page.row(campaign, i) {
+            Ok(row) => read.push((row, &page.items[i])),
             Err(r) => {
                 rejected.insert(r.raw.clone(), r);
             }

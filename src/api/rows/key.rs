@@ -58,14 +58,18 @@ fn row_key(user_id: Option<&str>, device_data: Option<&RawValue>, row: &RawValue
     if let Some(device) = device {
         return device;
     }
+    format!("h:{}", content_digest(row))
+}
+
+/// The hash of a row's content, hex: the key of a row with no user or device id.
+pub(super) fn content_digest(row: &RawValue) -> String {
     // campaign_name follows renames, so it is left out of the hash. serde_json sorts object
     // keys, which makes the text canonical.
     let mut stable = small(row);
     if let Value::Object(obj) = &mut stable {
         obj.remove("campaign_name");
     }
-    let digest = Sha256::digest(stable.to_string().as_bytes());
-    format!("h:{}", hex::encode(digest))
+    hex::encode(Sha256::digest(stable.to_string().as_bytes()))
 }
 
 /// The field a row key was made of, and the bytes of its value.

@@ -20,6 +20,12 @@ impl UserRow {
 
     /// As [`UserRow::from_wire`], for an item of a page whose body was not UTF-8 when
     /// `recoded` (`Page::recoded`). A row whose text Postgres cannot store is set aside whole.
+    /// The hash of an item's content, as the key of a row with no user or device id holds it
+    /// after `h:`.
+    pub fn content_digest(raw: &RawValue) -> String {
+        key::content_digest(raw)
+    }
+
     pub fn from_item(campaign: &str, raw: &RawValue, recoded: bool) -> Result<UserRow, Rejected> {
         split(campaign, raw, recoded).map_err(|reason| Rejected {
             reason,
