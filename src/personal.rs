@@ -69,6 +69,10 @@ impl Default for Protection {
     }
 }
 
+/// Text that is not a JSON object.
+#[derive(Debug)]
+pub struct NotAnObject;
+
 /// What the door made of an item.
 pub enum Door {
     /// The item as it came: nothing in it is personal.
@@ -109,17 +113,12 @@ impl Protection {
             ));
         }
         let secret = secret.filter(|s| !s.expose_secret().is_empty());
-        if mode == Mode::Hash {
-            match &secret {
-                None => {
-                    return Err(
-                        "--personal-data hash needs LINKRUNNER_PII_KEY (a secret of at least 16 \
-                         bytes; keep it: another key hashes the same person differently)"
-                            .into(),
-                    )
-                }
-                Some(_) => {}
-            }
+        if mode == Mode::Hash && secret.is_none() {
+            return Err(
+                "--personal-data hash needs LINKRUNNER_PII_KEY (a secret of at least 16 bytes; \
+                 keep it: another key hashes the same person differently)"
+                    .into(),
+            );
         }
         if secret
             .as_ref()
@@ -161,8 +160,8 @@ impl Protection {
 
     /// A JSON object with the personal values among its members rewritten; None when it holds
     /// none, Err when it is not an object.
-    pub fn rewrite_object(&self, text: &str) -> Result<Option<String>, ()> {
-        self.rewrite(text, None)
+    pub fn rewrite_object(&self, text: &str) -> Result<Option<String>, NotAnObject> {
+        self.rewrite(text, None).map_err(|()| NotAnObject)
     }
 
     /// Normalises `value` as `key` says and hashes it; None when nothing is left.

@@ -101,6 +101,15 @@ type Row = (
     Option<DateTime<Utc>>,
 );
 
+/// A stored row as a rewrite reads it: its key, `user_data` and `extra`.
+type Stored = (
+    String,
+    DateTime<Utc>,
+    String,
+    Option<String>,
+    Option<String>,
+);
+
 /// Records the run's settings in a schema that holds none yet, and otherwise checks them
 /// against the recorded ones. Rows stored before the settings were recorded were stored as
 /// received (`keep`). Stricter settings rewrite what is stored when `rewrite` allows it.
@@ -292,13 +301,7 @@ pub async fn rewrite(
         .await?;
         // Rows of one campaign and instant go together: a rewritten key moves a row within
         // them, never past where the next batch starts.
-        let rows: Vec<(
-            String,
-            DateTime<Utc>,
-            String,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(&schema.sql(
+        let rows: Vec<Stored> = sqlx::query_as(&schema.sql(
             "SELECT campaign_display_id, attributed_at, row_key, user_data::text, extra::text
                  FROM linkrunner.attributed_users
                  WHERE (campaign_display_id, attributed_at) > ($1, $2)
@@ -380,8 +383,8 @@ fn object(values: &Protection, text: &str) -> Option<String> {
     }
     match values.rewrite_object(text) {
         Ok(rewritten) => rewritten,
-        Err(()) if text == "null" => None,
-        Err(()) => Some(
+        Err(_) if text == "null" => None,
+        Err(_) => Some(
             serde_json::json!({
                 "withheld": format!("personal-data mode {}: not an object", values.mode.name())
             })
