@@ -73,9 +73,18 @@ async fn anonymous_signup(server: &SimServer, link: &serde_json::Value) {
 }
 
 fn sync(db: &PgConnectOptions, server: &SimServer, mode: &str) -> std::process::Command {
+    sync_keys(db, server, mode, "name,email,phone,address")
+}
+
+fn sync_keys(
+    db: &PgConnectOptions,
+    server: &SimServer,
+    mode: &str,
+    keys: &str,
+) -> std::process::Command {
     let mut cmd = sync_command(&database_url(db), &server.base_url(), "sim-key");
     cmd.args(["--personal-data", mode])
-        .args(["--personal-data-keys", "name,email,phone,address"])
+        .args(["--personal-data-keys", keys])
         .env("LINKRUNNER_PII_KEY", PII_KEY)
         .env("RUST_LOG", "debug");
     cmd
@@ -341,4 +350,211 @@ async fn rows_stored_before_the_mode_was_recorded_count_as_kept(pool: PgPool) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--personal-data keep"));
     let out = output(sync(&db, &server, "keep")).await;
     assert!(out.status.success(), "{out:?}");
+}
+
+/// Every stored email, phone and name: each is a 64-digit hex hash or NULL.
+async fn all_hashed(pool: &PgPool) -> bool {
+    count(
+        pool,
+        "SELECT count(*) FROM linkrunner.attributed_users
+         WHERE NOT (COALESCE(user_name, '') ~ '^([0-9a-f]{64})?$'
+                AND COALESCE(user_email, '') ~ '^([0-9a-f]{64})?$'
+                AND COALESCE(user_phone, '') ~ '^([0-9a-f]{64})?$')",
+    )
+    .await
+        == 0
+}
+
+async fn stored_keys(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT row_key FROM linkrunner.attributed_users
+         ORDER BY campaign_display_id, attributed_at, row_key",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn a_rewrite_killed_half_way_is_finished_by_the_next_run_and_hashes_each_value_once(
+    pool: PgPool,
+) {
+    let (sim, server) = project_of(SimConfig {
+        users: 6000,
+        ..SimConfig::small(86)
+    })
+    .await;
+    let db = pool.connect_options();
+    let out = output(sync(&db, &server, "keep")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let plain_emails = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users WHERE user_email IS NOT NULL",
+    )
+    .await;
+    assert!(plain_emails > 4000, "{plain_emails}");
+    let keys_before = stored_keys(&pool).await;
+    assert!(keys_before.iter().any(|k| k.starts_with("h:")));
+
+    // Without the flag, stricter settings are refused: a rewrite cannot be undone.
+    let mut cmd = sync(&db, &server, "hash");
+    cmd.env("RUST_LOG", "warn");
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rewrite-personal-data"));
+
+    // A row past the first batch is held by another session, so the rewrite stops there with
+    // its first batch committed; then the run is killed.
+    let (campaign, at, key): (String, chrono::DateTime<chrono::Utc>, String) = sqlx::query_as(
+        "SELECT campaign_display_id, attributed_at, row_key FROM linkrunner.attributed_users
+         ORDER BY campaign_display_id, attributed_at OFFSET 3000 LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    // Only that row: FOR UPDATE with OFFSET would lock every row skipped too.
+    sqlx::query(
+        "SELECT 1 FROM linkrunner.attributed_users
+         WHERE campaign_display_id = $1 AND attributed_at = $2 AND row_key = $3 FOR UPDATE",
+    )
+    .bind(campaign)
+    .bind(at)
+    .bind(key)
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let mut cmd = sync(&db, &server, "hash");
+    cmd.arg("--rewrite-personal-data")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let rewritten = wait_for("a first batch", std::time::Duration::from_secs(60), || {
+        let pool = pool.clone();
+        async move {
+            let n: Option<i64> = sqlx::query_scalar(
+                "SELECT rows_rewritten FROM linkrunner.personal_data WHERE to_mode = 'hash'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            n.filter(|n| *n > 0)
+        }
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    holder.rollback().await.unwrap();
+    assert!(rewritten < plain_emails, "{rewritten} of {plain_emails}");
+    assert!(!all_hashed(&pool).await, "the rewrite was not cut short");
+
+    // Half done: the old settings are refused, naming what finishes it.
+    let mut cmd = sync(&db, &server, "keep");
+    cmd.env("RUST_LOG", "warn");
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("half done"));
+
+    // The next run finishes it, with no flag: the rewrite was asked for already.
+    let out = output(sync(&db, &server, "hash")).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(printed(&out).contains("stored personal data rewritten"));
+    assert!(all_hashed(&pool).await);
+    assert_eq!(
+        canaries_in(&everything_stored(&pool).await),
+        Vec::<&str>::new()
+    );
+    // Each value hashed once: the canary's email is the hash of its normal form.
+    let email: String = sqlx::query_scalar(
+        "SELECT user_email FROM linkrunner.attributed_users WHERE user_id = 'u-canary'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(email, openssl_hmac("zqx.canary@example.net"));
+    let (rows, rejected): (i64, i64) = sqlx::query_as(
+        "SELECT rows_rewritten, rejected_rewritten FROM linkrunner.personal_data_changes",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(rows >= plain_emails, "{rows} < {plain_emails}");
+    assert_eq!(rejected, 1);
+
+    // Read again from the start, every row keeps its key: none doubled, none lost.
+    let keys_after = stored_keys(&pool).await;
+    assert_eq!(keys_after.len(), keys_before.len());
+    assert!(keys_after.iter().all(|k| !k.starts_with("h:")));
+    let mut again = sync(&db, &server, "hash");
+    again.args(["--since", "2020-01-01", "--rescan"]);
+    let out = output(again).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(stored_keys(&pool).await, keys_after);
+    assert_eq!(rows_per_campaign(&pool).await, expected_rows(&sim));
+    let (inserted, updated): (i64, i64) = sqlx::query_as(
+        "SELECT rows_inserted, rows_updated FROM linkrunner.sync_runs
+         ORDER BY started_at DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((inserted, updated), (0, 0));
+}
+
+#[sqlx::test]
+async fn hashed_rows_are_rewritten_to_dropped_and_more_keys_join_later(pool: PgPool) {
+    let (sim, server) = project_with_canaries(87).await;
+    let db = pool.connect_options();
+    let out = output(sync_keys(&db, &server, "hash", "name,email")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let phones = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users WHERE user_phone LIKE '+%'",
+    )
+    .await;
+    assert!(phones > 0);
+
+    // One more key under hash: only the new key's values are hashed.
+    let mut more = sync(&db, &server, "hash");
+    more.arg("--rewrite-personal-data");
+    let out = output(more).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(all_hashed(&pool).await);
+    let email: String = sqlx::query_scalar(
+        "SELECT user_email FROM linkrunner.attributed_users WHERE user_id = 'u-canary'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(email, openssl_hmac("zqx.canary@example.net"));
+
+    let mut dropped = sync(&db, &server, "drop");
+    dropped.arg("--rewrite-personal-data");
+    let out = output(dropped).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let personal = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users
+         WHERE user_name IS NOT NULL OR user_email IS NOT NULL OR user_phone IS NOT NULL
+            OR user_data ? 'address'",
+    )
+    .await;
+    assert_eq!(personal, 0);
+    assert_eq!(rows_per_campaign(&pool).await, expected_rows(&sim));
+    let changes = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.personal_data_changes",
+    )
+    .await;
+    assert_eq!(changes, 2);
+    // Back to hash or keep cannot be done from what is stored.
+    for mode in ["hash", "keep"] {
+        let mut back = sync(&db, &server, mode);
+        back.args(["--rewrite-personal-data"])
+            .env("RUST_LOG", "warn");
+        let out = output(back).await;
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be restored"));
+    }
 }

@@ -78,7 +78,8 @@ pub struct Rewrite {
     from: Settings,
     to: Settings,
     started: DateTime<Utc>,
-    through: (String, DateTime<Utc>),
+    /// The last campaign and instant rewritten; None before the first batch.
+    through: Option<(String, DateTime<Utc>)>,
 }
 
 /// What a finished rewrite did.
@@ -173,7 +174,7 @@ pub async fn check(
             from: recorded,
             to: target,
             started,
-            through: start_or(campaign, at),
+            through: campaign.zip(at),
         }));
     }
     if recorded.same(&wanted) {
@@ -207,16 +208,8 @@ pub async fn check(
         from: recorded,
         to: wanted,
         started,
-        through: start_or(None, None),
+        through: None,
     }))
-}
-
-/// Where a rewrite goes on from: before every row, or after the last one it committed.
-fn start_or(campaign: Option<String>, at: Option<DateTime<Utc>>) -> (String, DateTime<Utc>) {
-    match (campaign, at) {
-        (Some(c), Some(a)) => (c, a),
-        _ => (String::new(), DateTime::<Utc>::MIN_UTC),
-    }
 }
 
 fn sorted(keys: &[String]) -> Vec<String> {
@@ -289,28 +282,37 @@ pub async fn rewrite(
             return Ok(None);
         }
         let mut tx = conn.begin().await?;
-        let bound: Option<(String, DateTime<Utc>)> = sqlx::query_as(&schema.sql(
+        // Past the last batch, by the primary key's order, so each batch is an index range.
+        let after = match through {
+            Some(_) => "(campaign_display_id, attributed_at) > ($1, $2)",
+            None => "$1::text IS NULL AND $2::timestamptz IS NULL",
+        };
+        let (last_campaign, last_at) = through.clone().unzip();
+        let bound: Option<(String, DateTime<Utc>)> = sqlx::query_as(&schema.sql(&format!(
             "SELECT campaign_display_id, attributed_at FROM linkrunner.attributed_users
-             WHERE (campaign_display_id, attributed_at) > ($1, $2)
-             ORDER BY campaign_display_id, attributed_at OFFSET $3 LIMIT 1",
-        ))
-        .bind(&through.0)
-        .bind(through.1)
+             WHERE {after}
+             ORDER BY campaign_display_id, attributed_at OFFSET $3 LIMIT 1"
+        )))
+        .bind(&last_campaign)
+        .bind(last_at)
         .bind(BATCH - 1)
         .fetch_optional(&mut *tx)
         .await?;
         // Rows of one campaign and instant go together: a rewritten key moves a row within
         // them, never past where the next batch starts.
-        let rows: Vec<Stored> = sqlx::query_as(&schema.sql(
+        let upto = match bound {
+            Some(_) => "(campaign_display_id, attributed_at) <= ($3, $4)",
+            None => "$3::text IS NULL AND $4::timestamptz IS NULL",
+        };
+        let rows: Vec<Stored> = sqlx::query_as(&schema.sql(&format!(
             "SELECT campaign_display_id, attributed_at, row_key, user_data::text, extra::text
-                 FROM linkrunner.attributed_users
-                 WHERE (campaign_display_id, attributed_at) > ($1, $2)
-                   AND ($3::text IS NULL OR (campaign_display_id, attributed_at) <= ($3, $4))
-                 ORDER BY campaign_display_id, attributed_at
-                 FOR UPDATE",
-        ))
-        .bind(&through.0)
-        .bind(through.1)
+             FROM linkrunner.attributed_users
+             WHERE {after} AND {upto}
+             ORDER BY campaign_display_id, attributed_at
+             FOR UPDATE"
+        )))
+        .bind(&last_campaign)
+        .bind(last_at)
         .bind(bound.as_ref().map(|b| &b.0))
         .bind(bound.as_ref().map(|b| b.1))
         .fetch_all(&mut *tx)
@@ -342,7 +344,7 @@ pub async fn rewrite(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        through = last;
+        through = Some(last);
     }
     let mut tx = conn.begin().await?;
     let rejected = rewrite_set_aside(schema, &mut tx, &values).await?;
