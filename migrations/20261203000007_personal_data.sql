@@ -32,3 +32,25 @@ CREATE TABLE linkrunner.personal_data_changes (
     started_at         timestamptz NOT NULL,
     finished_at        timestamptz NOT NULL DEFAULT now()
 );
+
+-- People erased by `linkrunner-sync forget`, as a SHA-256 of their normalised user id, email or
+-- phone, never the value: rows the API sends for them are dropped at the door.
+CREATE TABLE linkrunner.suppressed (
+    kind         text NOT NULL CHECK (kind IN ('user_id', 'email', 'phone')),
+    digest       text NOT NULL,
+    forgotten_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, digest)
+);
+
+-- One row per attributed-user row erased or dropped for a suppressed person, holding only its
+-- place and a digest of its key: the campaign's counter still counts such rows, and checking
+-- the counter against the rows stored counts these too.
+CREATE TABLE linkrunner.forgotten_rows (
+    campaign_display_id text NOT NULL,
+    attributed_at       timestamptz NOT NULL,
+    key_digest          text NOT NULL,
+    forgotten_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (campaign_display_id, attributed_at, key_digest)
+);
+
+ALTER TABLE linkrunner.sync_runs ADD COLUMN rows_forgotten bigint NOT NULL DEFAULT 0;

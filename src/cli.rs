@@ -35,6 +35,9 @@ pub enum Command {
     Migrate(DbArgs),
     /// Show per-campaign checkpoints and the last runs.
     Status(StatusArgs),
+    /// Erase people: delete every row of theirs in the schema, and keep later runs from
+    /// storing them again. Prints what it deleted per table.
+    Forget(ForgetArgs),
     /// Run a full sync against the built-in simulator and a local Postgres, then show what landed.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
@@ -245,6 +248,34 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// A user id to erase (user_data.id, exactly); repeatable.
+    #[arg(long = "user-id", value_name = "ID")]
+    pub user_ids: Vec<String>,
+
+    /// An email to erase (compared trimmed and lower-cased); repeatable.
+    #[arg(long = "email", value_name = "EMAIL")]
+    pub emails: Vec<String>,
+
+    /// A phone number to erase (compared by its digits); repeatable.
+    #[arg(long = "phone", value_name = "PHONE")]
+    pub phones: Vec<String>,
+
+    /// A file of people to erase, one a line: user_id=ID, email=EMAIL or phone=PHONE; blank
+    /// lines and lines starting with # are skipped. Keeps the values off the command line.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
+
+    /// The key the schema hashes personal data with (--personal-data hash): needed to find
+    /// hashed emails and phones. Never printed.
+    #[arg(long, env = "LINKRUNNER_PII_KEY", hide_env_values = true)]
+    pub pii_key: Option<SecretString>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

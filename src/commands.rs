@@ -4,9 +4,9 @@ use chrono::Utc;
 use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, DbArgs, LogFormat, OutputFormat, StatusArgs, SyncArgs};
+use crate::cli::{Cli, Command, DbArgs, ForgetArgs, LogFormat, OutputFormat, StatusArgs, SyncArgs};
 use crate::error::Failure;
-use crate::{config, db, limits, secrets, status, sync};
+use crate::{config, db, forget, limits, secrets, status, sync};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     register_secrets(&cli);
@@ -14,6 +14,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sync(args) => sync_command(*args, cli.log_format).await,
         Command::Migrate(args) => migrate_command(args).await,
         Command::Status(args) => status_command(args).await,
+        Command::Forget(args) => forget_command(args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(args).await,
     }
@@ -69,6 +70,20 @@ async fn migrate_command(args: DbArgs) -> Result<(), Failure> {
     let pool = db::connect(options, 1).await?;
     db::migrate(&mut *db::session(&pool).await?, &schema).await?;
     println!("migrations applied to schema {schema}");
+    Ok(())
+}
+
+async fn forget_command(args: ForgetArgs) -> Result<(), Failure> {
+    let people = forget::people(&args).map_err(Failure::Config)?;
+    let schema = config::schema(&args.db).map_err(Failure::Config)?;
+    let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
+    let pool = db::connect(options, 1).await?;
+    let lock = db::try_lock(&pool, &schema, CancellationToken::new())
+        .await?
+        .ok_or(Failure::Locked)?;
+    let result = forget::run(&schema, &lock, &people, args.pii_key).await;
+    lock.release().await;
+    print!("{}", result?);
     Ok(())
 }
 
@@ -143,16 +158,20 @@ fn register_secrets(cli: &Cli) {
         Command::Sync(a) => (a.api_key.as_ref(), a.db.database_url.as_ref()),
         Command::Migrate(a) => (None, a.database_url.as_ref()),
         Command::Status(a) => (None, a.db.database_url.as_ref()),
+        Command::Forget(a) => (None, a.db.database_url.as_ref()),
         #[cfg(feature = "demo")]
         Command::Demo(a) => (None, a.database_url.as_ref()),
     };
     if let Some(key) = key {
         secrets::register(key.expose_secret());
     }
-    if let Command::Sync(a) = &cli.command {
-        if let Some(key) = &a.pii_key {
-            secrets::register(key.expose_secret());
-        }
+    let pii_key = match &cli.command {
+        Command::Sync(a) => a.pii_key.as_ref(),
+        Command::Forget(a) => a.pii_key.as_ref(),
+        _ => None,
+    };
+    if let Some(key) = pii_key {
+        secrets::register(key.expose_secret());
     }
     if let Some(url) = url {
         secrets::register_database_url(url.expose_secret());

@@ -14,6 +14,7 @@ pub mod db;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod forget;
 pub mod limits;
 pub mod memory;
 pub mod metrics;

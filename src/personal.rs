@@ -286,6 +286,89 @@ impl Protection {
     }
 }
 
+/// What identifies a person to `forget`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    UserId,
+    Email,
+    Phone,
+}
+
+impl Identifier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Identifier::UserId => "user_id",
+            Identifier::Email => "email",
+            Identifier::Phone => "phone",
+        }
+    }
+
+    /// The value as compared: user ids exactly as given, emails and phones normalised.
+    pub fn normalise(self, value: &str) -> String {
+        match self {
+            Identifier::UserId => value.to_owned(),
+            Identifier::Email => normalise("email", value),
+            Identifier::Phone => normalise("phone", value),
+        }
+    }
+
+    /// What the suppression list keeps of a person: a SHA-256, never the value.
+    pub fn digest(self, value: &str) -> String {
+        let text = format!(
+            "linkrunner-sync forget\n{}\n{}",
+            self.name(),
+            self.normalise(value)
+        );
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+}
+
+/// The people `forget` erased: rows the API sends for any of them are dropped at the door.
+#[derive(Clone, Debug, Default)]
+pub struct Suppression {
+    digests: std::collections::HashSet<(Identifier, String)>,
+}
+
+impl Suppression {
+    pub fn new(entries: impl IntoIterator<Item = (Identifier, String)>) -> Suppression {
+        Suppression {
+            digests: entries.into_iter().collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Whether the item, as the API sent it, is a suppressed person's: by `user_data.id`,
+    /// `email` or `phone`.
+    pub fn matches(&self, item: &RawValue) -> bool {
+        if self.digests.is_empty() {
+            return false;
+        }
+        let Ok(top) = members(item.get()) else {
+            return false;
+        };
+        let Some((_, user_data)) = top.iter().find(|(k, _)| k == "user_data") else {
+            return false;
+        };
+        let Ok(fields) = members(user_data.get()) else {
+            return false;
+        };
+        fields.iter().any(|(key, value)| {
+            let kind = match key.as_str() {
+                "id" => Identifier::UserId,
+                "email" => Identifier::Email,
+                "phone" => Identifier::Phone,
+                _ => return false,
+            };
+            let text = serde_json::from_str::<String>(value.get())
+                .unwrap_or_else(|_| value.get().to_owned());
+            value.get() != "null" && self.digests.contains(&(kind, kind.digest(&text)))
+        })
+    }
+}
+
 enum Member<'a> {
     Same(&'a RawValue),
     Now(String),
@@ -432,6 +515,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_suppressed_person_is_known_by_id_email_or_phone_in_any_spelling() {
+        let list = Suppression::new([
+            (
+                Identifier::Email,
+                Identifier::Email.digest("Gone@Example.net"),
+            ),
+            (Identifier::UserId, Identifier::UserId.digest("u-7")),
+        ]);
+        let item = |user_data: &str| raw(&format!(r#"{{"user_data":{user_data}}}"#));
+        assert!(list.matches(&item(r#"{"id":"x","email":" gone@EXAMPLE.net"}"#)));
+        assert!(list.matches(&item(r#"{"id":"u-7"}"#)));
+        assert!(!list.matches(&item(r#"{"id":"U-7"}"#)));
+        assert!(!list.matches(&item(r#"{"id":"x","email":null}"#)));
+        assert!(!list.matches(&item("null")));
+        assert!(!Suppression::default().matches(&item(r#"{"id":"u-7"}"#)));
     }
 
     #[test]

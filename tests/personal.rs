@@ -558,3 +558,145 @@ async fn hashed_rows_are_rewritten_to_dropped_and_more_keys_join_later(pool: PgP
         assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be restored"));
     }
 }
+
+fn forget(db: &PgConnectOptions, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
+    cmd.arg("forget")
+        .args(args)
+        .env("DATABASE_URL", database_url(db))
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+async fn ledger_forgotten(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT rows_forgotten FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn forget_erases_a_person_everywhere_and_a_rescan_stores_nothing_of_them(pool: PgPool) {
+    let (sim, server) = project_with_canaries(88).await;
+    let db = pool.connect_options();
+    let mut first = sync(&db, &server, "keep");
+    first.arg("--attribution-details");
+    let out = output(first).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(canaries_in(&everything_stored(&pool).await).len(), 4);
+    let looked_up = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attribution_results
+         WHERE lookup_kind = 'user_id' AND lookup_value = 'u-canary'",
+    )
+    .await;
+    assert_eq!(looked_up, 1);
+
+    // Named by email alone, in another spelling, from a file.
+    let dir = common::daemons::scratch_dir("forget");
+    let file = dir.join("people.txt");
+    std::fs::write(
+        &file,
+        "# erasure requests\n\nemail= ZQX.Canary@example.net\n",
+    )
+    .unwrap();
+    let out = output(forget(&db, &["--file", file.to_str().unwrap()])).await;
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("attributed_users: 2 rows deleted"), "{said}");
+    assert!(said.contains("rejected_rows: 1 row deleted"), "{said}");
+    assert!(
+        said.contains("attribution_results: 1 row deleted"),
+        "{said}"
+    );
+    assert!(said.contains("(1 user id more found by them)"), "{said}");
+    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    assert_eq!(
+        canaries_in(&everything_stored(&pool).await),
+        Vec::<&str>::new()
+    );
+    let places = count(&pool, "SELECT count(*) FROM linkrunner.forgotten_rows").await;
+    assert_eq!(places, 2);
+
+    // Read again from the start: nothing of the person is stored, and the run counts what it
+    // dropped.
+    let mut again = sync(&db, &server, "keep");
+    again.args(["--since", "2020-01-01", "--rescan"]);
+    let out = output(again).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        canaries_in(&everything_stored(&pool).await),
+        Vec::<&str>::new()
+    );
+    assert_eq!(ledger_forgotten(&pool).await, 3);
+    let mut expected = expected_rows(&sim);
+    let first_campaign = sim.campaigns()[0]["display_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (campaign, n) in &mut expected {
+        if *campaign == first_campaign {
+            *n -= 2;
+        }
+    }
+    expected.retain(|(_, n)| *n > 0);
+    assert_eq!(rows_per_campaign(&pool).await, expected);
+
+    // Twice is once.
+    let out = output(forget(&db, &["--email", "zqx.canary@example.net"])).await;
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("attributed_users: 0 rows deleted"), "{said}");
+    assert!(said.contains("suppressed: 0 identifiers added"), "{said}");
+}
+
+#[sqlx::test]
+async fn forget_checks_everything_before_it_deletes_anything(pool: PgPool) {
+    let (_sim, server) = project_with_canaries(89).await;
+    let db = pool.connect_options();
+    let out = output(sync(&db, &server, "hash")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let before = everything_stored(&pool).await;
+    let dir = common::daemons::scratch_dir("forget");
+    let bad_file = dir.join("bad.txt");
+    std::fs::write(&bad_file, "email=zqx.canary@example.net\nzqx-someone\n").unwrap();
+    let bad_file = bad_file.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (&[], "at least one"),
+        (&["--email", "zqx-no-at"], "no @"),
+        (&["--phone", "zqx"], "no digit"),
+        (&["--file", bad_file], "line 2"),
+        // Hashed emails cannot be found without the key.
+        (&["--email", "zqx.canary@example.net"], "LINKRUNNER_PII_KEY"),
+    ];
+    for (args, says) in cases {
+        let out = output(forget(&db, args)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.to_lowercase().contains("zqx"), "{stderr}");
+    }
+    let mut wrong_key = forget(&db, &["--email", "zqx.canary@example.net"]);
+    wrong_key.env("LINKRUNNER_PII_KEY", "another-key-of-enough-length");
+    let out = output(wrong_key).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(everything_stored(&pool).await, before);
+
+    // With the key, the hashed email finds the person.
+    let mut keyed = forget(&db, &["--email", "Zqx.Canary@example.net"]);
+    keyed.env("LINKRUNNER_PII_KEY", PII_KEY);
+    let out = output(keyed).await;
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("attributed_users: 2 rows deleted"), "{said}");
+    let email = openssl_hmac("zqx.canary@example.net");
+    let left = count(
+        &pool,
+        &format!("SELECT count(*) FROM linkrunner.attributed_users WHERE user_email = '{email}'"),
+    )
+    .await;
+    assert_eq!(left, 0);
+}

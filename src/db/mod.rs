@@ -2,6 +2,7 @@
 
 pub mod campaigns;
 pub mod columns;
+pub mod forget;
 pub mod lookups;
 pub mod migrate;
 pub mod personal;

@@ -532,3 +532,16 @@ async fn rewrite_set_aside(
     .await?;
     Ok(done.rows_affected() as i64 + gone.len() as i64)
 }
+
+/// The key check of a schema that stores values hashed, or is being rewritten to; None when
+/// it stores none.
+pub async fn hashes(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<Option<String>> {
+    let check: Option<Option<String>> = sqlx::query_scalar(&schema.sql(
+        "SELECT CASE WHEN mode = 'hash' THEN key_check
+                     WHEN to_mode = 'hash' THEN to_key_check END
+         FROM linkrunner.personal_data",
+    ))
+    .fetch_optional(conn)
+    .await?;
+    Ok(check.flatten())
+}

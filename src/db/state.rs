@@ -153,7 +153,9 @@ async fn record_verified(
                  (SELECT count(*) FROM linkrunner.attributed_users a
                    WHERE a.campaign_display_id = v.c AND a.attributed_at <= v.listed)
                  + (SELECT count(*) FROM linkrunner.rejected_rows r
-                     WHERE r.campaign_display_id = v.c AND r.kind = 'attributed_user')) AS rows
+                     WHERE r.campaign_display_id = v.c AND r.kind = 'attributed_user')
+                 + (SELECT count(*) FROM linkrunner.forgotten_rows f
+                     WHERE f.campaign_display_id = v.c AND f.attributed_at <= v.listed)) AS rows
              FROM UNNEST($1::text[], $2::int8[], $3::timestamptz[], $4::int8[], $5::interval[])
                  AS v(c, n, listed, upstream, probation)
          )
@@ -304,7 +306,8 @@ pub async fn finish_run(
              rows_updated = $11, rows_rejected = $12, error = $13, campaigns_skipped = $14,
              campaigns_new = $15, campaigns_changed = $16, campaigns_untrusted = $17,
              campaigns_due = $18, campaigns_requested = $19, lookups = $20,
-             lookups_found = $21, lookups_not_found = $22, lookups_failed = $23
+             lookups_found = $21, lookups_not_found = $22, lookups_failed = $23,
+             rows_forgotten = $24
          WHERE run_id = $1",
     ))
     .bind(run_id)
@@ -331,6 +334,7 @@ pub async fn finish_run(
     .bind(totals.lookups_found as i64)
     .bind(totals.lookups_not_found as i64)
     .bind(totals.lookups_failed as i64)
+    .bind(totals.rows_forgotten as i64)
     .execute(conn)
     .await?;
     Ok(())

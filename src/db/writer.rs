@@ -282,7 +282,26 @@ pub async fn insert_rejected(
     campaign: &str,
     rejected: &[Rejected],
 ) -> sqlx::Result<()> {
-    let items: Vec<_> = rejected.iter().map(|r| (campaign, r)).collect();
+    let (forgotten, rejected): (Vec<&Rejected>, Vec<&Rejected>) =
+        rejected.iter().partition(|r| r.forgotten.is_some());
+    let places: Vec<_> = forgotten
+        .iter()
+        .filter_map(|r| r.forgotten.as_ref())
+        .filter_map(|f| f.attributed_at.map(|at| (at, f.key_digest.as_str())))
+        .collect();
+    if !places.is_empty() {
+        let (at, digests): (Vec<_>, Vec<_>) = places.into_iter().unzip();
+        sqlx::query(&schema.sql(
+            "INSERT INTO linkrunner.forgotten_rows (campaign_display_id, attributed_at, key_digest)
+             SELECT $1, * FROM UNNEST($2::timestamptz[], $3::text[]) ON CONFLICT DO NOTHING",
+        ))
+        .bind(campaign)
+        .bind(at)
+        .bind(digests)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let items: Vec<_> = rejected.into_iter().map(|r| (campaign, r)).collect();
     insert_set_aside(schema, conn, run_id, "attributed_user", &items).await
 }
 

@@ -76,9 +76,9 @@ impl CampaignRow {
 
     /// The item as `rejected_rows` keeps it, when it cannot be stored.
     pub fn rejected(&self) -> Option<Rejected> {
-        Some(Rejected {
-            reason: self.unstorable.clone()?,
-            raw: self.raw.get().to_owned(),
-        })
+        Some(Rejected::new(
+            self.unstorable.clone()?,
+            self.raw.get().to_owned(),
+        ))
     }
 }

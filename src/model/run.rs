@@ -54,6 +54,8 @@ pub struct RunTotals {
     pub rows_inserted: u64,
     pub rows_updated: u64,
     pub rows_rejected: u64,
+    /// Rows of people `forget` erased, dropped at the door.
+    pub rows_forgotten: u64,
     /// Attribution look-ups made, and what they came to: an attribution, none (204), or an
     /// answer that could not be had or used.
     pub lookups: u64,

@@ -43,4 +43,50 @@ pub struct Rejected {
     pub reason: String,
     /// The item's JSON text as received (bytes that were not UTF-8 as `\udcXX` escapes).
     pub raw: String,
+    /// Set for the row of a person `forget` erased: it is dropped, only its place kept.
+    pub forgotten: Option<Forgotten>,
+}
+
+impl Rejected {
+    pub fn new(reason: String, raw: String) -> Rejected {
+        Rejected {
+            reason,
+            raw,
+            forgotten: None,
+        }
+    }
+
+    /// A forgotten person's row, dropped: only `place` is kept.
+    pub fn forgotten(place: Forgotten) -> Rejected {
+        Rejected {
+            reason: String::new(),
+            raw: String::new(),
+            forgotten: Some(place),
+        }
+    }
+
+    /// What tells this item apart from the others of its range: its text, or for a forgotten
+    /// person's row its place (no JSON text starts with a NUL).
+    pub fn key(&self) -> String {
+        match &self.forgotten {
+            None => self.raw.clone(),
+            Some(f) => format!(
+                "\0forgotten {} {}",
+                f.attributed_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                f.key_digest
+            ),
+        }
+    }
+
+    pub fn is_forgotten_key(key: &str) -> bool {
+        key.starts_with("\0forgotten")
+    }
+}
+
+/// Where a dropped row of a forgotten person was: its instant (none when the row could not
+/// be read) and a digest of its key.
+#[derive(Clone, Debug)]
+pub struct Forgotten {
+    pub attributed_at: Option<DateTime<Utc>>,
+    pub key_digest: String,
 }

@@ -21,6 +21,7 @@ use crate::model::run::RunTotals;
 use crate::model::time;
 use crate::model::user::Rejected;
 use crate::model::window::{self, Window};
+use crate::personal::Suppression;
 use crate::sync::batch::{BatchWriter, Target};
 use crate::sync::list;
 use crate::sync::progress::Progress;
@@ -222,6 +223,7 @@ fn account(
             totals.rows_inserted += report.inserted;
             totals.rows_updated += report.updated;
             totals.rows_rejected += report.rejected;
+            totals.rows_forgotten += report.forgotten;
         }
         Err(ScanError::Stopped) => {}
         Err(ScanError::Api(e @ ApiError::Unauthorized { .. })) => return Err(list::api_failure(e)),
@@ -356,6 +358,7 @@ impl Reader {
             writer: &self.writer,
             schema: &config.schema,
             personal: &config.personal,
+            suppression: self.run.suppression.get().unwrap_or(&NO_ONE),
             run_id: *run_id,
             campaign,
             run_from,
@@ -370,6 +373,9 @@ impl Reader {
         }
     }
 }
+
+/// The suppression list of a run that has not read one.
+static NO_ONE: std::sync::LazyLock<Suppression> = std::sync::LazyLock::new(Suppression::default);
 
 /// What the campaign's counter is judged against once it is read to the run's end. The stored
 /// rows are counted when they reach back to the campaign's creation; otherwise (history

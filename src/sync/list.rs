@@ -180,10 +180,7 @@ fn refused_campaign<'c>(c: &'c CampaignRow, message: &str) -> (&'c str, Rejected
     let reason = format!("Postgres refused to store it: {message}");
     (
         c.display_id.as_str(),
-        Rejected {
-            reason,
-            raw: c.raw.get().to_owned(),
-        },
+        Rejected::new(reason, c.raw.get().to_owned()),
     )
 }
 

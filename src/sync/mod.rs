@@ -31,6 +31,7 @@ use crate::error::Failure;
 use crate::metrics;
 use crate::model::campaign::CampaignRow;
 pub use crate::model::run::{LookupTotals, Outcome, RunReport, RunTotals};
+use crate::personal::Suppression;
 use crate::sync::campaign::Read;
 pub(crate) use crate::sync::list::fetch_campaigns;
 pub(crate) use crate::sync::queue::start_of_plan;
@@ -61,6 +62,7 @@ pub async fn run_until(
                 run_id,
                 halt: halt.clone(),
                 bars: progress::bars(config.progress),
+                suppression: Arc::default(),
             };
             // Every log line of the run carries its id; campaign and range spans nest below it.
             run.locked(&lock)
@@ -86,6 +88,8 @@ pub(crate) struct Run {
     pub halt: CancellationToken,
     /// Where the run's progress bars are drawn.
     pub bars: indicatif::MultiProgress,
+    /// The people `forget` erased, read once the run holds the lock.
+    pub suppression: Arc<std::sync::OnceLock<Suppression>>,
 }
 
 impl Run {
@@ -184,6 +188,15 @@ impl Run {
             );
         }
         tracing::info!(timezone = self.config.timezone.name(), "sync started");
+        match db::forget::suppression(schema, conn).await {
+            Ok(list) => {
+                let _ = self.suppression.set(list);
+            }
+            Err(e) => {
+                let e = anyhow::Error::new(e).context("reading the suppression list");
+                return (true, Err(e.into()));
+            }
+        }
         if let db::personal::Plan::Rewrite(plan) = plan {
             let halt = &self.halt;
             match db::personal::rewrite(schema, conn, personal, plan, run_id, halt).await {

@@ -13,7 +13,7 @@ use crate::db::{state, writer};
 use crate::model::window::Window;
 use crate::sync::batch::RangeRows;
 use crate::sync::scanner::{
-    CampaignReport, Reading, ScanError, Scanner, MAX_PAGES_PER_RANGE, MAX_PASSES,
+    CampaignReport, Reading, ScanError, Scanner, SetAside, MAX_PAGES_PER_RANGE, MAX_PASSES,
 };
 use crate::sync::sink::{fingerprint, MemorySink, PageSink, TxSink};
 
@@ -28,7 +28,7 @@ impl Scanner<'_> {
     ) -> Result<(), ScanError> {
         let mut sink = MemorySink::default();
         let reading = self.read_passes(range, first, report, &mut sink).await?;
-        let rejected = sink.rejected.len() as u64;
+        let set_aside = SetAside::count(sink.rejected.keys());
         let verify = verify.map(|v| {
             v.with_range(range.start, || {
                 let attributed = sink.rows.keys().filter(|k| k.0 <= v.listed_at).count();
@@ -50,7 +50,7 @@ impl Scanner<'_> {
                 hold: sink.hold,
             })
             .await?;
-        self.finish(report, &reading, counts, rejected, range);
+        self.finish(report, &reading, counts, set_aside, range);
         Ok(())
     }
 
@@ -76,8 +76,8 @@ impl Scanner<'_> {
             counted: 0,
         };
         let reading = self.read_passes(range, first, report, &mut sink).await?;
-        let (counts, rejected) = (sink.counts, sink.rejected.len() as u64);
-        let counted = sink.counted + rejected;
+        let (counts, set_aside) = (sink.counts, SetAside::count(sink.rejected.iter()));
+        let counted = sink.counted + set_aside.rejected + set_aside.forgotten;
         let verify = verify.map(|v| v.with_range(range.start, || counted));
         let scan = state::ScanRecord {
             campaign: self.campaign,
@@ -91,7 +91,7 @@ impl Scanner<'_> {
         let verified: Vec<_> = verify.map(|v| (self.campaign, v)).into_iter().collect();
         state::record_scans(self.schema, &mut tx, self.run_id, &[scan], &verified).await?;
         tx.commit().await?;
-        self.finish(report, &reading, counts, rejected, range);
+        self.finish(report, &reading, counts, set_aside, range);
         Ok(())
     }
 

@@ -10,8 +10,9 @@ use uuid::Uuid;
 use crate::api::{ApiClient, ApiError, Page};
 use crate::db::Schema;
 use crate::db::{state, writer};
+use crate::model::user::Rejected;
 use crate::model::window::Window;
-use crate::personal::Protection;
+use crate::personal::{Protection, Suppression};
 use crate::sync::batch::BatchWriter;
 
 /// Full re-reads of a range whose total moved while it was paged through.
@@ -32,6 +33,32 @@ pub struct CampaignReport {
     pub inserted: u64,
     pub updated: u64,
     pub rejected: u64,
+    /// Rows of people `forget` erased, dropped.
+    pub forgotten: u64,
+}
+
+/// The items of a range kept out of `attributed_users`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAside {
+    /// Unreadable or refused: kept in `rejected_rows`.
+    pub rejected: u64,
+    /// A forgotten person's.
+    pub forgotten: u64,
+}
+
+impl SetAside {
+    /// Counts the items set aside by their keys ([`Rejected::key`]).
+    pub fn count<'k>(keys: impl Iterator<Item = &'k String>) -> SetAside {
+        let mut counts = SetAside::default();
+        for key in keys {
+            if Rejected::is_forgotten_key(key) {
+                counts.forgotten += 1;
+            } else {
+                counts.rejected += 1;
+            }
+        }
+        counts
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +97,8 @@ pub struct Scanner<'a> {
     pub schema: &'a Schema,
     /// What `--personal-data` does to each item before it is read.
     pub personal: &'a Protection,
+    /// The people `forget` erased.
+    pub suppression: &'a Suppression,
     pub run_id: Uuid,
     pub campaign: &'a str,
     /// Where this run's gap-free reading of the campaign began.
@@ -134,9 +163,11 @@ impl Scanner<'_> {
         report: &mut CampaignReport,
         reading: &Reading,
         counts: writer::WriteCounts,
-        rejected: u64,
+        set_aside: SetAside,
         range: Window,
     ) {
+        let rejected = set_aside.rejected;
+        report.forgotten += set_aside.forgotten;
         let mut stored = self.stored_until.lock().expect("never poisoned");
         *stored = Some(stored.map_or(range.end, |u| u.max(range.end)));
         drop(stored);

@@ -9,10 +9,11 @@ use crate::api::Page;
 use crate::db::writer;
 use crate::db::Schema;
 use crate::memory::Hold;
-use crate::model::user::{Rejected, UserRow};
-use crate::personal::{Door, Protection};
+use crate::model::user::{Forgotten, Rejected, UserRow};
+use crate::personal::{Door, Protection, Suppression};
 use crate::sync::scanner::Scanner;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 /// Where the pages of a range go while it is read: the range's own transaction, or memory.
 pub(super) trait PageSink {
@@ -131,7 +132,7 @@ async fn convert_page(
     page: Page,
     conn: Option<&mut sqlx::PgConnection>,
 ) -> Result<Converted, sqlx::Error> {
-    let (items, mut rejected) = at_the_door(scanner.personal, page);
+    let (items, mut rejected) = at_the_door(scanner.personal, scanner.suppression, page);
     if !scanner.screen.load(Ordering::Relaxed) {
         let rows = convert(scanner.campaign, items, &mut rejected);
         return Ok((rows, rejected));
@@ -160,11 +161,16 @@ type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
 
 /// A page's items once `--personal-data` rewrote them, before anything reads them; an item it
 /// could not rewrite is set aside as a digest.
-fn at_the_door(personal: &Protection, page: Page) -> (Items<'_>, HashMap<String, Rejected>) {
+fn at_the_door<'p>(
+    personal: &'p Protection,
+    suppression: &'p Suppression,
+    page: Page,
+) -> (Items<'p>, HashMap<String, Rejected>) {
     let mut items = Items {
         items: Vec::with_capacity(page.items.len()),
         originals: HashMap::new(),
         personal,
+        suppression,
         recoded: page.recoded,
     };
     let mut rejected = HashMap::new();
@@ -179,7 +185,7 @@ fn at_the_door(personal: &Protection, page: Page) -> (Items<'_>, HashMap<String,
                 let reason = "the item could not be read closely enough to apply \
                     --personal-data; it is kept as a digest only"
                     .to_owned();
-                rejected.insert(raw.clone(), Rejected { reason, raw });
+                rejected.insert(raw.clone(), Rejected::new(reason, raw));
             }
         }
     }
@@ -192,6 +198,8 @@ struct Items<'p> {
     /// The items as they came, by index, where the door rewrote them.
     originals: HashMap<usize, Box<RawValue>>,
     personal: &'p Protection,
+    /// The people `forget` erased: their rows are dropped, only their place kept.
+    suppression: &'p Suppression,
     recoded: bool,
 }
 
@@ -199,7 +207,19 @@ impl Items<'_> {
     /// The row of item `i`; a row keyed by the hash of its content gets the keyed form of the
     /// hash of the item as it came, so its key does not change with the mode.
     fn row(&self, campaign: &str, i: usize) -> Result<UserRow, Rejected> {
-        let mut row = UserRow::from_item(campaign, &self.items[i], self.recoded)?;
+        let original = self.originals.get(&i).unwrap_or(&self.items[i]);
+        let suppressed = self.suppression.matches(original);
+        let mut row = match UserRow::from_item(campaign, &self.items[i], self.recoded) {
+            Ok(row) => row,
+            // Not even its text is kept.
+            Err(_) if suppressed => {
+                return Err(Rejected::forgotten(Forgotten {
+                    attributed_at: None,
+                    key_digest: hex::encode(Sha256::digest(original.get().as_bytes())),
+                }))
+            }
+            Err(rejected) => return Err(rejected),
+        };
         if let Some(digest) = row.row_key.strip_prefix("h:") {
             let digest = match self.originals.get(&i) {
                 Some(original) => UserRow::content_digest(original),
@@ -208,6 +228,12 @@ impl Items<'_> {
             if let Some(key) = self.personal.content_key(&digest) {
                 row.row_key = key;
             }
+        }
+        if suppressed {
+            return Err(Rejected::forgotten(Forgotten {
+                attributed_at: Some(row.attributed_at),
+                key_digest: hex::encode(Sha256::digest(row.row_key.as_bytes())),
+            }));
         }
         Ok(row)
     }
@@ -225,7 +251,7 @@ fn convert(
                 rows.insert((row.attributed_at, row.row_key.clone()), row);
             }
             Err(r) => {
-                rejected.insert(r.raw.clone(), r);
+                rejected.insert(r.key(), r);
             }
         }
     }
@@ -246,7 +272,7 @@ async fn convert_screened(
         match page.row(campaign, i) {
             Ok(row) => read.push((row, &page.items[i])),
             Err(r) => {
-                rejected.insert(r.raw.clone(), r);
+                rejected.insert(r.key(), r);
             }
         }
     }
@@ -264,7 +290,7 @@ async fn convert_screened(
             Some(message) => {
                 let raw = item.get().to_owned();
                 let reason = format!("Postgres refused to store it: {message}");
-                rejected.insert(raw.clone(), Rejected { reason, raw });
+                rejected.insert(raw.clone(), Rejected::new(reason, raw));
             }
             None => {
                 rows.insert((row.attributed_at, row.row_key.clone()), row);

@@ -27,10 +27,7 @@ impl UserRow {
     }
 
     pub fn from_item(campaign: &str, raw: &RawValue, recoded: bool) -> Result<UserRow, Rejected> {
-        split(campaign, raw, recoded).map_err(|reason| Rejected {
-            reason,
-            raw: raw.get().to_owned(),
-        })
+        split(campaign, raw, recoded).map_err(|reason| Rejected::new(reason, raw.get().to_owned()))
     }
 
     /// The row as the API sent it.
