@@ -164,6 +164,20 @@ impl Protection {
         self.rewrite(text, None).map_err(|()| NotAnObject)
     }
 
+    /// A response body with the personal values of its top and of its object under `nested`
+    /// rewritten, as text to keep: the body itself when nothing changes, a digest when it
+    /// cannot be read.
+    pub fn body(&self, text: String, nested: &str) -> String {
+        if self.mode == Mode::Keep {
+            return text;
+        }
+        match self.rewrite(&text, Some(nested)) {
+            Ok(None) => text,
+            Ok(Some(rewritten)) => rewritten,
+            Err(()) => self.withheld(&text),
+        }
+    }
+
     /// Normalises `value` as `key` says and hashes it; None when nothing is left.
     pub fn hash_value(&self, key: &str, value: &str) -> Option<String> {
         let normal = normalise(key, value);
@@ -338,6 +352,10 @@ impl Suppression {
 
     pub fn is_empty(&self) -> bool {
         self.digests.is_empty()
+    }
+
+    pub fn holds(&self, kind: Identifier, value: &str) -> bool {
+        !self.digests.is_empty() && self.digests.contains(&(kind, kind.digest(value)))
     }
 
     /// Whether the item, as the API sent it, is a suppressed person's: by `user_data.id`,

@@ -700,3 +700,41 @@ async fn forget_checks_everything_before_it_deletes_anything(pool: PgPool) {
     .await;
     assert_eq!(left, 0);
 }
+
+#[sqlx::test]
+async fn a_forgotten_user_id_is_not_looked_up_even_from_the_apps_own_table(pool: PgPool) {
+    let (_sim, server) = project_with_canaries(90).await;
+    let db = pool.connect_options();
+    sqlx::raw_sql(
+        "CREATE SCHEMA app; CREATE TABLE app.users (id text);
+         INSERT INTO app.users VALUES ('u-canary'), ('u-canary-nul');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let out = output(forget(
+        &db,
+        &["--user-id", "u-canary", "--user-id", "u-canary-nul"],
+    ))
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let mut cmd = sync(&db, &server, "keep");
+    cmd.args(["--attribution-details", "--lookup-from", "app.users.id"]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    let about_them = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attribution_results
+         WHERE lookup_value IN ('u-canary', 'u-canary-nul')",
+    )
+    .await;
+    assert_eq!(about_them, 0);
+    let others = count(&pool, "SELECT count(*) FROM linkrunner.attribution_results").await;
+    assert!(others > 0, "nothing was looked up at all");
+    let theirs = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users WHERE user_id LIKE 'u-canary%'",
+    )
+    .await;
+    assert_eq!(theirs, 0);
+}

@@ -14,6 +14,7 @@ use crate::db::lookups;
 use crate::error::Failure;
 use crate::model::lookup::{Answer, LookupId, LookupKind, LookupSource};
 use crate::model::run::LookupTotals;
+use crate::personal::{Identifier, Protection};
 use crate::sync::Run;
 use crate::sync::{list, progress};
 
@@ -109,6 +110,13 @@ async fn look_up(
     bar: &ProgressBar,
 ) -> Result<bool, Failure> {
     let api = &run.api;
+    // A forgotten person is not looked up: the answer would be kept.
+    let suppression = run.suppression.get();
+    let (due, forgotten): (Vec<LookupId>, Vec<LookupId>) = due.into_iter().partition(|id| {
+        id.kind != LookupKind::UserId
+            || !suppression.is_some_and(|s| s.holds(Identifier::UserId, &id.value))
+    });
+    failed.extend(forgotten.into_iter().map(|id| (id.kind, id.value)));
     let mut failing = 0;
     // Each look-up is a task of its own, so that requests go on while an answer is written.
     let mut answers = futures::stream::iter(due)
@@ -140,6 +148,7 @@ async fn look_up(
         };
         failing = 0;
         count(totals, &id, &answer);
+        let answer = at_the_door(&run.config.personal, answer);
         lookups::record(&run.config.schema, conn, run.run_id, &id, &answer)
             .await
             .map_err(|e| Failure::database(e, "recording a look-up"))?;
@@ -147,6 +156,22 @@ async fn look_up(
         bar.set_message(format!("{} found", totals.found));
     }
     Ok(true)
+}
+
+/// The answer with its personal values rewritten as `--personal-data` says, as every page's
+/// items are.
+fn at_the_door(personal: &Protection, answer: Answer) -> Answer {
+    match answer {
+        Answer::Found { attribution, raw } => Answer::Found {
+            attribution,
+            raw: personal.body(raw, "data"),
+        },
+        Answer::Unusable { reason, raw_text } => Answer::Unusable {
+            reason,
+            raw_text: raw_text.map(|text| personal.body(text, "data")),
+        },
+        Answer::NotFound => Answer::NotFound,
+    }
 }
 
 /// What a look-up's result comes to.
