@@ -187,12 +187,28 @@ fn expected_rows(sim: &Simulator) -> Vec<(String, i64)> {
 async fn keep_stores_the_canaries_which_shows_the_search_finds_them(pool: PgPool) {
     let (_sim, server) = project_with_canaries(81).await;
     let db = pool.connect_options();
-    let out = output(sync(&db, &server, "keep")).await;
+    let dir = common::daemons::scratch_dir("metrics");
+    let metrics = dir.join("sync.prom");
+    let mut cmd = sync(&db, &server, "keep");
+    cmd.arg("--metrics-file").arg(&metrics);
+    let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let stored = everything_stored(&pool).await;
     assert_eq!(canaries_in(&stored), ["name", "email", "phone", "address"]);
-    // Output never carries them, whatever the mode.
+    // Output never carries them, whatever the mode: logs, the metrics, status.
     assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    let exported = std::fs::read_to_string(&metrics).unwrap().to_lowercase();
+    assert!(exported.contains("linkrunner_sync"), "{exported}");
+    assert_eq!(canaries_in(&exported), Vec::<&str>::new());
+    for format in ["text", "json"] {
+        let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
+        status
+            .args(["status", "--format", format, "--max-lag", "365d"])
+            .env("DATABASE_URL", database_url(&db));
+        let out = output(status).await;
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    }
 }
 
 #[sqlx::test]
@@ -737,4 +753,51 @@ async fn a_forgotten_user_id_is_not_looked_up_even_from_the_apps_own_table(pool:
     )
     .await;
     assert_eq!(theirs, 0);
+}
+
+/// Pages that cannot be read, each holding personal data where an error message would once
+/// have quoted it.
+#[sqlx::test]
+async fn a_page_that_cannot_be_read_is_described_without_its_contents(pool: PgPool) {
+    use common::hostile::{self, Reply};
+    let db = pool.connect_options();
+    let bodies = [
+        // Cut short in the middle of a user.
+        r#"{"msg":"ok","status":200,"data":{"users":[{"attributed_at":"2026-11-20T00:00:00.000Z","user_data":{"email":"zqx.canary@example.net","name":"Zqxname"#,
+        // Of another shape, a value where the list should be.
+        r#"{"msg":"ok","status":200,"data":{"users":"zqx.canary@example.net, +1 555 010 4242"}}"#,
+        // No data object, the users at the top.
+        r#"{"users":[{"user_data":{"email":"zqx.canary@example.net"}}]}"#,
+    ];
+    for body in bodies {
+        let api = hostile::serve(move |req| match req.path() {
+            "/campaigns" => Reply::json(
+                200,
+                hostile::page("campaigns", &[hostile::campaign("c1", "One")], 1, 1),
+            ),
+            _ => Reply::json(200, body),
+        })
+        .await;
+        let mut cmd = sync_command(&database_url(&db), &api.url, "hostile-key");
+        cmd.args(["--max-retries", "0", "--since", "2026-11-19"])
+            .env("RUST_LOG", "debug");
+        let out = output(cmd).await;
+        assert!(!out.status.success(), "{out:?}");
+        assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new(), "{body}");
+        let errors: Vec<Option<String>> =
+            sqlx::query_scalar("SELECT error FROM linkrunner.sync_runs")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let errors = format!("{errors:?}").to_lowercase();
+        assert!(
+            errors.contains("not a page") || errors.contains("no 'data'"),
+            "{errors}"
+        );
+        assert_eq!(canaries_in(&errors), Vec::<&str>::new(), "{errors}");
+    }
+    assert_eq!(
+        canaries_in(&everything_stored(&pool).await),
+        Vec::<&str>::new()
+    );
 }
