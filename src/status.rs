@@ -27,6 +27,26 @@ fn age(seconds: Option<i64>) -> String {
 /// escaped.
 pub fn render(status: &Status) -> String {
     let mut out = render_campaigns(status);
+    if let Some(p) = &status.personal_data {
+        let keys = if p.mode == "keep" {
+            String::new()
+        } else {
+            format!(" ({})", printable(&p.keys.join(", ")))
+        };
+        let _ = writeln!(
+            out,
+            "personal data: {}{keys}; {} identifiers forgotten",
+            p.mode, p.suppressed
+        );
+        if let Some(to) = &p.rewriting_to {
+            let _ = writeln!(
+                out,
+                "a rewrite to {to} is half done ({} rows so far): the next run with those \
+                 settings finishes it",
+                p.rows_rewritten
+            );
+        }
+    }
     let _ = writeln!(out, "\nlast runs:");
     for r in &status.runs {
         render_run(&mut out, r);
@@ -79,7 +99,7 @@ fn render_run(out: &mut String, r: &RunStatus) {
     });
     let _ = writeln!(
         out,
-        "{} {} {:<11} {:>6}s {:>7} requests {:>4} 429s {:>8} rows read {:>7} new {:>7} changed {:>4} rejected {:>5} skipped {:>5} changed {:>5} untrusted {:>3} failed{}",
+        "{} {} {:<11} {:>6}s {:>7} requests {:>4} 429s {:>8} rows read {:>7} new {:>7} changed {:>4} rejected {:>4} forgotten {:>5} skipped {:>5} changed {:>5} untrusted {:>3} failed{}",
         time(Some(r.started_at)),
         r.run_id,
         printable(&r.outcome),
@@ -90,6 +110,7 @@ fn render_run(out: &mut String, r: &RunStatus) {
         r.rows_inserted,
         r.rows_updated,
         r.rows_rejected,
+        r.rows_forgotten,
         r.campaigns_skipped,
         r.campaigns_changed,
         r.campaigns_untrusted,

@@ -289,6 +289,21 @@ async fn drop_stores_every_row_without_its_personal_values(pool: PgPool) {
     )
     .await;
     assert_eq!(personal, 0);
+    // The analysts' views read the same rows.
+    let total: i64 = expected_rows(&sim).iter().map(|(_, n)| n).sum();
+    let clean = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users_clean",
+    )
+    .await;
+    assert_eq!(clean, total);
+    let named = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.attributed_users_clean
+         WHERE user_name IS NOT NULL OR user_email IS NOT NULL OR user_phone IS NOT NULL",
+    )
+    .await;
+    assert_eq!(named, 0);
     // The rest of user_data stays.
     let kept = count(
         &pool,
@@ -464,6 +479,16 @@ async fn a_rewrite_killed_half_way_is_finished_by_the_next_run_and_hashes_each_v
     holder.rollback().await.unwrap();
     assert!(rewritten < plain_emails, "{rewritten} of {plain_emails}");
     assert!(!all_hashed(&pool).await, "the rewrite was not cut short");
+
+    // status says so.
+    let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
+    status
+        .args(["status", "--max-lag", "365d"])
+        .env("DATABASE_URL", database_url(&db));
+    let out = output(status).await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("personal data: keep"), "{said}");
+    assert!(said.contains("a rewrite to hash is half done"), "{said}");
 
     // Half done: the old settings are refused, naming what finishes it.
     let mut cmd = sync(&db, &server, "keep");

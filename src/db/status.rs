@@ -43,6 +43,7 @@ pub struct RunStatus {
     pub rows_inserted: i64,
     pub rows_updated: i64,
     pub rows_rejected: i64,
+    pub rows_forgotten: i64,
     pub campaigns_synced: i32,
     pub campaigns_skipped: i32,
     pub campaigns_changed: i32,
@@ -53,10 +54,22 @@ pub struct RunStatus {
 
 #[derive(Debug, Serialize)]
 pub struct Status {
+    pub personal_data: Option<PersonalData>,
     pub max_lag_seconds: i64,
     pub stale: usize,
     pub campaigns: Vec<CampaignStatus>,
     pub runs: Vec<RunStatus>,
+}
+
+/// What `--personal-data` the schema holds, a rewrite under way, and how many identifiers
+/// `forget` suppresses.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct PersonalData {
+    pub mode: String,
+    pub keys: Vec<String>,
+    pub rewriting_to: Option<String>,
+    pub rows_rewritten: i64,
+    pub suppressed: i64,
 }
 
 pub async fn load(
@@ -66,7 +79,15 @@ pub async fn load(
     max_lag: Duration,
 ) -> sqlx::Result<Status> {
     let campaigns = campaigns(schema, pool, max_lag).await?;
+    let personal_data = sqlx::query_as(&schema.sql(
+        "SELECT mode, keys, to_mode AS rewriting_to, rows_rewritten,
+                (SELECT count(*) FROM linkrunner.suppressed) AS suppressed
+         FROM linkrunner.personal_data",
+    ))
+    .fetch_optional(pool)
+    .await?;
     Ok(Status {
+        personal_data,
         max_lag_seconds: max_lag.num_seconds(),
         stale: campaigns.iter().filter(|c| c.stale).count(),
         campaigns,
@@ -129,7 +150,8 @@ async fn campaigns(
 async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Vec<RunStatus>> {
     sqlx::query_as(&schema.sql(
         "SELECT run_id, started_at, finished_at, outcome, requests, rate_limited, retries,
-                rows_received, rows_inserted, rows_updated, rows_rejected, campaigns_synced,
+                rows_received, rows_inserted, rows_updated, rows_rejected, rows_forgotten,
+                campaigns_synced,
                 campaigns_skipped, campaigns_changed, campaigns_untrusted, campaigns_failed, error
          FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT $1",
     ))
