@@ -132,6 +132,16 @@ fn canaries_in(text: &str) -> Vec<&'static str> {
         .collect()
 }
 
+async fn assert_nothing_personal_stored(pool: &PgPool) {
+    let found = canaries_in(&everything_stored(pool).await);
+    assert!(found.is_empty(), "stored: {found:?}");
+}
+
+fn assert_nothing_personal_printed(out: &Output) {
+    let found = canaries_in(&printed(out));
+    assert!(found.is_empty(), "printed: {found:?}");
+}
+
 /// The HMAC-SHA-256 of `text` under the test key, by the openssl command: a second
 /// implementation to hold the job's to.
 fn openssl_hmac(text: &str) -> String {
@@ -196,7 +206,7 @@ async fn keep_stores_the_canaries_which_shows_the_search_finds_them(pool: PgPool
     let stored = everything_stored(&pool).await;
     assert_eq!(canaries_in(&stored), ["name", "email", "phone", "address"]);
     // Output never carries them, whatever the mode: logs, the metrics, status.
-    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    assert_nothing_personal_printed(&out);
     let exported = std::fs::read_to_string(&metrics).unwrap().to_lowercase();
     assert!(exported.contains("linkrunner_sync"), "{exported}");
     assert_eq!(canaries_in(&exported), Vec::<&str>::new());
@@ -207,7 +217,7 @@ async fn keep_stores_the_canaries_which_shows_the_search_finds_them(pool: PgPool
             .env("DATABASE_URL", database_url(&db));
         let out = output(status).await;
         assert!(out.status.success(), "{out:?}");
-        assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+        assert_nothing_personal_printed(&out);
     }
 }
 
@@ -218,11 +228,8 @@ async fn hash_stores_keyed_hashes_of_the_normal_form_and_nothing_plain(pool: PgP
     let out = output(sync(&db, &server, "hash")).await;
     // The row with a NUL is set aside; the run says so with exit code 4.
     assert_eq!(out.status.code(), Some(4), "{out:?}");
-    assert_eq!(
-        canaries_in(&everything_stored(&pool).await),
-        Vec::<&str>::new()
-    );
-    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    assert_nothing_personal_stored(&pool).await;
+    assert_nothing_personal_printed(&out);
     assert!(!printed(&out).contains(&PII_KEY.to_lowercase()));
     assert_eq!(rows_per_campaign(&pool).await, expected_rows(&sim));
 
@@ -275,11 +282,8 @@ async fn drop_stores_every_row_without_its_personal_values(pool: PgPool) {
     let db = pool.connect_options();
     let out = output(sync(&db, &server, "drop")).await;
     assert_eq!(out.status.code(), Some(4), "{out:?}");
-    assert_eq!(
-        canaries_in(&everything_stored(&pool).await),
-        Vec::<&str>::new()
-    );
-    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
+    assert_nothing_personal_stored(&pool).await;
+    assert_nothing_personal_printed(&out);
     assert_eq!(rows_per_campaign(&pool).await, expected_rows(&sim));
     let personal = count(
         &pool,
@@ -502,10 +506,7 @@ async fn a_rewrite_killed_half_way_is_finished_by_the_next_run_and_hashes_each_v
     assert!(out.status.success(), "{out:?}");
     assert!(printed(&out).contains("stored personal data rewritten"));
     assert!(all_hashed(&pool).await);
-    assert_eq!(
-        canaries_in(&everything_stored(&pool).await),
-        Vec::<&str>::new()
-    );
+    assert_nothing_personal_stored(&pool).await;
     // Each value hashed once: the canary's email is the hash of its normal form.
     let email: String = sqlx::query_scalar(
         "SELECT user_email FROM linkrunner.attributed_users WHERE user_id = 'u-canary'",
@@ -653,11 +654,8 @@ async fn forget_erases_a_person_everywhere_and_a_rescan_stores_nothing_of_them(p
         "{said}"
     );
     assert!(said.contains("(1 user id more found by them)"), "{said}");
-    assert_eq!(canaries_in(&printed(&out)), Vec::<&str>::new());
-    assert_eq!(
-        canaries_in(&everything_stored(&pool).await),
-        Vec::<&str>::new()
-    );
+    assert_nothing_personal_printed(&out);
+    assert_nothing_personal_stored(&pool).await;
     let places = count(&pool, "SELECT count(*) FROM linkrunner.forgotten_rows").await;
     assert_eq!(places, 2);
 
@@ -667,10 +665,7 @@ async fn forget_erases_a_person_everywhere_and_a_rescan_stores_nothing_of_them(p
     again.args(["--since", "2020-01-01", "--rescan"]);
     let out = output(again).await;
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        canaries_in(&everything_stored(&pool).await),
-        Vec::<&str>::new()
-    );
+    assert_nothing_personal_stored(&pool).await;
     assert_eq!(ledger_forgotten(&pool).await, 3);
     let mut expected = expected_rows(&sim);
     let first_campaign = sim.campaigns()[0]["display_id"]
@@ -821,8 +816,5 @@ async fn a_page_that_cannot_be_read_is_described_without_its_contents(pool: PgPo
         );
         assert_eq!(canaries_in(&errors), Vec::<&str>::new(), "{errors}");
     }
-    assert_eq!(
-        canaries_in(&everything_stored(&pool).await),
-        Vec::<&str>::new()
-    );
+    assert_nothing_personal_stored(&pool).await;
 }
