@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod lookup;
+pub mod reporting;
 pub mod run;
 pub mod storable;
 pub mod time;
