@@ -5,6 +5,7 @@ pub mod attribution;
 pub mod client;
 pub mod error;
 pub mod models;
+pub mod reporting;
 mod pace;
 mod request;
 pub mod rows;
