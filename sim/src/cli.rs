@@ -3,10 +3,11 @@
 //! Prints exactly one line to stdout, `linkrunner-sim listening on http://<addr>/api/v1`, for
 //! scripts to read; everything else is logged to stderr.
 
-use crate::config::SimConfig;
+use crate::config::{ReportingLimit, SimConfig};
 use crate::control::FaultArgs;
 use crate::state::Simulator;
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use clap::Parser;
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -55,7 +56,40 @@ struct Args {
     #[arg(long, default_value_t = SimConfig::default().counter_lie_rate)]
     counter_lie_rate: f64,
     #[command(flatten)]
+    reporting: ReportingArgs,
+    #[command(flatten)]
     faults: FaultArgs,
+}
+
+/// The Reporting API's project settings.
+#[derive(clap::Args, Debug)]
+struct ReportingArgs {
+    /// The project's timezone (IANA name): the Reporting API's from/to are its local days.
+    #[arg(long, default_value_t = SimConfig::default().reporting_timezone)]
+    reporting_timezone: Tz,
+    /// Reporting API requests let through per key in each --reporting-window-ms; 0 turns the
+    /// limit off.
+    #[arg(long, default_value_t = ReportingLimit::default().requests)]
+    reporting_limit: u32,
+    /// The window of the Reporting API's limit, in milliseconds.
+    #[arg(long, default_value_t = ReportingLimit::default().window.as_millis() as u64)]
+    reporting_window_ms: u64,
+    /// Retry-After of the Reporting API's 429s, in seconds.
+    #[arg(long, default_value_t = ReportingLimit::default().retry_after_secs)]
+    reporting_retry_after: u64,
+    /// Answer the Reporting API 402, as for a suspended billing account.
+    #[arg(long)]
+    reporting_billing_suspended: bool,
+}
+
+impl ReportingArgs {
+    fn limit(&self) -> Option<ReportingLimit> {
+        (self.reporting_limit > 0).then(|| ReportingLimit {
+            requests: self.reporting_limit,
+            window: std::time::Duration::from_millis(self.reporting_window_ms),
+            retry_after_secs: self.reporting_retry_after,
+        })
+    }
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
@@ -79,6 +113,9 @@ impl Args {
             api_key: self.api_key.clone(),
             project_token: self.project_token.clone(),
             counter_lie_rate: self.counter_lie_rate,
+            reporting_timezone: self.reporting.reporting_timezone,
+            reporting_limit: self.reporting.limit(),
+            reporting_billing_suspended: self.reporting.reporting_billing_suspended,
             faults: self.faults.clone().into(),
         }
     }
@@ -160,5 +197,32 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!((f.storm_len, f.slow_delay), (ms(1500), ms(40_000)));
         assert_eq!(f.rate_limit_rps, Some(5.0));
+    }
+
+    #[test]
+    fn reporting_flags_reach_the_config() {
+        let parse = |flags: &str| {
+            Args::try_parse_from(flags.split_whitespace())
+                .unwrap()
+                .config()
+        };
+        let default = parse("linkrunner-sim");
+        assert_eq!(default.reporting_timezone, Tz::Asia__Kolkata);
+        assert_eq!(default.reporting_limit, Some(ReportingLimit::default()));
+        let flags = "linkrunner-sim --reporting-timezone America/New_York --reporting-limit 5 \
+            --reporting-window-ms 1000 --reporting-retry-after 2 --reporting-billing-suspended";
+        let set = parse(flags);
+        assert_eq!(set.reporting_timezone, Tz::America__New_York);
+        let limit = set.reporting_limit.unwrap();
+        let window = Duration::from_secs(1);
+        assert_eq!(
+            (limit.requests, limit.window, limit.retry_after_secs),
+            (5, window, 2)
+        );
+        assert!(set.reporting_billing_suspended);
+        assert_eq!(
+            parse("linkrunner-sim --reporting-limit 0").reporting_limit,
+            None
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! What to simulate: the data set's size, dates and credentials, and the faults to inject.
+//! What to simulate: the data set's size, dates and credentials, the Reporting API's project
+//! settings, and the faults to inject.
 
 use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use std::time::Duration;
 
 /// What to simulate: data set size, dates, credentials and faults.
@@ -26,8 +28,37 @@ pub struct SimConfig {
     /// Share of generated campaigns whose `attributed_users` counter lies (reads 0, is frozen
     /// below the rows, counts installs without signup, or lags), each kind equally often.
     pub counter_lie_rate: f64,
+    /// The project's timezone, set in the dashboard: the Reporting API reads `from` and `to` as
+    /// local days of it, and no response names it.
+    pub reporting_timezone: Tz,
+    /// The Reporting API's own limit per API key; `None` turns it off.
+    pub reporting_limit: Option<ReportingLimit>,
+    /// The billing account is suspended: the Reporting API answers 402 (the Data APIs go on).
+    pub reporting_billing_suspended: bool,
     /// Faults injected into `/api/v1/*`.
     pub faults: Faults,
+}
+
+/// At most `requests` Reporting API requests in any `window`, per API key; the ones over it get
+/// 429 with `Retry-After: {retry_after_secs}` and do not use up the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportingLimit {
+    /// Requests let through per window; 0 refuses every one.
+    pub requests: u32,
+    pub window: Duration,
+    /// The `Retry-After` header of a refusal, in whole seconds as the real API sends it.
+    pub retry_after_secs: u64,
+}
+
+impl Default for ReportingLimit {
+    /// The real API's: one request a minute, `Retry-After: 60`.
+    fn default() -> Self {
+        ReportingLimit {
+            requests: 1,
+            window: Duration::from_secs(60),
+            retry_after_secs: 60,
+        }
+    }
 }
 
 /// Faults injected into `/api/v1/*` responses. Every rate is a fraction 0..1 drawn from the
@@ -81,7 +112,8 @@ impl SimConfig {
 }
 
 impl Default for SimConfig {
-    /// The demo data set: 25 campaigns, 5,000 rows between 2026-02-15 and 2026-11-15.
+    /// The demo data set: 25 campaigns, 5,000 rows between 2026-02-15 and 2026-11-15; a project
+    /// in India (`Asia/Kolkata`, so a UTC day is not a project day) on the real reporting limit.
     fn default() -> Self {
         SimConfig {
             seed: 42,
@@ -93,6 +125,9 @@ impl Default for SimConfig {
             api_key: "sim-key".into(),
             project_token: "sim-token".into(),
             counter_lie_rate: 0.2,
+            reporting_timezone: Tz::Asia__Kolkata,
+            reporting_limit: Some(ReportingLimit::default()),
+            reporting_billing_suspended: false,
             faults: Faults::default(),
         }
     }

@@ -1,7 +1,7 @@
 //! Test-only control routes under `/__sim/`, a prefix Linkrunner does not use, so no fake
 //! Linkrunner endpoint is ever needed to steer the simulator.
 
-use crate::config::Faults;
+use crate::config::{Faults, ReportingLimit};
 use crate::counter::Counter;
 use crate::direct::CounterState;
 use crate::state::Simulator;
@@ -20,6 +20,9 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/__sim/clock", post(clock))
         .route("/__sim/faults", post(faults))
         .route("/__sim/counters", get(counters).post(set_counter))
+        .route("/__sim/reporting/revision", post(bump_revision))
+        .route("/__sim/reporting/billing", post(billing))
+        .route("/__sim/reporting/limit", post(reporting_limit))
 }
 
 async fn stats(State(sim): State<Simulator>) -> Json<SimStats> {
@@ -137,4 +140,43 @@ struct SetCounter {
 async fn set_counter(State(sim): State<Simulator>, Json(body): Json<SetCounter>) -> Json<Value> {
     let ok = sim.set_counter(&body.display_id, body.counter);
     Json(json!({ "ok": ok }))
+}
+
+/// Bumps the Reporting API's revision: `{"revision": n}`.
+async fn bump_revision(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({ "revision": sim.bump_reporting_revision() }))
+}
+
+#[derive(Deserialize)]
+struct Billing {
+    suspended: bool,
+}
+
+/// `{"suspended": true}` makes the Reporting API answer 402, `false` settles the account.
+async fn billing(State(sim): State<Simulator>, Json(body): Json<Billing>) -> Json<Value> {
+    sim.set_reporting_billing_suspended(body.suspended);
+    Json(json!({ "suspended": body.suspended }))
+}
+
+/// The Reporting API's limit as the body of `POST /__sim/reporting/limit`; `null` turns it off.
+#[derive(Deserialize)]
+struct LimitBody {
+    requests: u32,
+    window_ms: u64,
+    retry_after_secs: u64,
+}
+
+/// `{"requests": 1, "window_ms": 60000, "retry_after_secs": 60}` sets the limit, `null`
+/// turns it off; either way its window starts empty.
+async fn reporting_limit(
+    State(sim): State<Simulator>,
+    Json(body): Json<Option<LimitBody>>,
+) -> Json<Value> {
+    let limit = body.map(|b| ReportingLimit {
+        requests: b.requests,
+        window: Duration::from_millis(b.window_ms),
+        retry_after_secs: b.retry_after_secs,
+    });
+    sim.set_reporting_limit(limit);
+    Json(json!({ "ok": true }))
 }

@@ -1,10 +1,11 @@
 //! The simulator seen directly, without HTTP: what it serves, and steering it in ways tests need.
 
 use crate::bucket::TokenBucket;
-use crate::config::Faults;
+use crate::config::{Faults, ReportingLimit};
 use crate::counter::Counter;
 use crate::data::Campaign;
 use crate::project::listing_indexes;
+use crate::quota::Quota;
 use crate::state::Simulator;
 use crate::stats::SimStats;
 use chrono::{DateTime, Utc};
@@ -117,6 +118,29 @@ impl Simulator {
         c.store_listings = listings;
         c.update_at = now;
         true
+    }
+}
+
+/// Test-only steering of the Reporting API (no API does these).
+impl Simulator {
+    /// Makes the numbers of every day with sign-ups change: one more late install (and
+    /// reinstall) on each, with its spend. Returns the new revision.
+    pub fn bump_reporting_revision(&self) -> u64 {
+        let mut st = self.lock();
+        st.reporting_revision += 1;
+        st.reporting_revision
+    }
+
+    /// Suspends the billing account (the Reporting API answers 402) or settles it.
+    pub fn set_reporting_billing_suspended(&self, suspended: bool) {
+        self.lock().config.reporting_billing_suspended = suspended;
+    }
+
+    /// Replaces the Reporting API's limit (`None` turns it off); its window starts empty.
+    pub fn set_reporting_limit(&self, limit: Option<ReportingLimit>) {
+        let mut st = self.lock();
+        st.config.reporting_limit = limit;
+        st.reporting_quota = Quota::default();
     }
 }
 

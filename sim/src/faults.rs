@@ -120,6 +120,7 @@ impl State {
         match path {
             "/api/v1/attributed-users" if is_get => self.stats.attributed_users_requests += 1,
             "/api/v1/campaigns" if is_get => self.stats.campaigns_requests += 1,
+            "/api/v1/reporting/campaigns" if is_get => self.stats.reporting_requests += 1,
             "/api/v1/get-attribution-result" if is_get => {
                 self.stats.attribution_result_requests += 1
             }

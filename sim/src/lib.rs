@@ -1,14 +1,15 @@
-//! Linkrunner API simulator: a test double of the read Data APIs, the campaign write APIs and
-//! the device-side client API, serving a synthetic data set generated from a seed.
+//! Linkrunner API simulator: a test double of the read Data APIs, the Reporting API, the
+//! campaign write APIs and the device-side client API, serving a synthetic data set generated
+//! from a seed.
 //!
 //! All state sits behind one mutex; handlers never hold it across an `.await`.
 //!
 //! Modules only import from layers below their own, from the bottom up: plain helpers (`hash`,
-//! `clock`, `bucket`, `reply`, `body`); settings (`project`, `config`, `stats`); the data model
-//! (`counter`, `row`, `rows`, `data`, `install`), its look-up index (`lookup`) and its rendering
-//! (`drift`); the data set (`generate`); the state (`state`, `direct`); HTTP pieces (`paging`,
-//! `page`); the handlers (`faults`, `read`, `attribution`, `write`, `client`, `control`); and
-//! this file with `cli` on top.
+//! `clock`, `bucket`, `quota`, `reply`, `body`); settings (`project`, `config`, `stats`); the
+//! data model (`counter`, `row`, `rows`, `data`, `install`), its look-up index (`lookup`) and its
+//! rendering (`drift`); the data set (`generate`); the state (`state`, `direct`); HTTP pieces
+//! (`paging`, `page`); the handlers (`faults`, `read`, `attribution`, `reporting`, `write`,
+//! `client`, `control`); and this file with `cli` on top.
 
 mod attribution;
 mod body;
@@ -30,8 +31,10 @@ mod lookup;
 mod page;
 mod paging;
 mod project;
+mod quota;
 mod read;
 mod reply;
+mod reporting;
 mod row;
 mod rows;
 mod state;
@@ -44,7 +47,7 @@ use state::State;
 use std::net::SocketAddr;
 use tokio::sync::oneshot;
 
-pub use config::{Faults, SimConfig};
+pub use config::{Faults, ReportingLimit, SimConfig};
 pub use control::FaultArgs;
 pub use counter::Counter;
 pub use direct::CounterState;
@@ -106,6 +109,7 @@ impl Simulator {
         let v1 = Router::new()
             .route("/api/v1/campaigns", get(read::campaigns))
             .route("/api/v1/attributed-users", get(read::attributed_users))
+            .route("/api/v1/reporting/campaigns", get(reporting::campaigns))
             .route(
                 "/api/v1/get-attribution-result",
                 get(attribution::attribution_result),

@@ -26,28 +26,37 @@ fn parse_page(page: Option<&String>) -> Result<usize, ApiError> {
     }
 }
 
-/// `limit`: `default` when absent, else 1 to 1000.
-fn parse_limit(limit: Option<&String>, default: usize) -> Result<usize, ApiError> {
+/// `limit`: `default` when absent, else 1 to `max`.
+fn parse_limit(limit: Option<&String>, default: usize, max: usize) -> Result<usize, ApiError> {
     match limit.map(|l| (l, l.trim().parse::<i64>())) {
         None => Ok(default),
-        Some((_, Ok(n))) if n > 1000 => Err(unprocessable(format!(
-            "Limit {n} exceeds maximum allowed value of 1000."
+        Some((_, Ok(n))) if n > max as i64 => Err(unprocessable(format!(
+            "Limit {n} exceeds maximum allowed value of {max}."
         ))),
         Some((_, Ok(n))) if n >= 1 => Ok(n as usize),
         Some((l, _)) => Err(unprocessable(format!(
-            "Invalid limit '{l}'. Limit must be between 1 and 1000."
+            "Invalid limit '{l}'. Limit must be between 1 and {max}."
         ))),
     }
 }
 
 impl Paging {
-    /// Reads `page`, then `limit`; the first bad one is the error.
+    /// Reads `page`, then `limit` (at most 1000); the first bad one is the error.
     pub(crate) fn parse(
         q: &HashMap<String, String>,
         default_limit: usize,
     ) -> Result<Self, ApiError> {
+        Paging::parse_capped(q, default_limit, 1000)
+    }
+
+    /// [`Paging::parse`] with `limit` at most `max`.
+    pub(crate) fn parse_capped(
+        q: &HashMap<String, String>,
+        default_limit: usize,
+        max: usize,
+    ) -> Result<Self, ApiError> {
         let page = parse_page(q.get("page"))?;
-        let limit = parse_limit(q.get("limit"), default_limit)?;
+        let limit = parse_limit(q.get("limit"), default_limit, max)?;
         Ok(Paging { page, limit })
     }
 

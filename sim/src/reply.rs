@@ -15,6 +15,10 @@ impl ApiError {
     pub(crate) fn new(code: StatusCode, msg: impl Into<String>) -> Self {
         ApiError(code, msg.into())
     }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.1
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -7,6 +7,7 @@ use crate::generate::generate;
 use crate::hash::{hash_str, mix};
 use crate::install::Install;
 use crate::lookup::Lookup;
+use crate::quota::Quota;
 use crate::row::Row;
 use crate::stats::SimStats;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -37,6 +38,11 @@ pub(crate) struct State {
     pub(crate) id_rng: ChaCha8Rng,
     pub(crate) stats: SimStats,
     pub(crate) next_uid: u64,
+    /// The Reporting API's limit; the simulator accepts one API key, so this is that key's.
+    pub(crate) reporting_quota: Quota,
+    /// Bumped to make the Reporting API's numbers of past days change, as late installs and
+    /// spend imported from ad networks do.
+    pub(crate) reporting_revision: u64,
 }
 
 impl State {
@@ -59,6 +65,8 @@ impl State {
             id_rng: ChaCha8Rng::seed_from_u64(mix(config.seed ^ 0x1D5)),
             stats: SimStats::default(),
             next_uid,
+            reporting_quota: Quota::default(),
+            reporting_revision: 0,
             config,
         }
     }

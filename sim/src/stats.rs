@@ -15,6 +15,10 @@ pub struct SimStats {
     pub campaigns_requests: u64,
     /// `GET /get-attribution-result` requests, whatever their answer.
     pub attribution_result_requests: u64,
+    /// `GET /reporting/campaigns` requests, whatever their answer.
+    pub reporting_requests: u64,
+    /// Reporting requests refused by the Reporting API's own limit (also in `rate_limited`).
+    pub reporting_rate_limited: u64,
     /// Look-ups that found an attribution (200; a body spoiled afterwards still counts).
     pub attribution_found: u64,
     /// Look-ups that found none (204).

@@ -5,8 +5,8 @@ pub mod attribution;
 pub mod client;
 pub mod error;
 pub mod models;
-pub mod reporting;
 mod pace;
+pub mod reporting;
 mod request;
 pub mod rows;
 

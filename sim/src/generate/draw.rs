@@ -28,7 +28,7 @@ pub(super) fn uuid(rng: &mut ChaCha8Rng) -> String {
 }
 
 /// The map of a `json!` object literal.
-pub(super) fn object(v: Value) -> Map<String, Value> {
+pub(crate) fn object(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),

@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use rows::RowMaker;
 use std::collections::HashSet;
 
-pub(crate) use draw::random_id;
+pub(crate) use draw::{object, random_id};
 pub(crate) use rows::fresh_row;
 
 /// Builds the whole data set; the same config always gives the same campaigns and rows.

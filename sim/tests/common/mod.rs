@@ -69,6 +69,38 @@ impl Api {
         (resp.status(), resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /reporting/campaigns` with `key`: the status, the `Retry-After` header and the body
+    /// (`Null` when it is not JSON).
+    pub async fn report_with(
+        &self,
+        query: Query<'_>,
+        key: &str,
+    ) -> (StatusCode, Option<String>, Value) {
+        let url = format!("{}/reporting/campaigns", self.server.base_url());
+        let req = self
+            .http
+            .get(url)
+            .query(query)
+            .header("linkrunner-key", key);
+        let resp = req.send().await.unwrap();
+        let retry_after = resp.headers().get("retry-after");
+        let retry_after = retry_after.map(|v| v.to_str().unwrap().to_string());
+        let status = resp.status();
+        (
+            status,
+            retry_after,
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// The `data` of a reporting request that must succeed.
+    pub async fn report(&self, query: Query<'_>) -> Value {
+        let (status, _, body) = self.report_with(query, "sim-key").await;
+        assert_eq!(status, StatusCode::OK, "{query:?}: {body}");
+        assert_eq!(body["msg"], "Campaigns fetched successfully");
+        body["data"].clone()
+    }
+
     /// A client (device-side) call; the answer's status.
     pub async fn client(&self, name: &str, mut body: Value) -> StatusCode {
         body["token"] = json!("sim-token");
