@@ -818,3 +818,37 @@ async fn a_page_that_cannot_be_read_is_described_without_its_contents(pool: PgPo
     }
     assert_nothing_personal_stored(&pool).await;
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_dry_run_says_what_a_run_would_do_to_stored_personal_data(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let pool = PgPoolOptions::new().connect_with(db.clone()).await.unwrap();
+    let (_sim, server) = project_with_canaries(91).await;
+    let dry = |mode: &str, extra: &[&str]| {
+        let mut cmd = sync(&db, &server, mode);
+        cmd.arg("--dry-run").args(extra).env("RUST_LOG", "warn");
+        cmd
+    };
+    let out = output(dry("hash", &[])).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(printed(&out).contains("nothing recorded yet"), "{out:?}");
+
+    let out = output(sync(&db, &server, "keep")).await;
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let before = everything_stored(&pool).await;
+    let out = output(dry("keep", &[])).await;
+    assert!(
+        printed(&out).contains("stored with --personal-data keep, as asked"),
+        "{out:?}"
+    );
+    let out = output(dry("hash", &[])).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(printed(&out).contains("--rewrite-personal-data"), "{out:?}");
+    let out = output(dry("hash", &["--rewrite-personal-data"])).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(printed(&out).contains("would rewrite the"), "{out:?}");
+    // A dry run writes nothing: the mode stays, no rewrite is under way.
+    assert_eq!(everything_stored(&pool).await, before);
+}

@@ -150,48 +150,23 @@ pub async fn check(
     ))
     .fetch_one(&mut *conn)
     .await?;
-    let (mode, keys, key_check, to_mode, to_keys, to_key_check, started, campaign, at) = row;
-    let recorded = Settings {
-        mode,
-        keys: sorted(&keys),
-        key_check,
-    };
-    if let (Some(mode), Some(keys), Some(started)) = (to_mode, to_keys, started) {
-        let target = Settings {
-            mode,
-            keys: sorted(&keys),
-            key_check: to_key_check,
-        };
-        if !target.same(&wanted) {
-            return Err(Disagrees(format!(
-                "a rewrite of schema {schema}'s personal data to {} is half done; run with \
-                 those settings (and the same LINKRUNNER_PII_KEY) to finish it",
-                target.describe()
-            ))
-            .into());
+    let Recorded {
+        settings: recorded,
+        target,
+        started,
+        through,
+    } = settings_of(row);
+    match decide(schema, &recorded, target.as_ref(), &wanted, rewrite)? {
+        Decision::Ready => return Ok(Plan::Ready),
+        Decision::Resume => {
+            return Ok(Plan::Rewrite(Rewrite {
+                from: recorded,
+                to: target.expect("a rewrite under way has a target"),
+                started: started.expect("a rewrite under way has a start"),
+                through,
+            }))
         }
-        return Ok(Plan::Rewrite(Rewrite {
-            from: recorded,
-            to: target,
-            started,
-            through: campaign.zip(at),
-        }));
-    }
-    if recorded.same(&wanted) {
-        return Ok(Plan::Ready);
-    }
-    if let Some(why) = cannot_rewrite(schema, &recorded, &wanted) {
-        return Err(Disagrees(why).into());
-    }
-    if !rewrite {
-        return Err(Disagrees(format!(
-            "schema {schema} holds personal data stored with {}; this run asks for {}: add \
-             --rewrite-personal-data to rewrite what is stored (it cannot be undone), or sync \
-             into a new --schema",
-            recorded.describe(),
-            wanted.describe()
-        ))
-        .into());
+        Decision::Start => {}
     }
     let started: DateTime<Utc> = sqlx::query_scalar(&schema.sql(
         "UPDATE linkrunner.personal_data SET to_mode = $1, to_keys = $2, to_key_check = $3,
@@ -210,6 +185,143 @@ pub async fn check(
         started,
         through: None,
     }))
+}
+
+/// What a schema records: its settings, and a rewrite under way (its target, when it started,
+/// how far it got).
+struct Recorded {
+    settings: Settings,
+    target: Option<Settings>,
+    started: Option<DateTime<Utc>>,
+    through: Option<(String, DateTime<Utc>)>,
+}
+
+fn settings_of(row: Row) -> Recorded {
+    let (mode, keys, key_check, to_mode, to_keys, to_key_check, started, campaign, at) = row;
+    let settings = Settings {
+        mode,
+        keys: sorted(&keys),
+        key_check,
+    };
+    let target = to_mode.zip(to_keys).map(|(mode, keys)| Settings {
+        mode,
+        keys: sorted(&keys),
+        key_check: to_key_check,
+    });
+    Recorded {
+        settings,
+        target,
+        started,
+        through: campaign.zip(at),
+    }
+}
+
+/// What a run with `wanted` settings must do first.
+#[derive(Debug, PartialEq)]
+enum Decision {
+    Ready,
+    /// Begin rewriting what is stored.
+    Start,
+    /// Finish the rewrite an earlier run began.
+    Resume,
+}
+
+fn decide(
+    schema: &Schema,
+    recorded: &Settings,
+    target: Option<&Settings>,
+    wanted: &Settings,
+    rewrite: bool,
+) -> Result<Decision, Disagrees> {
+    if let Some(target) = target {
+        if !target.same(wanted) {
+            return Err(Disagrees(format!(
+                "a rewrite of schema {schema}'s personal data to {} is half done; run with \
+                 those settings (and the same LINKRUNNER_PII_KEY) to finish it",
+                target.describe()
+            )));
+        }
+        return Ok(Decision::Resume);
+    }
+    if recorded.same(wanted) {
+        return Ok(Decision::Ready);
+    }
+    if let Some(why) = cannot_rewrite(schema, recorded, wanted) {
+        return Err(Disagrees(why));
+    }
+    if !rewrite {
+        return Err(Disagrees(format!(
+            "schema {schema} holds personal data stored with {}; this run asks for {}: add \
+             --rewrite-personal-data to rewrite what is stored (it cannot be undone), or sync \
+             into a new --schema",
+            recorded.describe(),
+            wanted.describe()
+        )));
+    }
+    Ok(Decision::Start)
+}
+
+/// What a run with these settings would do to the stored personal data, for `--dry-run`,
+/// reading only; Err when the run would be refused.
+pub async fn preview(
+    schema: &Schema,
+    pool: &sqlx::PgPool,
+    personal: &Protection,
+    rewrite: bool,
+) -> anyhow::Result<String> {
+    let wanted = Settings::of(personal);
+    let recorded_at = schema.sql("linkrunner.personal_data");
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(recorded_at.as_ref())
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(format!(
+            "personal data: nothing recorded yet; the run records {}\n",
+            wanted.describe()
+        ));
+    }
+    let row: Option<Row> = sqlx::query_as(&schema.sql(
+        "SELECT mode, keys, key_check, to_mode, to_keys, to_key_check, rewrite_started,
+                through_campaign, through_at
+         FROM linkrunner.personal_data",
+    ))
+    .fetch_optional(pool)
+    .await?;
+    let rows: i64 =
+        sqlx::query_scalar(&schema.sql("SELECT count(*) FROM linkrunner.attributed_users"))
+            .fetch_one(pool)
+            .await?;
+    let (recorded, target) = match row {
+        Some(row) => {
+            let recorded = settings_of(row);
+            (recorded.settings, recorded.target)
+        }
+        None if rows > 0 => (Settings::keep(), None),
+        None => {
+            return Ok(format!(
+                "personal data: nothing recorded yet; the run records {}\n",
+                wanted.describe()
+            ))
+        }
+    };
+    Ok(
+        match decide(schema, &recorded, target.as_ref(), &wanted, rewrite)? {
+            Decision::Ready => format!(
+                "personal data: stored with {}, as asked\n",
+                wanted.describe()
+            ),
+            Decision::Start => format!(
+                "personal data: the run would rewrite the {rows} stored rows from {} to {}\n",
+                recorded.describe(),
+                wanted.describe()
+            ),
+            Decision::Resume => format!(
+                "personal data: the run would finish the rewrite to {} ({rows} stored rows)\n",
+                wanted.describe()
+            ),
+        },
+    )
 }
 
 fn sorted(keys: &[String]) -> Vec<String> {

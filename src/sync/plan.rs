@@ -8,9 +8,9 @@ use sqlx::PgPool;
 
 use crate::api::ApiClient;
 use crate::config::{LookupSettings, SyncConfig};
-use crate::db::lookups;
 use crate::db::state::{self, Checkpoint};
 use crate::db::Schema;
+use crate::db::{self, lookups};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
 use crate::model::window;
@@ -56,6 +56,16 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
     );
     if let Some(settings) = &config.lookups {
         out.push_str(&plan_lookups(&config.schema, pool, config.api.rps, settings).await?);
+    }
+    let rewrite = config.rewrite_personal_data;
+    match db::personal::preview(&config.schema, pool, &config.personal, rewrite).await {
+        Ok(line) => out.push_str(&line),
+        Err(e) => {
+            return Err(match e.downcast::<db::personal::Disagrees>() {
+                Ok(why) => Failure::Config(why.0),
+                Err(e) => e.context("reading the personal-data mode").into(),
+            })
+        }
     }
     Ok(out)
 }
