@@ -17,7 +17,8 @@ use url::Url;
 
 use crate::api::models::{preview, Page};
 use crate::api::pace::Pace;
-use crate::api::request::{AttributionRequest, PageRequest, Request};
+use crate::api::reporting::{ReportPage, ReportQuery};
+use crate::api::request::{AttributionRequest, PageRequest, ReportingRequest, Request};
 use crate::api::ApiError;
 use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
 use crate::model::lookup::{Answer, LookupKind};
@@ -50,6 +51,9 @@ pub struct ApiStats {
     pub rate_limited: AtomicU64,
     pub server_errors: AtomicU64,
     pub retries: AtomicU64,
+    /// Requests to the Reporting API, and its 429s (counted in `rate_limited` too).
+    pub reporting_requests: AtomicU64,
+    pub reporting_rate_limited: AtomicU64,
 }
 
 impl ApiStats {
@@ -176,6 +180,27 @@ impl ApiClient {
         self.get(AttributionRequest { url }).await
     }
 
+    /// One page of `GET /reporting/campaigns`. Server errors and lost connections are asked
+    /// again as for every request, but a 429 comes back at once with its `Retry-After`: the
+    /// Reporting API allows a request a minute, a wait for the caller's own pace to take, and
+    /// it never makes the sync's reads cool down.
+    pub async fn reporting_page(&self, query: &ReportQuery) -> Result<ReportPage, ApiError> {
+        let mut url = self.url("reporting", &query.params());
+        url.path_segments_mut()
+            .expect("base URL is http(s)")
+            .push("campaigns");
+        self.stats
+            .reporting_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let answer = self.get(ReportingRequest { url }).await;
+        if let Err(ApiError::RateLimited { .. }) = answer {
+            self.stats
+                .reporting_rate_limited
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
     fn url(&self, path: &str, query: &[(&str, String)]) -> Url {
         let mut url = self.settings.base_url.clone();
         url.path_segments_mut()
@@ -202,7 +227,10 @@ impl ApiClient {
             .with_max_times(self.settings.max_retries);
         (|| self.get_once(request))
             .retry(backoff)
-            .when(ApiError::is_retryable)
+            .when(|e| {
+                e.is_retryable()
+                    && (request.retries_rate_limit() || !matches!(e, ApiError::RateLimited { .. }))
+            })
             .adjust(|e, next| next.map(|d| e.retry_after().unwrap_or(d)))
             .notify(|e, wait| {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);

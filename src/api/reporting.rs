@@ -35,13 +35,41 @@ pub struct ReportRow {
 }
 
 /// A page of the campaign table.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ReportPage {
     pub rows: Vec<ReportRow>,
     /// Each campaign on the page with when it was created, in the order sent.
     pub campaigns: Vec<(String, Option<DateTime<Utc>>)>,
     pub pages: u64,
     pub currency: Option<String>,
+}
+
+/// What one page of the campaign table is asked for: local days `from` to `to` of the
+/// project's timezone, campaigns oldest first, so paging can stop at the first one created
+/// after the day.
+#[derive(Clone, Debug)]
+pub struct ReportQuery {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    pub view: &'static str,
+    pub page: u64,
+}
+
+/// Campaigns per page: the most the API serves.
+pub const REPORT_PAGE_SIZE: u32 = 100;
+
+impl ReportQuery {
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("from", self.from.format("%Y-%m-%d").to_string()),
+            ("to", self.to.format("%Y-%m-%d").to_string()),
+            ("view", self.view.to_owned()),
+            ("sort_field", "created_at".to_owned()),
+            ("sort_order", "ascending".to_owned()),
+            ("page", self.page.to_string()),
+            ("limit", REPORT_PAGE_SIZE.to_string()),
+        ]
+    }
 }
 
 /// Reads a page's body. A body that is not the documented shape is garbled (asked again).

@@ -2,6 +2,7 @@
 
 use url::Url;
 
+use crate::api::reporting::{self, ReportPage};
 use crate::api::{attribution, ApiError, Page};
 use crate::memory::{Hold, MemoryBudget};
 use crate::model::lookup::Answer;
@@ -16,6 +17,10 @@ pub(super) trait Request {
     fn budget(&self) -> Option<&MemoryBudget>;
     fn no_content(&self) -> Self::Answer;
     fn read(&self, body: &[u8], hold: Hold) -> Result<Self::Answer, ApiError>;
+    /// Whether a 429 is waited out and asked again here; else it is the caller's to pace.
+    fn retries_rate_limit(&self) -> bool {
+        true
+    }
 }
 
 /// One page to fetch.
@@ -80,5 +85,40 @@ impl Request for AttributionRequest {
 
     fn read(&self, body: &[u8], _hold: Hold) -> Result<Answer, ApiError> {
         attribution::parse(body)
+    }
+}
+
+/// One page of the Reporting API's campaign table.
+pub(super) struct ReportingRequest {
+    pub url: Url,
+}
+
+impl Request for ReportingRequest {
+    type Answer = ReportPage;
+
+    fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// It takes a slot of the shared rate only when no read of the sync waits for one.
+    fn urgent(&self) -> bool {
+        false
+    }
+
+    fn budget(&self) -> Option<&MemoryBudget> {
+        None
+    }
+
+    fn no_content(&self) -> ReportPage {
+        ReportPage::default()
+    }
+
+    fn read(&self, body: &[u8], _hold: Hold) -> Result<ReportPage, ApiError> {
+        reporting::parse(body)
+    }
+
+    /// A minute's wait is the reporting pace's to take, apart from the sync's reads.
+    fn retries_rate_limit(&self) -> bool {
+        false
     }
 }
