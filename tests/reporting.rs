@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDate, Utc};
 use common::*;
 use linkrunner_sim::SimConfig;
-use linkrunner_sync::api::reporting::{Level, ReportQuery};
+use linkrunner_sync::api::reporting::ReportQuery;
 use linkrunner_sync::api::{ApiClient, ApiError};
-use linkrunner_sync::model::reporting::{Reading, METRICS};
+use linkrunner_sync::model::reporting::{Level, Reading, METRICS};
 
 fn client(server: &linkrunner_sim::SimServer) -> ApiClient {
     ApiClient::new(sync_config(server, "UTC").api).unwrap()
@@ -135,5 +135,106 @@ async fn a_suspended_billing_account_is_a_402() {
     assert!(
         matches!(refused, Err(ApiError::Rejected { status: 402, .. })),
         "{refused:?}"
+    );
+}
+
+/// Each reporting table holds a column for every metric of the one list.
+#[sqlx::test]
+async fn every_reporting_table_has_every_metric(pool: sqlx::PgPool) {
+    for table in [
+        "reporting_daily",
+        "reporting_ad_sets",
+        "reporting_ad_creatives",
+        "reporting_keywords",
+    ] {
+        let numeric: Vec<String> = sqlx::query_scalar(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = 'linkrunner' AND table_name = $1 AND data_type = 'numeric'
+             ORDER BY ordinal_position",
+        )
+        .bind(table)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let metrics: Vec<&str> = METRICS.iter().map(|m| m.column).collect();
+        assert_eq!(numeric, metrics, "{table}");
+    }
+}
+
+#[sqlx::test]
+async fn a_day_is_stored_once_and_a_re_read_changes_only_what_changed(pool: sqlx::PgPool) {
+    use linkrunner_sync::db::reporting::{store, DayRows, Stored};
+    use linkrunner_sync::db::Schema;
+    let (sim, server) = start(SimConfig {
+        reporting_limit: None,
+        ..SimConfig::small(104)
+    })
+    .await;
+    let by_day = signups_by_day(&sim, chrono_tz::Asia::Kolkata);
+    let (&(ref campaign, busiest), &signed_up) = by_day.iter().max_by_key(|(_, n)| **n).unwrap();
+    let api = client(&server);
+    let query = ReportQuery {
+        from: busiest,
+        to: busiest,
+        view: "user_acquisition",
+        page: 1,
+    };
+    let schema = Schema::default();
+    let mut conn = pool.acquire().await.unwrap();
+    let mut stored = Vec::new();
+    for _ in 0..2 {
+        let page = api.reporting_page(&query).await.unwrap();
+        let day = DayRows {
+            day: busiest,
+            view: "user_acquisition",
+            timezone: "Asia/Kolkata",
+            currency: page.currency.as_deref(),
+            run_id: uuid::Uuid::new_v4(),
+            rows: &page.rows,
+        };
+        stored.push((
+            store(&schema, &mut conn, &day).await.unwrap(),
+            page.rows.len(),
+        ));
+    }
+    let (first, rows) = stored[0];
+    assert_eq!(
+        first,
+        Stored {
+            inserted: rows as u64,
+            changed: 0
+        }
+    );
+    assert_eq!(
+        stored[1].0,
+        Stored::default(),
+        "an unchanged re-read rewrites nothing"
+    );
+    let signups: String = sqlx::query_scalar(
+        "SELECT signups::text FROM linkrunner.reporting_daily WHERE display_id = $1 AND day = $2",
+    )
+    .bind(campaign)
+    .bind(busiest)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(signups, signed_up.to_string());
+
+    // Late installs for past days: the re-read updates the rows whose numbers moved.
+    sim.bump_reporting_revision();
+    let page = api.reporting_page(&query).await.unwrap();
+    let day = DayRows {
+        day: busiest,
+        view: "user_acquisition",
+        timezone: "Asia/Kolkata",
+        currency: page.currency.as_deref(),
+        run_id: uuid::Uuid::new_v4(),
+        rows: &page.rows,
+    };
+    let after = store(&schema, &mut conn, &day).await.unwrap();
+    assert_eq!(after.inserted, 0);
+    assert!(
+        after.changed > 0 && after.changed < rows as u64,
+        "{after:?} of {rows}"
     );
 }

@@ -7,32 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::api::models::escape_bad_bytes;
 use crate::api::ApiError;
-use crate::model::reporting::{read, Reading, METRICS};
+use crate::model::reporting::{read, Level, Reading, ReportRow, METRICS};
 use crate::model::time::parse_instant;
-
-/// Where a row sits: the campaign, or one of the levels below it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Level {
-    Campaign,
-    AdSet { ad_set: String },
-    AdCreative { ad_set: String, creative: String },
-    Keyword { ad_set: String, keyword: String },
-}
-
-/// One row of a day's numbers.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ReportRow {
-    pub display_id: String,
-    pub level: Level,
-    pub name: Option<String>,
-    /// Per [`METRICS`], in order.
-    pub metrics: Vec<Reading>,
-    /// The metrics that were sent but could not be read as numbers.
-    pub unparsed: Vec<&'static str>,
-    /// The item as received, without the levels below it (they are rows of their own) and
-    /// without the connected ad account (its owner's name and email).
-    pub raw: Value,
-}
 
 /// A page of the campaign table.
 #[derive(Debug, Default)]

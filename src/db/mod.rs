@@ -6,6 +6,7 @@ pub mod forget;
 pub mod lookups;
 pub mod migrate;
 pub mod personal;
+pub mod reporting;
 pub mod schema;
 pub mod state;
 pub mod status;

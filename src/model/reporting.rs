@@ -37,6 +37,30 @@ pub const METRICS: [Metric; 17] = [
     metric("revenue_event_count", "revenue_event_count"),
 ];
 
+/// Where a row sits: the campaign, or one of the levels below it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Level {
+    Campaign,
+    AdSet { ad_set: String },
+    AdCreative { ad_set: String, creative: String },
+    Keyword { ad_set: String, keyword: String },
+}
+
+/// One row of a day's numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportRow {
+    pub display_id: String,
+    pub level: Level,
+    pub name: Option<String>,
+    /// Per [`METRICS`], in order.
+    pub metrics: Vec<Reading>,
+    /// The metrics that were sent but could not be read as numbers.
+    pub unparsed: Vec<&'static str>,
+    /// The item as received, without the levels below it (they are rows of their own) and
+    /// without the connected ad account (its owner's name and email).
+    pub raw: Value,
+}
+
 /// A metric's value as stored: the number as decimal text for a `numeric` column, or none
 /// (absent, null, or text that is not a number in the documented format).
 #[derive(Clone, Debug, PartialEq, Eq)]
