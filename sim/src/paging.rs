@@ -1,7 +1,6 @@
 //! The `page` and `limit` of the paged read APIs.
 
 use crate::reply::ApiError;
-use axum::http::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -11,16 +10,12 @@ pub(crate) struct Paging {
     pub(crate) limit: usize,
 }
 
-fn unprocessable(msg: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
-}
-
 /// `page`: 1 when absent, else a positive integer.
 fn parse_page(page: Option<&String>) -> Result<usize, ApiError> {
     match page.map(|p| (p, p.trim().parse::<usize>())) {
         None => Ok(1),
         Some((_, Ok(n))) if n >= 1 => Ok(n),
-        Some((p, _)) => Err(unprocessable(format!(
+        Some((p, _)) => Err(ApiError::unprocessable(format!(
             "Invalid page number '{p}'. Page must be a positive integer."
         ))),
     }
@@ -30,11 +25,11 @@ fn parse_page(page: Option<&String>) -> Result<usize, ApiError> {
 fn parse_limit(limit: Option<&String>, default: usize, max: usize) -> Result<usize, ApiError> {
     match limit.map(|l| (l, l.trim().parse::<i64>())) {
         None => Ok(default),
-        Some((_, Ok(n))) if n > max as i64 => Err(unprocessable(format!(
+        Some((_, Ok(n))) if n > max as i64 => Err(ApiError::unprocessable(format!(
             "Limit {n} exceeds maximum allowed value of {max}."
         ))),
         Some((_, Ok(n))) if n >= 1 => Ok(n as usize),
-        Some((l, _)) => Err(unprocessable(format!(
+        Some((l, _)) => Err(ApiError::unprocessable(format!(
             "Invalid limit '{l}'. Limit must be between 1 and {max}."
         ))),
     }

@@ -12,6 +12,11 @@ pub(crate) type Reply = Result<Response, ApiError>;
 pub(crate) struct ApiError(StatusCode, String);
 
 impl ApiError {
+    /// A 422: the query asks for something the endpoint does not serve.
+    pub(crate) fn unprocessable(msg: String) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
+    }
+
     pub(crate) fn new(code: StatusCode, msg: impl Into<String>) -> Self {
         ApiError(code, msg.into())
     }

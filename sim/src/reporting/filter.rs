@@ -1,7 +1,6 @@
 //! The Reporting API's campaign filters: `active`, `network`, `platform`, `meta_account_id`
 //! and `search`. Unlike `from` and `to`, they do narrow the campaign list.
 
-use super::query::unprocessable;
 use crate::data::Campaign;
 use crate::project::LISTINGS;
 use crate::reply::ApiError;
@@ -27,7 +26,7 @@ impl Filter {
             None | Some("") => None,
             Some("true") => Some(true),
             Some("false") => Some(false),
-            Some(a) => return Err(unprocessable(format!("Invalid active '{a}'."))),
+            Some(a) => return Err(ApiError::unprocessable(format!("Invalid active '{a}'."))),
         };
         let lower = |key: &str| {
             q.get(key)

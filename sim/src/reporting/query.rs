@@ -5,7 +5,6 @@ use super::filter::Filter;
 use crate::clock::resolve_local;
 use crate::paging::Paging;
 use crate::reply::ApiError;
-use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -13,10 +12,6 @@ use std::collections::HashMap;
 /// The largest `limit`, and the one used when it is absent.
 const MAX_LIMIT: usize = 100;
 const DEFAULT_LIMIT: usize = 10;
-
-pub(super) fn unprocessable(msg: String) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg)
-}
 
 /// Which set of numbers is asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +34,7 @@ impl View {
         match view.map(String::as_str) {
             None | Some("user_acquisition") => Ok(View::UserAcquisition),
             Some("retargeting") => Ok(View::Retargeting),
-            Some(v) => Err(unprocessable(format!("Invalid view '{v}'."))),
+            Some(v) => Err(ApiError::unprocessable(format!("Invalid view '{v}'."))),
         }
     }
 }
@@ -68,12 +63,18 @@ impl Sort {
     fn parse(q: &HashMap<String, String>) -> Result<Sort, ApiError> {
         let field = q.get("sort_field").map_or("installs", String::as_str);
         let Some(field) = SORT_FIELDS.into_iter().find(|f| *f == field) else {
-            return Err(unprocessable(format!("Invalid sort_field '{field}'.")));
+            return Err(ApiError::unprocessable(format!(
+                "Invalid sort_field '{field}'."
+            )));
         };
         let ascending = match q.get("sort_order").map(String::as_str) {
             None | Some("descending") => false,
             Some("ascending") => true,
-            Some(o) => return Err(unprocessable(format!("Invalid sort_order '{o}'."))),
+            Some(o) => {
+                return Err(ApiError::unprocessable(format!(
+                    "Invalid sort_order '{o}'."
+                )))
+            }
         };
         Ok(Sort { field, ascending })
     }
@@ -96,7 +97,9 @@ impl Request {
         let from = day(q, "from", "start_date")?;
         let to = day(q, "to", "end_date")?;
         if let Some((f, t)) = from.zip(to).filter(|(f, t)| f > t) {
-            return Err(unprocessable(format!("from {f} is after to {t}.")));
+            return Err(ApiError::unprocessable(format!(
+                "from {f} is after to {t}."
+            )));
         }
         Ok(Request {
             from,
@@ -134,7 +137,7 @@ fn day(q: &HashMap<String, String>, key: &str, alias: &str) -> Result<Option<Nai
     };
     match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         Ok(d) => Ok(Some(d)),
-        Err(_) => Err(unprocessable(format!(
+        Err(_) => Err(ApiError::unprocessable(format!(
             "Invalid {key} '{text}'. Dates are YYYY-MM-DD."
         ))),
     }
