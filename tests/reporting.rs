@@ -35,6 +35,16 @@ fn signups_by_day(
     days
 }
 
+/// The first page of one day's user-acquisition numbers.
+fn one_day(day: NaiveDate) -> ReportQuery {
+    ReportQuery {
+        from: day,
+        to: day,
+        view: "user_acquisition",
+        page: 1,
+    }
+}
+
 fn signups(metrics: &[Reading]) -> Reading {
     let i = METRICS.iter().position(|m| m.key == "sign-ups").unwrap();
     metrics[i].clone()
@@ -50,12 +60,7 @@ async fn a_page_holds_each_campaigns_signups_of_the_projects_local_day() {
     let by_day = signups_by_day(&sim, chrono_tz::Asia::Kolkata);
     let (&(_, busiest), _) = by_day.iter().max_by_key(|(_, n)| **n).unwrap();
     let api = client(&server);
-    let query = ReportQuery {
-        from: busiest,
-        to: busiest,
-        view: "user_acquisition",
-        page: 1,
-    };
+    let query = one_day(busiest);
     let page = api.reporting_page(&query).await.unwrap();
     assert_eq!(page.currency.as_deref(), Some("USD"));
     assert_eq!(page.campaigns.len(), sim.campaigns().len());
@@ -82,12 +87,7 @@ async fn a_429_comes_back_at_once_and_never_slows_the_reads() {
     let (sim, server) = start(SimConfig::small(102)).await;
     let api = client(&server);
     let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
-    let query = ReportQuery {
-        from: day,
-        to: day,
-        view: "user_acquisition",
-        page: 1,
-    };
+    let query = one_day(day);
     api.reporting_page(&query).await.unwrap();
     let asked = Instant::now();
     let refused = api.reporting_page(&query).await;
@@ -125,12 +125,7 @@ async fn a_suspended_billing_account_is_a_402() {
     .await;
     sim.set_reporting_billing_suspended(true);
     let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
-    let query = ReportQuery {
-        from: day,
-        to: day,
-        view: "user_acquisition",
-        page: 1,
-    };
+    let query = one_day(day);
     let refused = client(&server).reporting_page(&query).await;
     assert!(
         matches!(refused, Err(ApiError::Rejected { status: 402, .. })),
@@ -173,12 +168,7 @@ async fn a_day_is_stored_once_and_a_re_read_changes_only_what_changed(pool: sqlx
     let by_day = signups_by_day(&sim, chrono_tz::Asia::Kolkata);
     let (&(ref campaign, busiest), &signed_up) = by_day.iter().max_by_key(|(_, n)| **n).unwrap();
     let api = client(&server);
-    let query = ReportQuery {
-        from: busiest,
-        to: busiest,
-        view: "user_acquisition",
-        page: 1,
-    };
+    let query = one_day(busiest);
     let schema = Schema::default();
     let mut conn = pool.acquire().await.unwrap();
     let mut stored = Vec::new();
