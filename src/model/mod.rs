@@ -4,6 +4,7 @@
 
 pub mod campaign;
 pub mod lookup;
+pub mod report_days;
 pub mod reporting;
 pub mod run;
 pub mod storable;
