@@ -156,9 +156,31 @@ async fn every_reporting_table_has_every_metric(pool: sqlx::PgPool) {
     }
 }
 
+/// Reads a day's first page and stores it: what was stored, of how many rows.
+async fn read_and_store(
+    api: &ApiClient,
+    query: &ReportQuery,
+    schema: &linkrunner_sync::db::Schema,
+    conn: &mut sqlx::PgConnection,
+) -> (linkrunner_sync::db::reporting::Stored, usize) {
+    let page = api.reporting_page(query).await.unwrap();
+    let day = linkrunner_sync::db::reporting::DayRows {
+        day: query.from,
+        view: query.view,
+        timezone: "Asia/Kolkata",
+        currency: page.currency.as_deref(),
+        run_id: uuid::Uuid::new_v4(),
+        rows: &page.rows,
+    };
+    let stored = linkrunner_sync::db::reporting::store(schema, conn, &day)
+        .await
+        .unwrap();
+    (stored, page.rows.len())
+}
+
 #[sqlx::test]
 async fn a_day_is_stored_once_and_a_re_read_changes_only_what_changed(pool: sqlx::PgPool) {
-    use linkrunner_sync::db::reporting::{store, DayRows, Stored};
+    use linkrunner_sync::db::reporting::Stored;
     use linkrunner_sync::db::Schema;
     let (sim, server) = start(SimConfig {
         reporting_limit: None,
@@ -173,19 +195,7 @@ async fn a_day_is_stored_once_and_a_re_read_changes_only_what_changed(pool: sqlx
     let mut conn = pool.acquire().await.unwrap();
     let mut stored = Vec::new();
     for _ in 0..2 {
-        let page = api.reporting_page(&query).await.unwrap();
-        let day = DayRows {
-            day: busiest,
-            view: "user_acquisition",
-            timezone: "Asia/Kolkata",
-            currency: page.currency.as_deref(),
-            run_id: uuid::Uuid::new_v4(),
-            rows: &page.rows,
-        };
-        stored.push((
-            store(&schema, &mut conn, &day).await.unwrap(),
-            page.rows.len(),
-        ));
+        stored.push(read_and_store(&api, &query, &schema, &mut conn).await);
     }
     let (first, rows) = stored[0];
     assert_eq!(
@@ -212,16 +222,7 @@ async fn a_day_is_stored_once_and_a_re_read_changes_only_what_changed(pool: sqlx
 
     // Late installs for past days: the re-read updates the rows whose numbers moved.
     sim.bump_reporting_revision();
-    let page = api.reporting_page(&query).await.unwrap();
-    let day = DayRows {
-        day: busiest,
-        view: "user_acquisition",
-        timezone: "Asia/Kolkata",
-        currency: page.currency.as_deref(),
-        run_id: uuid::Uuid::new_v4(),
-        rows: &page.rows,
-    };
-    let after = store(&schema, &mut conn, &day).await.unwrap();
+    let (after, _) = read_and_store(&api, &query, &schema, &mut conn).await;
     assert_eq!(after.inserted, 0);
     assert!(
         after.changed > 0 && after.changed < rows as u64,

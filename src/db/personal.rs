@@ -102,34 +102,16 @@ pub async fn check(
     rewrite: bool,
 ) -> anyhow::Result<Plan> {
     let wanted = Settings::of(personal);
-    let held_rows: bool = sqlx::query_scalar(&schema.sql(
-        "SELECT EXISTS (SELECT FROM linkrunner.attributed_users)
-             OR EXISTS (SELECT FROM linkrunner.rejected_rows WHERE kind = 'attributed_user')",
-    ))
-    .fetch_one(&mut *conn)
-    .await?;
-    let first = if held_rows {
-        Settings::keep()
-    } else {
-        wanted.clone()
+    let row = match recorded_row(schema, conn).await? {
+        Some(row) => row,
+        // Only the first run of a schema looks at what it holds already.
+        None => {
+            record_first(schema, conn, &wanted, run_id).await?;
+            recorded_row(schema, conn)
+                .await?
+                .expect("the settings were just recorded")
+        }
     };
-    sqlx::query(&schema.sql(
-        "INSERT INTO linkrunner.personal_data (mode, keys, key_check, run_id)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (only_row) DO NOTHING",
-    ))
-    .bind(&first.mode)
-    .bind(&first.keys)
-    .bind(&first.key_check)
-    .bind(run_id)
-    .execute(&mut *conn)
-    .await?;
-    let row: Row = sqlx::query_as(&schema.sql(
-        "SELECT mode, keys, key_check, to_mode, to_keys, to_key_check, rewrite_started,
-                through_campaign, through_at
-         FROM linkrunner.personal_data",
-    ))
-    .fetch_one(&mut *conn)
-    .await?;
     let Recorded {
         settings: recorded,
         target,
@@ -165,6 +147,49 @@ pub async fn check(
         started,
         through: None,
     }))
+}
+
+/// What the schema records, if it records anything yet.
+async fn recorded_row(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<Option<Row>> {
+    sqlx::query_as(&schema.sql(
+        "SELECT mode, keys, key_check, to_mode, to_keys, to_key_check, rewrite_started,
+                through_campaign, through_at
+         FROM linkrunner.personal_data",
+    ))
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the settings of a schema's first run: `keep` when it already holds rows stored
+/// before the settings were recorded, else the run's own.
+async fn record_first(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    wanted: &Settings,
+    run_id: Uuid,
+) -> sqlx::Result<()> {
+    let held_rows: bool = sqlx::query_scalar(&schema.sql(
+        "SELECT EXISTS (SELECT FROM linkrunner.attributed_users)
+             OR EXISTS (SELECT FROM linkrunner.rejected_rows WHERE kind = 'attributed_user')",
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
+    let first = if held_rows {
+        Settings::keep()
+    } else {
+        wanted.clone()
+    };
+    sqlx::query(&schema.sql(
+        "INSERT INTO linkrunner.personal_data (mode, keys, key_check, run_id)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (only_row) DO NOTHING",
+    ))
+    .bind(&first.mode)
+    .bind(&first.keys)
+    .bind(&first.key_check)
+    .bind(run_id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// What a schema records: its settings, and a rewrite under way (its target, when it started,
@@ -261,16 +286,11 @@ pub async fn preview(
             wanted.describe()
         ));
     }
-    let row: Option<Row> = sqlx::query_as(&schema.sql(
-        "SELECT mode, keys, key_check, to_mode, to_keys, to_key_check, rewrite_started,
-                through_campaign, through_at
-         FROM linkrunner.personal_data",
-    ))
-    .fetch_optional(pool)
-    .await?;
+    let mut conn = pool.acquire().await?;
+    let row = recorded_row(schema, &mut conn).await?;
     let rows: i64 =
         sqlx::query_scalar(&schema.sql("SELECT count(*) FROM linkrunner.attributed_users"))
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
     let (recorded, target) = match row {
         Some(row) => {
