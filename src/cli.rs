@@ -222,6 +222,44 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 1000, env = "LINKRUNNER_MAX_LOOKUPS")]
     pub max_lookups: u64,
 
+    /// Also read the Reporting API (clicks, installs, sign-ups, spend, revenue per campaign and
+    /// local day of the project's timezone) into linkrunner.reporting_daily and the tables below
+    /// it. Days start at --since, or at the first campaign's creation day.
+    #[arg(long, env = "LINKRUNNER_REPORTING")]
+    pub reporting: bool,
+
+    /// The project's timezone as set in the Linkrunner dashboard (IANA, e.g. Asia/Kolkata): the
+    /// Reporting API's days are its local days. Required with --reporting; a wrong one shifts
+    /// every day.
+    #[arg(long, env = "LINKRUNNER_REPORTING_TIMEZONE", value_name = "IANA")]
+    pub reporting_timezone: Option<String>,
+
+    /// Also read the Reporting API's retargeting view (reinstalls, re-engagements), a second
+    /// set of numbers for the same days, each day a request more.
+    #[arg(long, env = "LINKRUNNER_REPORTING_RETARGETING")]
+    pub reporting_retargeting: bool,
+
+    /// Most Reporting API requests a minute, apart from --rps: the API allows one a minute per
+    /// key (0.01 to 6000).
+    #[arg(long, default_value_t = 1.0, env = "LINKRUNNER_REPORTING_RPM")]
+    pub reporting_rpm: f64,
+
+    /// Most Reporting API requests a run makes; the days left wait for the next run (1 to
+    /// 100000). At one a minute the default ends a run's reporting about three minutes after
+    /// its first request, so runs every five minutes never overlap.
+    #[arg(long, default_value_t = 4, env = "LINKRUNNER_REPORTING_MAX_REQUESTS")]
+    pub reporting_max_requests: u32,
+
+    /// Today and this many days before it are read again, for late installs and spend (whole
+    /// days, 1d to 90d); an older day read after it left this span is settled and not read
+    /// again (unless --rescan).
+    #[arg(long, default_value = "7d")]
+    pub reporting_lookback: String,
+
+    /// A day inside --reporting-lookback read longer ago than this is read again (1m to 7d).
+    #[arg(long, default_value = "1h")]
+    pub reporting_refresh: String,
+
     /// Print the plan (campaigns, ranges, estimated requests and time) and write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -54,6 +54,21 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
         report.seconds,
         report.run_id
     );
+    if let Some(settings) = &config.reporting {
+        let r = &report.totals.reporting;
+        println!(
+            "reporting: {} requests ({} rate limited), {} days read, {} rows new, {} changed, {} values unparsed; {} days due wait for the next run (about {:.0} min at {} a minute)",
+            r.requests,
+            r.rate_limited,
+            r.days,
+            r.rows_inserted,
+            r.rows_changed,
+            r.unparsed,
+            r.days_left,
+            r.days_left as f64 / settings.rpm,
+            settings.rpm
+        );
+    }
     if config.lookups.is_some() {
         let t = &report.totals;
         println!(

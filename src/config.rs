@@ -1,6 +1,6 @@
 //! Settings checked before any request is sent or any row is written.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -9,7 +9,7 @@ use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
 use crate::cli::{DbArgs, SyncArgs};
 use crate::model::lookup::LookupSource;
-use crate::model::time::parse_instant;
+use crate::model::time::{local_date, parse_instant};
 use crate::model::window::{self, WindowLen};
 use crate::personal::Protection;
 use crate::{db, limits, secrets};
@@ -48,6 +48,34 @@ pub struct SyncConfig {
     pub personal: Protection,
     /// Rewrite what is stored when `personal` is stricter than what it was stored under.
     pub rewrite_personal_data: bool,
+    /// The Reporting API (`--reporting`), when asked for.
+    pub reporting: Option<ReportingSettings>,
+}
+
+/// What `--reporting` reads, and how fast.
+#[derive(Clone, Debug)]
+pub struct ReportingSettings {
+    /// The project's timezone, whose local days the API's days are.
+    pub timezone: Tz,
+    /// The first day wanted (`--since`); else the first campaign's creation day.
+    pub since: Option<NaiveDate>,
+    /// `user_acquisition`, and `retargeting` when asked for.
+    pub views: Vec<&'static str>,
+    /// Requests a minute.
+    pub rpm: f64,
+    /// Most requests a run makes.
+    pub max_requests: u32,
+    /// Days before today read again.
+    pub lookback_days: u32,
+    /// How long a recent day's numbers stand before they are read again.
+    pub refresh: Duration,
+}
+
+impl ReportingSettings {
+    /// The time between two requests.
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(60.0 / self.rpm)
+    }
 }
 
 /// What `--attribution-details` looks up, and how much of it per run.
@@ -85,6 +113,7 @@ impl SyncConfig {
             max_deleted_share: Some(0.5),
             personal: Protection::default(),
             rewrite_personal_data: false,
+            reporting: None,
         }
     }
 
@@ -109,6 +138,15 @@ impl SyncConfig {
             "attribution_details": self.lookups.as_ref().map(|l| serde_json::json!({
                 "lookup_from": l.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "max_lookups": l.max,
+            })),
+            "reporting": self.reporting.as_ref().map(|r| serde_json::json!({
+                "timezone": r.timezone.name(),
+                "since": r.since,
+                "views": r.views,
+                "rpm": r.rpm,
+                "max_requests": r.max_requests,
+                "lookback_days": r.lookback_days,
+                "refresh_seconds": r.refresh.num_seconds(),
             })),
         })
     }
@@ -184,6 +222,7 @@ pub fn sync_config(
             args.pii_key.clone(),
         )?,
         rewrite_personal_data: args.rewrite_personal_data,
+        reporting: reporting(args, now)?,
         max_deleted_share: (!args.accept_deletions).then_some(limits::number(
             "--max-deleted-share",
             args.max_deleted_share,
@@ -207,6 +246,72 @@ fn lookups(args: &SyncArgs) -> Result<Option<LookupSettings>, String> {
         .map(|s| LookupSource::parse(s))
         .collect::<Result<_, _>>()?;
     Ok(Some(LookupSettings { sources, max }))
+}
+
+/// `--reporting` and its flags; the project's timezone is required with it.
+fn reporting(args: &SyncArgs, now: DateTime<Utc>) -> Result<Option<ReportingSettings>, String> {
+    if !args.reporting {
+        return match args.reporting_retargeting {
+            true => Err("--reporting-retargeting needs --reporting".into()),
+            false => Ok(None),
+        };
+    }
+    let zone = args.reporting_timezone.as_deref().ok_or(
+        "--reporting needs --reporting-timezone: the project's timezone as set in the Linkrunner \
+         dashboard (e.g. Asia/Kolkata); the Reporting API's days are its local days",
+    )?;
+    let timezone = zone.parse::<Tz>().map_err(|_| {
+        format!("--reporting-timezone '{zone}' is not an IANA timezone (e.g. UTC, Asia/Kolkata)")
+    })?;
+    let rpm = limits::rate("--reporting-rpm", args.reporting_rpm, limits::REPORTING_RPM)?;
+    let max_requests = limits::number(
+        "--reporting-max-requests",
+        args.reporting_max_requests,
+        limits::REPORTING_MAX_REQUESTS,
+    )?;
+    let lookback = limits::duration(
+        "--reporting-lookback",
+        &args.reporting_lookback,
+        &limits::REPORTING_LOOKBACK,
+    )?;
+    if lookback.num_seconds() % 86_400 != 0 {
+        return Err(format!(
+            "--reporting-lookback {} must be whole days (e.g. 7d)",
+            args.reporting_lookback.trim()
+        ));
+    }
+    let refresh = limits::duration(
+        "--reporting-refresh",
+        &args.reporting_refresh,
+        &limits::REPORTING_REFRESH,
+    )?;
+    // A date is the project's own day; a time is placed on the project's calendar.
+    let since = match args.since.as_deref() {
+        None => None,
+        Some(text) => Some(match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+            Ok(day) => day,
+            Err(_) => {
+                let t = parse_instant(text, timezone).map_err(|e| format!("--since: {e}"))?;
+                local_date(timezone, t)
+            }
+        }),
+    };
+    if since.is_some_and(|day| day > local_date(timezone, now)) {
+        return Err("--since is after today in --reporting-timezone".into());
+    }
+    let mut views = vec!["user_acquisition"];
+    if args.reporting_retargeting {
+        views.push("retargeting");
+    }
+    Ok(Some(ReportingSettings {
+        timezone,
+        since,
+        views,
+        rpm,
+        max_requests,
+        lookback_days: lookback.num_days() as u32,
+        refresh,
+    }))
 }
 
 /// Range checks of the flags that are plain numbers, and of `--campaign`.

@@ -14,6 +14,9 @@ pub const CONCURRENCY: RangeInclusive<usize> = 1..=64;
 pub const MEMORY_BUDGET_MIB: RangeInclusive<u32> = 1..=4096;
 pub const PAGES_PER_SCAN: RangeInclusive<u64> = 1..=1000;
 pub const MAX_LOOKUPS: RangeInclusive<u64> = 1..=1_000_000;
+/// `--reporting-rpm`: the Reporting API allows 1 a minute; more for a server that allows more.
+pub const REPORTING_RPM: RangeInclusive<f64> = 0.01..=6000.0;
+pub const REPORTING_MAX_REQUESTS: RangeInclusive<u32> = 1..=100_000;
 pub const DELETED_SHARE: RangeInclusive<f64> = 0.0..=1.0;
 pub const MAX_RETRIES: RangeInclusive<usize> = 0..=100;
 /// `status --runs`.
@@ -53,6 +56,16 @@ pub const LOCK_TIMEOUT: Span = Span {
     min: Duration::milliseconds(100),
     max: Duration::hours(1),
 };
+/// `--reporting-lookback`, in whole days.
+pub const REPORTING_LOOKBACK: Span = Span {
+    min: Duration::days(1),
+    max: Duration::days(90),
+};
+/// `--reporting-refresh`.
+pub const REPORTING_REFRESH: Span = Span {
+    min: Duration::minutes(1),
+    max: Duration::days(7),
+};
 /// `status --max-lag`.
 pub const MAX_LAG: Span = Span {
     min: Duration::seconds(1),
@@ -90,7 +103,12 @@ where
 
 /// `--rps`, which must also be a number: NaN and infinity are refused with the rest.
 pub fn rps(value: f64) -> Result<f64, String> {
-    if value.is_finite() && RPS.contains(&value) {
+    rate("--rps", value, RPS)
+}
+
+/// A rate flag, which must also be a number: NaN and infinity are refused with the rest.
+pub fn rate(flag: &str, value: f64, range: RangeInclusive<f64>) -> Result<f64, String> {
+    if value.is_finite() && range.contains(&value) {
         return Ok(value);
     }
     // Tiny and huge values in exponent form, so 1e-20 reads as typed.
@@ -100,9 +118,9 @@ pub fn rps(value: f64) -> Result<f64, String> {
         format!("{value}")
     };
     Err(format!(
-        "--rps {shown} must be a number between {} and {}",
-        RPS.start(),
-        RPS.end()
+        "{flag} {shown} must be a number between {} and {}",
+        range.start(),
+        range.end()
     ))
 }
 

@@ -17,7 +17,7 @@ use crate::model::run::{Outcome, RunReport};
 pub fn render(report: &RunReport, exit_code: u8, schema: &str) -> String {
     let t = &report.totals;
     let finished = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-    let gauges: [(&str, &str, f64); 16] = [
+    let gauges: [(&str, &str, f64); 21] = [
         (
             "last_run_timestamp_seconds",
             "When the last run ended (Unix time).",
@@ -84,6 +84,31 @@ pub fn render(report: &RunReport, exit_code: u8, schema: &str) -> String {
             "last_run_campaigns_failed",
             "Campaigns left for the next run.",
             t.campaigns_failed as f64,
+        ),
+        (
+            "last_run_reporting_requests",
+            "Reporting API requests made (429s included).",
+            t.reporting.requests as f64,
+        ),
+        (
+            "last_run_reporting_rate_limited",
+            "Reporting API requests refused with 429.",
+            t.reporting.rate_limited as f64,
+        ),
+        (
+            "last_run_reporting_days",
+            "Reporting days (per view) read to their last page.",
+            t.reporting.days as f64,
+        ),
+        (
+            "last_run_reporting_days_left",
+            "Reporting days (per view) due that wait for the next run.",
+            t.reporting.days_left as f64,
+        ),
+        (
+            "last_run_reporting_unparsed",
+            "Reporting API values that are not numbers in the documented form, stored as NULL.",
+            t.reporting.unparsed as f64,
         ),
         (
             "last_run_interrupted",
@@ -230,6 +255,10 @@ mod tests {
                 rows_inserted: 5000,
                 campaigns_untrusted: 3,
                 lookups_not_found: 4,
+                reporting: crate::model::run::ReportingTotals {
+                    rate_limited: 2,
+                    ..Default::default()
+                },
                 ..RunTotals::default()
             },
             seconds: 2.5,
@@ -244,7 +273,10 @@ mod tests {
         assert!(text.contains(
             "linkrunner_sync_last_run_lookups{schema=\"app2\",result=\"not_found\"} 4\n"
         ));
-        // Sixteen gauges, five reasons a campaign is read, three results of a look-up.
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 24);
+        assert!(
+            text.contains("linkrunner_sync_last_run_reporting_rate_limited{schema=\"app2\"} 2\n")
+        );
+        // 21 gauges, five reasons a campaign is read, three results of a look-up.
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 29);
     }
 }

@@ -47,6 +47,21 @@ pub fn render(status: &Status) -> String {
             );
         }
     }
+    for r in &status.reporting {
+        let _ = writeln!(
+            out,
+            "reporting ({}, days of {}): {} to {}, {} days read, {} settled, {} missing, {} under way; last read {}",
+            printable(&r.view),
+            printable(&r.project_timezone),
+            r.first_day,
+            r.last_day,
+            r.days_read,
+            r.days_settled,
+            r.days_missing,
+            r.passes_under_way,
+            time(r.last_read_at)
+        );
+    }
     let _ = writeln!(out, "\nlast runs:");
     for r in &status.runs {
         render_run(&mut out, r);
@@ -117,4 +132,17 @@ fn render_run(out: &mut String, r: &RunStatus) {
         r.campaigns_failed,
         r.error.as_deref().map(|e| format!("  error: {}", printable(e))).unwrap_or_default()
     );
+    if r.reporting_requests > 0 || r.reporting_error.is_some() {
+        let _ = writeln!(
+            out,
+            "    reporting: {} requests {} 429s {} days read{}",
+            r.reporting_requests,
+            r.reporting_rate_limited,
+            r.reporting_days,
+            r.reporting_error
+                .as_deref()
+                .map(|e| format!("  error: {}", printable(e)))
+                .unwrap_or_default()
+        );
+    }
 }

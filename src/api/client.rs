@@ -180,10 +180,10 @@ impl ApiClient {
         self.get(AttributionRequest { url }).await
     }
 
-    /// One page of `GET /reporting/campaigns`. Server errors and lost connections are asked
-    /// again as for every request, but a 429 comes back at once with its `Retry-After`: the
-    /// Reporting API allows a request a minute, a wait for the caller's own pace to take, and
-    /// it never makes the sync's reads cool down.
+    /// One page of `GET /reporting/campaigns`, asked once: a 429, a server error or a lost
+    /// connection comes back at once. The Reporting API allows a request a minute, so when to
+    /// ask again is the caller's pace to decide, and a 429 never makes the sync's reads cool
+    /// down.
     pub async fn reporting_page(&self, query: &ReportQuery) -> Result<ReportPage, ApiError> {
         let mut url = self.url("reporting", &query.params());
         url.path_segments_mut()
@@ -227,10 +227,7 @@ impl ApiClient {
             .with_max_times(self.settings.max_retries);
         (|| self.get_once(request))
             .retry(backoff)
-            .when(|e| {
-                e.is_retryable()
-                    && (request.retries_rate_limit() || !matches!(e, ApiError::RateLimited { .. }))
-            })
+            .when(|e| request.retried() && e.is_retryable())
             .adjust(|e, next| next.map(|d| e.retry_after().unwrap_or(d)))
             .notify(|e, wait| {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,8 @@ pub struct ReportPage {
     /// Each campaign on the page with when it was created, in the order sent.
     pub campaigns: Vec<(String, Option<DateTime<Utc>>)>,
     pub pages: u64,
+    /// Campaigns in the whole list, as `pagination.total` says.
+    pub total: Option<u64>,
     pub currency: Option<String>,
 }
 
@@ -65,11 +67,14 @@ pub fn parse(body: &[u8]) -> Result<ReportPage, ApiError> {
         .get("campaigns")
         .and_then(Value::as_array)
         .ok_or_else(|| garbled("no 'campaigns' array"))?;
-    let pages = data
-        .get("pagination")
+    let pagination = data.get("pagination");
+    let pages = pagination
         .and_then(|p| p.get("pages"))
         .and_then(Value::as_u64)
         .unwrap_or(1);
+    let total = pagination
+        .and_then(|p| p.get("total"))
+        .and_then(Value::as_u64);
     let currency = data
         .get("display_currency")
         .and_then(Value::as_str)
@@ -78,6 +83,7 @@ pub fn parse(body: &[u8]) -> Result<ReportPage, ApiError> {
         rows: Vec::new(),
         campaigns: Vec::new(),
         pages,
+        total,
         currency,
     };
     for item in items {
@@ -202,7 +208,7 @@ mod tests {
     #[test]
     fn a_page_becomes_rows_of_every_level() {
         let page = parse(PAGE.as_bytes()).unwrap();
-        assert_eq!(page.pages, 2);
+        assert_eq!((page.pages, page.total), (2, Some(142)));
         assert_eq!(page.currency.as_deref(), Some("USD"));
         assert_eq!(page.campaigns.len(), 2);
         let levels: Vec<&Level> = page.rows.iter().map(|r| &r.level).collect();

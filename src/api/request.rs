@@ -17,8 +17,9 @@ pub(super) trait Request {
     fn budget(&self) -> Option<&MemoryBudget>;
     fn no_content(&self) -> Self::Answer;
     fn read(&self, body: &[u8], hold: Hold) -> Result<Self::Answer, ApiError>;
-    /// Whether a 429 is waited out and asked again here; else it is the caller's to pace.
-    fn retries_rate_limit(&self) -> bool {
+    /// Whether a passing fault (429, 5xx, a lost connection) is asked again here; else every
+    /// attempt is the caller's to pace.
+    fn retried(&self) -> bool {
         true
     }
 }
@@ -117,8 +118,9 @@ impl Request for ReportingRequest {
         reporting::parse(body)
     }
 
-    /// A minute's wait is the reporting pace's to take, apart from the sync's reads.
-    fn retries_rate_limit(&self) -> bool {
+    /// Each attempt spends one of the Reporting API's few requests a minute, so the reporting
+    /// pace decides when to ask again, apart from the sync's reads.
+    fn retried(&self) -> bool {
         false
     }
 }

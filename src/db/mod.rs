@@ -313,6 +313,8 @@ pub struct RunLock {
     release: tokio::sync::oneshot::Sender<()>,
     lost: Arc<AtomicBool>,
     key: LockKey,
+    /// What the lock guards, as log lines name it.
+    name: &'static str,
 }
 
 /// Stops the watchdog when dropped; its handle on the session then goes, which ends the session
@@ -343,7 +345,7 @@ impl RunLock {
         match keep(&mut conn, &self.pool, &self.key).await {
             Ok(true) => {}
             Ok(false) => {
-                lose(&self.lost, &self.halt);
+                lose(self.name, &self.lost, &self.halt);
                 *conn = plain_session(&self.pool).await?;
             }
             Err(e) => return Err(e.context("taking a database connection")),
@@ -377,8 +379,8 @@ impl RunLock {
     }
 }
 
-fn lose(lost: &AtomicBool, halt: &CancellationToken) {
-    tracing::error!("the run lock was lost to another run; stopping");
+fn lose(name: &str, lost: &AtomicBool, halt: &CancellationToken) {
+    tracing::error!("the {name} was lost to another run; stopping");
     lost.store(true, Ordering::Relaxed);
     halt.cancel();
 }
@@ -389,10 +391,28 @@ pub async fn try_lock(
     schema: &Schema,
     halt: CancellationToken,
 ) -> anyhow::Result<Option<RunLock>> {
-    let key = schema.lock_key();
+    take(pool, schema.lock_key(), "run lock", halt).await
+}
+
+/// Takes `schema`'s reporting lock, which only runs reading the Reporting API take: a run goes
+/// on reading it after it let the run lock go, and the next run must not read it meanwhile.
+pub async fn try_lock_reporting(
+    pool: &PgPool,
+    schema: &Schema,
+    halt: CancellationToken,
+) -> anyhow::Result<Option<RunLock>> {
+    take(pool, schema.reporting_lock_key(), "reporting lock", halt).await
+}
+
+async fn take(
+    pool: &PgPool,
+    key: LockKey,
+    name: &'static str,
+    halt: CancellationToken,
+) -> anyhow::Result<Option<RunLock>> {
     let conn = lock_session(pool, &key)
         .await
-        .context("taking the run lock")?;
+        .with_context(|| format!("taking the {name}"))?;
     let Some(conn) = conn else {
         return Ok(None);
     };
@@ -410,8 +430,8 @@ pub async fn try_lock(
                 }
                 match keep(&mut *conn.lock().await, &pool, &key).await {
                     Ok(true) => {}
-                    Ok(false) => return lose(&lost, &halt),
-                    Err(e) if e.is::<SharedSession>() => return lose(&lost, &halt),
+                    Ok(false) => return lose(name, &lost, &halt),
+                    Err(e) if e.is::<SharedSession>() => return lose(name, &lost, &halt),
                     Err(_) => {} // Database still away: nobody else can take the lock either.
                 }
             }
@@ -425,6 +445,7 @@ pub async fn try_lock(
         release,
         lost,
         key,
+        name,
     }))
 }
 
@@ -454,6 +475,6 @@ async fn lock_session(pool: &PgPool, key: &LockKey) -> anyhow::Result<Option<PgC
         Taken::Now => Ok(Some(conn)),
         Taken::ByAnother => Ok(None),
         // A new session cannot hold it unless it is another client's, lent by a pooler.
-        Taken::Already => Err(SharedSession("the new session already held the run lock").into()),
+        Taken::Already => Err(SharedSession("the new session already held the lock").into()),
     }
 }

@@ -1,13 +1,189 @@
 //! The Reporting API's rows of a day: upserted into the table of their level, an unchanged row
-//! left as it is, a changed one updated with when it changed.
+//! left as it is, a changed one updated with when it changed; and how far each day is read,
+//! committed with its rows.
 
-use chrono::NaiveDate;
-use sqlx::PgConnection;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::db::Schema;
+use crate::model::report_days::DayState;
 use crate::model::reporting::{Level, Reading, ReportRow, METRICS};
+use crate::model::run::ReportingTotals;
 use crate::model::storable;
+
+/// Where a day stands once a page is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// More pages to read; this one next, of a list of this many campaigns.
+    Next { page: u32, total: Option<u64> },
+    /// Read to its last page; settled when it was read after it left the lookback.
+    Read { settled: bool },
+}
+
+/// How far each day of `view` is read.
+pub async fn days(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    view: &str,
+) -> sqlx::Result<BTreeMap<NaiveDate, DayState>> {
+    type Row = (NaiveDate, i32, Option<DateTime<Utc>>, bool, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(&schema.sql(
+        "SELECT day, next_page, read_at, settled, pass_total FROM linkrunner.reporting_days
+         WHERE view = $1",
+    ))
+    .bind(view)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(day, next_page, read_at, settled, pass_total)| {
+            let next_page = u32::try_from(next_page).unwrap_or(1).max(1);
+            (
+                day,
+                DayState {
+                    next_page,
+                    read_at,
+                    settled,
+                    pass_total: pass_total.and_then(|t| u64::try_from(t).ok()),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Stores a page's rows and the day's progress in one transaction, so a run stopped between
+/// pages goes on at the next one and never skips one.
+pub async fn commit_page(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    page: &DayRows<'_>,
+    progress: Progress,
+) -> sqlx::Result<Stored> {
+    let mut tx = conn.begin().await?;
+    let stored = store(schema, &mut tx, page).await?;
+    let (next_page, read, settled, total) = match progress {
+        Progress::Next { page, total } => (
+            i32::try_from(page).unwrap_or(i32::MAX),
+            false,
+            false,
+            total.and_then(|t| i64::try_from(t).ok()),
+        ),
+        Progress::Read { settled } => (1, true, settled, None),
+    };
+    sqlx::query(&schema.sql(
+        "INSERT INTO linkrunner.reporting_days AS d
+             (day, view, project_timezone, next_page, read_at, settled, pass_total)
+         VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END, $6, $7)
+         ON CONFLICT (day, view) DO UPDATE SET
+             project_timezone = EXCLUDED.project_timezone,
+             next_page = EXCLUDED.next_page,
+             pass_total = EXCLUDED.pass_total,
+             read_at = COALESCE(EXCLUDED.read_at, d.read_at),
+             settled = CASE WHEN $5 THEN EXCLUDED.settled ELSE d.settled END,
+             updated_at = now()",
+    ))
+    .bind(page.day)
+    .bind(page.view)
+    .bind(page.timezone)
+    .bind(next_page)
+    .bind(read)
+    .bind(settled)
+    .bind(total)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// A zone other than `timezone` that recorded days were read in, if any.
+pub async fn other_timezone(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    timezone: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(&schema.sql(
+        "SELECT project_timezone FROM linkrunner.reporting_days
+         WHERE project_timezone <> $1 LIMIT 1",
+    ))
+    .bind(timezone)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks every day read in a zone other than `timezone` unread, to be read again in it; the
+/// rows stay, each with the zone it was read in, until the new reading replaces them.
+pub async fn unread_other_timezones(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    timezone: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(&schema.sql(
+        "UPDATE linkrunner.reporting_days
+         SET project_timezone = $1, next_page = 1, read_at = NULL, settled = false,
+             pass_total = NULL, updated_at = now()
+         WHERE project_timezone <> $1",
+    ))
+    .bind(timezone)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// How long to wait before the next request, so that it comes `period` after the last one any
+/// run made: the API's limit is per key. The database's clock measures both ends.
+pub async fn wait_before_request(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    period: std::time::Duration,
+) -> sqlx::Result<std::time::Duration> {
+    let seconds: Option<f64> = sqlx::query_scalar(&schema.sql(
+        "SELECT EXTRACT(EPOCH FROM last_request_at + make_interval(secs => $1) - now())::float8
+         FROM linkrunner.reporting_pace",
+    ))
+    .bind(period.as_secs_f64())
+    .fetch_optional(conn)
+    .await?;
+    Ok(std::time::Duration::from_secs_f64(
+        seconds.unwrap_or(0.0).clamp(0.0, period.as_secs_f64()),
+    ))
+}
+
+/// Records that a request goes out now.
+pub async fn mark_request(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query(&schema.sql(
+        "INSERT INTO linkrunner.reporting_pace (last_request_at) VALUES (now())
+         ON CONFLICT (only_row) DO UPDATE SET last_request_at = now()",
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the run's reporting figures, and why it stopped short if it did, in its ledger row.
+pub async fn record_totals(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    totals: &ReportingTotals,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query(&schema.sql(
+        "UPDATE linkrunner.sync_runs SET reporting_requests = $2, reporting_rate_limited = $3,
+             reporting_days = $4, reporting_error = $5
+         WHERE run_id = $1",
+    ))
+    .bind(run_id)
+    .bind(totals.requests as i64)
+    .bind(totals.rate_limited as i64)
+    .bind(totals.days as i64)
+    .bind(error.map(|e| crate::secrets::clean(e, 2000)))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
 
 /// A day's page of rows and what they were read under.
 pub struct DayRows<'a> {

@@ -90,6 +90,11 @@ impl Schema {
             LockKey::Pair(LOCK_CLASS, self.name.clone())
         }
     }
+
+    /// The key of this schema's reporting lock: a class of its own, and the schema's name.
+    pub fn reporting_lock_key(&self) -> LockKey {
+        LockKey::Pair(REPORTING_LOCK_CLASS, self.name.clone())
+    }
 }
 
 impl std::fmt::Display for Schema {
@@ -104,6 +109,9 @@ const LEGACY_LOCK_KEY: i64 = 0x6c72_7379_6e63;
 /// First half of every other schema's lock key ("lrsy" in ASCII); the second is the hash of
 /// the schema's name.
 const LOCK_CLASS: i32 = 0x6c72_7379;
+
+/// First half of every schema's reporting lock key ("lrrp" in ASCII).
+const REPORTING_LOCK_CLASS: i32 = 0x6c72_7270;
 
 /// An advisory lock key, as the SQL that takes, holds and frees it binds it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -44,6 +44,10 @@ pub struct RunStatus {
     pub rows_updated: i64,
     pub rows_rejected: i64,
     pub rows_forgotten: i64,
+    pub reporting_requests: i64,
+    pub reporting_rate_limited: i64,
+    pub reporting_days: i64,
+    pub reporting_error: Option<String>,
     pub campaigns_synced: i32,
     pub campaigns_skipped: i32,
     pub campaigns_changed: i32,
@@ -52,9 +56,28 @@ pub struct RunStatus {
     pub error: Option<String>,
 }
 
+/// How far the Reporting API is read, per view and the zone its days were read in.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct ReportingStatus {
+    pub view: String,
+    pub project_timezone: String,
+    pub first_day: chrono::NaiveDate,
+    pub last_day: chrono::NaiveDate,
+    /// Days read to their last page at least once.
+    pub days_read: i64,
+    /// Of them, settled: not read again.
+    pub days_settled: i64,
+    /// Days between the first and the last not read in full yet.
+    pub days_missing: i64,
+    /// Days whose pass stopped between pages, to go on at the next run.
+    pub passes_under_way: i64,
+    pub last_read_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub personal_data: Option<PersonalData>,
+    pub reporting: Vec<ReportingStatus>,
     pub max_lag_seconds: i64,
     pub stale: usize,
     pub campaigns: Vec<CampaignStatus>,
@@ -86,8 +109,21 @@ pub async fn load(
     ))
     .fetch_optional(pool)
     .await?;
+    let reporting = sqlx::query_as(&schema.sql(
+        "SELECT view, project_timezone, min(day) AS first_day, max(day) AS last_day,
+                count(*) FILTER (WHERE read_at IS NOT NULL) AS days_read,
+                count(*) FILTER (WHERE settled) AS days_settled,
+                (max(day) - min(day) + 1) - count(*) FILTER (WHERE read_at IS NOT NULL)
+                    AS days_missing,
+                count(*) FILTER (WHERE next_page > 1) AS passes_under_way,
+                max(read_at) AS last_read_at
+         FROM linkrunner.reporting_days GROUP BY 1, 2 ORDER BY 1, 2",
+    ))
+    .fetch_all(pool)
+    .await?;
     Ok(Status {
         personal_data,
+        reporting,
         max_lag_seconds: max_lag.num_seconds(),
         stale: campaigns.iter().filter(|c| c.stale).count(),
         campaigns,
@@ -151,6 +187,7 @@ async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Ve
     sqlx::query_as(&schema.sql(
         "SELECT run_id, started_at, finished_at, outcome, requests, rate_limited, retries,
                 rows_received, rows_inserted, rows_updated, rows_rejected, rows_forgotten,
+                reporting_requests, reporting_rate_limited, reporting_days, reporting_error,
                 campaigns_synced,
                 campaigns_skipped, campaigns_changed, campaigns_untrusted, campaigns_failed, error
          FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT $1",

@@ -15,6 +15,8 @@ pub struct DayState {
     /// When the last full read ended.
     pub read_at: Option<DateTime<Utc>>,
     pub settled: bool,
+    /// The campaigns the list held when the pass under way read its first page.
+    pub pass_total: Option<u64>,
 }
 
 /// A day to read, from this page on.
@@ -22,6 +24,8 @@ pub struct DayState {
 pub struct Due {
     pub day: NaiveDate,
     pub page: u32,
+    /// Of a pass under way: the campaigns the list held at its first page.
+    pub pass_total: Option<u64>,
 }
 
 /// What the days due follow from.
@@ -36,7 +40,8 @@ pub struct DayPlan {
     /// A recent day read longer ago than this is read again.
     pub refresh: Duration,
     pub now: DateTime<Utc>,
-    /// Read settled days again.
+    /// Read settled days again, each unless read within `refresh`: a rescan cut short by the
+    /// requests of one run goes on in the next.
     pub rescan: bool,
 }
 
@@ -55,15 +60,12 @@ impl DayPlan {
     pub fn due(&self, known: &BTreeMap<NaiveDate, DayState>) -> Vec<Due> {
         let mut due = Vec::new();
         let recent_from = self.recent_from().max(self.first);
+        let stale = |s: &DayState| s.read_at.is_none_or(|t| self.now - t >= self.refresh);
         for day in days(recent_from, self.today).rev() {
-            let stale = |s: &DayState| s.read_at.is_none_or(|t| self.now - t >= self.refresh);
             match known.get(&day) {
-                Some(s) if s.next_page > 1 => due.push(Due {
-                    day,
-                    page: s.next_page,
-                }),
+                Some(s) if s.next_page > 1 => due.push(Due::going_on(day, s)),
                 Some(s) if !stale(s) => {}
-                _ => due.push(Due { day, page: 1 }),
+                _ => due.push(Due::new(day)),
             }
         }
         for day in days(
@@ -71,15 +73,35 @@ impl DayPlan {
             self.recent_from().pred_opt().unwrap_or(self.first),
         ) {
             match known.get(&day) {
-                Some(s) if s.next_page > 1 => due.push(Due {
-                    day,
-                    page: s.next_page,
-                }),
-                Some(s) if s.settled && !self.rescan => {}
-                _ => due.push(Due { day, page: 1 }),
+                Some(s) if s.next_page > 1 => due.push(Due::going_on(day, s)),
+                Some(s) if s.settled && !(self.rescan && stale(s)) => {}
+                _ => due.push(Due::new(day)),
             }
         }
         due
+    }
+}
+
+impl Due {
+    fn new(day: NaiveDate) -> Due {
+        Due {
+            day,
+            page: 1,
+            pass_total: None,
+        }
+    }
+
+    fn going_on(day: NaiveDate, state: &DayState) -> Due {
+        Due {
+            day,
+            page: state.next_page,
+            pass_total: state.pass_total,
+        }
+    }
+
+    /// Whether the day's numbers may still move.
+    pub fn recent(&self, plan: &DayPlan) -> bool {
+        !plan.settles(self.day)
     }
 }
 
@@ -127,6 +149,7 @@ mod tests {
             next_page: 1,
             read_at: Some(p.now - Duration::minutes(ago)),
             settled: false,
+            pass_total: None,
         };
         let known = BTreeMap::from([
             (day(20), read(10)),
@@ -135,6 +158,7 @@ mod tests {
                 day(18),
                 DayState {
                     next_page: 3,
+                    pass_total: Some(140),
                     ..read(10)
                 },
             ),
@@ -145,11 +169,13 @@ mod tests {
             [
                 Due {
                     day: day(19),
-                    page: 1
+                    page: 1,
+                    pass_total: None
                 },
                 Due {
                     day: day(18),
-                    page: 3
+                    page: 3,
+                    pass_total: Some(140)
                 }
             ]
         );
@@ -161,6 +187,7 @@ mod tests {
             next_page: 1,
             read_at: Some("2026-11-19T00:00:00Z".parse().unwrap()),
             settled: true,
+            pass_total: None,
         };
         let unsettled = DayState {
             settled: false,
@@ -171,6 +198,13 @@ mod tests {
         assert_eq!(days_of(&p.due(&known))[8..], [12]);
         p.rescan = true;
         assert_eq!(days_of(&p.due(&known))[8..], [11, 12]);
+        // A rescan goes on from where the last run's requests ran out.
+        let rescanned = DayState {
+            read_at: Some(p.now - Duration::minutes(5)),
+            ..settled
+        };
+        let known = BTreeMap::from([(day(11), rescanned), (day(12), unsettled)]);
+        assert_eq!(days_of(&p.due(&known))[8..], [12]);
         assert!(p.settles(day(12)) && !p.settles(day(13)));
     }
 

@@ -62,6 +62,27 @@ pub struct RunTotals {
     pub lookups_found: u64,
     pub lookups_not_found: u64,
     pub lookups_failed: u64,
+    /// What `--reporting` did.
+    pub reporting: ReportingTotals,
+}
+
+/// What a run's reading of the Reporting API came to.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ReportingTotals {
+    /// Requests sent, refusals and failures included.
+    pub requests: u64,
+    /// Of them, refused with 429.
+    pub rate_limited: u64,
+    /// Days (of a view) read to their last page.
+    pub days: u64,
+    pub pages: u64,
+    pub rows_inserted: u64,
+    /// Rows whose numbers changed since they were last read.
+    pub rows_changed: u64,
+    /// Values sent that are not numbers in the documented form, stored as NULL.
+    pub unparsed: u64,
+    /// Days (of a view) due that wait for the next run.
+    pub days_left: u64,
 }
 
 /// What a run's attribution look-ups came to.

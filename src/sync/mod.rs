@@ -9,6 +9,7 @@ pub mod plan;
 mod progress;
 pub mod queue;
 mod range;
+pub(crate) mod reporting;
 pub mod scan;
 mod scanner;
 mod sink;
@@ -51,8 +52,8 @@ pub async fn run_until(
     let lock = db::try_lock(pool, &config.schema, halt.clone())
         .await?
         .ok_or(Failure::Locked)?;
-    let (report, result) = match ApiClient::new(config.api.clone()) {
-        Err(e) => (None, Err(Failure::Config(e.to_string()))),
+    let (report, result, reporting) = match ApiClient::new(config.api.clone()) {
+        Err(e) => (None, Err(Failure::Config(e.to_string())), None),
         Ok(api) => {
             let run_id = Uuid::new_v4();
             let run = Run {
@@ -71,11 +72,40 @@ pub async fn run_until(
         }
     };
     lock.release().await;
+    // The Reporting API's minutes go on without the run lock.
+    let (report, result) = match reporting {
+        Some(task) => with_reporting(report, result, task).await,
+        None => (report, result),
+    };
     // After the lock is let go: a Pushgateway that never answers must not keep the next run out.
     if let Some(report) = &report {
         export_metrics(config, report, &result, &stop).await;
     }
     result.and(report.ok_or_else(|| Failure::Transient(anyhow::anyhow!("the run did not start"))))
+}
+
+/// The run's report and outcome with its reporting's: the reporting figures added, and its
+/// failure the run's when the sync's own part succeeded (or was stopped by a refused key).
+async fn with_reporting(
+    mut report: Option<RunReport>,
+    result: Result<(), Failure>,
+    task: tokio::task::JoinHandle<reporting::Reported>,
+) -> (Option<RunReport>, Result<(), Failure>) {
+    let reported = task.await.unwrap_or_else(|e| reporting::Reported {
+        totals: Default::default(),
+        result: Err(Failure::Transient(anyhow::anyhow!(
+            "the reporting task failed: {e}"
+        ))),
+    });
+    if let Some(report) = &mut report {
+        report.totals.reporting = reported.totals;
+    }
+    let result = match (result, reported.result) {
+        (Ok(()), Err(e)) => Err(e),
+        (Err(Failure::Interrupted), Err(e @ Failure::Auth(_))) => Err(e),
+        (result, _) => result,
+    };
+    (report, result)
 }
 
 /// What every part of one run shares; cheap to clone.
@@ -93,14 +123,22 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// The run, once it holds the lock: its report once it is in the ledger, and its outcome.
-    async fn locked(&self, lock: &db::RunLock) -> (Option<RunReport>, Result<(), Failure>) {
+    /// The run, once it holds the lock: its report once it is in the ledger, its outcome, and
+    /// its reading of the Reporting API when one started, which goes on after.
+    async fn locked(
+        &self,
+        lock: &db::RunLock,
+    ) -> (
+        Option<RunReport>,
+        Result<(), Failure>,
+        Option<tokio::task::JoinHandle<reporting::Reported>>,
+    ) {
         let started = std::time::Instant::now();
         // The campaign list is read while the database is made ready; neither waits on the
         // other.
         let mut conn = lock.session().await;
         if let Err(e) = self.check_sources(&mut conn).await {
-            return (None, Err(e));
+            return (None, Err(e), None);
         }
         let listed_at = chrono::Utc::now();
         let (listed, prepared) = tokio::join!(fetch_campaigns(&self.api), self.prepare(&mut conn));
@@ -108,14 +146,17 @@ impl Run {
         let (recorded, checkpoints) = prepared;
         if !recorded {
             // Not in the ledger: nothing to finish there.
-            return (None, checkpoints.map(|_| ()));
+            return (None, checkpoints.map(|_| ()), None);
         }
 
         let mut totals = RunTotals::default();
+        let mut reporting = None;
         let mut result = match (listed, checkpoints) {
             (Ok((listed, complete)), Ok(checkpoints)) => {
                 match self.guard(lock, &listed, complete).await {
                     Ok(()) => {
+                        let created = listed.iter().map(|c| c.created_at).collect();
+                        reporting = reporting::start(self, created);
                         let listed = (listed, listed_at, complete);
                         self.sync_all(lock, listed, checkpoints, &mut totals).await
                     }
@@ -136,7 +177,7 @@ impl Run {
         }
         let report = match self.finish(lock, &result, totals, started).await {
             Ok(report) => report,
-            Err(e) => return (None, Err(e)),
+            Err(e) => return (None, Err(e), reporting),
         };
         let result = match result {
             Ok(()) if report.totals.rows_rejected > 0 => Err(Failure::Partial(format!(
@@ -145,7 +186,7 @@ impl Run {
             ))),
             other => other,
         };
-        (Some(report), result)
+        (Some(report), result, reporting)
     }
 
     /// Migrates, records the run in the ledger and reads the checkpoints; `true` once the run
@@ -172,6 +213,11 @@ impl Run {
                 }
             }
         };
+        if let Some(settings) = &self.config.reporting {
+            if let Err(e) = reporting::check_timezone(self, conn, settings).await {
+                return (false, Err(e));
+            }
+        }
         if let Err(e) = state::start_run(
             &self.config.schema,
             conn,

@@ -7,17 +7,19 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::api::ApiClient;
-use crate::config::{LookupSettings, SyncConfig};
+use crate::config::{LookupSettings, ReportingSettings, SyncConfig};
 use crate::db::state::{self, Checkpoint};
 use crate::db::Schema;
 use crate::db::{self, lookups};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
+use crate::model::report_days::DayPlan;
+use crate::model::time::local_date;
 use crate::model::window;
 use crate::sync::queue::{check_plan, new_rows};
 use crate::sync::trust::{self, Action};
 use crate::sync::{fetch_campaigns, start_of_plan};
-use crate::sync::{guard, lookup};
+use crate::sync::{guard, lookup, reporting};
 use crate::terminal::printable;
 
 /// Reads the campaign list and the checkpoints (if the schema exists) and renders the plan.
@@ -54,6 +56,9 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
         config.api.rps,
         config.timezone.name()
     );
+    if let Some(settings) = &config.reporting {
+        out.push_str(&plan_reporting(config, settings, pool, &listed).await?);
+    }
     if let Some(settings) = &config.lookups {
         out.push_str(&plan_lookups(&config.schema, pool, config.api.rps, settings).await?);
     }
@@ -66,6 +71,96 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
                 Err(e) => e.context("reading the personal-data mode").into(),
             })
         }
+    }
+    Ok(out)
+}
+
+/// The Reporting API's days due, and what they cost at the reporting pace.
+async fn plan_reporting(
+    config: &SyncConfig,
+    settings: &ReportingSettings,
+    pool: &PgPool,
+    listed: &[CampaignRow],
+) -> Result<String, Failure> {
+    let created: Vec<_> = listed.iter().map(|c| c.created_at).collect();
+    let now = Utc::now();
+    let today = local_date(settings.timezone, now);
+    let Some(first) = reporting::first_day(settings, &created, today) else {
+        return Ok("reporting: the project has no campaigns; no days to read\n".into());
+    };
+    let plan = DayPlan {
+        today,
+        first,
+        lookback_days: settings.lookback_days,
+        refresh: settings.refresh,
+        now,
+        rescan: config.rescan,
+    };
+    let schema = &config.schema;
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| Failure::database(e, "connecting"))?;
+    let exists = state::table_exists(&mut *conn, &schema.table("reporting_pace"))
+        .await
+        .map_err(|e| Failure::database(e, "reading the schema"))?;
+    let mut due = Vec::new();
+    let mut other = None;
+    for view in &settings.views {
+        let known = if exists {
+            other = reporting::other_timezone(schema, &mut conn, settings, config.rescan).await?;
+            let known = db::reporting::days(schema, &mut conn, view)
+                .await
+                .map_err(|e| Failure::database(e, "reading the reporting days"))?;
+            // Days of another zone are read again from their first page.
+            if other.is_some() {
+                Default::default()
+            } else {
+                known
+            }
+        } else {
+            Default::default()
+        };
+        due.extend(plan.due(&known).into_iter().map(|d| (*view, d)));
+    }
+    let due = reporting::in_order(&plan, due);
+    let requests: u64 = due
+        .iter()
+        .map(|(_, d)| {
+            let pages = reporting::pages_of_day(settings.timezone, d.day, &created);
+            pages.saturating_sub(u64::from(d.page) - 1).max(1)
+        })
+        .sum();
+    let recent = due.iter().filter(|(_, d)| d.recent(&plan)).count();
+    let mut out = String::new();
+    if let Some(other) = other {
+        let _ = writeln!(
+            out,
+            "reporting: the days read in {other} are read again in {}",
+            settings.timezone.name()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "reporting: {} days due ({recent} recent, {} older) from {first} to {today} in {}; about {requests} requests, {:.0} min at {} a minute; this run makes at most {}, so about {} runs",
+        due.len(),
+        due.len() - recent,
+        settings.timezone.name(),
+        requests as f64 / settings.rpm,
+        settings.rpm,
+        settings.max_requests,
+        requests.div_ceil(u64::from(settings.max_requests)),
+    );
+    for (view, d) in due.iter().take(10) {
+        let pages = reporting::pages_of_day(settings.timezone, d.day, &created);
+        let _ = writeln!(
+            out,
+            "  {} {view:<16} page {} of about {pages}",
+            d.day, d.page
+        );
+    }
+    if due.len() > 10 {
+        let _ = writeln!(out, "  … and {} more days", due.len() - 10);
     }
     Ok(out)
 }

@@ -1,0 +1,564 @@
+//! The Reporting API in a run (`--reporting`): the days due, read page by page at the
+//! reporting pace, each page committed with its day's progress. It runs in a task of its own
+//! beside the sync's reads and goes on after the run lets the run lock go, holding only the
+//! reporting lock: neither the reads nor the next run wait on its minutes.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::time::Duration as StdDuration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::api::reporting::{ReportPage, ReportQuery, REPORT_PAGE_SIZE};
+use crate::api::ApiError;
+use crate::config::ReportingSettings;
+use crate::db::reporting::{self as store, DayRows, Progress};
+use crate::db::{self, RunLock};
+use crate::error::Failure;
+use crate::model::report_days::{DayPlan, Due};
+use crate::model::reporting::{Reading, ReportRow};
+use crate::model::run::ReportingTotals;
+use crate::model::time::{local_date, start_of_day};
+use crate::sync::{list, Run};
+
+/// Failed requests in a row (5xx, lost connections, garbled bodies) that end the run's
+/// reporting: each costs a minute of the limit, and the next run goes on from there.
+const FAILURES_IN_A_ROW: u32 = 3;
+
+/// What the Reporting API says while the project's billing account is suspended.
+const BILLING_SUSPENDED: u16 = 402;
+
+/// What a run's reporting came to.
+pub(crate) struct Reported {
+    pub totals: ReportingTotals,
+    pub result: Result<(), Failure>,
+}
+
+/// Starts reading the Reporting API in a task of its own, when asked for. `created` holds each
+/// listed campaign's creation instant.
+pub(crate) fn start(
+    run: &Run,
+    created: Vec<Option<DateTime<Utc>>>,
+) -> Option<JoinHandle<Reported>> {
+    let settings = run.config.reporting.clone()?;
+    let run = run.clone();
+    Some(tokio::spawn(
+        async move { read(run, settings, created).await }.in_current_span(),
+    ))
+}
+
+async fn read(
+    run: Run,
+    settings: ReportingSettings,
+    created: Vec<Option<DateTime<Utc>>>,
+) -> Reported {
+    let schema = &run.config.schema;
+    let halt = run.halt.child_token();
+    let lock = match db::try_lock_reporting(&run.pool, schema, halt.clone()).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::info!("another run is reading the Reporting API; none this run");
+            return Reported {
+                totals: ReportingTotals::default(),
+                result: Ok(()),
+            };
+        }
+        Err(e) => {
+            return Reported {
+                totals: ReportingTotals::default(),
+                result: Err(e.into()),
+            }
+        }
+    };
+    let mut reader = Reader::new(&run, &settings, halt);
+    let result = reader.read_due(&lock, &created).await;
+    let totals = reader.totals;
+    let error = result.as_ref().err().map(Failure::one_line);
+    let recorded = match lock.live_session().await {
+        Ok(mut conn) => {
+            store::record_totals(schema, &mut conn, run.run_id, &totals, error.as_deref())
+                .await
+                .map_err(|e| Failure::database(e, "recording the reporting figures"))
+        }
+        Err(e) => Err(e.into()),
+    };
+    lock.release().await;
+    tracing::info!(
+        requests = totals.requests,
+        rate_limited = totals.rate_limited,
+        days = totals.days,
+        pages = totals.pages,
+        inserted = totals.rows_inserted,
+        changed = totals.rows_changed,
+        unparsed = totals.unparsed,
+        days_left = totals.days_left,
+        "reporting finished"
+    );
+    if totals.unparsed > 0 {
+        tracing::warn!(
+            values = totals.unparsed,
+            "Reporting API values that are not numbers in the documented form are NULL, named in `unparsed` and kept in `raw`"
+        );
+    }
+    Reported {
+        totals,
+        result: result.and(recorded),
+    }
+}
+
+/// Refuses a `--reporting-timezone` other than the one the recorded days were read in: their
+/// days would be another calendar's. With `--rescan` those days are marked unread, to be read
+/// again in the new zone.
+pub(crate) async fn check_timezone(
+    run: &Run,
+    conn: &mut sqlx::PgConnection,
+    settings: &ReportingSettings,
+) -> Result<(), Failure> {
+    let schema = &run.config.schema;
+    let Some(other) = other_timezone(schema, conn, settings, run.config.rescan).await? else {
+        return Ok(());
+    };
+    let zone = settings.timezone.name();
+    let unread = store::unread_other_timezones(schema, conn, zone)
+        .await
+        .map_err(|e| Failure::database(e, "marking the reporting days unread"))?;
+    tracing::warn!(days = unread, from = %other, to = zone, "reporting days read in another timezone are read again");
+    Ok(())
+}
+
+/// The zone recorded days were read in when it is not `--reporting-timezone` and `rescan`
+/// reads them again; refused without `rescan`.
+pub(crate) async fn other_timezone(
+    schema: &db::Schema,
+    conn: &mut sqlx::PgConnection,
+    settings: &ReportingSettings,
+    rescan: bool,
+) -> Result<Option<String>, Failure> {
+    let zone = settings.timezone.name();
+    let other = store::other_timezone(schema, conn, zone)
+        .await
+        .map_err(|e| Failure::database(e, "reading the reporting days"))?;
+    match other {
+        Some(other) if !rescan => Err(Failure::Config(format!(
+            "the stored reporting days were read in {other}, not --reporting-timezone {zone}; if the project's timezone changed, run once with --rescan to read them again in {zone}"
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// The first day to read: `--since`, but no earlier than the day the first campaign was
+/// created (every number before it is zero); none when the project has no campaigns.
+pub(crate) fn first_day(
+    settings: &ReportingSettings,
+    created: &[Option<DateTime<Utc>>],
+    today: NaiveDate,
+) -> Option<NaiveDate> {
+    if created.is_empty() {
+        return None;
+    }
+    let oldest = created
+        .iter()
+        .flatten()
+        .min()
+        .map(|t| local_date(settings.timezone, *t));
+    let fallback = today - chrono::Duration::days(i64::from(settings.lookback_days));
+    Some(match (settings.since, oldest) {
+        (Some(since), Some(oldest)) => since.max(oldest),
+        (Some(since), None) => since,
+        (None, Some(oldest)) => oldest,
+        (None, None) => fallback,
+    })
+}
+
+/// The days due of every view, in the order they are read: recent ones newest first, then
+/// the backfill oldest first; a day's views one after the other.
+pub(crate) fn in_order(plan: &DayPlan, due: Vec<(&'static str, Due)>) -> Vec<(&'static str, Due)> {
+    let mut due: Vec<(usize, (&'static str, Due))> = due.into_iter().enumerate().collect();
+    due.sort_by_key(|(i, (_, d))| {
+        let day = i64::from(d.day.num_days_from_ce());
+        if d.recent(plan) {
+            (0, -day, *i)
+        } else {
+            (1, day, *i)
+        }
+    });
+    due.into_iter().map(|(_, d)| d).collect()
+}
+
+/// Pages a day's full read takes: one per hundred campaigns created by the day's end, at least
+/// one.
+pub(crate) fn pages_of_day(
+    timezone: chrono_tz::Tz,
+    day: NaiveDate,
+    created: &[Option<DateTime<Utc>>],
+) -> u64 {
+    let end = day_end(timezone, day);
+    let existing = created.iter().filter(|c| c.is_none_or(|c| c < end)).count() as u64;
+    existing.div_ceil(u64::from(REPORT_PAGE_SIZE)).max(1)
+}
+
+/// The first instant after a local day.
+fn day_end(timezone: chrono_tz::Tz, day: NaiveDate) -> DateTime<Utc> {
+    start_of_day(timezone, day.succ_opt().unwrap_or(day))
+}
+
+/// One run's reading: its pace, its budget of requests, and its figures.
+struct Reader<'a> {
+    run: &'a Run,
+    settings: &'a ReportingSettings,
+    /// Cancelled on a signal, or when the reporting lock is lost.
+    halt: CancellationToken,
+    pace: DefaultDirectRateLimiter,
+    /// No request before this: the last run's last request, a `Retry-After`, a backoff.
+    not_before: Instant,
+    /// Delays after failed requests, from the first; none while requests succeed.
+    backoff: Option<backon::ExponentialBackoff>,
+    failing: u32,
+    totals: ReportingTotals,
+}
+
+impl<'a> Reader<'a> {
+    fn new(run: &'a Run, settings: &'a ReportingSettings, halt: CancellationToken) -> Self {
+        let quota = Quota::with_period(settings.period())
+            .expect("--reporting-rpm is at most 6000")
+            .allow_burst(NonZeroU32::MIN);
+        Reader {
+            run,
+            settings,
+            halt,
+            pace: RateLimiter::direct(quota),
+            not_before: Instant::now(),
+            backoff: None,
+            failing: 0,
+            totals: ReportingTotals::default(),
+        }
+    }
+
+    /// Reads the days due, until none is left or the run's requests are spent.
+    async fn read_due(
+        &mut self,
+        lock: &RunLock,
+        created: &[Option<DateTime<Utc>>],
+    ) -> Result<(), Failure> {
+        let schema = &self.run.config.schema;
+        let now = Utc::now();
+        let today = local_date(self.settings.timezone, now);
+        let Some(first) = first_day(self.settings, created, today) else {
+            tracing::info!("the project has no campaigns: no reporting days to read");
+            return Ok(());
+        };
+        let plan = DayPlan {
+            today,
+            first,
+            lookback_days: self.settings.lookback_days,
+            refresh: self.settings.refresh,
+            now,
+            rescan: self.run.config.rescan,
+        };
+        let mut due = Vec::new();
+        {
+            let mut conn = lock.live_session().await?;
+            for view in &self.settings.views {
+                let known = store::days(schema, &mut conn, view)
+                    .await
+                    .map_err(|e| Failure::database(e, "reading the reporting days"))?;
+                due.extend(plan.due(&known).into_iter().map(|d| (*view, d)));
+            }
+            let wait = store::wait_before_request(schema, &mut conn, self.settings.period())
+                .await
+                .map_err(|e| Failure::database(e, "reading the reporting pace"))?;
+            self.not_before = Instant::now() + wait;
+        }
+        let due = in_order(&plan, due);
+        tracing::info!(
+            days_due = due.len(),
+            first = %first,
+            timezone = self.settings.timezone.name(),
+            "reporting started"
+        );
+        for (i, (view, day)) in due.iter().enumerate() {
+            let left = (due.len() - i) as u64;
+            match self.read_day(lock, view, *day, &plan).await {
+                Ok(true) => self.totals.days += 1,
+                Ok(false) => {
+                    self.totals.days_left = left;
+                    break;
+                }
+                Err(e) => {
+                    self.totals.days_left = left;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a day from its page due to its last; false when the run's requests ran out first.
+    async fn read_day(
+        &mut self,
+        lock: &RunLock,
+        view: &'static str,
+        due: Due,
+        plan: &DayPlan,
+    ) -> Result<bool, Failure> {
+        let timezone = self.settings.timezone;
+        let end = day_end(timezone, due.day);
+        let (mut page, mut pass_total) = (due.page, due.pass_total);
+        loop {
+            let query = ReportQuery {
+                from: due.day,
+                to: due.day,
+                view,
+                page: u64::from(page),
+            };
+            let Some(answer) = self.ask(lock, &query).await? else {
+                return Ok(false);
+            };
+            let moved = page > 1 && answer.total.is_some() && answer.total != pass_total;
+            if page == 1 {
+                pass_total = answer.total;
+            }
+            let last = !moved && last_page(&answer, page, end);
+            let progress = if moved {
+                // A campaign may have moved across a page edge: the pass starts again.
+                tracing::warn!(
+                    day = %due.day,
+                    view,
+                    "the campaign list changed while the day was read page by page; reading it again from its first page"
+                );
+                Progress::Next {
+                    page: 1,
+                    total: None,
+                }
+            } else if last {
+                Progress::Read {
+                    settled: plan.settles(due.day),
+                }
+            } else {
+                Progress::Next {
+                    page: page + 1,
+                    total: pass_total,
+                }
+            };
+            let rows = of_the_day(answer.rows, &answer.campaigns, end);
+            self.totals.unparsed += rows.iter().map(|r| r.unparsed.len() as u64).sum::<u64>();
+            let day_rows = DayRows {
+                day: due.day,
+                view,
+                timezone: timezone.name(),
+                currency: answer.currency.as_deref(),
+                run_id: self.run.run_id,
+                rows: &rows,
+            };
+            let schema = &self.run.config.schema;
+            let stored = store::commit_page(
+                schema,
+                &mut *lock.live_session().await?,
+                &day_rows,
+                progress,
+            )
+            .await
+            .map_err(|e| Failure::database(e, "storing a page of the Reporting API"))?;
+            self.totals.pages += 1;
+            self.totals.rows_inserted += stored.inserted;
+            self.totals.rows_changed += stored.changed;
+            tracing::debug!(day = %due.day, view, page, rows = rows.len(), last, "reporting page stored");
+            if last {
+                return Ok(true);
+            }
+            page = if moved { 1 } else { page + 1 };
+            if moved {
+                pass_total = None;
+            }
+        }
+    }
+
+    /// Asks for a page at the reporting pace, again after a 429 or a passing failure; None once
+    /// the run's requests are spent.
+    async fn ask(
+        &mut self,
+        lock: &RunLock,
+        query: &ReportQuery,
+    ) -> Result<Option<ReportPage>, Failure> {
+        loop {
+            if self.totals.requests >= u64::from(self.settings.max_requests) {
+                return Ok(None);
+            }
+            self.wait_turn().await?;
+            let schema = &self.run.config.schema;
+            store::mark_request(schema, &mut *lock.live_session().await?)
+                .await
+                .map_err(|e| Failure::database(e, "recording the reporting pace"))?;
+            self.totals.requests += 1;
+            match self.run.api.reporting_page(query).await {
+                Ok(page) => {
+                    self.failing = 0;
+                    self.backoff = None;
+                    return Ok(Some(page));
+                }
+                Err(e) => self.refused(e)?,
+            }
+        }
+    }
+
+    /// Waits for the pace and for any wait the server or a failure asked for.
+    async fn wait_turn(&self) -> Result<(), Failure> {
+        let turn = async {
+            tokio::time::sleep_until(self.not_before).await;
+            self.pace.until_ready().await;
+        };
+        tokio::select! {
+            biased;
+            () = self.halt.cancelled() => Err(Failure::Interrupted),
+            () = turn => Ok(()),
+        }
+    }
+
+    /// What a refused request comes to: Ok when it is worth asking again.
+    fn refused(&mut self, e: ApiError) -> Result<(), Failure> {
+        match e {
+            ApiError::RateLimited { retry_after } => {
+                self.totals.rate_limited += 1;
+                let wait = retry_after.unwrap_or(StdDuration::from_secs(60));
+                self.not_before = self.not_before.max(Instant::now() + wait);
+                tracing::info!(
+                    wait_s = wait.as_secs_f64(),
+                    "the Reporting API asked to wait (HTTP 429)"
+                );
+                Ok(())
+            }
+            ApiError::Unauthorized { .. } => {
+                // The key is refused: the sync's reads stop too.
+                self.run.halt.cancel();
+                Err(list::api_failure(e))
+            }
+            ApiError::Rejected { status, .. } if status == BILLING_SUSPENDED => {
+                Err(Failure::Partial(
+                    "Linkrunner refused the Reporting API: the project's billing account is suspended (HTTP 402); no reporting this run, the signup sync went on; settle the account in the Linkrunner dashboard".into(),
+                ))
+            }
+            ApiError::Rejected { status, message } => Err(Failure::Config(format!(
+                "the Reporting API refused the job's request (HTTP {status}: {message}): a bug in this job or a change in the API; reporting stopped"
+            ))),
+            ApiError::NotFound => Err(Failure::Config(
+                "there is no Reporting API at this base URL (GET /reporting/campaigns answered 404); check LINKRUNNER_BASE_URL".into(),
+            )),
+            ApiError::Stopped => Err(Failure::Interrupted),
+            e => {
+                self.failing += 1;
+                if self.failing >= FAILURES_IN_A_ROW {
+                    return Err(Failure::Partial(format!(
+                        "the Reporting API failed {} times in a row ({e}); reporting stopped, the next run goes on from here",
+                        self.failing
+                    )));
+                }
+                let api = &self.run.config.api;
+                let wait = self
+                    .backoff
+                    .get_or_insert_with(|| {
+                        ExponentialBuilder::default()
+                            .with_jitter()
+                            .with_min_delay(api.retry_min_delay)
+                            .with_max_delay(api.retry_max_delay)
+                            .without_max_times()
+                            .build()
+                    })
+                    .next()
+                    .unwrap_or(api.retry_max_delay);
+                self.not_before = self.not_before.max(Instant::now() + wait);
+                tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "a Reporting API request failed; asking again");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether a page is a day's last: the list's last page, or, in a list sorted oldest first,
+/// a page that reaches a campaign created after the day (the rest are zeros by definition).
+/// A page out of that order is not trusted to end the day early.
+fn last_page(answer: &ReportPage, page: u32, end: DateTime<Utc>) -> bool {
+    if u64::from(page) >= answer.pages || answer.campaigns.is_empty() {
+        return true;
+    }
+    let created: Vec<Option<DateTime<Utc>>> = answer.campaigns.iter().map(|(_, c)| *c).collect();
+    let ordered = created.iter().all(Option::is_some) && created.windows(2).all(|w| w[0] <= w[1]);
+    ordered && created.last().copied().flatten().is_some_and(|c| c >= end)
+}
+
+/// The page's rows, but those of campaigns created after the day whose numbers are all zero,
+/// as the contract says they are: a campaign had no day before it existed.
+fn of_the_day(
+    rows: Vec<ReportRow>,
+    campaigns: &[(String, Option<DateTime<Utc>>)],
+    end: DateTime<Utc>,
+) -> Vec<ReportRow> {
+    let later: HashSet<&str> = campaigns
+        .iter()
+        .filter(|(_, c)| c.is_some_and(|c| c >= end))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    rows.into_iter()
+        .filter(|r| !later.contains(r.display_id.as_str()) || !all_zero(r))
+        .collect()
+}
+
+fn all_zero(row: &ReportRow) -> bool {
+    row.metrics.iter().all(|m| match m {
+        Reading::Absent => true,
+        Reading::Number(n) => !n.bytes().any(|b| (b'1'..=b'9').contains(&b)),
+        Reading::Unparsed => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Option<DateTime<Utc>> {
+        Some(text.parse().unwrap())
+    }
+
+    fn page(created: &[Option<DateTime<Utc>>], pages: u64) -> ReportPage {
+        ReportPage {
+            campaigns: created
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("c{i}"), *c))
+                .collect(),
+            pages,
+            ..ReportPage::default()
+        }
+    }
+
+    #[test]
+    fn a_day_ends_at_the_first_campaign_created_after_it_in_an_ordered_page() {
+        let end: DateTime<Utc> = "2026-11-20T18:30:00Z".parse().unwrap();
+        let before = at("2026-11-01T00:00:00Z");
+        let after = at("2026-11-21T00:00:00Z");
+        assert!(last_page(&page(&[before, after], 3), 1, end));
+        assert!(!last_page(&page(&[before, before], 3), 1, end));
+        // Out of order, or with a creation time missing: not trusted to end the day.
+        assert!(!last_page(&page(&[after, before], 3), 1, end));
+        assert!(!last_page(&page(&[before, None, after], 3), 1, end));
+        assert!(last_page(&page(&[before, before], 3), 3, end));
+        assert!(last_page(&page(&[], 3), 2, end));
+    }
+
+    #[test]
+    fn pages_count_the_campaigns_created_by_the_days_end() {
+        let tz = chrono_tz::Asia::Kolkata;
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        // 23:59 in Kolkata is 18:29 UTC: still the day.
+        let mut created = vec![at("2026-11-20T18:29:00Z"); 150];
+        created.push(at("2026-11-20T18:30:00Z"));
+        assert_eq!(pages_of_day(tz, day, &created), 2);
+        assert_eq!(pages_of_day(tz, day, &created[..100]), 1);
+        assert_eq!(pages_of_day(tz, day, &[]), 1);
+    }
+}
