@@ -1,0 +1,767 @@
+//! `sync --reporting` against the simulator and a real Postgres: which days a run reads, in how
+//! many requests, at what pace, how it goes on across runs, and what it does when the
+//! Reporting API refuses.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use common::*;
+use linkrunner_sim::{ReportingLimit, SimConfig, Simulator};
+use linkrunner_sync::config::{ReportingSettings, SyncConfig};
+use linkrunner_sync::model::run::RunReport;
+use linkrunner_sync::sync;
+use sqlx::PgPool;
+
+const KOLKATA: Tz = chrono_tz::Asia::Kolkata;
+
+fn today() -> NaiveDate {
+    Utc::now().with_timezone(&KOLKATA).date_naive()
+}
+
+fn settings(since: NaiveDate) -> ReportingSettings {
+    ReportingSettings {
+        timezone: KOLKATA,
+        since: Some(since),
+        views: vec!["user_acquisition"],
+        rpm: 6000.0,
+        max_requests: 10_000,
+        lookback_days: 7,
+        refresh: chrono::Duration::hours(1),
+    }
+}
+
+fn config(server: &linkrunner_sim::SimServer, reporting: ReportingSettings) -> SyncConfig {
+    SyncConfig {
+        reporting: Some(reporting),
+        ..sync_config(server, "UTC")
+    }
+}
+
+/// A simulator whose Reporting API has no limit, for the tests that are not about pacing.
+async fn unlimited(seed: u64) -> (Simulator, linkrunner_sim::SimServer) {
+    start(SimConfig {
+        reporting_limit: None,
+        ..SimConfig::small(seed)
+    })
+    .await
+}
+
+async fn run(config: &SyncConfig, pool: &PgPool) -> RunReport {
+    sync::run(config, pool).await.expect("the run succeeds")
+}
+
+/// Sign-ups per campaign and local day of `tz`, counted from the simulator's rows.
+fn signups_by_day(sim: &Simulator, tz: Tz) -> HashMap<(String, NaiveDate), i64> {
+    let mut days = HashMap::new();
+    for campaign in sim.campaigns() {
+        let id = campaign["display_id"].as_str().unwrap().to_string();
+        for row in sim.attributed_users(&id) {
+            let at: DateTime<Utc> = row["attributed_at"].as_str().unwrap().parse().unwrap();
+            *days
+                .entry((id.clone(), at.with_timezone(&tz).date_naive()))
+                .or_insert(0) += 1;
+        }
+    }
+    days
+}
+
+/// Each campaign's creation instant.
+fn created(sim: &Simulator) -> BTreeMap<String, DateTime<Utc>> {
+    sim.campaigns()
+        .iter()
+        .map(|c| {
+            let at = c["created_at"].as_str().unwrap().parse().unwrap();
+            (c["display_id"].as_str().unwrap().to_string(), at)
+        })
+        .collect()
+}
+
+/// The first instant after a local day of Kolkata (no DST there).
+fn end_of(day: NaiveDate) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    KOLKATA
+        .from_local_datetime(&day.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Each day's state as `reporting_days` holds it: (next_page, read, settled).
+async fn days(pool: &PgPool) -> BTreeMap<NaiveDate, (i32, bool, bool)> {
+    let rows: Vec<(NaiveDate, i32, bool, bool)> = sqlx::query_as(
+        "SELECT day, next_page, read_at IS NOT NULL, settled FROM linkrunner.reporting_days
+         WHERE view = 'user_acquisition'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(d, p, r, s)| (d, (p, r, s)))
+        .collect()
+}
+
+fn days_from(first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
+    first.iter_days().take_while(|d| *d <= last).collect()
+}
+
+#[sqlx::test]
+async fn a_backfill_reads_each_day_once_and_settles_the_days_past_the_lookback(pool: PgPool) {
+    let (sim, server) = unlimited(301).await;
+    let first = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    let config = config(&server, settings(first));
+    let report = run(&config, &pool).await;
+    assert_exact(&pool, &sim).await;
+
+    // Eight campaigns: one page a day.
+    let all = days_from(first, today());
+    let r = report.totals.reporting;
+    assert_eq!(
+        (r.requests, r.days, r.pages),
+        (all.len() as u64, all.len() as u64, all.len() as u64)
+    );
+    assert_eq!((r.rate_limited, r.days_left, r.unparsed), (0, 0, 0));
+    assert_eq!(sim.stats().reporting_requests, all.len() as u64);
+    let stored = days(&pool).await;
+    assert_eq!(stored.keys().copied().collect::<Vec<_>>(), all);
+    for (day, (next_page, read, settled)) in &stored {
+        assert_eq!((*next_page, *read), (1, true), "{day}");
+        assert_eq!(
+            *settled,
+            *day < today() - chrono::Duration::days(7),
+            "{day}"
+        );
+    }
+
+    // Every campaign's sign-ups on every day are its rows of that local day.
+    let by_day = signups_by_day(&sim, KOLKATA);
+    let stored: Vec<(NaiveDate, String, String)> = sqlx::query_as(
+        "SELECT day, display_id, signups::text FROM linkrunner.reporting_daily
+         WHERE view = 'user_acquisition'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let created = created(&sim);
+    let existing: usize = all
+        .iter()
+        .map(|d| created.values().filter(|c| **c < end_of(*d)).count())
+        .sum();
+    assert_eq!(
+        stored.len(),
+        existing,
+        "one row per campaign that existed that day"
+    );
+    let mut nonzero = 0;
+    for (day, campaign, signups) in &stored {
+        let want = by_day.get(&(campaign.clone(), *day)).copied().unwrap_or(0);
+        assert_eq!(signups, &want.to_string(), "{campaign} on {day}");
+        nonzero += usize::from(want > 0);
+    }
+    assert!(nonzero > 10, "{nonzero}");
+    let verdicts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT verdict, count(*) FROM linkrunner.reporting_signup_check GROUP BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(verdicts, [("agree".to_string(), existing as i64)]);
+
+    // Nothing is due again: recent days were read within the refresh, older ones are settled.
+    let again = run(&config, &pool).await;
+    assert_eq!(again.totals.reporting.requests, 0);
+    assert_eq!(sim.stats().reporting_requests, all.len() as u64);
+    let ledger: (i64, i64, i64) = sqlx::query_as(
+        "SELECT reporting_requests, reporting_days, reporting_rate_limited FROM linkrunner.sync_runs
+         WHERE run_id = $1",
+    )
+    .bind(report.run_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ledger, (all.len() as i64, all.len() as i64, 0));
+}
+
+#[sqlx::test]
+async fn late_numbers_of_recent_days_are_read_again_and_only_changed_rows_rewritten(pool: PgPool) {
+    // Signups up to an hour ago, so the recent days have numbers to move.
+    let (sim, server) = start(SimConfig {
+        reporting_limit: None,
+        start: Utc::now() - chrono::Duration::days(40),
+        end: Utc::now() - chrono::Duration::hours(1),
+        ..SimConfig::small(302)
+    })
+    .await;
+    let first = today() - chrono::Duration::days(12);
+    let config = config(
+        &server,
+        ReportingSettings {
+            refresh: chrono::Duration::zero(),
+            ..settings(first)
+        },
+    );
+    run(&config, &pool).await;
+    let before: HashMap<(NaiveDate, String), (String, DateTime<Utc>)> = changed_at(&pool).await;
+
+    // Late installs and spend everywhere, and a signup today.
+    sim.bump_reporting_revision();
+    let campaign = sim.campaigns()[0].clone();
+    let id = campaign["display_id"].as_str().unwrap().to_string();
+    signup(&server, &campaign, "late-install", "late-user").await;
+    let report = run(&config, &pool).await;
+    assert_exact(&pool, &sim).await;
+
+    // Today and the seven days before it are read again; the settled ones are not.
+    let r = report.totals.reporting;
+    assert_eq!((r.requests, r.days, r.rows_inserted), (8, 8, 0));
+    assert!(r.rows_changed > 0, "{r:?}");
+    let after = changed_at(&pool).await;
+    let (mut changed, mut kept) = (0, 0);
+    for (key, (numbers, at)) in &after {
+        let (old_numbers, old_at) = &before[key];
+        if key.0 < today() - chrono::Duration::days(7) {
+            assert_eq!(
+                (numbers, at),
+                (old_numbers, old_at),
+                "a settled day: {key:?}"
+            );
+        } else if numbers == old_numbers {
+            assert_eq!(at, old_at, "an unchanged row is not rewritten: {key:?}");
+            kept += 1;
+        } else {
+            assert!(at > old_at, "{key:?}");
+            changed += 1;
+        }
+    }
+    assert!(changed > 1, "late numbers changed: {changed}");
+    assert!(kept > 0, "some recent rows did not change");
+    let signups: String = sqlx::query_scalar(
+        "SELECT signups::text FROM linkrunner.reporting_daily
+         WHERE view = 'user_acquisition' AND display_id = $1 AND day = $2",
+    )
+    .bind(&id)
+    .bind(today())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let earlier = before[&(today(), id.clone())]
+        .0
+        .split('/')
+        .nth(2)
+        .unwrap()
+        .to_owned();
+    let earlier: i64 = earlier.parse().unwrap();
+    assert_eq!(
+        signups,
+        (earlier + 1).to_string(),
+        "today's late signup is counted"
+    );
+    let verdict: String = sqlx::query_scalar(
+        "SELECT verdict FROM linkrunner.reporting_signup_check
+         WHERE campaign_display_id = $1 AND day = $2",
+    )
+    .bind(&id)
+    .bind(today())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(verdict, "agree");
+}
+
+/// Every campaign row's numbers as text, and when they last changed.
+async fn changed_at(pool: &PgPool) -> HashMap<(NaiveDate, String), (String, DateTime<Utc>)> {
+    let rows: Vec<(NaiveDate, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT day, display_id,
+                concat_ws('/', clicks, installs, signups, spend, revenue, roas, conversion),
+                changed_at
+         FROM linkrunner.reporting_daily",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(d, c, n, at)| ((d, c), (n, at)))
+        .collect()
+}
+
+#[sqlx::test]
+async fn a_day_stops_at_the_first_campaign_created_after_it_and_a_pass_goes_on_across_runs(
+    pool: PgPool,
+) {
+    let (sim, server) = start(SimConfig {
+        campaigns: 150,
+        users: 1500,
+        reporting_limit: None,
+        ..SimConfig::small(303)
+    })
+    .await;
+    let created = created(&sim);
+    let existing = |day: NaiveDate| created.values().filter(|c| **c < end_of(day)).count();
+
+    // Today all 150 campaigns exist: two pages, one a run.
+    let one_request = ReportingSettings {
+        max_requests: 1,
+        ..settings(today())
+    };
+    let report = run(&config(&server, one_request.clone()), &pool).await;
+    let r = report.totals.reporting;
+    assert_eq!(
+        (r.requests, r.days, r.days_left, r.rows_inserted > 0),
+        (1, 0, 1, true)
+    );
+    assert_eq!(days(&pool).await[&today()], (2, false, false));
+    let rows = count(&pool, "SELECT count(*) FROM linkrunner.reporting_daily").await;
+    assert_eq!(rows, 100);
+    let report = run(&config(&server, one_request), &pool).await;
+    assert_eq!(
+        (
+            report.totals.reporting.requests,
+            report.totals.reporting.days
+        ),
+        (1, 1)
+    );
+    assert_eq!(days(&pool).await[&today()], (1, true, false));
+    let rows = count(&pool, "SELECT count(*) FROM linkrunner.reporting_daily").await;
+    assert_eq!(rows, 150);
+
+    // From the day the 40th campaign was created: a day costs a page per hundred campaigns
+    // that existed by its end, however long the list.
+    let mut order: Vec<DateTime<Utc>> = created.values().copied().collect();
+    order.sort();
+    let first = order[39].with_timezone(&KOLKATA).date_naive();
+    let all = days_from(first, today() - chrono::Duration::days(1));
+    let want: u64 = all
+        .iter()
+        .map(|d| existing(*d).div_ceil(100).max(1) as u64)
+        .sum();
+    assert!(want < 2 * all.len() as u64, "some days take one page");
+    let before = sim.stats().reporting_requests;
+    let report = run(&config(&server, settings(first)), &pool).await;
+    assert_eq!(report.totals.reporting.requests, want);
+    assert_eq!(sim.stats().reporting_requests - before, want);
+    for day in all {
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM linkrunner.reporting_daily WHERE day = $1")
+                .bind(day)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(rows as usize, existing(day), "{day}");
+    }
+}
+
+/// The binary with reporting flags, against the simulator, at `rpm` requests a minute.
+fn reporting_command(
+    db_url: &str,
+    server: &linkrunner_sim::SimServer,
+    rpm: &str,
+) -> std::process::Command {
+    let mut cmd = sync_command(db_url, &server.base_url(), "sim-key");
+    cmd.args(["--reporting", "--reporting-timezone", "Asia/Kolkata"]);
+    cmd.args(["--reporting-rpm", rpm]);
+    cmd
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[sqlx::test]
+async fn the_pace_keeps_a_limit_of_a_few_a_second_and_each_run_goes_on_where_the_last_stopped(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    // A limit of four requests a second, and a pace of 200 a minute: one every 300 ms.
+    let (sim, server) = start(SimConfig {
+        reporting_limit: Some(ReportingLimit {
+            requests: 1,
+            window: Duration::from_millis(250),
+            retry_after_secs: 1,
+        }),
+        ..SimConfig::small(304)
+    })
+    .await;
+    let db = database_url(&options);
+    let since = (today() - chrono::Duration::days(11)).to_string();
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        let mut cmd = reporting_command(&db, &server, "200");
+        cmd.args(["--since", &since]);
+        cmd.args(["--reporting-max-requests", "5"]);
+        let started = Instant::now();
+        let out = output(cmd).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        runs.push((
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
+    let ledger: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT reporting_requests, reporting_rate_limited, reporting_days
+         FROM linkrunner.sync_runs ORDER BY started_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    // Twelve days: five, five, two, then none; each run starts where the last one stopped.
+    assert_eq!(ledger, [(5, 0, 5), (5, 0, 5), (2, 0, 2), (0, 0, 0)]);
+    assert_eq!(
+        sim.stats().reporting_rate_limited,
+        0,
+        "the pace kept the limit"
+    );
+    assert_eq!(sim.stats().reporting_requests, 12);
+    // Five requests 300 ms apart take 1.2 s at least; a run after another waits for its pace.
+    assert!(runs[0].0 >= Duration::from_millis(1200), "{:?}", runs[0].0);
+    assert!(runs[1].0 >= Duration::from_millis(1200), "{:?}", runs[1].0);
+    assert!(
+        runs[0].1.contains("7 days due wait for the next run"),
+        "{}",
+        runs[0].1
+    );
+    let stored = days(&pool).await;
+    assert_eq!(stored.len(), 12);
+    assert!(stored
+        .values()
+        .all(|(page, read, _)| (*page, *read) == (1, true)));
+}
+
+#[sqlx::test]
+async fn a_429_is_waited_out_and_counted_and_the_days_are_read_all_the_same(pool: PgPool) {
+    let (sim, server) = start(SimConfig {
+        reporting_limit: Some(ReportingLimit {
+            requests: 1,
+            window: Duration::from_millis(500),
+            retry_after_secs: 1,
+        }),
+        ..SimConfig::small(305)
+    })
+    .await;
+    // Asked faster than the server allows.
+    let config = config(&server, settings(today() - chrono::Duration::days(3)));
+    let report = run(&config, &pool).await;
+    let r = report.totals.reporting;
+    assert_eq!(r.days, 4);
+    assert!(r.rate_limited > 0, "{r:?}");
+    assert_eq!(r.requests, 4 + r.rate_limited);
+    assert_eq!(sim.stats().reporting_rate_limited, r.rate_limited);
+    let ledger: i64 = sqlx::query_scalar(
+        "SELECT reporting_rate_limited FROM linkrunner.sync_runs WHERE run_id = $1",
+    )
+    .bind(report.run_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(ledger as u64, r.rate_limited);
+    assert_exact(&pool, &sim).await;
+}
+
+#[sqlx::test]
+async fn reporting_flags_are_checked_before_any_request(
+    _pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let (sim, server) = unlimited(306).await;
+    let db = database_url(&options);
+    for (args, says) in [
+        (
+            vec!["--reporting"],
+            "--reporting needs --reporting-timezone",
+        ),
+        (
+            vec!["--reporting", "--reporting-timezone", "India/Mumbai"],
+            "not an IANA timezone",
+        ),
+        (
+            vec![
+                "--reporting",
+                "--reporting-timezone",
+                "UTC",
+                "--reporting-rpm",
+                "0",
+            ],
+            "--reporting-rpm 0 must be",
+        ),
+        (
+            vec![
+                "--reporting",
+                "--reporting-timezone",
+                "UTC",
+                "--reporting-lookback",
+                "36h",
+            ],
+            "whole days",
+        ),
+        (vec!["--reporting-retargeting"], "needs --reporting"),
+    ] {
+        let mut cmd = sync_command(&db, &server.base_url(), "sim-key");
+        cmd.args(&args);
+        let out = output(cmd).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    assert_eq!(sim.stats().requests, 0);
+}
+
+#[sqlx::test]
+async fn a_suspended_billing_account_stops_reporting_and_the_signup_sync_goes_on(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let (sim, server) = unlimited(307).await;
+    sim.set_reporting_billing_suspended(true);
+    let mut cmd = reporting_command(&database_url(&options), &server, "6000");
+    cmd.args(["--since", &today().to_string()]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("billing account is suspended (HTTP 402)"));
+    let (outcome, synced, error): (String, i32, Option<String>) = sqlx::query_as(
+        "SELECT outcome, campaigns_synced, reporting_error FROM linkrunner.sync_runs",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (outcome.as_str(), synced),
+        ("success", 8),
+        "the signup sync's own outcome"
+    );
+    assert!(error.unwrap().contains("402"));
+    assert_eq!(sim.stats().reporting_requests, 1, "asked once");
+
+    // Once the account is settled, the next run reads the day.
+    sim.set_reporting_billing_suspended(false);
+    let mut cmd = reporting_command(&database_url(&options), &server, "6000");
+    cmd.args(["--since", &today().to_string()]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(days(&pool).await[&today()], (1, true, false));
+}
+
+#[sqlx::test]
+async fn a_refused_key_stops_the_run_and_a_refused_query_fails_loudly(
+    _pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    use common::hostile::{campaign, page, serve, Reply};
+    for (status, code, says) in [
+        (401, 3, "rejected the API key"),
+        (422, 2, "HTTP 422: Invalid limit"),
+    ] {
+        let server = serve(move |req| {
+            if req.path().ends_with("/reporting/campaigns") {
+                Reply::json(status, r#"{"msg":"Invalid limit","status":422}"#)
+            } else if req.path().ends_with("/campaigns") {
+                Reply::json(200, page("campaigns", &[campaign("c1", "One")], 1, 1))
+            } else {
+                Reply::json(200, page("users", &[], 0, 1))
+            }
+        })
+        .await;
+        let mut cmd = sync_command(&database_url(&options), &server.url, "sim-key");
+        cmd.args([
+            "--reporting",
+            "--reporting-timezone",
+            "UTC",
+            "--since",
+            "2026-11-30",
+        ]);
+        cmd.args(["--reporting-rpm", "6000"]);
+        let out = output(cmd).await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{status}: {err}");
+        assert!(err.contains(says), "{status}: {err}");
+        let asked = server
+            .requests()
+            .iter()
+            .filter(|r| r.path().ends_with("/reporting/campaigns"))
+            .count();
+        assert_eq!(asked, 1, "{status} is not asked again");
+    }
+}
+
+#[sqlx::test]
+async fn another_timezone_is_refused_until_a_rescan_reads_the_days_again_in_it(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let (sim, server) = unlimited(308).await;
+    let db = database_url(&options);
+    let since = (today() - chrono::Duration::days(2)).to_string();
+    let out = output({
+        let mut cmd = reporting_command(&db, &server, "6000");
+        cmd.args(["--since", &since]);
+        cmd
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let asked = sim.stats().reporting_requests;
+
+    let utc = |rescan: bool| {
+        let mut cmd = sync_command(&db, &server.base_url(), "sim-key");
+        cmd.args([
+            "--reporting",
+            "--reporting-timezone",
+            "UTC",
+            "--since",
+            &since,
+        ]);
+        cmd.args(["--reporting-rpm", "6000"]);
+        if rescan {
+            cmd.arg("--rescan");
+        }
+        cmd
+    };
+    let out = output(utc(false)).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("were read in Asia/Kolkata, not --reporting-timezone UTC"),
+        "{err}"
+    );
+    assert_eq!(sim.stats().reporting_requests, asked);
+
+    let out = output(utc(true)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let zones: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT project_timezone FROM linkrunner.reporting_days")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(zones, ["UTC"]);
+    let unread = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.reporting_days WHERE read_at IS NULL",
+    )
+    .await;
+    assert_eq!(unread, 0);
+}
+
+#[sqlx::test]
+async fn a_dry_run_shows_the_days_due_and_their_minutes_and_writes_nothing(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let (sim, server) = unlimited(309).await;
+    let since = today() - chrono::Duration::days(29);
+    let mut cmd = reporting_command(&database_url(&options), &server, "1");
+    cmd.args(["--since", &since.to_string(), "--dry-run"]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "reporting: 30 days due (8 recent, 22 older) from {since} to {} in Asia/Kolkata; about 30 requests, 30 min at 1 a minute; this run makes at most 4, so about 8 runs",
+            today()
+        )),
+        "{text}"
+    );
+    assert_eq!(sim.stats().reporting_requests, 0);
+    for table in [
+        "reporting_days",
+        "reporting_daily",
+        "reporting_pace",
+        "sync_runs",
+    ] {
+        let sql = format!("SELECT count(*) FROM linkrunner.{table}");
+        assert_eq!(count(&pool, &sql).await, 0, "{table}");
+    }
+}
+
+#[sqlx::test]
+async fn the_retargeting_view_is_read_beside_user_acquisition_only_when_asked(pool: PgPool) {
+    let (_sim, server) = unlimited(310).await;
+    let mut settings = settings(today() - chrono::Duration::days(1));
+    settings.views.push("retargeting");
+    let report = run(&config(&server, settings), &pool).await;
+    assert_eq!(report.totals.reporting.days, 4, "two days of two views");
+    let views: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT view, count(*), count(reinstalls) FROM linkrunner.reporting_daily
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(views.len(), 2, "{views:?}");
+    assert_eq!(views[0].0, "retargeting");
+    assert!(
+        views[0].2 > 0,
+        "retargeting rows carry reinstalls: {views:?}"
+    );
+    assert_eq!(views[0].1, views[1].1);
+}
+
+#[sqlx::test]
+async fn reporting_goes_on_without_the_run_lock_and_the_next_run_syncs_meanwhile(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    // A limit a little over one request a second, and a pace of one a second: six requests
+    // take five seconds.
+    let (sim, server) = start(SimConfig {
+        reporting_limit: Some(ReportingLimit {
+            requests: 1,
+            window: Duration::from_millis(900),
+            retry_after_secs: 1,
+        }),
+        ..SimConfig::small(311)
+    })
+    .await;
+    let db = database_url(&options);
+    let since = (today() - chrono::Duration::days(9)).to_string();
+    let mut first = reporting_command(&db, &server, "60");
+    first.args(["--since", &since]);
+    first.args(["--reporting-max-requests", "6"]);
+    let first = tokio::task::spawn_blocking(move || first.output().unwrap());
+    // Its signup sync ends, and its run lock is let go, long before its reporting does.
+    wait_for(
+        "the first run's second reporting request",
+        Duration::from_secs(20),
+        || async { (sim.stats().reporting_requests >= 2).then_some(()) },
+    )
+    .await;
+    let done = count(
+        &pool,
+        "SELECT count(*) FROM linkrunner.sync_runs WHERE finished_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(done, 1, "the first run's signup sync is over");
+    let mut second = reporting_command(&db, &server, "6000");
+    second.args(["--since", &since]);
+    let started = Instant::now();
+    let out = output(second).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !first.is_finished(),
+        "the first run is still reading the Reporting API"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reporting: 0 requests"), "{text}");
+    let out = first.await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ledger: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT outcome, reporting_requests FROM linkrunner.sync_runs ORDER BY started_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        ledger,
+        [("success".to_string(), 6), ("success".to_string(), 0)]
+    );
+    assert_eq!(sim.stats().reporting_rate_limited, 0);
+}
