@@ -765,3 +765,199 @@ async fn reporting_goes_on_without_the_run_lock_and_the_next_run_syncs_meanwhile
     );
     assert_eq!(sim.stats().reporting_rate_limited, 0);
 }
+
+/// A formatted number as the simulator sends it ("$1,234.50", "3,201", "95.38%"), read here
+/// on its own terms to check what the job stored.
+fn plain(v: &serde_json::Value) -> f64 {
+    let text: String = v
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+        .collect();
+    text.parse().unwrap()
+}
+
+fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den != 0.0).then(|| num / den)
+}
+
+fn close(got: Option<f64>, want: Option<f64>, what: &str) {
+    match (got, want) {
+        (Some(g), Some(w)) => assert!((g - w).abs() < 1e-4, "{what}: {g} against {w}"),
+        (g, w) => assert_eq!(g.is_some(), w.is_some(), "{what}: {g:?} against {w:?}"),
+    }
+}
+
+/// The example query `sql/{name}`.
+fn example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sql")
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[sqlx::test]
+async fn the_reporting_queries_answer_what_the_simulator_reports(pool: PgPool) {
+    let (sim, server) = start(SimConfig {
+        reporting_limit: None,
+        start: Utc::now() - chrono::Duration::days(40),
+        end: Utc::now() - chrono::Duration::hours(1),
+        ..SimConfig::small(312)
+    })
+    .await;
+    let first = today() - chrono::Duration::days(20);
+    // The signup rows from the first day on, and the Reporting API's days.
+    let config = SyncConfig {
+        since: Some(end_of(first - chrono::Duration::days(1))),
+        ..config(&server, settings(first))
+    };
+    run(&config, &pool).await;
+
+    // What the simulator reports for each campaign and day, its numbers read here.
+    let mut want: HashMap<(NaiveDate, String), [f64; 5]> = HashMap::new();
+    for day in days_from(first, today()) {
+        let d = day.to_string();
+        let data = sim
+            .reporting_campaigns(&[("from", &d), ("to", &d), ("limit", "100")])
+            .unwrap();
+        for c in data["campaigns"].as_array().unwrap() {
+            let numbers =
+                ["spend", "revenue", "sign-ups", "clicks", "installs"].map(|k| plain(&c[k]));
+            want.insert(
+                (day, c["display_id"].as_str().unwrap().to_string()),
+                numbers,
+            );
+        }
+    }
+
+    let sql = example("reporting_cost_per_signup_and_roas.sql");
+    let rows = json_rows(&pool, &sql).await;
+    assert!(rows.len() > 50, "{}", rows.len());
+    let mut paid = 0;
+    for row in &rows {
+        let [spend, revenue, signups, _, _] = want[&key_of(row)];
+        let number = |c: &str| row[c].as_f64();
+        close(number("spend"), Some(spend), "spend");
+        close(
+            number("cost_per_signup"),
+            ratio(spend, signups),
+            "cost per signup",
+        );
+        close(number("roas"), ratio(revenue, spend), "roas");
+        paid += usize::from(spend > 0.0 && signups > 0.0);
+    }
+    assert!(paid > 5, "some rows have a cost per signup: {paid}");
+    // Newest days first.
+    let days: Vec<NaiveDate> = sqlx::query_scalar(&format!(
+        "SELECT day FROM ({}) q",
+        sql.trim().trim_end_matches(';')
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(days.windows(2).all(|w| w[0] >= w[1]));
+
+    let rows = json_rows(&pool, &example("reporting_funnel.sql")).await;
+    let with_clicks = want.values().filter(|n| n[3] > 0.0).count();
+    assert_eq!(rows.len(), with_clicks);
+    for row in &rows {
+        let [_, _, signups, clicks, installs] = want[&key_of(row)];
+        let number = |c: &str| row[c].as_f64();
+        close(
+            number("click_to_install"),
+            ratio(installs, clicks),
+            "click to install",
+        );
+        close(
+            number("install_to_signup"),
+            ratio(signups, installs),
+            "install to signup",
+        );
+        close(
+            number("click_to_signup"),
+            ratio(signups, clicks),
+            "click to signup",
+        );
+    }
+
+    // Every day agrees at first; a row lost from a settled day, and numbers of a campaign the
+    // warehouse does not know, are shown.
+    let check = example("reporting_signups_vs_stored.sql");
+    assert!(json_rows(&pool, &check).await.is_empty());
+    let settled_day = first + chrono::Duration::days(1);
+    let lost: (String, NaiveDate) = sqlx::query_as(
+        "DELETE FROM linkrunner.attributed_users
+         WHERE ctid = (SELECT ctid FROM linkrunner.attributed_users
+                       WHERE (attributed_at AT TIME ZONE 'Asia/Kolkata')::date = $1 LIMIT 1)
+         RETURNING campaign_display_id, (attributed_at AT TIME ZONE 'Asia/Kolkata')::date",
+    )
+    .bind(settled_day)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO linkrunner.reporting_daily (day, display_id, view, signups, project_timezone, run_id)
+         VALUES ($1, 'NoSuchCampaign', 'user_acquisition', 3, 'Asia/Kolkata', gen_random_uuid())",
+    )
+    .bind(today())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let shown: Vec<(NaiveDate, String, Option<i64>, i64, bool, String)> = json_rows(&pool, &check)
+        .await
+        .iter()
+        .map(|r| {
+            let (day, campaign) = key_of(r);
+            (
+                day,
+                campaign,
+                r["difference"].as_i64(),
+                r["stored_signups"].as_i64().unwrap(),
+                r["settled"].as_bool().unwrap(),
+                r["verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let api = want[&(lost.1, lost.0.clone())][2] as i64;
+    assert_eq!(
+        shown,
+        [
+            (
+                lost.1,
+                lost.0.clone(),
+                Some(-1),
+                api - 1,
+                true,
+                "differ".to_string()
+            ),
+            (
+                today(),
+                "NoSuchCampaign".to_string(),
+                Some(-3),
+                0,
+                false,
+                "unknown campaign".to_string()
+            ),
+        ]
+    );
+}
+
+/// The rows of an example query as JSON objects, numbers as JSON numbers, in its order.
+async fn json_rows(pool: &PgPool, sql: &str) -> Vec<serde_json::Value> {
+    let wrapped = format!(
+        "SELECT to_jsonb(q)::text FROM ({}) q",
+        sql.trim().trim_end_matches(';')
+    );
+    let rows: Vec<String> = sqlx::query_scalar(&wrapped).fetch_all(pool).await.unwrap();
+    rows.iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect()
+}
+
+fn key_of(row: &serde_json::Value) -> (NaiveDate, String) {
+    (
+        row["day"].as_str().unwrap().parse().unwrap(),
+        row["campaign_display_id"].as_str().unwrap().to_string(),
+    )
+}
