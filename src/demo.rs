@@ -10,11 +10,12 @@ use sqlx::{ConnectOptions, Connection, PgPool, Row};
 
 use crate::api::ClientSettings;
 use crate::cli::DemoArgs;
-use crate::config::{self, SyncConfig};
+use crate::config::{self, ReportingSettings, SyncConfig};
 use crate::error::Failure;
 use crate::model::run::RunReport;
+use crate::model::time::local_date;
 use crate::{db, limits, sync};
-use linkrunner_sim::{SimConfig, Simulator};
+use linkrunner_sim::{ReportingLimit, SimConfig, Simulator};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/linkrunner_demo";
 
@@ -37,6 +38,13 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let sim = Simulator::new(SimConfig {
         campaigns: args.campaigns,
         users: args.users,
+        // Ten Reporting API requests a second instead of one a minute, so the demo reads a
+        // month of days at once.
+        reporting_limit: Some(ReportingLimit {
+            requests: 10,
+            window: std::time::Duration::from_secs(1),
+            retry_after_secs: 1,
+        }),
         ..SimConfig::default()
     });
     let server = sim
@@ -68,8 +76,20 @@ fn demo_config(base_url: &str, rps: f64, timezone: Tz) -> Result<SyncConfig, Fai
         retry_min_delay: std::time::Duration::from_secs(1),
         retry_max_delay: std::time::Duration::from_secs(60),
     };
+    let sim = SimConfig::default();
+    let project = sim.reporting_timezone;
     Ok(SyncConfig {
         concurrency: 16,
+        // The Reporting API's last month of the simulated data, at the demo simulator's pace.
+        reporting: Some(ReportingSettings {
+            timezone: project,
+            since: Some(local_date(project, sim.end - chrono::Duration::days(30))),
+            views: vec!["user_acquisition"],
+            rpm: 600.0,
+            max_requests: 1000,
+            lookback_days: 7,
+            refresh: chrono::Duration::hours(1),
+        }),
         ..SyncConfig::with_defaults(api, timezone)
     })
 }
@@ -84,6 +104,11 @@ fn print_report(report: &RunReport) {
         report.totals.rows_inserted,
         report.totals.rows_updated,
         report.seconds
+    );
+    let r = &report.totals.reporting;
+    println!(
+        "reporting: {} requests, {} days read, {} rows new, {} changed",
+        r.requests, r.days, r.rows_inserted, r.rows_changed
     );
 }
 
@@ -129,6 +154,8 @@ async fn landed(pool: &PgPool, timezone: &str) -> sqlx::Result<String> {
         "sync_checkpoints",
         "sync_windows",
         "sync_runs",
+        "reporting_daily",
+        "reporting_days",
     ] {
         let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM linkrunner.{table}"))
             .fetch_one(pool)
@@ -163,6 +190,39 @@ async fn landed(pool: &PgPool, timezone: &str) -> sqlx::Result<String> {
                 .map(|d| d.to_string())
                 .unwrap_or_default(),
             r.get::<Option<String>, _>(1).unwrap_or_default(),
+        );
+    }
+    out.push_str(&costs(pool).await?);
+    Ok(out)
+}
+
+/// A sample of the Reporting API's numbers: the campaigns that spent most over the days read.
+async fn costs(pool: &PgPool) -> sqlx::Result<String> {
+    let query = "SELECT campaign_display_id, sum(spend)::float8, sum(signups)::float8,
+                        (sum(spend) / NULLIF(sum(signups), 0))::float8,
+                        (sum(revenue) / NULLIF(sum(spend), 0))::float8
+                 FROM linkrunner.reporting_campaign_days WHERE view = 'user_acquisition'
+                 GROUP BY 1 ORDER BY 2 DESC NULLS LAST LIMIT 5";
+    let mut out = format!(
+        "\ncost per signup and ROAS, top spenders over the days read:\n  {}\n  {:<12} {:>10} {:>8} {:>10} {:>6}\n",
+        query.split_whitespace().collect::<Vec<_>>().join(" "),
+        "campaign",
+        "spend",
+        "signups",
+        "per signup",
+        "roas"
+    );
+    let rows = sqlx::query(query).fetch_all(pool).await?;
+    let shown = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:>10} {:>8} {:>10} {:>6}",
+            r.get::<String, _>(0),
+            shown(r.get(1)),
+            shown(r.get::<Option<f64>, _>(2)).trim_end_matches(".00"),
+            shown(r.get(3)),
+            shown(r.get(4)),
         );
     }
     Ok(out)
