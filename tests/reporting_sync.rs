@@ -374,11 +374,12 @@ async fn the_pace_keeps_a_limit_of_a_few_a_second_and_each_run_goes_on_where_the
     options: sqlx::postgres::PgConnectOptions,
 ) {
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
-    // A limit of four requests a second, and a pace of 200 a minute: one every 300 ms.
+    // A limit of one request in any 300 ms, and a pace of 200 a minute, one every 300 ms: the
+    // pace is kept from each answer, so no latency brings two requests inside one window.
     let (sim, server) = start(SimConfig {
         reporting_limit: Some(ReportingLimit {
             requests: 1,
-            window: Duration::from_millis(250),
+            window: Duration::from_millis(300),
             retry_after_secs: 1,
         }),
         ..SimConfig::small(304)
@@ -705,12 +706,12 @@ async fn reporting_goes_on_without_the_run_lock_and_the_next_run_syncs_meanwhile
     options: sqlx::postgres::PgConnectOptions,
 ) {
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
-    // A limit a little over one request a second, and a pace of one a second: six requests
-    // take five seconds.
+    // A limit of one request a second, and a pace of one a second: six requests take five
+    // seconds.
     let (sim, server) = start(SimConfig {
         reporting_limit: Some(ReportingLimit {
             requests: 1,
-            window: Duration::from_millis(900),
+            window: Duration::from_secs(1),
             retry_after_secs: 1,
         }),
         ..SimConfig::small(311)

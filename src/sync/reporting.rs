@@ -4,12 +4,10 @@
 //! reporting lock: neither the reads nor the next run wait on its minutes.
 
 use std::collections::HashSet;
-use std::num::NonZeroU32;
 use std::time::Duration as StdDuration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -214,8 +212,9 @@ struct Reader<'a> {
     settings: &'a ReportingSettings,
     /// Cancelled on a signal, or when the reporting lock is lost.
     halt: CancellationToken,
-    pace: DefaultDirectRateLimiter,
-    /// No request before this: the last run's last request, a `Retry-After`, a backoff.
+    /// No request before this: a period after the last answer (the server counted its request
+    /// before it answered, so a period from the answer is a period at the server too, whatever
+    /// the latency), a `Retry-After`, a backoff.
     not_before: Instant,
     /// Delays after failed requests, from the first; none while requests succeed.
     backoff: Option<backon::ExponentialBackoff>,
@@ -225,14 +224,10 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(run: &'a Run, settings: &'a ReportingSettings, halt: CancellationToken) -> Self {
-        let quota = Quota::with_period(settings.period())
-            .expect("--reporting-rpm is at most 6000")
-            .allow_burst(NonZeroU32::MIN);
         Reader {
             run,
             settings,
             halt,
-            pace: RateLimiter::direct(quota),
             not_before: Instant::now(),
             backoff: None,
             failing: 0,
@@ -391,12 +386,16 @@ impl<'a> Reader<'a> {
                 return Ok(None);
             }
             self.wait_turn().await?;
-            let schema = &self.run.config.schema;
-            store::mark_request(schema, &mut *lock.live_session().await?)
-                .await
-                .map_err(|e| Failure::database(e, "recording the reporting pace"))?;
+            // Recorded before the request, should the run die waiting for its answer, and again
+            // once it is answered.
+            self.mark_request(lock).await?;
             self.totals.requests += 1;
-            match self.run.api.reporting_page(query).await {
+            let answer = self.run.api.reporting_page(query).await;
+            if !matches!(answer, Err(ApiError::Stopped)) {
+                self.not_before = self.not_before.max(Instant::now() + self.settings.period());
+                self.mark_request(lock).await?;
+            }
+            match answer {
                 Ok(page) => {
                     self.failing = 0;
                     self.backoff = None;
@@ -409,15 +408,20 @@ impl<'a> Reader<'a> {
 
     /// Waits for the pace and for any wait the server or a failure asked for.
     async fn wait_turn(&self) -> Result<(), Failure> {
-        let turn = async {
-            tokio::time::sleep_until(self.not_before).await;
-            self.pace.until_ready().await;
-        };
         tokio::select! {
             biased;
             () = self.halt.cancelled() => Err(Failure::Interrupted),
-            () = turn => Ok(()),
+            () = tokio::time::sleep_until(self.not_before) => Ok(()),
         }
+    }
+
+    /// Records in the database that a request goes out, or was answered, now: the next run
+    /// paces its first request from there.
+    async fn mark_request(&self, lock: &RunLock) -> Result<(), Failure> {
+        let schema = &self.run.config.schema;
+        store::mark_request(schema, &mut *lock.live_session().await?)
+            .await
+            .map_err(|e| Failure::database(e, "recording the reporting pace"))
     }
 
     /// What a refused request comes to: Ok when it is worth asking again.
