@@ -50,6 +50,20 @@ async fn unlimited(seed: u64) -> (Simulator, linkrunner_sim::SimServer) {
     .await
 }
 
+/// A simulator whose Reporting API lets one request through in any `window`, with
+/// `Retry-After: 1`.
+async fn limited(seed: u64, window: Duration) -> (Simulator, linkrunner_sim::SimServer) {
+    start(SimConfig {
+        reporting_limit: Some(ReportingLimit {
+            requests: 1,
+            window,
+            retry_after_secs: 1,
+        }),
+        ..SimConfig::small(seed)
+    })
+    .await
+}
+
 async fn run(config: &SyncConfig, pool: &PgPool) -> RunReport {
     sync::run(config, pool).await.expect("the run succeeds")
 }
@@ -376,15 +390,7 @@ async fn the_pace_keeps_a_limit_of_a_few_a_second_and_each_run_goes_on_where_the
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     // A limit of one request in any 300 ms, and a pace of 200 a minute, one every 300 ms: the
     // pace is kept from each answer, so no latency brings two requests inside one window.
-    let (sim, server) = start(SimConfig {
-        reporting_limit: Some(ReportingLimit {
-            requests: 1,
-            window: Duration::from_millis(300),
-            retry_after_secs: 1,
-        }),
-        ..SimConfig::small(304)
-    })
-    .await;
+    let (sim, server) = limited(304, Duration::from_millis(300)).await;
     let db = database_url(&options);
     let since = (today() - chrono::Duration::days(11)).to_string();
     let mut runs = Vec::new();
@@ -432,15 +438,7 @@ async fn the_pace_keeps_a_limit_of_a_few_a_second_and_each_run_goes_on_where_the
 
 #[sqlx::test]
 async fn a_429_is_waited_out_and_counted_and_the_days_are_read_all_the_same(pool: PgPool) {
-    let (sim, server) = start(SimConfig {
-        reporting_limit: Some(ReportingLimit {
-            requests: 1,
-            window: Duration::from_millis(500),
-            retry_after_secs: 1,
-        }),
-        ..SimConfig::small(305)
-    })
-    .await;
+    let (sim, server) = limited(305, Duration::from_millis(500)).await;
     // Asked faster than the server allows.
     let config = config(&server, settings(today() - chrono::Duration::days(3)));
     let report = run(&config, &pool).await;
@@ -708,15 +706,7 @@ async fn reporting_goes_on_without_the_run_lock_and_the_next_run_syncs_meanwhile
     let pool = pool_options.connect_with(options.clone()).await.unwrap();
     // A limit of one request a second, and a pace of one a second: six requests take five
     // seconds.
-    let (sim, server) = start(SimConfig {
-        reporting_limit: Some(ReportingLimit {
-            requests: 1,
-            window: Duration::from_secs(1),
-            retry_after_secs: 1,
-        }),
-        ..SimConfig::small(311)
-    })
-    .await;
+    let (sim, server) = limited(311, Duration::from_secs(1)).await;
     let db = database_url(&options);
     let since = (today() - chrono::Duration::days(9)).to_string();
     let mut first = reporting_command(&db, &server, "60");
