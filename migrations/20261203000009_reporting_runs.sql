@@ -71,36 +71,56 @@ LEFT JOIN linkrunner.campaigns c ON c.display_id = r.display_id
 LEFT JOIN linkrunner.reporting_days d ON d.day = r.day AND d.view = r.view;
 
 -- The Reporting API's sign-ups beside the signup rows stored, per campaign and day read (user
--- acquisition view). They should agree on settled days. verdict: 'agree'; 'not settled' (the
--- numbers may still move); 'differ' (a settled day that does not agree); 'unknown campaign'
--- (a display_id the campaigns table does not hold); 'not in the API' (rows stored for a
--- campaign the API did not list that day, e.g. one deleted since); 'unparsed' (the API's
--- value was not a number).
+-- acquisition view). They should agree on settled days the signup sync covers. verdict:
+-- 'agree'; 'not settled' (the API's numbers may still move); 'not covered' (the campaign's
+-- synced range, sync_checkpoints.covered_from to synced_until, does not hold the whole local
+-- day yet, e.g. a --since later than the day's start in the zone the days are cut in);
+-- 'differ' (a settled, covered day that does not agree: a row missing or extra); 'unknown
+-- campaign' (a display_id the campaigns table does not hold); 'not in the API' (rows stored for
+-- a campaign the API did not list that day, e.g. one deleted since); 'unparsed' (the API's value
+-- was not a number).
 CREATE VIEW linkrunner.reporting_signup_check AS
 WITH api AS (
     SELECT r.day, r.display_id, r.project_timezone, r.signups
     FROM linkrunner.reporting_daily r
     WHERE r.view = 'user_acquisition'
+),
+pairs AS (
+    SELECT COALESCE(api.day, s.day)                            AS day,
+           COALESCE(api.display_id, s.campaign_display_id)    AS campaign_display_id,
+           COALESCE(api.project_timezone, s.project_timezone) AS project_timezone,
+           api.display_id IS NOT NULL                         AS in_api,
+           api.signups                                        AS api_signups,
+           COALESCE(s.stored_signups, 0)                      AS stored_signups
+    FROM api
+    FULL JOIN linkrunner.reporting_stored_signups s
+      ON s.day = api.day AND s.campaign_display_id = api.display_id
+     AND s.project_timezone = api.project_timezone
 )
-SELECT COALESCE(api.day, s.day)                            AS day,
-       COALESCE(api.display_id, s.campaign_display_id)    AS campaign_display_id,
-       COALESCE(api.project_timezone, s.project_timezone) AS project_timezone,
-       api.signups                                        AS api_signups,
-       COALESCE(s.stored_signups, 0)                      AS stored_signups,
-       COALESCE(s.stored_signups, 0) - api.signups        AS difference,
-       COALESCE(d.settled, false)                         AS settled,
+SELECT p.day,
+       p.campaign_display_id,
+       p.project_timezone,
+       p.api_signups,
+       p.stored_signups,
+       p.stored_signups - p.api_signups AS difference,
+       COALESCE(d.settled, false)       AS settled,
+       COALESCE(k.covered_from <= GREATEST(p.day::timestamp AT TIME ZONE p.project_timezone,
+                                           c.created_at)
+                AND k.synced_until >= ((p.day + 1)::timestamp AT TIME ZONE p.project_timezone),
+                false)                  AS covered,
        CASE
-           WHEN api.display_id IS NULL THEN 'not in the API'
-           WHEN NOT EXISTS (SELECT FROM linkrunner.campaigns c
-                            WHERE c.display_id = api.display_id) THEN 'unknown campaign'
-           WHEN api.signups IS NULL THEN 'unparsed'
-           WHEN api.signups = COALESCE(s.stored_signups, 0) THEN 'agree'
+           WHEN NOT p.in_api THEN 'not in the API'
+           WHEN c.display_id IS NULL THEN 'unknown campaign'
+           WHEN p.api_signups IS NULL THEN 'unparsed'
+           WHEN p.api_signups = p.stored_signups THEN 'agree'
            WHEN NOT COALESCE(d.settled, false) THEN 'not settled'
+           WHEN NOT COALESCE(k.covered_from <= GREATEST(p.day::timestamp AT TIME ZONE p.project_timezone,
+                                                        c.created_at)
+                             AND k.synced_until >= ((p.day + 1)::timestamp AT TIME ZONE p.project_timezone),
+                             false) THEN 'not covered'
            ELSE 'differ'
-       END                                                AS verdict
-FROM api
-FULL JOIN linkrunner.reporting_stored_signups s
-  ON s.day = api.day AND s.campaign_display_id = api.display_id
- AND s.project_timezone = api.project_timezone
-LEFT JOIN linkrunner.reporting_days d
-  ON d.day = COALESCE(api.day, s.day) AND d.view = 'user_acquisition';
+       END                              AS verdict
+FROM pairs p
+LEFT JOIN linkrunner.campaigns c ON c.display_id = p.campaign_display_id
+LEFT JOIN linkrunner.sync_checkpoints k ON k.campaign_display_id = p.campaign_display_id
+LEFT JOIN linkrunner.reporting_days d ON d.day = p.day AND d.view = 'user_acquisition';
