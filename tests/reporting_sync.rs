@@ -932,6 +932,26 @@ async fn the_reporting_queries_answer_what_the_simulator_reports(pool: PgPool) {
             ),
         ]
     );
+
+    // A day the campaign's synced range does not hold whole is not called a difference.
+    sqlx::query(
+        "UPDATE linkrunner.sync_checkpoints SET covered_from = $2 WHERE campaign_display_id = $1",
+    )
+    .bind(&lost.0)
+    .bind(end_of(settled_day) - chrono::Duration::hours(1))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let verdict: String = sqlx::query_scalar(
+        "SELECT verdict FROM linkrunner.reporting_signup_check
+         WHERE campaign_display_id = $1 AND day = $2",
+    )
+    .bind(&lost.0)
+    .bind(settled_day)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(verdict, "not covered");
 }
 
 /// The rows of an example query as JSON objects, numbers as JSON numbers, in its order.
