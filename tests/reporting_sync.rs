@@ -972,3 +972,66 @@ fn key_of(row: &serde_json::Value) -> (NaiveDate, String) {
         row["campaign_display_id"].as_str().unwrap().to_string(),
     )
 }
+
+#[sqlx::test]
+async fn a_campaign_deleted_between_two_pages_of_a_day_starts_its_pass_again(pool: PgPool) {
+    let (sim, server) = start(SimConfig {
+        campaigns: 150,
+        users: 1500,
+        reporting_limit: None,
+        ..SimConfig::small(313)
+    })
+    .await;
+    let mut order: Vec<(DateTime<Utc>, String)> =
+        created(&sim).into_iter().map(|(id, at)| (at, id)).collect();
+    order.sort();
+    let requests = |max_requests| {
+        config(
+            &server,
+            ReportingSettings {
+                max_requests,
+                ..settings(today())
+            },
+        )
+    };
+    run(&requests(1), &pool).await;
+    assert_eq!(days(&pool).await[&today()], (2, false, false));
+
+    // The oldest campaign goes: the 101st moves up to page 1, and page 2 would skip it.
+    let gone = &order[0].1;
+    let deleted = reqwest::Client::new()
+        .delete(format!("{}/campaigns/{gone}", server.base_url()))
+        .header("linkrunner-key", "sim-key")
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let report = run(&requests(1), &pool).await;
+    assert_eq!(report.totals.reporting.days, 0);
+    assert_eq!(
+        days(&pool).await[&today()],
+        (1, false, false),
+        "the pass starts again"
+    );
+    let report = run(&requests(2), &pool).await;
+    assert_eq!(
+        (
+            report.totals.reporting.requests,
+            report.totals.reporting.days
+        ),
+        (2, 1)
+    );
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT display_id FROM linkrunner.reporting_daily WHERE day = $1")
+            .bind(today())
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let moved = &order[100].1;
+    assert!(stored.contains(moved), "the campaign that moved up is read");
+    assert_eq!(
+        stored.len(),
+        150,
+        "every live campaign, and the row read before the deletion"
+    );
+}
