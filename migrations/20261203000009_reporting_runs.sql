@@ -9,7 +9,11 @@ CREATE TABLE linkrunner.reporting_pace (
 
 -- Why a run's reporting stopped short (a suspended billing account, requests that kept
 -- failing); NULL when it did not, or when the run did not read the Reporting API.
-ALTER TABLE linkrunner.sync_runs ADD COLUMN reporting_error text;
+ALTER TABLE linkrunner.sync_runs
+    ADD COLUMN reporting_error    text,
+    -- Values the Reporting API sent that are not numbers in the documented form (NULL in their
+    -- column, named in `unparsed`, kept in `raw`).
+    ADD COLUMN reporting_unparsed bigint NOT NULL DEFAULT 0;
 
 -- The number of campaigns the list held when a day's pass under way read its first page. A
 -- later page that finds another number starts the pass again from page 1: a campaign deleted

@@ -135,10 +135,11 @@ fn render_run(out: &mut String, r: &RunStatus) {
     if r.reporting_requests > 0 || r.reporting_error.is_some() {
         let _ = writeln!(
             out,
-            "    reporting: {} requests {} 429s {} days read{}",
+            "    reporting: {} requests {} 429s {} days read {} values unparsed{}",
             r.reporting_requests,
             r.reporting_rate_limited,
             r.reporting_days,
+            r.reporting_unparsed,
             r.reporting_error
                 .as_deref()
                 .map(|e| format!("  error: {}", printable(e)))

@@ -92,9 +92,11 @@ async fn through_a_session_pool_a_run_is_exact_and_a_second_one_is_kept_out(
     let first = output(sync_command(&url, &server.base_url(), "sim-key"));
     let second = async {
         wait_for("the first run's lock", Duration::from_secs(30), || async {
+            // pg_locks shows every database's locks; other tests hold theirs meanwhile.
             let held = count(
                 &pool,
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             )
             .await;
             (held > 0).then_some(())

@@ -1035,3 +1035,165 @@ async fn a_campaign_deleted_between_two_pages_of_a_day_starts_its_pass_again(poo
         "every live campaign, and the row read before the deletion"
     );
 }
+
+/// A loopback API with one campaign whose reporting pages `report` answers, the `n`th request
+/// counted from 0.
+async fn one_campaign_api(
+    report: impl Fn(usize) -> common::hostile::Reply + Send + Sync + 'static,
+) -> common::hostile::Hostile {
+    use common::hostile::{campaign, page, serve, Reply};
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    serve(move |req| {
+        if req.path().ends_with("/reporting/campaigns") {
+            report(asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
+        } else if req.path().ends_with("/campaigns") {
+            Reply::json(200, page("campaigns", &[campaign("c1", "One")], 1, 1))
+        } else {
+            Reply::json(200, page("users", &[], 0, 1))
+        }
+    })
+    .await
+}
+
+/// A reporting page holding campaign `c1` with `metrics`.
+fn report_page(metrics: serde_json::Value) -> common::hostile::Reply {
+    let mut item = serde_json::json!({
+        "id": 1, "display_id": "c1", "name": "One", "created_at": "2026-11-01T00:00:00.000Z",
+    });
+    item.as_object_mut()
+        .unwrap()
+        .extend(metrics.as_object().unwrap().clone());
+    let body = serde_json::json!({
+        "msg": "Campaigns fetched successfully", "status": 200,
+        "data": {"campaigns": [item], "pagination": {"total": 1, "pages": 1, "page": 1, "limit": 100},
+                 "display_currency": "USD", "view": "user_acquisition"},
+    });
+    common::hostile::Reply::json(200, body.to_string())
+}
+
+#[sqlx::test]
+async fn a_value_in_another_form_is_null_named_counted_and_kept_as_sent(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let server = one_campaign_api(|_| {
+        report_page(serde_json::json!({
+            "clicks": "3,201", "installs": "1,204", "sign-ups": "1,148",
+            "spend": "N/A", "revenue": "₹1,00,000", "conversion": "95.38%",
+        }))
+    })
+    .await;
+    let mut cmd = sync_command(&database_url(&options), &server.url, "sim-key");
+    cmd.args([
+        "--reporting",
+        "--reporting-timezone",
+        "UTC",
+        "--reporting-rpm",
+        "6000",
+    ]);
+    cmd.args(["--since", &Utc::now().date_naive().to_string()]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 values unparsed"), "{text}");
+    assert!(stderr(&out).contains("not numbers in the documented form"));
+    let row: (
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        Vec<String>,
+        String,
+    ) = sqlx::query_as(
+        "SELECT concat_ws('/', clicks, installs, signups, conversion), spend::text,
+                    revenue::text, currency, unparsed, raw ->> 'revenue'
+             FROM linkrunner.reporting_daily",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            "3201/1204/1148/95.38".to_string(),
+            None,
+            None,
+            "USD".to_string(),
+            vec!["revenue".to_string(), "spend".to_string()],
+            "₹1,00,000".to_string()
+        )
+    );
+    let counted: i64 = sqlx::query_scalar("SELECT reporting_unparsed FROM linkrunner.sync_runs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(counted, 2);
+}
+
+#[sqlx::test]
+async fn server_errors_are_asked_again_and_three_in_a_row_end_reporting_for_the_run(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    use common::hostile::Reply;
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let db = database_url(&options);
+    let command = |url: &str, since: NaiveDate| {
+        let mut cmd = sync_command(&db, url, "sim-key");
+        cmd.args([
+            "--reporting",
+            "--reporting-timezone",
+            "UTC",
+            "--reporting-rpm",
+            "6000",
+        ]);
+        cmd.args(["--since", &since.to_string()]);
+        cmd
+    };
+    let today = Utc::now().date_naive();
+    // Two failures, then the page.
+    let flaky = one_campaign_api(|n| match n {
+        0 => Reply::json(503, "{}"),
+        1 => Reply::json(500, "<h1>oops</h1>"),
+        _ => report_page(serde_json::json!({"clicks": "7", "sign-ups": "0"})),
+    })
+    .await;
+    let out = output(command(&flaky.url, today)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("reporting: 3 requests (0 rate limited), 1 days read"),
+        "{text}"
+    );
+    let clicks: String = sqlx::query_scalar("SELECT clicks::text FROM linkrunner.reporting_daily")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(clicks, "7");
+
+    // Always failing: three tries, then the run ends its reporting (exit 4); signups synced.
+    // (Yesterday is due; today was read just now.)
+    let down = one_campaign_api(|_| Reply::json(502, "bad gateway")).await;
+    let out = output(command(&down.url, today.pred_opt().unwrap())).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed 3 times in a row"),
+        "{}",
+        stderr(&out)
+    );
+    let asked = down
+        .requests()
+        .iter()
+        .filter(|r| r.path().ends_with("/reporting/campaigns"))
+        .count();
+    assert_eq!(asked, 3);
+    let (outcome, error): (String, Option<String>) = sqlx::query_as(
+        "SELECT outcome, reporting_error FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(outcome, "success");
+    assert!(error.unwrap().contains("HTTP 502"));
+}

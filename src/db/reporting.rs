@@ -172,7 +172,7 @@ pub async fn record_totals(
 ) -> sqlx::Result<()> {
     sqlx::query(&schema.sql(
         "UPDATE linkrunner.sync_runs SET reporting_requests = $2, reporting_rate_limited = $3,
-             reporting_days = $4, reporting_error = $5
+             reporting_days = $4, reporting_error = $5, reporting_unparsed = $6
          WHERE run_id = $1",
     ))
     .bind(run_id)
@@ -180,6 +180,7 @@ pub async fn record_totals(
     .bind(totals.rate_limited as i64)
     .bind(totals.days as i64)
     .bind(error.map(|e| crate::secrets::clean(e, 2000)))
+    .bind(totals.unparsed as i64)
     .execute(conn)
     .await?;
     Ok(())

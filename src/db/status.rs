@@ -47,6 +47,7 @@ pub struct RunStatus {
     pub reporting_requests: i64,
     pub reporting_rate_limited: i64,
     pub reporting_days: i64,
+    pub reporting_unparsed: i64,
     pub reporting_error: Option<String>,
     pub campaigns_synced: i32,
     pub campaigns_skipped: i32,
@@ -187,7 +188,8 @@ async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Ve
     sqlx::query_as(&schema.sql(
         "SELECT run_id, started_at, finished_at, outcome, requests, rate_limited, retries,
                 rows_received, rows_inserted, rows_updated, rows_rejected, rows_forgotten,
-                reporting_requests, reporting_rate_limited, reporting_days, reporting_error,
+                reporting_requests, reporting_rate_limited, reporting_days, reporting_unparsed,
+                reporting_error,
                 campaigns_synced,
                 campaigns_skipped, campaigns_changed, campaigns_untrusted, campaigns_failed, error
          FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT $1",

@@ -101,6 +101,12 @@ async fn read(
         days_left = totals.days_left,
         "reporting finished"
     );
+    if totals.requests > 0 && totals.rate_limited == totals.requests {
+        tracing::warn!(
+            requests = totals.requests,
+            "every Reporting API request was refused with 429: another client may be spending this key's minute"
+        );
+    }
     if totals.unparsed > 0 {
         tracing::warn!(
             values = totals.unparsed,
