@@ -1197,3 +1197,67 @@ async fn server_errors_are_asked_again_and_three_in_a_row_end_reporting_for_the_
     assert_eq!(outcome, "success");
     assert!(error.unwrap().contains("HTTP 502"));
 }
+
+/// Santiago skips its midnight when its clocks go forward (2026-09-06 starts at 01:00): that
+/// day is 23 hours long, and every campaign's sign-ups on it and around it agree with the rows.
+#[sqlx::test]
+async fn days_of_a_zone_whose_midnight_is_skipped_agree_with_the_rows(pool: PgPool) {
+    const SANTIAGO: Tz = chrono_tz::America::Santiago;
+    let (sim, server) = start(SimConfig {
+        reporting_limit: None,
+        reporting_timezone: SANTIAGO,
+        users: 4000,
+        ..SimConfig::small(314)
+    })
+    .await;
+    let first = NaiveDate::from_ymd_opt(2026, 9, 3).unwrap();
+    let report = run(
+        &config(
+            &server,
+            ReportingSettings {
+                timezone: SANTIAGO,
+                ..settings(first)
+            },
+        ),
+        &pool,
+    )
+    .await;
+    assert_exact(&pool, &sim).await;
+    assert_eq!(report.totals.reporting.days_left, 0);
+    let by_day = signups_by_day(&sim, SANTIAGO);
+    let stored: Vec<(NaiveDate, String, String, i64, String)> = sqlx::query_as(
+        "SELECT c.day, c.campaign_display_id, c.api_signups::text, c.stored_signups, c.verdict
+         FROM linkrunner.reporting_signup_check c
+         WHERE c.day BETWEEN '2026-09-04' AND '2026-09-08'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut signups_on_the_short_day = 0;
+    for (day, campaign, api, rows, verdict) in &stored {
+        let want = by_day.get(&(campaign.clone(), *day)).copied().unwrap_or(0);
+        assert_eq!(
+            (api.as_str(), *rows),
+            (want.to_string().as_str(), want),
+            "{campaign} {day}"
+        );
+        assert_eq!(verdict, "agree", "{campaign} {day}");
+        if day.to_string() == "2026-09-06" {
+            signups_on_the_short_day += want;
+        }
+    }
+    assert!(signups_on_the_short_day > 0);
+    // One row per campaign that existed by the day's end, the 23-hour day included.
+    let created = created(&sim);
+    let existing: usize = days_from(
+        NaiveDate::from_ymd_opt(2026, 9, 4).unwrap(),
+        NaiveDate::from_ymd_opt(2026, 9, 8).unwrap(),
+    )
+    .iter()
+    .map(|d| {
+        let end = linkrunner_sync::model::time::start_of_day(SANTIAGO, d.succ_opt().unwrap());
+        created.values().filter(|c| **c < end).count()
+    })
+    .sum();
+    assert_eq!(stored.len(), existing);
+}
