@@ -75,7 +75,8 @@ pub struct SyncArgs {
 
     /// Backfill from this date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM in --timezone, or RFC 3339;
     /// 2000-01-01 or later). Without it, each campaign resumes from its checkpoint, or starts at
-    /// its created_at.
+    /// its created_at. With --reporting, also the first reporting day (a date is the project's
+    /// own day).
     #[arg(long)]
     pub since: Option<String>,
 
@@ -123,7 +124,8 @@ pub struct SyncArgs {
     pub full_scan_every: String,
 
     /// Re-read ranges already settled (read at least --lookback after their end), and
-    /// campaigns whose counter has not moved.
+    /// campaigns whose counter has not moved; with --reporting, settled reporting days too (each
+    /// unless read within --reporting-refresh), and days read in another --reporting-timezone.
     #[arg(long)]
     pub rescan: bool,
 
@@ -260,7 +262,8 @@ pub struct SyncArgs {
     #[arg(long, default_value = "1h")]
     pub reporting_refresh: String,
 
-    /// Print the plan (campaigns, ranges, estimated requests and time) and write nothing.
+    /// Print the plan (campaigns, ranges, estimated requests and time; the reporting days due and
+    /// their minutes) and write nothing.
     #[arg(long)]
     pub dry_run: bool,
 
