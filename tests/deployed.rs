@@ -131,9 +131,20 @@ async fn an_owner_migrates_and_a_role_with_table_grants_alone_syncs(
 
     let mut sync = sync_command(&url_as(&db, &etl), &server.base_url(), "sim-key");
     sync.args(["--attribution-details"]);
+    // One Reporting API request: the simulator allows one a minute.
+    sync.args(["--reporting", "--reporting-timezone", "Asia/Kolkata"]);
+    sync.args(["--reporting-max-requests", "1"]);
     let out = output(sync).await;
     assert!(out.status.success(), "{out:?}");
     assert_exact(&admin, &sim).await;
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM linkrunner.reporting_days WHERE read_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
     assert!(
         count(
             &admin,
