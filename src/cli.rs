@@ -80,7 +80,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub since: Option<String>,
 
-    /// Sync up to this date or time (exclusive; 2000-01-01 or later; default: now).
+    /// Sync up to this date or time (exclusive; 2000-01-01 or later; default: now). With
+    /// --reporting, the last reporting day is the one before a date, or the day of a time.
     #[arg(long)]
     pub until: Option<String>,
 

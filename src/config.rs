@@ -59,6 +59,8 @@ pub struct ReportingSettings {
     pub timezone: Tz,
     /// The first day wanted (`--since`); else the first campaign's creation day.
     pub since: Option<NaiveDate>,
+    /// The last day wanted (the day before `--until`); else today.
+    pub last: Option<NaiveDate>,
     /// `user_acquisition`, and `retargeting` when asked for.
     pub views: Vec<&'static str>,
     /// Requests a minute.
@@ -142,6 +144,7 @@ impl SyncConfig {
             "reporting": self.reporting.as_ref().map(|r| serde_json::json!({
                 "timezone": r.timezone.name(),
                 "since": r.since,
+                "last": r.last,
                 "views": r.views,
                 "rpm": r.rpm,
                 "max_requests": r.max_requests,
@@ -299,6 +302,18 @@ fn reporting(args: &SyncArgs, now: DateTime<Utc>) -> Result<Option<ReportingSett
     if since.is_some_and(|day| day > local_date(timezone, now)) {
         return Err("--since is after today in --reporting-timezone".into());
     }
+    // `--until` is exclusive: a date's own day is not wanted; the day an instant falls in is,
+    // when the instant is after its midnight.
+    let last = match args.until.as_deref() {
+        None => None,
+        Some(text) => Some(match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+            Ok(day) => day.pred_opt().unwrap_or(day),
+            Err(_) => {
+                let t = parse_instant(text, timezone).map_err(|e| format!("--until: {e}"))?;
+                local_date(timezone, t - Duration::milliseconds(1))
+            }
+        }),
+    };
     let mut views = vec!["user_acquisition"];
     if args.reporting_retargeting {
         views.push("retargeting");
@@ -306,6 +321,7 @@ fn reporting(args: &SyncArgs, now: DateTime<Utc>) -> Result<Option<ReportingSett
     Ok(Some(ReportingSettings {
         timezone,
         since,
+        last,
         views,
         rpm,
         max_requests,

@@ -84,6 +84,7 @@ fn demo_config(base_url: &str, rps: f64, timezone: Tz) -> Result<SyncConfig, Fai
         reporting: Some(ReportingSettings {
             timezone: project,
             since: Some(local_date(project, sim.end - chrono::Duration::days(30))),
+            last: None,
             views: vec!["user_acquisition"],
             rpm: 600.0,
             max_requests: 1000,

@@ -26,6 +26,7 @@ fn settings(since: NaiveDate) -> ReportingSettings {
     ReportingSettings {
         timezone: KOLKATA,
         since: Some(since),
+        last: None,
         views: vec!["user_acquisition"],
         rpm: 6000.0,
         max_requests: 10_000,
@@ -1260,4 +1261,26 @@ async fn days_of_a_zone_whose_midnight_is_skipped_agree_with_the_rows(pool: PgPo
     })
     .sum();
     assert_eq!(stored.len(), existing);
+}
+
+#[sqlx::test]
+async fn until_ends_the_reporting_days_as_it_ends_the_signup_sync(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let (sim, server) = unlimited(315).await;
+    let mut cmd = reporting_command(&database_url(&options), &server, "6000");
+    cmd.args(["--since", "2026-11-01", "--until", "2026-11-10"]);
+    cmd.args(["--reporting-max-requests", "100"]);
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read: Vec<NaiveDate> = days(&pool).await.into_keys().collect();
+    let first = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+    assert_eq!(
+        read,
+        days_from(first, NaiveDate::from_ymd_opt(2026, 11, 9).unwrap())
+    );
+    assert!(days(&pool).await.values().all(|(_, _, settled)| *settled));
+    assert_eq!(sim.stats().reporting_requests, 9);
 }

@@ -33,6 +33,8 @@ pub struct Due {
 pub struct DayPlan {
     /// Today in the project's timezone.
     pub today: NaiveDate,
+    /// The last day wanted (`--until`); today when it is later.
+    pub last: NaiveDate,
     /// The first day wanted (`--since`, or the default).
     pub first: NaiveDate,
     /// Days before today whose numbers are still read again.
@@ -61,17 +63,16 @@ impl DayPlan {
         let mut due = Vec::new();
         let recent_from = self.recent_from().max(self.first);
         let stale = |s: &DayState| s.read_at.is_none_or(|t| self.now - t >= self.refresh);
-        for day in days(recent_from, self.today).rev() {
+        let last = self.last.min(self.today);
+        for day in days(recent_from, last).rev() {
             match known.get(&day) {
                 Some(s) if s.next_page > 1 => due.push(Due::going_on(day, s)),
                 Some(s) if !stale(s) => {}
                 _ => due.push(Due::new(day)),
             }
         }
-        for day in days(
-            self.first,
-            self.recent_from().pred_opt().unwrap_or(self.first),
-        ) {
+        let backfill_to = self.recent_from().pred_opt().unwrap_or(self.first);
+        for day in days(self.first, backfill_to.min(last)) {
             match known.get(&day) {
                 Some(s) if s.next_page > 1 => due.push(Due::going_on(day, s)),
                 Some(s) if s.settled && !(self.rescan && stale(s)) => {}
@@ -122,6 +123,7 @@ mod tests {
     fn plan(first: NaiveDate) -> DayPlan {
         DayPlan {
             today: day(20),
+            last: day(20),
             first,
             lookback_days: 7,
             refresh: Duration::hours(1),
@@ -209,8 +211,13 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_due_before_the_first_day_or_after_today() {
+    fn nothing_is_due_before_the_first_day_or_after_today_or_the_last() {
         assert_eq!(days_of(&plan(day(19)).due(&BTreeMap::new())), [20, 19]);
         assert!(plan(day(21)).due(&BTreeMap::new()).is_empty());
+        let mut p = plan(day(10));
+        p.last = day(15);
+        assert_eq!(days_of(&p.due(&BTreeMap::new())), [15, 14, 13, 10, 11, 12]);
+        p.last = day(11);
+        assert_eq!(days_of(&p.due(&BTreeMap::new())), [10, 11]);
     }
 }

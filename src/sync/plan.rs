@@ -90,6 +90,7 @@ async fn plan_reporting(
     };
     let plan = DayPlan {
         today,
+        last: settings.last.unwrap_or(today),
         first,
         lookback_days: settings.lookback_days,
         refresh: settings.refresh,
@@ -142,9 +143,10 @@ async fn plan_reporting(
     }
     let _ = writeln!(
         out,
-        "reporting: {} days due ({recent} recent, {} older) from {first} to {today} in {}; about {requests} requests, {:.0} min at {} a minute; this run makes at most {}, so about {} runs",
+        "reporting: {} days due ({recent} recent, {} older) from {first} to {} in {}; about {requests} requests, {:.0} min at {} a minute; this run makes at most {}, so about {} runs",
         due.len(),
         due.len() - recent,
+        plan.last.min(today),
         settings.timezone.name(),
         requests as f64 / settings.rpm,
         settings.rpm,

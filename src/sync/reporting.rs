@@ -203,6 +203,7 @@ impl<'a> Reader<'a> {
         };
         let plan = DayPlan {
             today,
+            last: self.settings.last.unwrap_or(today),
             first,
             lookback_days: self.settings.lookback_days,
             refresh: self.settings.refresh,
