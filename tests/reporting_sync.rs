@@ -435,6 +435,23 @@ async fn the_pace_keeps_a_limit_of_a_few_a_second_and_each_run_goes_on_where_the
     assert!(stored
         .values()
         .all(|(page, read, _)| (*page, *read) == (1, true)));
+
+    let mut status = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
+    status.arg("status").env("DATABASE_URL", &db);
+    let out = output(status).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = today() - chrono::Duration::days(11);
+    assert!(
+        text.contains(&format!(
+            "reporting (user_acquisition, days of Asia/Kolkata): {first} to {}, 12 days read, 4 settled, 0 missing, 0 under way",
+            today()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("reporting: 5 requests 0 429s 5 days read 0 values unparsed"),
+        "{text}"
+    );
 }
 
 #[sqlx::test]
@@ -1283,4 +1300,65 @@ async fn until_ends_the_reporting_days_as_it_ends_the_signup_sync(
     );
     assert!(days(&pool).await.values().all(|(_, _, settled)| *settled));
     assert_eq!(sim.stats().reporting_requests, 9);
+}
+
+#[sqlx::test]
+async fn a_signal_cuts_the_reporting_wait_short_and_the_next_run_reads_each_day_left_once(
+    pool_options: sqlx::postgres::PgPoolOptions,
+    options: sqlx::postgres::PgConnectOptions,
+) {
+    let pool = pool_options.connect_with(options.clone()).await.unwrap();
+    let (sim, server) = limited(316, Duration::from_secs(1)).await;
+    let db = database_url(&options);
+    let since = (today() - chrono::Duration::days(9)).to_string();
+    let command = || {
+        let mut cmd = reporting_command(&db, &server, "60");
+        cmd.args(["--since", &since, "--reporting-max-requests", "20"]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd
+    };
+    let mut child = command().spawn().unwrap();
+    wait_for(
+        "two reporting requests",
+        Duration::from_secs(20),
+        || async { (sim.stats().reporting_requests >= 2).then_some(()) },
+    )
+    .await;
+    // Between two requests a second apart: the wait for the next is cut short.
+    let signalled = Instant::now();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(status.code(), Some(1));
+    let (requests, read, error): (i64, i64, Option<String>) = sqlx::query_as(
+        "SELECT reporting_requests, reporting_days, reporting_error FROM linkrunner.sync_runs",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!((2..=3).contains(&requests), "{requests}");
+    assert!(error.unwrap().contains("stopped by a signal"));
+    let stored = days(&pool).await;
+    assert_eq!(stored.len() as i64, read, "every day answered is committed");
+
+    let out = output(command()).await;
+    assert!(out.status.success());
+    let stored = days(&pool).await;
+    assert_eq!(stored.len(), 10);
+    assert!(stored
+        .values()
+        .all(|(page, done, _)| (*page, *done) == (1, true)));
+    let stats = sim.stats();
+    assert_eq!(
+        stats.reporting_requests - stats.reporting_rate_limited,
+        10,
+        "each day was answered once"
+    );
 }
