@@ -288,32 +288,29 @@ fn reporting(args: &SyncArgs, now: DateTime<Utc>) -> Result<Option<ReportingSett
         &args.reporting_refresh,
         &limits::REPORTING_REFRESH,
     )?;
-    // A date is the project's own day; a time is placed on the project's calendar.
-    let since = match args.since.as_deref() {
-        None => None,
-        Some(text) => Some(match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-            Ok(day) => day,
-            Err(_) => {
-                let t = parse_instant(text, timezone).map_err(|e| format!("--since: {e}"))?;
-                local_date(timezone, t)
-            }
-        }),
-    };
+    let since = args
+        .since
+        .as_deref()
+        .map(|text| project_day("--since", text, timezone, |day| day, |t| t))
+        .transpose()?;
     if since.is_some_and(|day| day > local_date(timezone, now)) {
         return Err("--since is after today in --reporting-timezone".into());
     }
     // `--until` is exclusive: a date's own day is not wanted; the day an instant falls in is,
     // when the instant is after its midnight.
-    let last = match args.until.as_deref() {
-        None => None,
-        Some(text) => Some(match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
-            Ok(day) => day.pred_opt().unwrap_or(day),
-            Err(_) => {
-                let t = parse_instant(text, timezone).map_err(|e| format!("--until: {e}"))?;
-                local_date(timezone, t - Duration::milliseconds(1))
-            }
-        }),
-    };
+    let last = args
+        .until
+        .as_deref()
+        .map(|text| {
+            project_day(
+                "--until",
+                text,
+                timezone,
+                |day| day.pred_opt().unwrap_or(day),
+                |t| t - Duration::milliseconds(1),
+            )
+        })
+        .transpose()?;
     let mut views = vec!["user_acquisition"];
     if args.reporting_retargeting {
         views.push("retargeting");
@@ -328,6 +325,24 @@ fn reporting(args: &SyncArgs, now: DateTime<Utc>) -> Result<Option<ReportingSett
         lookback_days: lookback.num_days() as u32,
         refresh,
     }))
+}
+
+/// The project's day a date or time flag names: a date is the project's own day (`of_date`
+/// adjusts it), a time falls on the project's calendar (`of_time` adjusts it first).
+fn project_day(
+    flag: &str,
+    text: &str,
+    timezone: Tz,
+    of_date: impl FnOnce(NaiveDate) -> NaiveDate,
+    of_time: impl FnOnce(DateTime<Utc>) -> DateTime<Utc>,
+) -> Result<NaiveDate, String> {
+    match NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        Ok(day) => Ok(of_date(day)),
+        Err(_) => {
+            let t = parse_instant(text, timezone).map_err(|e| format!("{flag}: {e}"))?;
+            Ok(local_date(timezone, of_time(t)))
+        }
+    }
 }
 
 /// Range checks of the flags that are plain numbers, and of `--campaign`.

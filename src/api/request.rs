@@ -11,10 +11,14 @@ use crate::model::lookup::Answer;
 pub(super) trait Request {
     type Answer;
     fn url(&self) -> &Url;
-    /// The sync's own reads go before look-ups, which take the slots the reads leave.
-    fn urgent(&self) -> bool;
+    /// The sync's own reads go first; the rest take only the slots no read waits for.
+    fn urgent(&self) -> bool {
+        false
+    }
     /// What the body draws on while it is held, if anything.
-    fn budget(&self) -> Option<&MemoryBudget>;
+    fn budget(&self) -> Option<&MemoryBudget> {
+        None
+    }
     fn no_content(&self) -> Self::Answer;
     fn read(&self, body: &[u8], hold: Hold) -> Result<Self::Answer, ApiError>;
     /// Whether a passing fault (429, 5xx, a lost connection) is asked again here; else every
@@ -71,14 +75,6 @@ impl Request for AttributionRequest {
         &self.url
     }
 
-    fn urgent(&self) -> bool {
-        false
-    }
-
-    fn budget(&self) -> Option<&MemoryBudget> {
-        None
-    }
-
     /// 204: Linkrunner knows nothing of the id.
     fn no_content(&self) -> Answer {
         Answer::NotFound
@@ -99,15 +95,6 @@ impl Request for ReportingRequest {
 
     fn url(&self) -> &Url {
         &self.url
-    }
-
-    /// It takes a slot of the shared rate only when no read of the sync waits for one.
-    fn urgent(&self) -> bool {
-        false
-    }
-
-    fn budget(&self) -> Option<&MemoryBudget> {
-        None
     }
 
     fn no_content(&self) -> ReportPage {

@@ -91,11 +91,9 @@ async fn with_reporting(
     result: Result<(), Failure>,
     task: tokio::task::JoinHandle<reporting::Reported>,
 ) -> (Option<RunReport>, Result<(), Failure>) {
-    let reported = task.await.unwrap_or_else(|e| reporting::Reported {
-        totals: Default::default(),
-        result: Err(Failure::Transient(anyhow::anyhow!(
-            "the reporting task failed: {e}"
-        ))),
+    let reported = task.await.unwrap_or_else(|e| {
+        let e = anyhow::anyhow!("the reporting task failed: {e}");
+        reporting::Reported::nothing(Err(Failure::Transient(e)))
     });
     if let Some(report) = &mut report {
         report.totals.reporting = reported.totals;

@@ -13,8 +13,6 @@ use crate::db::Schema;
 use crate::db::{self, lookups};
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
-use crate::model::report_days::DayPlan;
-use crate::model::time::local_date;
 use crate::model::window;
 use crate::sync::queue::{check_plan, new_rows};
 use crate::sync::trust::{self, Action};
@@ -83,19 +81,8 @@ async fn plan_reporting(
     listed: &[CampaignRow],
 ) -> Result<String, Failure> {
     let created: Vec<_> = listed.iter().map(|c| c.created_at).collect();
-    let now = Utc::now();
-    let today = local_date(settings.timezone, now);
-    let Some(first) = reporting::first_day(settings, &created, today) else {
+    let Some(plan) = reporting::day_plan(settings, &created, Utc::now(), config.rescan) else {
         return Ok("reporting: the project has no campaigns; no days to read\n".into());
-    };
-    let plan = DayPlan {
-        today,
-        last: settings.last.unwrap_or(today),
-        first,
-        lookback_days: settings.lookback_days,
-        refresh: settings.refresh,
-        now,
-        rescan: config.rescan,
     };
     let schema = &config.schema;
     let mut conn = pool
@@ -105,32 +92,22 @@ async fn plan_reporting(
     let exists = state::table_exists(&mut *conn, &schema.table("reporting_pace"))
         .await
         .map_err(|e| Failure::database(e, "reading the schema"))?;
-    let mut due = Vec::new();
-    let mut other = None;
-    for view in &settings.views {
-        let known = if exists {
-            other = reporting::other_timezone(schema, &mut conn, settings, config.rescan).await?;
-            let known = db::reporting::days(schema, &mut conn, view)
-                .await
-                .map_err(|e| Failure::database(e, "reading the reporting days"))?;
-            // Days of another zone are read again from their first page.
-            if other.is_some() {
-                Default::default()
-            } else {
-                known
-            }
-        } else {
-            Default::default()
-        };
-        due.extend(plan.due(&known).into_iter().map(|d| (*view, d)));
-    }
-    let due = reporting::in_order(&plan, due);
+    let other = match exists {
+        true => reporting::other_timezone(schema, &mut conn, settings, config.rescan).await?,
+        false => None,
+    };
+    // Before the schema exists, or when the days were read in another zone, every day is read
+    // from its first page.
+    let read = (exists && other.is_none()).then_some(&mut *conn);
+    let due = reporting::days_due(schema, read, &plan, &settings.views).await?;
+    let pages: Vec<u64> = due
+        .iter()
+        .map(|(_, d)| reporting::pages_of_day(settings.timezone, d.day, &created))
+        .collect();
     let requests: u64 = due
         .iter()
-        .map(|(_, d)| {
-            let pages = reporting::pages_of_day(settings.timezone, d.day, &created);
-            pages.saturating_sub(u64::from(d.page) - 1).max(1)
-        })
+        .zip(&pages)
+        .map(|((_, d), pages)| pages.saturating_sub(u64::from(d.page) - 1).max(1))
         .sum();
     let recent = due.iter().filter(|(_, d)| d.recent(&plan)).count();
     let mut out = String::new();
@@ -143,18 +120,18 @@ async fn plan_reporting(
     }
     let _ = writeln!(
         out,
-        "reporting: {} days due ({recent} recent, {} older) from {first} to {} in {}; about {requests} requests, {:.0} min at {} a minute; this run makes at most {}, so about {} runs",
+        "reporting: {} days due ({recent} recent, {} older) from {} to {} in {}; about {requests} requests, {:.0} min at {} a minute; this run makes at most {}, so about {} runs",
         due.len(),
         due.len() - recent,
-        plan.last.min(today),
+        plan.first,
+        plan.last.min(plan.today),
         settings.timezone.name(),
         requests as f64 / settings.rpm,
         settings.rpm,
         settings.max_requests,
         requests.div_ceil(u64::from(settings.max_requests)),
     );
-    for (view, d) in due.iter().take(10) {
-        let pages = reporting::pages_of_day(settings.timezone, d.day, &created);
+    for ((view, d), pages) in due.iter().zip(&pages).take(10) {
         let _ = writeln!(
             out,
             "  {} {view:<16} page {} of about {pages}",

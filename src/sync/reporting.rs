@@ -20,13 +20,12 @@ use crate::db::{self, RunLock};
 use crate::error::Failure;
 use crate::model::report_days::{DayPlan, Due};
 use crate::model::run::ReportingTotals;
-use crate::model::time::local_date;
 use crate::sync::{list, Run};
 
 mod days;
 
 use days::{day_end, last_page, of_the_day};
-pub(crate) use days::{first_day, in_order, pages_of_day};
+pub(crate) use days::{day_plan, pages_of_day};
 
 /// Failed requests in a row (5xx, lost connections, garbled bodies) that end the run's
 /// reporting: each costs a minute of the limit, and the next run goes on from there.
@@ -39,6 +38,16 @@ const BILLING_SUSPENDED: u16 = 402;
 pub(crate) struct Reported {
     pub totals: ReportingTotals,
     pub result: Result<(), Failure>,
+}
+
+impl Reported {
+    /// No request made, and why.
+    pub(crate) fn nothing(result: Result<(), Failure>) -> Reported {
+        Reported {
+            totals: ReportingTotals::default(),
+            result,
+        }
+    }
 }
 
 /// Starts reading the Reporting API in a task of its own, when asked for. `created` holds each
@@ -65,17 +74,9 @@ async fn read(
         Ok(Some(lock)) => lock,
         Ok(None) => {
             tracing::info!("another run is reading the Reporting API; none this run");
-            return Reported {
-                totals: ReportingTotals::default(),
-                result: Ok(()),
-            };
+            return Reported::nothing(Ok(()));
         }
-        Err(e) => {
-            return Reported {
-                totals: ReportingTotals::default(),
-                result: Err(e.into()),
-            }
-        }
+        Err(e) => return Reported::nothing(Err(e.into())),
     };
     let mut reader = Reader::new(&run, &settings, halt);
     let result = reader.read_due(&lock, &created).await;
@@ -159,6 +160,27 @@ pub(crate) async fn other_timezone(
     }
 }
 
+/// The days due of every view, in the order they are read: by what `reporting_days` holds,
+/// or, without a connection, as if no day were read yet.
+pub(crate) async fn days_due(
+    schema: &db::Schema,
+    mut conn: Option<&mut sqlx::PgConnection>,
+    plan: &DayPlan,
+    views: &[&'static str],
+) -> Result<Vec<(&'static str, Due)>, Failure> {
+    let mut due = Vec::new();
+    for view in views {
+        let known = match conn.as_deref_mut() {
+            Some(conn) => store::days(schema, conn, view)
+                .await
+                .map_err(|e| Failure::database(e, "reading the reporting days"))?,
+            None => Default::default(),
+        };
+        due.extend(plan.due(&known).into_iter().map(|d| (*view, d)));
+    }
+    Ok(days::in_order(plan, due))
+}
+
 /// One run's reading: its pace, its budget of requests, and its figures.
 struct Reader<'a> {
     run: &'a Run,
@@ -195,39 +217,23 @@ impl<'a> Reader<'a> {
         created: &[Option<DateTime<Utc>>],
     ) -> Result<(), Failure> {
         let schema = &self.run.config.schema;
-        let now = Utc::now();
-        let today = local_date(self.settings.timezone, now);
-        let Some(first) = first_day(self.settings, created, today) else {
+        let Some(plan) = day_plan(self.settings, created, Utc::now(), self.run.config.rescan)
+        else {
             tracing::info!("the project has no campaigns: no reporting days to read");
             return Ok(());
         };
-        let plan = DayPlan {
-            today,
-            last: self.settings.last.unwrap_or(today),
-            first,
-            lookback_days: self.settings.lookback_days,
-            refresh: self.settings.refresh,
-            now,
-            rescan: self.run.config.rescan,
-        };
-        let mut due = Vec::new();
-        {
+        let due = {
             let mut conn = lock.live_session().await?;
-            for view in &self.settings.views {
-                let known = store::days(schema, &mut conn, view)
-                    .await
-                    .map_err(|e| Failure::database(e, "reading the reporting days"))?;
-                due.extend(plan.due(&known).into_iter().map(|d| (*view, d)));
-            }
+            let due = days_due(schema, Some(&mut conn), &plan, &self.settings.views).await?;
             let wait = store::wait_before_request(schema, &mut conn, self.settings.period())
                 .await
                 .map_err(|e| Failure::database(e, "reading the reporting pace"))?;
             self.not_before = Instant::now() + wait;
-        }
-        let due = in_order(&plan, due);
+            due
+        };
         tracing::info!(
             days_due = due.len(),
-            first = %first,
+            first = %plan.first,
             timezone = self.settings.timezone.name(),
             "reporting started"
         );
@@ -273,7 +279,6 @@ impl<'a> Reader<'a> {
             if page == 1 {
                 pass_total = answer.total;
             }
-            let last = !moved && last_page(&answer, page, end);
             let progress = if moved {
                 // A campaign may have moved across a page edge: the pass starts again.
                 tracing::warn!(
@@ -285,7 +290,7 @@ impl<'a> Reader<'a> {
                     page: 1,
                     total: None,
                 }
-            } else if last {
+            } else if last_page(&answer, page, end) {
                 Progress::Read {
                     settled: plan.settles(due.day),
                 }
@@ -317,13 +322,10 @@ impl<'a> Reader<'a> {
             self.totals.pages += 1;
             self.totals.rows_inserted += stored.inserted;
             self.totals.rows_changed += stored.changed;
-            tracing::debug!(day = %due.day, view, page, rows = rows.len(), last, "reporting page stored");
-            if last {
-                return Ok(true);
-            }
-            page = if moved { 1 } else { page + 1 };
-            if moved {
-                pass_total = None;
+            tracing::debug!(day = %due.day, view, page, rows = rows.len(), ?progress, "reporting page stored");
+            match progress {
+                Progress::Read { .. } => return Ok(true),
+                Progress::Next { page: next, total } => (page, pass_total) = (next, total),
             }
         }
     }

@@ -11,9 +11,29 @@ use crate::model::report_days::{DayPlan, Due};
 use crate::model::reporting::{Reading, ReportRow};
 use crate::model::time::{local_date, start_of_day};
 
+/// The days a run looks at `now`: from [`first_day`] to today (or the last day wanted); none
+/// when the project has no campaigns.
+pub(crate) fn day_plan(
+    settings: &ReportingSettings,
+    created: &[Option<DateTime<Utc>>],
+    now: DateTime<Utc>,
+    rescan: bool,
+) -> Option<DayPlan> {
+    let today = local_date(settings.timezone, now);
+    Some(DayPlan {
+        today,
+        last: settings.last.unwrap_or(today),
+        first: first_day(settings, created, today)?,
+        lookback_days: settings.lookback_days,
+        refresh: settings.refresh,
+        now,
+        rescan,
+    })
+}
+
 /// The first day to read: `--since`, but no earlier than the day the first campaign was
 /// created (every number before it is zero); none when the project has no campaigns.
-pub(crate) fn first_day(
+fn first_day(
     settings: &ReportingSettings,
     created: &[Option<DateTime<Utc>>],
     today: NaiveDate,
