@@ -225,7 +225,7 @@ pub fn sync_config(
             args.pii_key.clone(),
         )?,
         rewrite_personal_data: args.rewrite_personal_data,
-        reporting: reporting(args, now)?,
+        reporting: reporting(args)?,
         max_deleted_share: (!args.accept_deletions).then_some(limits::number(
             "--max-deleted-share",
             args.max_deleted_share,
@@ -252,11 +252,16 @@ fn lookups(args: &SyncArgs) -> Result<Option<LookupSettings>, String> {
 }
 
 /// `--reporting` and its flags; the project's timezone is required with it.
-fn reporting(args: &SyncArgs, now: DateTime<Utc>) -> Result<Option<ReportingSettings>, String> {
+fn reporting(args: &SyncArgs) -> Result<Option<ReportingSettings>, String> {
     if !args.reporting {
-        return match args.reporting_retargeting {
-            true => Err("--reporting-retargeting needs --reporting".into()),
-            false => Ok(None),
+        return match (args.reporting_retargeting, &args.reporting_timezone) {
+            (true, _) => Err("--reporting-retargeting needs --reporting".into()),
+            (_, Some(_)) => Err(
+                "--reporting-timezone (LINKRUNNER_REPORTING_TIMEZONE) needs --reporting; \
+                 without it the Reporting API is not read"
+                    .into(),
+            ),
+            (false, None) => Ok(None),
         };
     }
     let zone = args.reporting_timezone.as_deref().ok_or(
@@ -293,9 +298,6 @@ fn reporting(args: &SyncArgs, now: DateTime<Utc>) -> Result<Option<ReportingSett
         .as_deref()
         .map(|text| project_day("--since", text, timezone, |day| day, |t| t))
         .transpose()?;
-    if since.is_some_and(|day| day > local_date(timezone, now)) {
-        return Err("--since is after today in --reporting-timezone".into());
-    }
     // `--until` is exclusive: a date's own day is not wanted; the day an instant falls in is,
     // when the instant is after its midnight.
     let last = args
@@ -421,10 +423,11 @@ fn dates(args: &SyncArgs, timezone: Tz, now: DateTime<Utc>) -> Result<Dates, Str
     };
     let since = read("--since", &args.since)?;
     let until = read("--until", &args.until)?;
-    if let Some(since) = since {
-        if since > now {
-            return Err(format!("--since {since} is in the future"));
-        }
+    if since.is_some_and(|since| since > now && !today_for_reporting(args, now)) {
+        return Err(format!(
+            "--since {} is in the future",
+            args.since.as_deref().unwrap_or_default().trim()
+        ));
     }
     if let Some(until) = until {
         if until > now {
@@ -437,6 +440,23 @@ fn dates(args: &SyncArgs, timezone: Tz, now: DateTime<Utc>) -> Result<Dates, Str
         }
     }
     Ok((since, until))
+}
+
+/// Whether a `--since` date has begun in `--reporting-timezone`, though not in `--timezone`:
+/// the project's today can be tomorrow in the signup sync's zone, and the other way round. A
+/// date is refused only when it is in the future in every zone it is read in; the stream whose
+/// zone has not reached it yet reads nothing until it has.
+fn today_for_reporting(args: &SyncArgs, now: DateTime<Utc>) -> bool {
+    let (Some(text), Some(zone)) = (args.since.as_deref(), args.reporting_timezone.as_deref())
+    else {
+        return false;
+    };
+    let Ok(timezone) = zone.parse::<Tz>() else {
+        return false;
+    };
+    args.reporting
+        && NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .is_ok_and(|day| day <= local_date(timezone, now))
 }
 
 /// Refuses settings whose plans would hold more than [`window::MAX_WINDOWS`] windows: from
@@ -515,6 +535,44 @@ mod tests {
         let (parsed, _) = sync_config(&args, Utc::now()).unwrap();
         let defaults = SyncConfig::with_defaults(parsed.api.clone(), parsed.timezone);
         assert_eq!(format!("{defaults:?}"), format!("{parsed:?}"));
+    }
+
+    fn sync_args(extra: &[&str]) -> SyncArgs {
+        use clap::Parser;
+        let mut argv = vec!["linkrunner-sync", "sync", "--api-key", "key-1234"];
+        argv.extend(["--database-url", "postgres://u@h/db"]);
+        argv.extend(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Sync(args) => *args,
+            _ => panic!("a sync"),
+        }
+    }
+
+    /// At 21:45 UTC it is already tomorrow in Kolkata: its today is a `--since` the project's
+    /// reporting reads at once, while the signup sync waits for the day to begin in UTC.
+    #[test]
+    fn a_since_date_is_refused_only_when_no_zone_has_reached_it() {
+        let now = "2026-12-06T21:45:00Z".parse().unwrap();
+        let reporting = ["--reporting", "--reporting-timezone", "Asia/Kolkata"];
+        let run = |since: &str, zone: &str, reporting: &[&str]| {
+            let mut extra = vec!["--since", since, "--timezone", zone];
+            extra.extend(reporting);
+            sync_config(&sync_args(&extra), now).map(|(c, _)| c)
+        };
+        let config = run("2026-12-07", "UTC", &reporting).unwrap();
+        assert_eq!(config.reporting.unwrap().since, "2026-12-07".parse().ok());
+        assert_eq!(config.since, "2026-12-07T00:00:00Z".parse().ok());
+        for refused in [
+            run("2026-12-07", "UTC", &[]),
+            run("2026-12-08", "UTC", &reporting),
+            run("2026-12-07T00:00", "UTC", &reporting),
+        ] {
+            assert!(refused.unwrap_err().contains("in the future"));
+        }
+        // The other way round: today in --timezone, tomorrow in the project's zone.
+        let behind = ["--reporting", "--reporting-timezone", "America/Los_Angeles"];
+        let config = run("2026-12-07", "Asia/Kolkata", &behind).unwrap();
+        assert_eq!(config.reporting.unwrap().since, "2026-12-07".parse().ok());
     }
 
     #[test]

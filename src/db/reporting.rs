@@ -151,6 +151,11 @@ pub async fn wait_before_request(
     ))
 }
 
+/// The database's clock, which writes every `read_at`.
+pub async fn database_now(conn: &mut PgConnection) -> sqlx::Result<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT now()").fetch_one(conn).await
+}
+
 /// Records that a request goes out now.
 pub async fn mark_request(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query(&schema.sql(

@@ -41,6 +41,7 @@ pub struct DayPlan {
     pub lookback_days: u32,
     /// A recent day read longer ago than this is read again.
     pub refresh: Duration,
+    /// The time a day's `read_at` is compared with: the database's clock, which wrote it.
     pub now: DateTime<Utc>,
     /// Read settled days again, each unless read within `refresh`: a rescan cut short by the
     /// requests of one run goes on in the next.

@@ -169,6 +169,16 @@ pub(crate) async fn days_due(
     views: &[&'static str],
 ) -> Result<Vec<(&'static str, Due)>, Failure> {
     let mut due = Vec::new();
+    // A day's `read_at` is the database's time: its age is measured by the same clock.
+    let plan = match conn.as_deref_mut() {
+        Some(conn) => &DayPlan {
+            now: store::database_now(conn)
+                .await
+                .map_err(|e| Failure::database(e, "reading the database's clock"))?,
+            ..*plan
+        },
+        None => plan,
+    };
     for view in views {
         let known = match conn.as_deref_mut() {
             Some(conn) => store::days(schema, conn, view)
