@@ -26,7 +26,7 @@ pub enum Failure {
     #[error("{0}")]
     Auth(String),
     /// Another sync holds the database lock.
-    #[error("another linkrunner-sync run holds the lock on this database; not starting")]
+    #[error("another linkrunner-sync run holds the lock of this schema (--schema); not starting: runs of one schema never overlap")]
     Locked,
     /// Some campaigns could not be synced; what finished is committed.
     #[error("{0}")]

@@ -14,9 +14,12 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
+    // Colour codes only for a person at a terminal: a log file or a pipe gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactedStderr)
+        .with_ansi(colour)
         .with_target(false);
     // A second init (tests call it per case) is harmless.
     let _ = if json {

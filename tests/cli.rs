@@ -230,3 +230,17 @@ async fn metrics_are_written_for_the_textfile_collector_and_pushed(
     );
     assert_eq!(*pushed.lock().unwrap(), text);
 }
+
+/// A log written to a file by `--log-format text` (cron's `>> sync.log 2>&1`) holds no colour
+/// codes.
+#[sqlx::test]
+async fn text_logs_into_a_file_are_plain(_: PgPoolOptions, db: PgConnectOptions) {
+    let (_sim, server) = start(SimConfig::small(3)).await;
+    let mut cmd = sync_command(&database_url(&db), &server.base_url(), "sim-key");
+    cmd.args(["--log-format", "text"]).env("RUST_LOG", "info");
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in {log:?}");
+}

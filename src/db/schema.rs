@@ -30,10 +30,7 @@ impl Default for Schema {
 
 impl Schema {
     pub fn parse(name: &str) -> Result<Schema, String> {
-        let plain = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -182,11 +179,13 @@ mod tests {
 
     #[test]
     fn only_plain_identifiers_are_schemas() {
-        for good in ["linkrunner", "linkrunner_app2", "_x", "a1", &"a".repeat(63)] {
+        for good in ["linkrunner", "linkrunner_app2", "a1", &"a".repeat(63)] {
             assert_eq!(Schema::parse(good).unwrap().name(), good);
         }
         for bad in [
             "",
+            "_",
+            "_x",
             "App",
             "1app",
             "a-b",

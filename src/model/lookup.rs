@@ -103,6 +103,15 @@ impl LookupSource {
                 ));
             }
         }
+        // The values are sent to Linkrunner: never the server's own catalogs (password
+        // hashes, settings).
+        let lower = schema.to_ascii_lowercase();
+        if lower.starts_with("pg_") || lower == "information_schema" {
+            return Err(format!(
+                "--lookup-from '{s}': schema '{schema}' is Postgres's own catalog, not the app's \
+                 users; name the app's table (for example app.users.id)"
+            ));
+        }
         Ok(LookupSource {
             schema: schema.to_owned(),
             table: table.to_owned(),
@@ -138,6 +147,9 @@ mod tests {
             "app..id",
             "",
             &format!("app.{}.id", "t".repeat(64)),
+            "pg_catalog.pg_authid.rolpassword",
+            "PG_CATALOG.pg_user.passwd",
+            "information_schema.tables.table_name",
         ] {
             assert!(LookupSource::parse(bad).is_err(), "{bad} was accepted");
         }
