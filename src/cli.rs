@@ -61,7 +61,7 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// Linkrunner server key (Dashboard, Settings, Data APIs). Never printed.
+    /// Linkrunner server key (Dashboard, Settings, Data APIs), at least 6 bytes. Never printed.
     #[arg(long, env = "LINKRUNNER_API_KEY", hide_env_values = true)]
     pub api_key: Option<SecretString>,
 

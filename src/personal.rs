@@ -556,8 +556,14 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&body).unwrap();
         let email = p.hash_value("email", "a@x.net").unwrap();
         assert_eq!(value["user_data"]["profile"]["contacts"][0]["email"], email);
-        assert_eq!(value["n"]["email"], p.hash_value("email", "b@x.net").unwrap());
-        assert_eq!(value["list"][1]["phone"], p.hash_value("phone", "+1555").unwrap());
+        assert_eq!(
+            value["n"]["email"],
+            p.hash_value("email", "b@x.net").unwrap()
+        );
+        assert_eq!(
+            value["list"][1]["phone"],
+            p.hash_value("phone", "+1555").unwrap()
+        );
         // Nothing named: kept byte for byte, spacing included.
         let plain = r#"{"data": [1, {"kind": "x"}]}"#;
         assert_eq!(p.body(plain.to_owned()), plain);

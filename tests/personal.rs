@@ -872,7 +872,9 @@ async fn lookups_with_nested_canaries() -> common::hostile::Hostile {
     data["history"][0][0]["seen"]["phone"] = json!({"mobile": CANARIES[2].1});
     deep["name"] = json!(CANARIES[0].1);
     // The same key spelled with an escape.
-    let found = deep.to_string().replacen(r#""email""#, r#""em\u0061il""#, 1);
+    let found = deep
+        .to_string()
+        .replacen(r#""email""#, r#""em\u0061il""#, 1);
     let odd = json!({"data": {"campaign_name": {"email": CANARIES[1].1},
         "contacts": [{"address": CANARIES[3].1}]}})
     .to_string();
