@@ -61,7 +61,7 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// Linkrunner server key (Dashboard, Settings, Data APIs). Never printed.
+    /// Linkrunner server key (Dashboard, Settings, Data APIs), at least 6 bytes. Never printed.
     #[arg(long, env = "LINKRUNNER_API_KEY", hide_env_values = true)]
     pub api_key: Option<SecretString>,
 
@@ -188,8 +188,8 @@ pub struct SyncArgs {
     )]
     pub personal_data: personal::Mode,
 
-    /// The keys of user_data (and of the row itself) that --personal-data hashes or drops,
-    /// comma-separated.
+    /// The keys that --personal-data hashes or drops wherever they are in a row or a look-up's
+    /// answer (user_data, the row itself, any object nested in them), comma-separated.
     #[arg(
         long,
         env = "LINKRUNNER_PERSONAL_DATA_KEYS",

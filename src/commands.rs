@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, DbArgs, ForgetArgs, LogFormat, OutputFormat, StatusArgs, SyncArgs};
 use crate::error::Failure;
-use crate::{config, db, forget, limits, secrets, status, sync};
+use crate::{config, db, forget, limits, personal, secrets, status, sync};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     register_secrets(&cli);
@@ -178,7 +178,7 @@ fn register_secrets(cli: &Cli) {
         Command::Demo(a) => (None, a.database_url.as_ref()),
     };
     if let Some(key) = key {
-        secrets::register(key.expose_secret());
+        secrets::register_key(key.expose_secret(), config::MIN_API_KEY_BYTES);
     }
     let pii_key = match &cli.command {
         Command::Sync(a) => a.pii_key.as_ref(),
@@ -186,17 +186,20 @@ fn register_secrets(cli: &Cli) {
         _ => None,
     };
     if let Some(key) = pii_key {
-        secrets::register(key.expose_secret());
+        secrets::register_key(key.expose_secret(), personal::MIN_KEY_BYTES);
     }
     if let Some(url) = url {
         secrets::register_database_url(url.expose_secret());
     }
 }
 
+/// Registers a secret; a key shorter than the job takes is refused before anything runs, and is
+/// not registered, so that its refusal reads as written.
 fn register_value(name: &str, value: &str) {
-    if name.ends_with("DATABASE_URL") {
-        secrets::register_database_url(value);
-    } else {
-        secrets::register(value);
+    match name {
+        "LINKRUNNER_API_KEY" => secrets::register_key(value, config::MIN_API_KEY_BYTES),
+        "LINKRUNNER_PII_KEY" => secrets::register_key(value, personal::MIN_KEY_BYTES),
+        _ if name.ends_with("DATABASE_URL") => secrets::register_database_url(value),
+        _ => secrets::register(value),
     }
 }

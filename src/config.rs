@@ -374,6 +374,11 @@ fn pushgateway(url: &str) -> Result<Url, String> {
         .ok_or(format!("--pushgateway '{url}' is not an http(s) URL"))
 }
 
+/// Shortest `LINKRUNNER_API_KEY` taken. The API does not document the server key's form; a
+/// dashboard key is a long random token, and a shorter value is a mistake (a placeholder, a
+/// truncated paste) that masking would also make garble ordinary words.
+pub const MIN_API_KEY_BYTES: usize = 6;
+
 /// How to talk to the API: the key, the base URL, the rate and the retries.
 fn client_settings(args: &SyncArgs) -> Result<ClientSettings, String> {
     let api_key = args
@@ -381,11 +386,24 @@ fn client_settings(args: &SyncArgs) -> Result<ClientSettings, String> {
         .clone()
         .filter(|k| !k.expose_secret().trim().is_empty())
         .ok_or("LINKRUNNER_API_KEY is not set (or pass --api-key); it is the server key from the Linkrunner dashboard")?;
-    let base_url = base_url(&args.base_url)?;
-    // A key in the URL would be logged and stored with it (the ledger keeps the base URL).
     let key = api_key.expose_secret();
-    let path = secrets::percent_decode(base_url.path()).unwrap_or_default();
-    if base_url.as_str().contains(key) || path.contains(key) {
+    if key.len() < MIN_API_KEY_BYTES {
+        return Err(format!(
+            "LINKRUNNER_API_KEY is too short to be a Linkrunner server key (at least \
+             {MIN_API_KEY_BYTES} bytes); copy the server key from the dashboard's Data APIs \
+             settings"
+        ));
+    }
+    let base_url = base_url(&args.base_url)?;
+    // A key in the URL would be logged and stored with it (the ledger keeps the base URL): as
+    // written, as parsed, or with its escapes decoded; a host is compared in any case.
+    let decoded = |text: &str| secrets::percent_decode(text).unwrap_or_default();
+    let host = base_url.host_str().unwrap_or_default();
+    if [&args.base_url, base_url.as_str()]
+        .iter()
+        .any(|text| text.contains(key) || decoded(text).contains(key))
+        || host.contains(&key.to_lowercase())
+    {
         return Err(
             "LINKRUNNER_BASE_URL holds the API key; the key goes in LINKRUNNER_API_KEY only".into(),
         );

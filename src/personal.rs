@@ -2,8 +2,8 @@
 //! anything reads, stores or logs it, so in `hash` and `drop` modes no name, email or phone
 //! reaches the warehouse as sent.
 //!
-//! Only the named keys change, in `user_data` and at the top of the item; every other byte of
-//! the item is kept as received (numbers past `f64`, key order, duplicate keys).
+//! Only the named keys change, in every object of the item at any depth (arrays included); every
+//! other byte of the item is kept as received (numbers past `f64`, key order, duplicate keys).
 
 use std::fmt::Write as _;
 
@@ -164,14 +164,13 @@ impl Protection {
         self.rewrite(text, None).map_err(|()| NotAnObject)
     }
 
-    /// A response body with the personal values of its top and of its object under `nested`
-    /// rewritten, as text to keep: the body itself when nothing changes, a digest when it
-    /// cannot be read.
-    pub fn body(&self, text: String, nested: &str) -> String {
+    /// A response body with the named keys rewritten at every depth, as text to keep: the body
+    /// itself when nothing changes, a digest when it cannot be read.
+    pub fn body(&self, text: String) -> String {
         if self.mode == Mode::Keep {
             return text;
         }
-        match self.rewrite(&text, Some(nested)) {
+        match self.walk(&text) {
             Ok(None) => text,
             Ok(Some(rewritten)) => rewritten,
             Err(()) => self.withheld(&text),
@@ -213,69 +212,91 @@ impl Protection {
         }
     }
 
-    /// The rewritten object, with the object under `nested` too; None when it holds nothing to
-    /// rewrite.
+    /// The rewritten object, the named keys replaced at every depth; a member `nested` that is
+    /// neither an object nor null is replaced by a note. None when it holds nothing to rewrite.
     fn rewrite(&self, item: &str, nested: Option<&str>) -> Result<Option<String>, ()> {
         let top = members(item)?;
         let mut changed = false;
         let mut out = Vec::with_capacity(top.len());
         for (key, value) in top {
-            let inside = nested == Some(key.as_str());
-            let value = if inside && !value.get().starts_with('{') && value.get() != "null" {
+            let odd = nested == Some(key.as_str())
+                && !value.get().starts_with('{')
+                && value.get() != "null";
+            let value = if odd {
                 // A user_data of another shape may hold anything: it is not kept.
-                changed = true;
-                serde_json::json!({
-                    "withheld": format!("personal-data mode {}: user_data was not an object", self.mode.name())
-                })
-                .to_string()
-            } else if inside && value.get() != "null" {
-                let inner = members(value.get())?;
-                let mut inner_changed = false;
-                let mut kept = Vec::with_capacity(inner.len());
-                for (k, v) in inner {
-                    match self.member(&k, v) {
-                        Member::Same(v) => kept.push((k, v.get().to_owned())),
-                        Member::Now(v) => {
-                            inner_changed = true;
-                            kept.push((k, v));
-                        }
-                        Member::Gone => inner_changed = true,
-                    }
-                }
-                if inner_changed {
-                    changed = true;
-                    object(&kept)
-                } else {
-                    value.get().to_owned()
-                }
+                Member::Now(
+                    serde_json::json!({
+                        "withheld": format!("personal-data mode {}: user_data was not an object", self.mode.name())
+                    })
+                    .to_string(),
+                )
             } else {
-                match self.member(&key, value) {
-                    Member::Same(v) => v.get().to_owned(),
-                    Member::Now(v) => {
-                        changed = true;
-                        v
-                    }
-                    Member::Gone => {
-                        changed = true;
-                        continue;
-                    }
-                }
+                self.member(&key, value)?
             };
-            out.push((key, value));
+            match value {
+                Member::Same(v) => out.push((key, v.get().to_owned())),
+                Member::Now(v) => {
+                    changed = true;
+                    out.push((key, v));
+                }
+                Member::Gone => changed = true,
+            }
         }
         Ok(changed.then(|| object(&out)))
     }
 
-    fn member<'a>(&self, key: &str, value: &'a RawValue) -> Member<'a> {
-        if !self.keys.iter().any(|k| k == key) || value.get() == "null" {
-            return Member::Same(value);
+    /// Any JSON value with the named keys of every object in it rewritten, in arrays too, at
+    /// any depth; None when nothing changes, Err when it is not JSON. The one walk every stored
+    /// body goes through.
+    fn walk(&self, text: &str) -> Result<Option<String>, ()> {
+        let value: &RawValue = serde_json::from_str(text).map_err(|_| ())?;
+        self.walk_value(value)
+    }
+
+    fn walk_value(&self, value: &RawValue) -> Result<Option<String>, ()> {
+        let text = value.get();
+        // Without a backslash a key is spelled as it is, so a text naming no key holds none.
+        if !text.contains('\\') && !self.keys.iter().any(|k| text.contains(k.as_str())) {
+            return Ok(None);
         }
-        match self.mode {
+        match text.as_bytes().first() {
+            Some(b'{') => self.rewrite(text, None),
+            Some(b'[') => {
+                let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(|_| ())?;
+                let mut changed = false;
+                let mut out = Vec::with_capacity(elements.len());
+                for element in elements {
+                    match self.walk_value(element)? {
+                        Some(now) => {
+                            changed = true;
+                            out.push(now);
+                        }
+                        None => out.push(element.get().to_owned()),
+                    }
+                }
+                Ok(changed.then(|| format!("[{}]", out.join(","))))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A member as kept: a named key hashed or gone, any other value walked.
+    fn member<'a>(&self, key: &str, value: &'a RawValue) -> Result<Member<'a>, ()> {
+        if !self.keys.iter().any(|k| k == key) {
+            return Ok(match self.walk_value(value)? {
+                Some(now) => Member::Now(now),
+                None => Member::Same(value),
+            });
+        }
+        if value.get() == "null" {
+            return Ok(Member::Same(value));
+        }
+        Ok(match self.mode {
             Mode::Keep => Member::Same(value),
             Mode::Drop => Member::Gone,
             Mode::Hash => {
-                // A string is hashed as its text; anything else (a phone sent as a number) as
-                // its JSON.
+                // A string is hashed as its text; anything else (a phone sent as a number, an
+                // object) as its JSON.
                 let text = serde_json::from_str::<String>(value.get())
                     .unwrap_or_else(|_| value.get().to_owned());
                 Member::Now(match self.hash_value(key, &text) {
@@ -283,7 +304,7 @@ impl Protection {
                     None => "null".to_owned(),
                 })
             }
-        }
+        })
     }
 
     /// What is kept of an item that could not be rewritten: a digest to tell it apart from
@@ -521,6 +542,32 @@ mod tests {
         let plain = r#"{"user_data":{"id":"u2"}}"#;
         assert_eq!(passed(protection(Mode::Drop).apply(raw(plain))), plain);
         assert_eq!(passed(protection(Mode::Keep).apply(raw(item))), item);
+    }
+
+    #[test]
+    fn named_keys_change_at_any_depth_and_in_arrays() {
+        let item = r#"{"user_data":{"id":"u1","profile":{"contacts":[{"email":"a@x.net","kind":"home"},[{"name":"Ann"}]]}},"list":[1, {"phone":"+1 555"}],"n":{"em\u0061il":"b@x.net"}}"#;
+        assert_eq!(
+            passed(protection(Mode::Drop).apply(raw(item))),
+            r#"{"user_data":{"id":"u1","profile":{"contacts":[{"kind":"home"},[{}]]}},"list":[1,{}],"n":{}}"#
+        );
+        let p = protection(Mode::Hash);
+        let body = p.body(item.to_owned());
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let email = p.hash_value("email", "a@x.net").unwrap();
+        assert_eq!(value["user_data"]["profile"]["contacts"][0]["email"], email);
+        assert_eq!(
+            value["n"]["email"],
+            p.hash_value("email", "b@x.net").unwrap()
+        );
+        assert_eq!(
+            value["list"][1]["phone"],
+            p.hash_value("phone", "+1555").unwrap()
+        );
+        // Nothing named: kept byte for byte, spacing included.
+        let plain = r#"{"data": [1, {"kind": "x"}]}"#;
+        assert_eq!(p.body(plain.to_owned()), plain);
+        assert!(p.body("{\"email\": ".to_owned()).contains("withheld"));
     }
 
     #[test]

@@ -1,73 +1,162 @@
 //! Last line of defence for secrets: every text the program writes out (logs, error output, the
-//! ledger, `status`) passes through `redact`, which replaces the registered API key and database
-//! password, in the forms they take once escaped for JSON or a URL too.
+//! ledger, `status`) passes through `redact`, which replaces the registered API key, personal-data
+//! key and database password in any encoded form: each part of the text is read as it would be
+//! decoded (`%XX` of any byte in either case, JSON's `\u` and short escapes, Rust's `\u{..}`, `+`
+//! for a space), mixed freely with plain characters, and compared with the secret.
 
 use std::io::{self, Write};
 use std::sync::RwLock;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// The secrets, as bytes: a database password may decode to bytes that are not UTF-8.
+static SECRETS: RwLock<Vec<Vec<u8>>> = RwLock::new(Vec::new());
 
 const MASK: &str = "[redacted]";
 
-/// Adds a value that must never be printed. Very short values are skipped: masking them would
-/// garble ordinary text without protecting anything.
+/// Shortest value masked: a shorter one would garble ordinary text without protecting
+/// anything. The API key and the personal-data key are refused when shorter than their own
+/// minimums, so they are registered only from those.
+pub const MIN_MASKED_BYTES: usize = 4;
+
+/// Adds a value that must never be printed; one shorter than [`MIN_MASKED_BYTES`] is skipped.
 pub fn register(secret: &str) {
-    if secret.len() < 4 {
+    register_bytes(secret.as_bytes());
+}
+
+/// Adds a key the job refuses when shorter than `min` bytes: a refused key is not registered,
+/// so that the refusal (whose words the key may be part of) reads as written.
+pub fn register_key(secret: &str, min: usize) {
+    if secret.len() >= min {
+        register(secret);
+    }
+}
+
+fn register_bytes(secret: &[u8]) {
+    if secret.len() < MIN_MASKED_BYTES {
         return;
     }
-    let json = serde_json::to_string(secret).expect("a string serializes");
-    let forms = [
-        secret.to_owned(),
-        json[1..json.len() - 1].to_owned(),
-        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
-        format!("{secret:?}").trim_matches('"').to_owned(),
-    ];
     let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    for form in forms {
-        if !secrets.contains(&form) {
-            secrets.push(form);
-        }
+    if !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_vec());
     }
-    // Longest first, so a form that holds another is masked whole.
+    // Longest first, so a secret that holds another is masked whole.
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
-/// Registers the password of a database URL, and the URL itself.
+/// Registers the password of a database URL, as written in the URL and decoded.
 pub fn register_database_url(url: &str) {
     if let Ok(parsed) = url::Url::parse(url) {
         if let Some(password) = parsed.password() {
             register(password);
-            // The URL form is percent-encoded; the decoded password may differ.
-            if let Ok(decoded) = percent_decode(password) {
-                register(&decoded);
-            }
+            register_bytes(&percent_decode_bytes(password));
         }
     }
 }
 
 /// `text` with its `%XX` escapes decoded.
 pub fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    String::from_utf8(percent_decode_bytes(text))
+}
+
+fn percent_decode_bytes(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
+        match percent_escape(&bytes[i..]) {
+            Some(b) => {
                 out.push(b);
                 i += 3;
             }
-            (b, _) => {
-                out.push(b);
+            None => {
+                out.push(bytes[i]);
                 i += 1;
             }
         }
     }
-    String::from_utf8(out)
+    out
+}
+
+/// The byte of a `%XX` escape at the start of `text`, hex digits in either case.
+fn percent_escape(text: &[u8]) -> Option<u8> {
+    match text {
+        [b'%', hi, lo, ..] => Some(hex_digit(*hi)? << 4 | hex_digit(*lo)?),
+        _ => None,
+    }
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b).to_digit(16).map(|d| d as u8)
+}
+
+/// The value of the hex digits `text` holds, when they all are.
+fn hex_value(text: &[u8]) -> Option<u32> {
+    text.iter()
+        .try_fold(0u32, |acc, b| Some(acc << 4 | u32::from(hex_digit(*b)?)))
+}
+
+/// The bytes an escape at the start of `text` stands for, and its length: `%XX`, a JSON escape
+/// (`\uXXXX`, a surrogate pair as two, `\n`, `\"`, ...) or Rust's `\u{..}`.
+fn escape(text: &[u8]) -> Option<(Vec<u8>, usize)> {
+    if let Some(b) = percent_escape(text) {
+        return Some((vec![b], 3));
+    }
+    let (&b'\\', rest) = text.split_first()? else {
+        return None;
+    };
+    let short = |b: u8| Some((vec![b], 2));
+    match *rest.first()? {
+        b'"' | b'\\' | b'/' | b'\'' => short(rest[0]),
+        b'n' => short(b'\n'),
+        b'r' => short(b'\r'),
+        b't' => short(b'\t'),
+        b'b' => short(0x08),
+        b'f' => short(0x0c),
+        b'0' => short(0),
+        b'u' if rest.get(1) == Some(&b'{') => {
+            let close = rest.iter().take(9).position(|&b| b == b'}')?;
+            let c = char::from_u32(hex_value(rest.get(2..close)?)?)?;
+            Some((c.to_string().into_bytes(), close + 2))
+        }
+        b'u' => {
+            let unit = hex_value(rest.get(1..5)?)?;
+            let (code, len) = match unit {
+                0xd800..=0xdbff => {
+                    let low = match text.get(6..12)? {
+                        [b'\\', b'u', hex @ ..] => hex_value(hex)?,
+                        _ => return None,
+                    };
+                    if !(0xdc00..=0xdfff).contains(&low) {
+                        return None;
+                    }
+                    (0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00), 12)
+                }
+                _ => (unit, 6),
+            };
+            Some((char::from_u32(code)?.to_string().into_bytes(), len))
+        }
+        _ => None,
+    }
+}
+
+/// Where a spelling of `secret` that starts at `text[0]` ends, read unit by unit: an escape
+/// decoded, a `+` as a space, or a plain byte.
+fn spelled(text: &[u8], secret: &[u8]) -> Option<usize> {
+    let (mut i, mut k) = (0, 0);
+    while k < secret.len() {
+        let rest = text.get(i..).filter(|r| !r.is_empty())?;
+        if let Some((bytes, len)) = escape(rest).filter(|(b, _)| secret[k..].starts_with(b)) {
+            i += len;
+            k += bytes.len();
+        } else if rest[0] == secret[k] || (rest[0] == b'+' && secret[k] == b' ') {
+            i += 1;
+            k += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(i)
 }
 
 /// `text` for a line of output or a text column: secrets masked, then control characters
@@ -83,9 +172,31 @@ pub fn clean(text: &str, max: usize) -> String {
 
 pub fn redact(text: &str) -> String {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    secrets.iter().fold(text.to_owned(), |acc, secret| {
-        acc.replace(secret.as_str(), MASK)
-    })
+    if secrets.is_empty() {
+        return text.to_owned();
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while let Some(c) = text[i..].chars().next() {
+        let end = secrets
+            .iter()
+            .filter_map(|s| spelled(&bytes[i..], s))
+            .map(|len| i + len)
+            .filter(|&end| text.is_char_boundary(end))
+            .max();
+        match end {
+            Some(end) => {
+                out.push_str(MASK);
+                i = end;
+            }
+            None => {
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out
 }
 
 /// Standard error, redacted.
@@ -147,6 +258,43 @@ mod tests {
             r#"{"msg":"[redacted]"}"#
         );
         assert_eq!(redact("?key=k%22e%5Cy%2Fwith%2Bodd"), "?key=[redacted]");
+    }
+
+    #[test]
+    fn every_encoded_spelling_is_masked() {
+        let key = "Sk_a-b.c~d/e+f g\u{e9}\u{1f600}z";
+        register(key);
+        let spellings = [
+            key.to_owned(),
+            url::form_urlencoded::byte_serialize(key.as_bytes()).collect(),
+            // Every byte escaped, in lower case, then in upper case.
+            key.bytes().map(|b| format!("%{b:02x}")).collect(),
+            key.bytes().map(|b| format!("%{b:02X}")).collect(),
+            // Only some escaped, mixed with plain characters.
+            "Sk%5Fa%2db.c%7ed%2Fe%2bf+g%C3%a9%F0%9F%98%80z".to_owned(),
+            "Sk_a-b.c~d/e+f%20g\u{e9}%f0%9f%98%80z".to_owned(),
+            // JSON: the slash and every character as \u escapes, the emoji as a surrogate pair.
+            r"Sk_a-b.c~d\/e+f g\u00e9\ud83d\ude00z".to_owned(),
+            key.encode_utf16().map(|u| format!("\\u{u:04X}")).collect(),
+            // Rust's debug form.
+            r"Sk\u{5f}a-b.c~d/e+f g\u{e9}\u{1f600}z".to_owned(),
+        ];
+        for spelling in spellings {
+            assert_eq!(
+                redact(&format!("x={spelling}&")),
+                "x=[redacted]&",
+                "{spelling}"
+            );
+        }
+        // Not the key: one byte off, or an escape of another byte.
+        for other in ["Sk%5Ea-b.c~d/e+f g\u{e9}\u{1f600}z", "Sk_a-b.c~d/e+f gé😀Z"] {
+            assert_eq!(redact(other), other);
+        }
+        register("ab_cd");
+        assert_eq!(
+            redact("ab%5Fcd ab%5fcd ab\\u005fcd"),
+            "[redacted] [redacted] [redacted]"
+        );
     }
 
     #[test]

@@ -539,3 +539,64 @@ async fn before_the_schema_exists_the_dry_run_says_what_the_first_run_will_do(
             .unwrap();
     assert_eq!(schema, None, "a dry run creates nothing");
 }
+
+#[sqlx::test]
+async fn a_key_echoed_in_any_encoding_is_masked_in_the_results_and_the_log(pool: PgPool) {
+    let key = "lr_live-k.e~y/+\u{e9}-canary";
+    // The key percent-encoded in upper and lower case hex, partly and wholly, and JSON-escaped.
+    let spellings = [
+        "lr%5Flive-k.e~y/+%C3%A9-canary".to_owned(),
+        "lr%5flive%2Dk%2ee%7Ey%2f%2b%c3%a9-canary".to_owned(),
+        url::form_urlencoded::byte_serialize(key.as_bytes()).collect(),
+        r"lr\u005Flive-k.e~y\/+\u00e9-canary".to_owned(),
+    ];
+    let echoes: Vec<String> = spellings
+        .iter()
+        .map(|s| format!("the key {s} is not valid here"))
+        .collect();
+    let api = lookup_api_of(4, move |user| {
+        let n: usize = user.trim_start_matches('u').parse().unwrap();
+        let echo = &echoes[n - 1];
+        if n % 2 == 1 {
+            Reply::json(400, serde_json::json!({ "msg": echo }).to_string())
+        } else {
+            Reply::Body {
+                status: 400,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                body: echo.clone().into_bytes(),
+            }
+        }
+    })
+    .await;
+    for format in ["json", "text"] {
+        let mut cmd = sync_command(&database_url(&pool.connect_options()), &api.url, key);
+        cmd.args(["--attribution-details", "--since", "2026-11-01", "--rescan"])
+            .args(["--log-format", format])
+            .env("RUST_LOG", "debug");
+        sqlx::query("DELETE FROM linkrunner.attribution_results")
+            .execute(&pool)
+            .await
+            .ok();
+        let out = output(cmd).await;
+        assert!(out.status.success(), "{out:?}");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!printed.contains("canary"), "{printed}");
+        let errors: Vec<String> =
+            sqlx::query_scalar("SELECT error FROM linkrunner.attribution_results ORDER BY 1")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(errors.len(), 4, "{printed}");
+        for error in &errors {
+            assert!(!error.contains("canary"), "{errors:?}");
+            assert!(
+                error.contains("the key [redacted] is not valid"),
+                "{errors:?}"
+            );
+        }
+    }
+}

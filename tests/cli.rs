@@ -53,7 +53,7 @@ async fn bad_input_gets_one_line_and_exit_code_2(_: PgPoolOptions, db: PgConnect
             "schema.table.column",
         ),
     ] {
-        let mut cmd = sync_command(&url, "http://127.0.0.1:9/api/v1", "k");
+        let mut cmd = sync_command(&url, "http://127.0.0.1:9/api/v1", "cli-key");
         cmd.args(&args);
         let out = output(cmd).await;
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
@@ -67,7 +67,7 @@ async fn bad_input_gets_one_line_and_exit_code_2(_: PgPoolOptions, db: PgConnect
 async fn an_unreachable_database_is_one_line_and_exit_code_1() {
     let password = "canary-password-1a2b3c";
     let url = format!("postgres://someone:{password}@127.0.0.1:1/warehouse");
-    let out = output(sync_command(&url, "http://127.0.0.1:9/api/v1", "k")).await;
+    let out = output(sync_command(&url, "http://127.0.0.1:9/api/v1", "cli-key")).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

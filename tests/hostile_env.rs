@@ -279,6 +279,57 @@ async fn hostile_flag_values_exit_2_with_one_line(opts: PgPoolOptions, db: PgCon
     );
 }
 
+#[sqlx::test(migrations = false)]
+async fn keys_too_short_or_inside_the_base_url_are_refused_in_words_that_read_as_written(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let url = database_url(&db);
+    let base = "https://api.example/api/v1";
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        // One letter of the base URL: too short to be a key, not a key in the URL.
+        (
+            "a",
+            base,
+            &[],
+            "LINKRUNNER_API_KEY is too short to be a Linkrunner server key (at least 6 bytes)",
+        ),
+        ("api", base, &[], "too short to be a Linkrunner server key"),
+        // A personal-data key that is a word of its own refusal.
+        (
+            "hostile-key",
+            base,
+            &["--personal-data", "hash", "--pii-key", "short"],
+            "LINKRUNNER_PII_KEY is shorter than 16 bytes",
+        ),
+        // The key in the URL, escaped or in the host, whose case the URL does not keep.
+        (
+            "sk_live_1234",
+            "https://api.example/sk%5Flive%5f1234/api/v1",
+            &[],
+            "holds the API key",
+        ),
+        (
+            "SK-LIVE-1234",
+            "https://sk-live-1234.example/api/v1",
+            &[],
+            "holds the API key",
+        ),
+    ];
+    for (key, base_url, args, expected) in cases {
+        let mut cmd = bare_sync_command(&url, base_url, key);
+        cmd.args(["--dry-run", "--no-progress"]).args(*args);
+        let out = output(cmd).await;
+        let what = format!("{key} {base_url} {args:?}");
+        assert_refused(&out, &what, expected);
+        assert!(
+            !stderr(&out).contains("[redacted]"),
+            "{what}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 #[sqlx::test]
 async fn a_campaign_too_old_for_its_window_is_refused_before_any_plan(
     opts: PgPoolOptions,

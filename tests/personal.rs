@@ -852,3 +852,109 @@ async fn the_dry_run_says_what_a_run_would_do_to_stored_personal_data(
     // A dry run writes nothing: the mode stays, no rewrite is under way.
     assert_eq!(everything_stored(&pool).await, before);
 }
+
+/// A server with one campaign and three users, whose look-ups answer with the canaries nested
+/// at several depths and in arrays: in a usable answer, in one whose documented field is an
+/// object, and in one cut short.
+async fn lookups_with_nested_canaries() -> common::hostile::Hostile {
+    use common::hostile::{self, Reply};
+    let mut deep = json!({"msg": "ok", "status": 200, "data": {
+        "campaign_name": "One", "display_id": "c1", "attribution_type": "INORGANIC",
+        "user_data": {"id": "u1"},
+        "profile": {"contacts": [{"kind": "home"}, {}]},
+        "history": [[{"seen": {}}]],
+    }});
+    let data = &mut deep["data"];
+    data["user_data"]["email"] = json!(CANARIES[1].1);
+    data["profile"]["contacts"][0]["phone"] = json!(CANARIES[2].1);
+    data["profile"]["contacts"][1]["name"] = json!(CANARIES[0].1);
+    data["history"][0][0]["seen"]["address"] = json!(CANARIES[3].1);
+    data["history"][0][0]["seen"]["phone"] = json!({"mobile": CANARIES[2].1});
+    deep["name"] = json!(CANARIES[0].1);
+    // The same key spelled with an escape.
+    let found = deep
+        .to_string()
+        .replacen(r#""email""#, r#""em\u0061il""#, 1);
+    let odd = json!({"data": {"campaign_name": {"email": CANARIES[1].1},
+        "contacts": [{"address": CANARIES[3].1}]}})
+    .to_string();
+    let cut = format!(r#"{{"data":{{"user_data":{{"email":"{}""#, CANARIES[1].1);
+    let users: Vec<String> = (1..=3)
+        .map(|i| hostile::user("c1", &format!("u{i}"), "2026-11-02T10:00:00.000Z"))
+        .collect();
+    hostile::serve(move |req| match req.path() {
+        "/campaigns" => Reply::json(
+            200,
+            hostile::page("campaigns", &[hostile::campaign("c1", "One")], 1, 1),
+        ),
+        "/attributed-users" => Reply::json(200, hostile::page("users", &users, 3, 1)),
+        "/get-attribution-result" => match req.query("user_id").as_deref() {
+            Some("u1") => Reply::json(200, found.clone()),
+            Some("u2") => Reply::json(200, odd.clone()),
+            _ => Reply::json(200, cut.clone()),
+        },
+        _ => Reply::json(404, r#"{"msg":"Resource not found."}"#),
+    })
+    .await
+}
+
+/// A sync with look-ups against [`lookups_with_nested_canaries`] in `mode`; each id's answer
+/// is kept.
+async fn look_up_nested_canaries(pool: &PgPool, mode: &str) -> Output {
+    let api = lookups_with_nested_canaries().await;
+    let mut cmd = sync_command(&database_url(&pool.connect_options()), &api.url, "sim-key");
+    cmd.args(["--personal-data", mode])
+        .args(["--personal-data-keys", "name,email,phone,address"])
+        .args(["--attribution-details", "--since", "2026-11-01"])
+        .env("LINKRUNNER_PII_KEY", PII_KEY)
+        .env("RUST_LOG", "debug");
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{out:?}");
+    let kept = count(pool, "SELECT count(*) FROM linkrunner.attribution_results").await;
+    assert_eq!(kept, 3, "{out:?}");
+    out
+}
+
+#[sqlx::test]
+async fn personal_values_at_any_depth_of_a_look_up_answer_are_hashed(pool: PgPool) {
+    let out = look_up_nested_canaries(&pool, "hash").await;
+    assert_nothing_personal_stored(&pool).await;
+    assert_nothing_personal_printed(&out);
+    let raw: serde_json::Value = sqlx::query_scalar(
+        "SELECT raw FROM linkrunner.attribution_results WHERE lookup_value = 'u1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let email = &raw["data"]["user_data"]["email"];
+    assert_eq!(email.as_str().map(str::len), Some(64), "{raw}");
+    assert_eq!(raw["data"]["user_data"]["id"], "u1", "{raw}");
+    assert_eq!(raw["data"]["profile"]["contacts"][0]["kind"], "home");
+}
+
+#[sqlx::test]
+async fn personal_values_at_any_depth_of_a_look_up_answer_are_dropped(pool: PgPool) {
+    let out = look_up_nested_canaries(&pool, "drop").await;
+    assert_nothing_personal_stored(&pool).await;
+    assert_nothing_personal_printed(&out);
+    let raw: serde_json::Value = sqlx::query_scalar(
+        "SELECT raw FROM linkrunner.attribution_results WHERE lookup_value = 'u1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(raw["data"]["user_data"], json!({"id": "u1"}), "{raw}");
+    assert_eq!(raw["data"]["history"], json!([[{"seen": {}}]]), "{raw}");
+}
+
+#[sqlx::test]
+async fn in_keep_mode_a_look_up_answer_is_stored_as_received(pool: PgPool) {
+    look_up_nested_canaries(&pool, "keep").await;
+    let raw: String = sqlx::query_scalar(
+        "SELECT raw::text FROM linkrunner.attribution_results WHERE lookup_value = 'u1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(canaries_in(&raw.to_lowercase()).len(), 4, "{raw}");
+}

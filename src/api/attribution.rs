@@ -43,8 +43,15 @@ pub fn parse(body: &[u8]) -> Result<Answer, ApiError> {
     }
 }
 
+/// Why a body is not an answer, without its contents when it looks like JSON: an answer may
+/// hold personal data. A body of another kind (a proxy's HTML page) is shown in part.
 fn garbled(what: &str, body: &[u8]) -> ApiError {
-    ApiError::Decode(format!("{what}: {}", preview(body)))
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{' | b'[')) {
+        ApiError::Decode(format!("{what}, {} bytes", body.len()))
+    } else {
+        ApiError::Decode(format!("{what}: {}", preview(body)))
+    }
 }
 
 /// The documented fields of `data`; which one is not a string, if any.
@@ -54,10 +61,8 @@ fn attribution(data: &Map<String, Value>) -> Result<Attribution, String> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(format!(
-                "'{key}' is {}, not a string",
-                crate::secrets::clean(&other.to_string(), 80)
-            )),
+            // Named by its kind, never quoted: it may hold anything.
+            Some(other) => Err(format!("'{key}' is {}, not a string", kind(other))),
         }
     };
     Ok(Attribution {
@@ -74,6 +79,17 @@ fn attribution(data: &Map<String, Value>) -> Result<Attribution, String> {
         ad_network: field("ad_network")?,
         attribution_type: field("attribution_type")?,
     })
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]
@@ -114,7 +130,7 @@ mod tests {
         let body = r#"{"data":{"campaign_name":7,"attribution_type":"ORGANIC"}}"#;
         match parse(body.as_bytes()).unwrap() {
             Answer::Unusable { reason, raw_text } => {
-                assert!(reason.contains("'campaign_name' is 7"), "{reason}");
+                assert!(reason.contains("'campaign_name' is a number"), "{reason}");
                 assert_eq!(raw_text.as_deref(), Some(body));
             }
             other => panic!("{other:?}"),

@@ -164,11 +164,11 @@ fn at_the_door(personal: &Protection, answer: Answer) -> Answer {
     match answer {
         Answer::Found { attribution, raw } => Answer::Found {
             attribution,
-            raw: personal.body(raw, "data"),
+            raw: personal.body(raw),
         },
         Answer::Unusable { reason, raw_text } => Answer::Unusable {
             reason,
-            raw_text: raw_text.map(|text| personal.body(text, "data")),
+            raw_text: raw_text.map(|text| personal.body(text)),
         },
         Answer::NotFound => Answer::NotFound,
     }
