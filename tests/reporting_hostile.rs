@@ -104,7 +104,10 @@ async fn a_page_over_what_was_asked_is_refused_unread_and_the_signup_sync_goes_o
     assert!(huge.len() > 8 << 20);
     let cases = [
         (report(&over_limit), "more than the 100 rows asked for"),
-        (report(&deep), "more than 10000 ad sets, ad creatives and keywords"),
+        (
+            report(&deep),
+            "more than 10000 ad sets, ad creatives and keywords",
+        ),
         (huge, "larger than 8 MiB"),
     ];
     for (body, why) in cases {
@@ -118,16 +121,29 @@ async fn a_page_over_what_was_asked_is_refused_unread_and_the_signup_sync_goes_o
             .iter()
             .filter(|r| r.path().ends_with("/reporting/campaigns"))
             .count();
-        assert_eq!(asked, 1, "{why}: a page that cannot be read is not asked again");
+        assert_eq!(
+            asked, 1,
+            "{why}: a page that cannot be read is not asked again"
+        );
         // The signup sync went on; the ledger says why reporting stopped.
         let (outcome, error) = ledger(&pool).await;
         assert_eq!(outcome, "success");
         let error = error.expect("the ledger says why");
-        assert!(error.contains(why) && error.contains(&today.to_string()), "{error}");
+        assert!(
+            error.contains(why) && error.contains(&today.to_string()),
+            "{error}"
+        );
     }
-    assert_eq!(count(&pool, "SELECT count(*) FROM linkrunner.reporting_daily").await, 0);
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM linkrunner.reporting_days WHERE read_at IS NOT NULL").await,
+        count(&pool, "SELECT count(*) FROM linkrunner.reporting_daily").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM linkrunner.reporting_days WHERE read_at IS NOT NULL"
+        )
+        .await,
         0
     );
     assert_eq!(
@@ -204,7 +220,11 @@ async fn items_postgres_cannot_take_are_set_aside_and_every_day_lands_without_th
             .unwrap();
     assert_eq!(ad_sets, ["1"]);
     assert_eq!(
-        count(&pool, "SELECT count(DISTINCT ad_creative_id) FROM linkrunner.reporting_ad_creatives").await,
+        count(
+            &pool,
+            "SELECT count(DISTINCT ad_creative_id) FROM linkrunner.reporting_ad_creatives"
+        )
+        .await,
         1
     );
     let kept: Vec<(String, String)> = sqlx::query_as(

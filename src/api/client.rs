@@ -316,14 +316,13 @@ impl ApiClient {
             None => Hold::default(),
         };
         let limit_time = self.settings.timeout;
-        let body =
-            tokio::time::timeout(limit_time, outbound::read_capped(response, cap))
-                .await
-                .map_err(|_| ApiError::timed_out(limit_time))?
-                .map_err(|e| match e {
-                    BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
-                    BodyError::Http(e) => ApiError::from_reqwest(e),
-                })?;
+        let body = tokio::time::timeout(limit_time, outbound::read_capped(response, cap))
+            .await
+            .map_err(|_| ApiError::timed_out(limit_time))?
+            .map_err(|e| match e {
+                BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
+                BodyError::Http(e) => ApiError::from_reqwest(e),
+            })?;
         hold.shrink_to(body.len() * PER_BODY_BYTE);
         Ok((body, hold))
     }

@@ -178,7 +178,9 @@ impl ItemReader {
             Key::Unstorable(reason) => {
                 let reason =
                     format!("{reason}; the campaign is kept whole, with the levels below it");
-                self.keep_aside(UNSTORABLE_ID, reason, text.to_owned())?;
+                // Kept whole, but for the ad account's owner, whom no table keeps.
+                let raw = fields_text(&fields, &["network_account"]);
+                self.keep_aside(UNSTORABLE_ID, reason, raw)?;
                 return Ok((UNSTORABLE_ID.to_owned(), created));
             }
         };
@@ -272,7 +274,12 @@ impl ItemReader {
         Key::Stored(id)
     }
 
-    fn keep_aside(&mut self, display_id: &str, reason: String, raw: String) -> Result<(), ApiError> {
+    fn keep_aside(
+        &mut self,
+        display_id: &str,
+        reason: String,
+        raw: String,
+    ) -> Result<(), ApiError> {
         self.hold(raw.len() + reason.len() + display_id.len())?;
         self.set_aside.push(SetAside {
             display_id: display_id.to_owned(),
@@ -361,9 +368,14 @@ impl<'de> Visitor<'de> for Bounded<'_> {
 
 /// An item's own fields as JSON text: without the levels below it and the ad account.
 fn own_text(fields: &Fields) -> String {
+    fields_text(fields, &BELOW)
+}
+
+/// An item as JSON text without the fields named in `left_out`.
+fn fields_text(fields: &Fields, left_out: &[&str]) -> String {
     let mut text = String::from("{");
     for (key, value) in fields {
-        if BELOW.contains(&key.as_str()) {
+        if left_out.contains(&key.as_str()) {
             continue;
         }
         if text.len() > 1 {
@@ -529,7 +541,8 @@ mod tests {
         let long = "x".repeat(3000);
         let page = format!(
             r#"{{"data":{{"campaigns":[
-              {{"display_id":"{long}","installs":"1","adSets":[{{"id":"a","installs":"2"}}]}},
+              {{"display_id":"{long}","installs":"1","adSets":[{{"id":"a","installs":"2"}}],
+                "network_account":{{"name":"Priya R","email":"priya@example.net"}}}},
               {{"display_id":"ok","name":"N\u0000L","installs":"3",
                 "adSets":[{{"id":"a\ud800","installs":"4","adCreatives":[{{"id":1}}]}},{{"id":"b"}}]}}],
               "pagination":{{"total":2,"pages":1}}}}}}"#
@@ -546,6 +559,7 @@ mod tests {
         assert_eq!(aside[0].0, UNSTORABLE_ID);
         assert!(aside[0].1.contains("3000 bytes"), "{aside:?}");
         assert!(page.set_aside[0].raw.contains(r#""id":"a""#));
+        assert!(!page.set_aside[0].raw.contains("priya"));
         assert!(aside[1].1.contains("NUL"), "{aside:?}");
         assert!(aside[2].1.contains("surrogate"), "{aside:?}");
         assert_eq!(page.campaigns[0].0, UNSTORABLE_ID);
@@ -563,6 +577,8 @@ mod tests {
         // The campaign's two rows differ; its ad set's do not.
         assert_eq!(page.rows.len(), 1);
         assert_eq!(page.set_aside.len(), 2);
-        assert!(page.set_aside[0].reason.contains("2 times with different values"));
+        assert!(page.set_aside[0]
+            .reason
+            .contains("2 times with different values"));
     }
 }

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use crate::db::{self, writer, Schema};
 use crate::model::report_days::DayState;
 use crate::model::reporting::{Level, Reading, ReportRow, SetAside, METRICS};
-use crate::model::user::Rejected;
 use crate::model::run::ReportingTotals;
 use crate::model::storable;
+use crate::model::user::Rejected;
 
 /// Where a day stands once a page is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,8 +213,14 @@ const ROWS_PER_STATEMENT: usize = 1000;
 
 /// A row Postgres refused with `message`, as `rejected_rows` keeps it.
 fn refused_row<'r>(row: &'r ReportRow, message: &str) -> (&'r str, Rejected) {
-    let reason = format!("Postgres refused to store this {}: {message}", row.level.noun());
-    (row.display_id.as_str(), Rejected::new(reason, row.raw.clone()))
+    let reason = format!(
+        "Postgres refused to store this {}: {message}",
+        row.level.noun()
+    );
+    (
+        row.display_id.as_str(),
+        Rejected::new(reason, row.raw.clone()),
+    )
 }
 
 /// The table of each level, and the columns of its ids.
@@ -277,7 +283,9 @@ pub async fn store(
                     trial.rollback().await?;
                     let refused = db::refused(conn, chunk, |conn, row| {
                         Box::pin(async move {
-                            upsert(schema, conn, day, table, ids, &[*row]).await.map(drop)
+                            upsert(schema, conn, day, table, ids, &[*row])
+                                .await
+                                .map(drop)
                         })
                     })
                     .await?;
