@@ -42,6 +42,7 @@ fn one_day(day: NaiveDate) -> ReportQuery {
         to: day,
         view: "user_acquisition",
         page: 1,
+        memory: 8 << 20,
     }
 }
 
@@ -171,6 +172,7 @@ async fn read_and_store(
         currency: page.currency.as_deref(),
         run_id: uuid::Uuid::new_v4(),
         rows: &page.rows,
+        set_aside: &page.set_aside,
     };
     let stored = linkrunner_sync::db::reporting::store(schema, conn, &day)
         .await
@@ -202,7 +204,8 @@ async fn a_day_is_stored_once_and_a_re_read_changes_only_what_changed(pool: sqlx
         first,
         Stored {
             inserted: rows as u64,
-            changed: 0
+            changed: 0,
+            set_aside: 0
         }
     );
     assert_eq!(

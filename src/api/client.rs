@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::api::models::{preview, Page};
 use crate::api::pace::Pace;
-use crate::api::reporting::{ReportPage, ReportQuery};
+use crate::api::reporting::{PageLimits, ReportPage, ReportQuery, REPORT_PAGE_SIZE};
 use crate::api::request::{AttributionRequest, PageRequest, ReportingRequest, Request};
 use crate::api::ApiError;
 use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
@@ -192,7 +192,12 @@ impl ApiClient {
         self.stats
             .reporting_requests
             .fetch_add(1, Ordering::Relaxed);
-        let answer = self.get(ReportingRequest { url }).await;
+        // A page and its rows each fit the memory budget, and the body no more than any page.
+        let limits = PageLimits {
+            campaigns: REPORT_PAGE_SIZE as usize,
+            bytes: query.memory.clamp(1, MAX_PAGE_BYTES),
+        };
+        let answer = self.get(ReportingRequest { url, limits }).await;
         if let Err(ApiError::RateLimited { .. }) = answer {
             self.stats
                 .reporting_rate_limited
@@ -258,7 +263,9 @@ impl ApiClient {
         if status != StatusCode::OK {
             return Err(self.refused(response).await);
         }
-        let (body, hold) = self.read_body(response, request.budget()).await?;
+        let (body, hold) = self
+            .read_body(response, request.budget(), request.max_body())
+            .await?;
         request.read(&body, hold)
     }
 
@@ -296,26 +303,26 @@ impl ApiClient {
         &self,
         response: reqwest::Response,
         budget: Option<&MemoryBudget>,
+        cap: usize,
     ) -> Result<(Vec<u8>, Hold), ApiError> {
         // A body of unknown length is held at the most it may be until it has arrived: taking
         // its share chunk by chunk could leave concurrent pages each holding part of the budget
         // and waiting for more.
         let most = response
             .content_length()
-            .map_or(MAX_PAGE_BYTES, |n| n.min(MAX_PAGE_BYTES as u64) as usize);
+            .map_or(cap, |n| n.min(cap as u64) as usize);
         let mut hold = match budget {
             Some(budget) => budget.take(most * PER_BODY_BYTE).await,
             None => Hold::default(),
         };
         let limit_time = self.settings.timeout;
-        let body =
-            tokio::time::timeout(limit_time, outbound::read_capped(response, MAX_PAGE_BYTES))
-                .await
-                .map_err(|_| ApiError::timed_out(limit_time))?
-                .map_err(|e| match e {
-                    BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
-                    BodyError::Http(e) => ApiError::from_reqwest(e),
-                })?;
+        let body = tokio::time::timeout(limit_time, outbound::read_capped(response, cap))
+            .await
+            .map_err(|_| ApiError::timed_out(limit_time))?
+            .map_err(|e| match e {
+                BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
+                BodyError::Http(e) => ApiError::from_reqwest(e),
+            })?;
         hold.shrink_to(body.len() * PER_BODY_BYTE);
         Ok((body, hold))
     }

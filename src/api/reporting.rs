@@ -2,18 +2,29 @@
 //! creatives and keywords below it become rows of one day, their metrics read exactly or kept
 //! unread, each with its item as received.
 
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+
 use chrono::{DateTime, Utc};
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::api::models::escape_bad_bytes;
-use crate::api::ApiError;
-use crate::model::reporting::{read, Level, Reading, ReportRow, METRICS};
+use crate::api::{ApiError, Page};
+use crate::model::campaign::UNSTORABLE_ID;
+use crate::model::reporting::{dedupe, read, Level, Reading, ReportRow, SetAside, METRICS};
+use crate::model::storable;
 use crate::model::time::parse_instant;
 
 /// A page of the campaign table.
 #[derive(Debug, Default)]
 pub struct ReportPage {
     pub rows: Vec<ReportRow>,
+    /// Items Postgres cannot store, or listed twice with different values.
+    pub set_aside: Vec<SetAside>,
     /// Each campaign on the page with when it was created, in the order sent.
     pub campaigns: Vec<(String, Option<DateTime<Utc>>)>,
     pub pages: u64,
@@ -31,6 +42,8 @@ pub struct ReportQuery {
     pub to: chrono::NaiveDate,
     pub view: &'static str,
     pub page: u64,
+    /// Bytes the page's body may have, and again its rows: the run's memory budget.
+    pub memory: usize,
 }
 
 /// Campaigns per page: the most the API serves.
@@ -50,93 +63,333 @@ impl ReportQuery {
     }
 }
 
-/// Reads a page's body. A body that is not the documented shape is garbled (asked again).
-pub fn parse(body: &[u8]) -> Result<ReportPage, ApiError> {
-    let text = match std::str::from_utf8(body) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(_) => {
-            std::borrow::Cow::Owned(escape_bad_bytes(body).ok_or_else(|| garbled("not UTF-8"))?)
-        }
-    };
-    let value: Value = serde_json::from_str(&text).map_err(|_| garbled("not JSON"))?;
-    let data = value
-        .get("data")
-        .and_then(Value::as_object)
-        .ok_or_else(|| garbled("no 'data' object"))?;
-    let items = data
-        .get("campaigns")
-        .and_then(Value::as_array)
-        .ok_or_else(|| garbled("no 'campaigns' array"))?;
-    let pagination = data.get("pagination");
-    let pages = pagination
-        .and_then(|p| p.get("pages"))
-        .and_then(Value::as_u64)
-        .unwrap_or(1);
-    let total = pagination
-        .and_then(|p| p.get("total"))
-        .and_then(Value::as_u64);
-    let currency = data
-        .get("display_currency")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let mut page = ReportPage {
+/// What a page may hold before it is refused unread: more than asked for is no honest answer,
+/// and a page must fit the memory the run allows.
+#[derive(Clone, Copy, Debug)]
+pub struct PageLimits {
+    /// Campaigns: the `limit` asked for.
+    pub campaigns: usize,
+    /// Bytes the body may have, and again bytes its rows may weigh.
+    pub bytes: usize,
+}
+
+/// Ad sets, ad creatives and keywords below one campaign, all together, that a page may list.
+/// The contract sets no bound; ten thousand is far more than a campaign's dashboard row
+/// shows, and keeps a page of a hundred campaigns within reach of the memory budget.
+pub const MAX_ITEMS_PER_CAMPAIGN: usize = 10_000;
+
+/// Reads a page's body, counting its items as they are read: a page with more campaigns than
+/// asked for, more than [`MAX_ITEMS_PER_CAMPAIGN`] items below one, or rows weighing more than
+/// `limits.bytes` is refused ([`ApiError::Protocol`]) before the rest of it is held. A body
+/// that is not the documented shape is garbled (asked again). An item Postgres cannot store
+/// (see [`storable`]) is set aside with why, and so is a key listed twice with different
+/// values ([`dedupe`]).
+pub fn parse(body: &[u8], limits: &PageLimits) -> Result<ReportPage, ApiError> {
+    let list = Page::parse(body, "campaigns", limits.campaigns)?;
+    let meta = meta(body)?;
+    let pagination = meta.pagination.as_ref();
+    let number = |key: &str| pagination.and_then(|p| p.get(key)).and_then(Value::as_u64);
+    let mut reader = ItemReader {
+        recoded: list.recoded,
+        weight: 0,
+        max_weight: limits.bytes,
         rows: Vec::new(),
-        campaigns: Vec::new(),
-        pages,
-        total,
-        currency,
+        set_aside: Vec::new(),
     };
-    for item in items {
-        let item = item
-            .as_object()
-            .ok_or_else(|| garbled("a campaign is not an object"))?;
-        let display_id =
-            text_of(item, "display_id").ok_or_else(|| garbled("a campaign has no display_id"))?;
-        let created =
-            text_of(item, "created_at").and_then(|t| parse_instant(&t, chrono_tz::UTC).ok());
-        page.campaigns.push((display_id.clone(), created));
-        flatten(&display_id, item, &mut page.rows);
+    let mut campaigns = Vec::with_capacity(list.items.len());
+    for item in &list.items {
+        campaigns.push(reader.campaign(item.get())?);
     }
-    Ok(page)
+    let (rows, duplicates) = dedupe(reader.rows);
+    let mut set_aside = reader.set_aside;
+    set_aside.extend(duplicates);
+    Ok(ReportPage {
+        rows,
+        set_aside,
+        campaigns,
+        pages: number("pages").unwrap_or(1),
+        total: number("total"),
+        currency: meta
+            .display_currency
+            .as_ref()
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// What `data` says besides its campaigns.
+#[derive(serde::Deserialize)]
+struct Meta {
+    data: Option<MetaData>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetaData {
+    campaigns: Option<serde::de::IgnoredAny>,
+    pagination: Option<Value>,
+    display_currency: Option<Value>,
+}
+
+/// The envelope's `pagination` and `display_currency`, the campaigns skipped unheld.
+fn meta(body: &[u8]) -> Result<MetaData, ApiError> {
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => Cow::Owned(escape_bad_bytes(body).ok_or_else(|| garbled("not UTF-8"))?),
+    };
+    let meta: Meta = serde_json::from_str(&text).map_err(|_| garbled("not JSON"))?;
+    let data = meta.data.ok_or_else(|| garbled("no 'data' object"))?;
+    if data.campaigns.is_none() {
+        return Err(garbled("no 'campaigns' array"));
+    }
+    Ok(data)
 }
 
 fn garbled(what: &str) -> ApiError {
     ApiError::Decode(format!("the reporting page is not readable: {what}"))
 }
 
-/// The campaign's row and the rows of every level below it.
-fn flatten(display_id: &str, item: &Map<String, Value>, rows: &mut Vec<ReportRow>) {
-    rows.push(row(display_id, Level::Campaign, item));
-    for ad_set in objects(item, "adSets") {
-        let Some(ad_set_id) = id_of(ad_set) else {
-            continue;
+/// The keys of a level's item that are not its own fields.
+const BELOW: [&str; 4] = ["adSets", "adCreatives", "keywords", "network_account"];
+
+/// A level's item, its fields as received.
+type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
+/// Reads the items of a page into rows and items set aside, weighing what it holds.
+struct ItemReader {
+    recoded: bool,
+    weight: usize,
+    max_weight: usize,
+    rows: Vec<ReportRow>,
+    set_aside: Vec<SetAside>,
+}
+
+impl ItemReader {
+    /// A campaign and the levels below it; its `display_id` and when it was created.
+    fn campaign(&mut self, text: &str) -> Result<(String, Option<DateTime<Utc>>), ApiError> {
+        let fields: Fields =
+            serde_json::from_str(text).map_err(|_| garbled("a campaign is not an object"))?;
+        let created = fields
+            .get("created_at")
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .and_then(|t| parse_instant(&t, chrono_tz::UTC).ok());
+        let display_id = match self.key(&fields, "display_id", "its display_id") {
+            Key::Stored(id) => id,
+            Key::Missing => return Err(garbled("a campaign has no display_id")),
+            Key::Unstorable(reason) => {
+                let reason =
+                    format!("{reason}; the campaign is kept whole, with the levels below it");
+                // Kept whole, but for the ad account's owner, whom no table keeps.
+                let raw = fields_text(&fields, &["network_account"]);
+                self.keep_aside(UNSTORABLE_ID, reason, raw)?;
+                return Ok((UNSTORABLE_ID.to_owned(), created));
+            }
         };
-        let level = Level::AdSet {
-            ad_set: ad_set_id.clone(),
-        };
-        rows.push(row(display_id, level, ad_set));
-        for creative in objects(ad_set, "adCreatives") {
-            if let Some(id) = id_of(creative) {
-                let level = Level::AdCreative {
+        let mut below = MAX_ITEMS_PER_CAMPAIGN;
+        self.level(&display_id, Level::Campaign, &fields)?;
+        for ad_set in items(&fields, "adSets", &mut below)? {
+            let Ok(ad_set_fields) = serde_json::from_str::<Fields>(ad_set.get()) else {
+                continue;
+            };
+            let ad_set_id = match self.key(&ad_set_fields, "id", "its id") {
+                Key::Stored(id) => id,
+                Key::Missing => continue,
+                Key::Unstorable(reason) => {
+                    let reason =
+                        format!("{reason}; the ad set is kept whole, with the levels below it");
+                    self.keep_aside(&display_id, reason, ad_set.get().to_owned())?;
+                    continue;
+                }
+            };
+            let level = Level::AdSet {
+                ad_set: ad_set_id.clone(),
+            };
+            self.level(&display_id, level, &ad_set_fields)?;
+            for creative in items(&ad_set_fields, "adCreatives", &mut below)? {
+                self.leaf(&display_id, creative, |id| Level::AdCreative {
                     ad_set: ad_set_id.clone(),
                     creative: id,
-                };
-                rows.push(row(display_id, level, creative));
+                })?;
             }
-        }
-        for keyword in objects(ad_set, "keywords") {
-            if let Some(id) = id_of(keyword) {
-                let level = Level::Keyword {
+            for keyword in items(&ad_set_fields, "keywords", &mut below)? {
+                self.leaf(&display_id, keyword, |id| Level::Keyword {
                     ad_set: ad_set_id.clone(),
                     keyword: id,
-                };
-                rows.push(row(display_id, level, keyword));
+                })?;
             }
         }
+        Ok((display_id, created))
+    }
+
+    /// A creative or keyword, whose id makes its level.
+    fn leaf(
+        &mut self,
+        display_id: &str,
+        item: &RawValue,
+        level: impl FnOnce(String) -> Level,
+    ) -> Result<(), ApiError> {
+        let Ok(fields) = serde_json::from_str::<Fields>(item.get()) else {
+            return Ok(());
+        };
+        match self.key(&fields, "id", "its id") {
+            Key::Stored(id) => self.level(display_id, level(id), &fields),
+            Key::Missing => Ok(()),
+            Key::Unstorable(reason) => self.keep_aside(display_id, reason, item.get().to_owned()),
+        }
+    }
+
+    /// The row of one item's own fields, or the item set aside when Postgres cannot store them.
+    fn level(&mut self, display_id: &str, level: Level, fields: &Fields) -> Result<(), ApiError> {
+        let raw = own_text(fields);
+        let problems = storable::problems(&raw, self.recoded);
+        if problems.any() {
+            let reason = format!("the {} {problems}", level.noun());
+            return self.keep_aside(display_id, reason, raw);
+        }
+        let item: Map<String, Value> =
+            serde_json::from_str(&raw).map_err(|_| garbled("an item is not an object"))?;
+        let row = row(display_id, level, &item, raw);
+        self.hold(row.weight())?;
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// The key under `name`, sent as text or as a number: stored as text when Postgres can
+    /// store and index it.
+    fn key(&self, fields: &Fields, name: &str, what: &str) -> Key {
+        let Some(raw) = fields.get(name) else {
+            return Key::Missing;
+        };
+        let problems = storable::problems(raw.get(), self.recoded);
+        if problems.any() {
+            return Key::Unstorable(format!("{what} {problems}"));
+        }
+        let id = match serde_json::from_str::<Value>(raw.get()) {
+            Ok(Value::String(s)) if !s.is_empty() => s,
+            Ok(Value::Number(n)) => n.to_string(),
+            _ => return Key::Missing,
+        };
+        if id.len() > storable::MAX_KEY_BYTES {
+            return Key::Unstorable(storable::long_key_reason(what, id.len()));
+        }
+        Key::Stored(id)
+    }
+
+    fn keep_aside(
+        &mut self,
+        display_id: &str,
+        reason: String,
+        raw: String,
+    ) -> Result<(), ApiError> {
+        self.hold(raw.len() + reason.len() + display_id.len())?;
+        self.set_aside.push(SetAside {
+            display_id: display_id.to_owned(),
+            reason,
+            raw,
+        });
+        Ok(())
+    }
+
+    /// Counts `bytes` more held, refusing the page once its rows weigh more than allowed.
+    fn hold(&mut self, bytes: usize) -> Result<(), ApiError> {
+        self.weight += bytes;
+        if self.weight > self.max_weight {
+            return Err(ApiError::Protocol(format!(
+                "a reporting page's rows weigh more than the {} MiB --memory-budget-mib allows",
+                self.max_weight >> 20
+            )));
+        }
+        Ok(())
     }
 }
 
-fn row(display_id: &str, level: Level, item: &Map<String, Value>) -> ReportRow {
+/// The items of the array under `key` (none when it is absent or not an array), counted
+/// against what the campaign may still list below it.
+fn items<'a>(
+    fields: &Fields<'a>,
+    key: &str,
+    left: &mut usize,
+) -> Result<Vec<&'a RawValue>, ApiError> {
+    let Some(raw) = fields.get(key) else {
+        return Ok(Vec::new());
+    };
+    if !raw.get().trim_start().starts_with('[') {
+        return Ok(Vec::new());
+    }
+    let over = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let items = Bounded {
+        max: *left,
+        over: &over,
+    }
+    .deserialize(&mut de);
+    if over.get() {
+        return Err(ApiError::Protocol(format!(
+            "a reporting page lists more than {MAX_ITEMS_PER_CAMPAIGN} ad sets, ad creatives and keywords below one campaign"
+        )));
+    }
+    let items = items.map_err(|_| garbled("a list below a campaign is not an array"))?;
+    *left -= items.len();
+    Ok(items)
+}
+
+/// An array of at most `max` items, refused as soon as it has more.
+struct Bounded<'c> {
+    max: usize,
+    over: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.max {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many items"));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// An item's own fields as JSON text: without the levels below it and the ad account.
+fn own_text(fields: &Fields) -> String {
+    fields_text(fields, &BELOW)
+}
+
+/// An item as JSON text without the fields named in `left_out`.
+fn fields_text(fields: &Fields, left_out: &[&str]) -> String {
+    let mut text = String::from("{");
+    for (key, value) in fields {
+        if left_out.contains(&key.as_str()) {
+            continue;
+        }
+        if text.len() > 1 {
+            text.push(',');
+        }
+        text.push_str(&Value::String(key.clone()).to_string());
+        text.push(':');
+        text.push_str(value.get());
+    }
+    text.push('}');
+    text
+}
+
+fn row(display_id: &str, level: Level, item: &Map<String, Value>, raw: String) -> ReportRow {
     let metrics: Vec<Reading> = METRICS.iter().map(|m| read(item, m.key)).collect();
     let unparsed = METRICS
         .iter()
@@ -144,42 +397,21 @@ fn row(display_id: &str, level: Level, item: &Map<String, Value>) -> ReportRow {
         .filter(|(_, r)| **r == Reading::Unparsed)
         .map(|(m, _)| m.key)
         .collect();
-    let mut raw = item.clone();
-    for below in ["adSets", "adCreatives", "keywords", "network_account"] {
-        raw.remove(below);
-    }
     ReportRow {
         display_id: display_id.to_owned(),
         level,
-        name: text_of(item, "name"),
+        name: item.get("name").and_then(Value::as_str).map(str::to_owned),
         metrics,
         unparsed,
-        raw: Value::Object(raw),
+        raw,
     }
 }
 
-fn objects<'a>(
-    item: &'a Map<String, Value>,
-    key: &str,
-) -> impl Iterator<Item = &'a Map<String, Value>> {
-    item.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
-}
-
-/// An id sent as text or as a number, as text.
-fn id_of(item: &Map<String, Value>) -> Option<String> {
-    match item.get("id")? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn text_of(item: &Map<String, Value>, key: &str) -> Option<String> {
-    item.get(key).and_then(Value::as_str).map(str::to_owned)
+/// A key of an item, as [`ItemReader::key`] reads it.
+enum Key {
+    Stored(String),
+    Missing,
+    Unstorable(String),
 }
 
 #[cfg(test)]
@@ -200,6 +432,11 @@ mod tests {
        "pagination":{"total":142,"pages":2,"page":1,"limit":100},
        "display_currency":"USD","view":"user_acquisition"}}"#;
 
+    const LIMITS: PageLimits = PageLimits {
+        campaigns: 100,
+        bytes: 8 << 20,
+    };
+
     fn metric(row: &ReportRow, key: &str) -> Reading {
         let i = METRICS.iter().position(|m| m.key == key).unwrap();
         row.metrics[i].clone()
@@ -207,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_page_becomes_rows_of_every_level() {
-        let page = parse(PAGE.as_bytes()).unwrap();
+        let page = parse(PAGE.as_bytes(), &LIMITS).unwrap();
         assert_eq!((page.pages, page.total), (2, Some(142)));
         assert_eq!(page.currency.as_deref(), Some("USD"));
         assert_eq!(page.campaigns.len(), 2);
@@ -235,8 +472,9 @@ mod tests {
         assert_eq!(metric(campaign, "uninstalls"), Reading::Absent);
         assert_eq!(campaign.unparsed, ["spend"]);
         // The raw item keeps the text as sent, but neither the levels below nor the account.
-        assert_eq!(campaign.raw["spend"], "N/A");
-        assert!(campaign.raw.get("adSets").is_none());
+        let raw: Value = serde_json::from_str(&campaign.raw).unwrap();
+        assert_eq!(raw["spend"], "N/A");
+        assert!(raw.get("adSets").is_none());
         assert!(!campaign.raw.to_string().contains("priya"));
     }
 
@@ -249,9 +487,98 @@ mod tests {
             r#"{"data":{"campaigns":[{"name":"no id"}]}}"#,
         ] {
             assert!(
-                matches!(parse(body.as_bytes()), Err(ApiError::Decode(_))),
+                matches!(parse(body.as_bytes(), &LIMITS), Err(ApiError::Decode(_))),
                 "{body}"
             );
         }
+    }
+
+    fn body(campaigns: &[Value]) -> Vec<u8> {
+        serde_json::json!({"data": {"campaigns": campaigns, "pagination": {"total": 1, "pages": 1}}})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn campaign(id: &str, ad_sets: usize, creatives: usize) -> Value {
+        let ad_sets: Vec<Value> = (0..ad_sets)
+            .map(|a| {
+                let creatives: Vec<Value> = (0..creatives)
+                    .map(|c| serde_json::json!({"id": c, "installs": "1"}))
+                    .collect();
+                serde_json::json!({"id": a, "installs": "1", "adCreatives": creatives})
+            })
+            .collect();
+        serde_json::json!({"display_id": id, "installs": "1", "adSets": ad_sets})
+    }
+
+    #[test]
+    fn a_page_over_what_was_asked_is_refused() {
+        let limits = PageLimits {
+            campaigns: 2,
+            bytes: 8 << 20,
+        };
+        let three: Vec<Value> = (0..3).map(|i| campaign(&format!("c{i}"), 1, 1)).collect();
+        let refused = parse(&body(&three), &limits).unwrap_err();
+        assert!(matches!(refused, ApiError::Protocol(_)), "{refused}");
+        assert!(parse(&body(&three[..2]), &limits).is_ok());
+        // Items below one campaign are counted across its ad sets.
+        let per = MAX_ITEMS_PER_CAMPAIGN / 5;
+        let ok = parse(&body(&[campaign("c", per, 4)]), &LIMITS).unwrap();
+        assert_eq!(ok.rows.len(), 1 + MAX_ITEMS_PER_CAMPAIGN);
+        let over = parse(&body(&[campaign("c", per, 5)]), &LIMITS).unwrap_err();
+        assert!(over.to_string().contains("below one campaign"), "{over}");
+        // Rows weighing more than allowed.
+        let small = PageLimits {
+            campaigns: 100,
+            bytes: 100_000,
+        };
+        let heavy = parse(&body(&[campaign("c", 50, 10)]), &small).unwrap_err();
+        assert!(heavy.to_string().contains("--memory-budget-mib"), "{heavy}");
+    }
+
+    #[test]
+    fn items_postgres_cannot_store_are_set_aside_and_the_rest_read() {
+        let long = "x".repeat(3000);
+        let page = format!(
+            r#"{{"data":{{"campaigns":[
+              {{"display_id":"{long}","installs":"1","adSets":[{{"id":"a","installs":"2"}}],
+                "network_account":{{"name":"Priya R","email":"priya@example.net"}}}},
+              {{"display_id":"ok","name":"N\u0000L","installs":"3",
+                "adSets":[{{"id":"a\ud800","installs":"4","adCreatives":[{{"id":1}}]}},{{"id":"b"}}]}}],
+              "pagination":{{"total":2,"pages":1}}}}}}"#
+        );
+        let page = parse(page.as_bytes(), &LIMITS).unwrap();
+        let levels: Vec<(&str, &Level)> = page.rows.iter().map(|r| r.key()).collect();
+        assert_eq!(levels, [("ok", &Level::AdSet { ad_set: "b".into() })]);
+        let aside: Vec<(&str, &str)> = page
+            .set_aside
+            .iter()
+            .map(|s| (s.display_id.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(aside.len(), 3, "{aside:?}");
+        assert_eq!(aside[0].0, UNSTORABLE_ID);
+        assert!(aside[0].1.contains("3000 bytes"), "{aside:?}");
+        assert!(page.set_aside[0].raw.contains(r#""id":"a""#));
+        assert!(!page.set_aside[0].raw.contains("priya"));
+        assert!(aside[1].1.contains("NUL"), "{aside:?}");
+        assert!(aside[2].1.contains("surrogate"), "{aside:?}");
+        assert_eq!(page.campaigns[0].0, UNSTORABLE_ID);
+    }
+
+    #[test]
+    fn a_key_listed_twice_is_kept_once_when_the_same_and_set_aside_when_not() {
+        let same = campaign("c", 1, 1);
+        let mut other = campaign("d", 1, 0);
+        let page = parse(&body(&[same.clone(), same, other.clone()]), &LIMITS).unwrap();
+        assert_eq!(page.rows.len(), 5);
+        assert!(page.set_aside.is_empty());
+        other["installs"] = "2".into();
+        let page = parse(&body(&[campaign("d", 1, 0), other]), &LIMITS).unwrap();
+        // The campaign's two rows differ; its ad set's do not.
+        assert_eq!(page.rows.len(), 1);
+        assert_eq!(page.set_aside.len(), 2);
+        assert!(page.set_aside[0]
+            .reason
+            .contains("2 times with different values"));
     }
 }

@@ -2,7 +2,8 @@
 
 use url::Url;
 
-use crate::api::reporting::{self, ReportPage};
+use crate::api::client::MAX_PAGE_BYTES;
+use crate::api::reporting::{self, PageLimits, ReportPage};
 use crate::api::{attribution, ApiError, Page};
 use crate::memory::{Hold, MemoryBudget};
 use crate::model::lookup::Answer;
@@ -25,6 +26,10 @@ pub(super) trait Request {
     /// attempt is the caller's to pace.
     fn retried(&self) -> bool {
         true
+    }
+    /// The most bytes the body may have: more is refused as it arrives.
+    fn max_body(&self) -> usize {
+        MAX_PAGE_BYTES
     }
 }
 
@@ -88,6 +93,7 @@ impl Request for AttributionRequest {
 /// One page of the Reporting API's campaign table.
 pub(super) struct ReportingRequest {
     pub url: Url,
+    pub limits: PageLimits,
 }
 
 impl Request for ReportingRequest {
@@ -102,7 +108,11 @@ impl Request for ReportingRequest {
     }
 
     fn read(&self, body: &[u8], _hold: Hold) -> Result<ReportPage, ApiError> {
-        reporting::parse(body)
+        reporting::parse(body, &self.limits)
+    }
+
+    fn max_body(&self) -> usize {
+        self.limits.bytes
     }
 
     /// Each attempt spends one of the Reporting API's few requests a minute, so the reporting

@@ -8,11 +8,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::db::Schema;
+use crate::db::{self, writer, Schema};
 use crate::model::report_days::DayState;
-use crate::model::reporting::{Level, Reading, ReportRow, METRICS};
+use crate::model::reporting::{Level, Reading, ReportRow, SetAside, METRICS};
 use crate::model::run::ReportingTotals;
 use crate::model::storable;
+use crate::model::user::Rejected;
 
 /// Where a day stands once a page is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,13 +200,32 @@ pub struct DayRows<'a> {
     pub currency: Option<&'a str>,
     pub run_id: Uuid,
     pub rows: &'a [ReportRow],
+    /// The page's items that are not stored, kept in `rejected_rows`.
+    pub set_aside: &'a [SetAside],
 }
 
-/// Rows new to the warehouse, and rows whose numbers changed.
+/// Rows new to the warehouse, rows whose numbers changed, and items kept in `rejected_rows`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stored {
     pub inserted: u64,
     pub changed: u64,
+    pub set_aside: u64,
+}
+
+/// Rows per statement: each binds a column of text per metric, and a session keeps a buffer
+/// the size of the largest statement it sent.
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// A row Postgres refused with `message`, as `rejected_rows` keeps it.
+fn refused_row<'r>(row: &'r ReportRow, message: &str) -> (&'r str, Rejected) {
+    let reason = format!(
+        "Postgres refused to store this {}: {message}",
+        row.level.noun()
+    );
+    (
+        row.display_id.as_str(),
+        Rejected::new(reason, row.raw.clone()),
+    )
 }
 
 /// The table of each level, and the columns of its ids.
@@ -234,27 +254,78 @@ fn ids_of(level: &Level) -> Vec<&str> {
     }
 }
 
-/// Stores a page's rows of every level.
+/// Stores a page's rows of every level, a thousand at a time, and keeps its items set aside in
+/// `rejected_rows`. A chunk Postgres refuses (a value past a type's range, say) is stored
+/// again around the rows it refuses, which are kept there too.
 pub async fn store(
     schema: &Schema,
     conn: &mut PgConnection,
     day: &DayRows<'_>,
 ) -> sqlx::Result<Stored> {
     let mut stored = Stored::default();
+    let mut set_aside: Vec<(&str, Rejected)> = day
+        .set_aside
+        .iter()
+        .map(|s| {
+            let kept = Rejected::new(s.reason.clone(), s.raw.clone());
+            (s.display_id.as_str(), kept)
+        })
+        .collect();
     for (i, (table, ids)) in TABLES.iter().enumerate() {
         let rows: Vec<&ReportRow> = day
             .rows
             .iter()
             .filter(|r| table_of(&r.level) == i)
             .collect();
-        if rows.is_empty() {
-            continue;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut trial = conn.begin().await?;
+            let done = match upsert(schema, &mut trial, day, table, ids, chunk).await {
+                Ok(done) => {
+                    trial.commit().await?;
+                    done
+                }
+                Err(e) if db::is_data_error(&e) => {
+                    trial.rollback().await?;
+                    let refused = db::refused(conn, chunk, |conn, row| {
+                        Box::pin(async move {
+                            upsert(schema, conn, day, table, ids, &[*row])
+                                .await
+                                .map(drop)
+                        })
+                    })
+                    .await?;
+                    let rest: Vec<&ReportRow> = chunk
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !refused.iter().any(|(r, _)| r == i))
+                        .map(|(_, row)| *row)
+                        .collect();
+                    let done = upsert(schema, conn, day, table, ids, &rest).await?;
+                    for (i, message) in refused {
+                        tracing::warn!(
+                            campaign = chunk[i].display_id,
+                            reason = message,
+                            "a Reporting API row cannot be stored: kept in rejected_rows"
+                        );
+                        set_aside.push(refused_row(chunk[i], &message));
+                    }
+                    done
+                }
+                Err(e) => return Err(e),
+            };
+            stored.inserted += done.inserted;
+            stored.changed += done.changed;
         }
-        let done = upsert(schema, conn, day, table, ids, &rows).await?;
-        stored.inserted += done.inserted;
-        stored.changed += done.changed;
     }
+    writer::insert_rejected_reporting(schema, conn, day.run_id, &set_aside).await?;
+    stored.set_aside = set_aside.len() as u64;
     Ok(stored)
+}
+
+/// Rows new and rows changed by one statement.
+struct Upserted {
+    inserted: u64,
+    changed: u64,
 }
 
 async fn upsert(
@@ -264,7 +335,13 @@ async fn upsert(
     table: &str,
     ids: &[&str],
     rows: &[&ReportRow],
-) -> sqlx::Result<Stored> {
+) -> sqlx::Result<Upserted> {
+    if rows.is_empty() {
+        return Ok(Upserted {
+            inserted: 0,
+            changed: 0,
+        });
+    }
     let sql = upsert_sql(table, ids);
     let sql = schema.sql(&sql);
     let text = |s: &str| s.replace('\0', "\\u0000");
@@ -302,12 +379,12 @@ async fn upsert(
         )
         .bind(
             rows.iter()
-                .map(|r| storable::readable(&r.raw.to_string(), false).into_owned())
+                .map(|r| storable::readable(&r.raw, false).into_owned())
                 .collect::<Vec<_>>(),
         );
     let inserted = query.fetch_all(conn).await?;
     let new = inserted.iter().filter(|i| **i).count() as u64;
-    Ok(Stored {
+    Ok(Upserted {
         inserted: new,
         changed: inserted.len() as u64 - new,
     })

@@ -317,6 +317,18 @@ pub async fn insert_rejected_campaigns(
     insert_set_aside(schema, conn, run_id, "campaign", &items).await
 }
 
+/// Keeps items of the Reporting API that cannot be stored, each under its campaign's
+/// `display_id` (or `model::campaign::UNSTORABLE_ID`), with the reason.
+pub async fn insert_rejected_reporting(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    run_id: uuid::Uuid,
+    items: &[(&str, Rejected)],
+) -> sqlx::Result<()> {
+    let items: Vec<_> = items.iter().map(|(id, r)| (*id, r)).collect();
+    insert_set_aside(schema, conn, run_id, "reporting", &items).await
+}
+
 /// Writes items set aside to `rejected_rows`, once per campaign and text: `raw_text` as
 /// received, `raw` the same with each escape Postgres cannot store written as text, or NULL
 /// where Postgres cannot read it even so (a number beyond `numeric`, say).

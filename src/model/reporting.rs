@@ -38,12 +38,24 @@ pub const METRICS: [Metric; 17] = [
 ];
 
 /// Where a row sits: the campaign, or one of the levels below it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Level {
     Campaign,
     AdSet { ad_set: String },
     AdCreative { ad_set: String, creative: String },
     Keyword { ad_set: String, keyword: String },
+}
+
+impl Level {
+    /// What a row of this level is, in a sentence.
+    pub fn noun(&self) -> &'static str {
+        match self {
+            Level::Campaign => "campaign",
+            Level::AdSet { .. } => "ad set",
+            Level::AdCreative { .. } => "ad creative",
+            Level::Keyword { .. } => "keyword",
+        }
+    }
 }
 
 /// One row of a day's numbers.
@@ -56,9 +68,98 @@ pub struct ReportRow {
     pub metrics: Vec<Reading>,
     /// The metrics that were sent but could not be read as numbers.
     pub unparsed: Vec<&'static str>,
-    /// The item as received, without the levels below it (they are rows of their own) and
-    /// without the connected ad account (its owner's name and email).
-    pub raw: Value,
+    /// The item's JSON text as received, without the levels below it (they are rows of their
+    /// own) and without the connected ad account (its owner's name and email).
+    pub raw: String,
+}
+
+impl ReportRow {
+    /// The key the row is stored under: its table's, less the day and view every row of a
+    /// page shares.
+    pub fn key(&self) -> (&str, &Level) {
+        (&self.display_id, &self.level)
+    }
+
+    /// About what the row holds in memory, in bytes.
+    pub fn weight(&self) -> usize {
+        let ids = match &self.level {
+            Level::Campaign => 0,
+            Level::AdSet { ad_set } => ad_set.len(),
+            Level::AdCreative { ad_set, creative } => ad_set.len() + creative.len(),
+            Level::Keyword { ad_set, keyword } => ad_set.len() + keyword.len(),
+        };
+        let numbers: usize = self
+            .metrics
+            .iter()
+            .map(|m| match m {
+                Reading::Number(n) => n.len(),
+                _ => 0,
+            })
+            .sum();
+        std::mem::size_of::<ReportRow>()
+            + self.metrics.len() * std::mem::size_of::<Reading>()
+            + self.display_id.len()
+            + ids
+            + self.name.as_ref().map_or(0, String::len)
+            + numbers
+            + self.raw.len()
+    }
+}
+
+/// An item of a page that is not stored, kept in `rejected_rows` with why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// Its campaign's `display_id`, or [`crate::model::campaign::UNSTORABLE_ID`] when that
+    /// cannot be stored.
+    pub display_id: String,
+    pub reason: String,
+    /// The item's JSON text as received.
+    pub raw: String,
+}
+
+/// The rows of a page with each key once: of rows listed more than once under one key, one is
+/// kept when all are the same, and all are set aside when they differ (which of them is
+/// right cannot be told). Rows keep their order.
+pub fn dedupe(rows: Vec<ReportRow>) -> (Vec<ReportRow>, Vec<SetAside>) {
+    use std::collections::HashMap;
+    let mut first: HashMap<(&str, &Level), usize> = HashMap::new();
+    // Per row: None when kept, Some(the first row of its key) when not.
+    let mut copy_of: Vec<Option<usize>> = vec![None; rows.len()];
+    let mut differs: Vec<bool> = vec![false; rows.len()];
+    let mut copies: Vec<usize> = vec![1; rows.len()];
+    for (i, row) in rows.iter().enumerate() {
+        match first.get(&row.key()) {
+            Some(&f) => {
+                copy_of[i] = Some(f);
+                copies[f] += 1;
+                differs[f] |= rows[f] != *row;
+            }
+            None => {
+                first.insert(row.key(), i);
+            }
+        }
+    }
+    drop(first);
+    let mut kept = Vec::with_capacity(rows.len());
+    let mut set_aside = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        let head = copy_of[i].unwrap_or(i);
+        if differs[head] {
+            let reason = format!(
+                "the page lists this {} {} times with different values; none of them is stored",
+                row.level.noun(),
+                copies[head]
+            );
+            set_aside.push(SetAside {
+                display_id: row.display_id,
+                reason,
+                raw: row.raw,
+            });
+        } else if copy_of[i].is_none() {
+            kept.push(row);
+        }
+    }
+    (kept, set_aside)
 }
 
 /// A metric's value as stored: the number as decimal text for a `numeric` column, or none

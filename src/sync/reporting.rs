@@ -79,7 +79,16 @@ async fn read(
         Err(e) => return Reported::nothing(Err(e.into())),
     };
     let mut reader = Reader::new(&run, &settings, halt);
-    let result = reader.read_due(&lock, &created).await;
+    let result = reader.read_due(&lock, &created).await.and_then(|()| {
+        match reader.set_aside {
+            0 => Ok(()),
+            n => Err(Failure::Partial(format!(
+                "{n} Reporting API items could not be stored and were kept in {}.rejected_rows (run {}); the rest of their days was stored",
+                schema.name(),
+                run.run_id
+            ))),
+        }
+    });
     let totals = reader.totals;
     let error = result.as_ref().err().map(Failure::one_line);
     let recorded = match lock.live_session().await {
@@ -204,6 +213,8 @@ struct Reader<'a> {
     /// Delays after failed requests, from the first; none while requests succeed.
     backoff: Option<backon::ExponentialBackoff>,
     failing: u32,
+    /// Items kept in `rejected_rows` rather than stored.
+    set_aside: u64,
     totals: ReportingTotals,
 }
 
@@ -216,6 +227,7 @@ impl<'a> Reader<'a> {
             not_before: Instant::now(),
             backoff: None,
             failing: 0,
+            set_aside: 0,
             totals: ReportingTotals::default(),
         }
     }
@@ -281,6 +293,7 @@ impl<'a> Reader<'a> {
                 to: due.day,
                 view,
                 page: u64::from(page),
+                memory: self.run.config.memory_budget,
             };
             let Some(answer) = self.ask(lock, &query).await? else {
                 return Ok(false);
@@ -319,6 +332,7 @@ impl<'a> Reader<'a> {
                 currency: answer.currency.as_deref(),
                 run_id: self.run.run_id,
                 rows: &rows,
+                set_aside: &answer.set_aside,
             };
             let schema = &self.run.config.schema;
             let stored = store::commit_page(
@@ -330,6 +344,7 @@ impl<'a> Reader<'a> {
             .await
             .map_err(|e| Failure::database(e, "storing a page of the Reporting API"))?;
             self.totals.pages += 1;
+            self.set_aside += stored.set_aside;
             self.totals.rows_inserted += stored.inserted;
             self.totals.rows_changed += stored.changed;
             tracing::debug!(day = %due.day, view, page, rows = rows.len(), ?progress, "reporting page stored");
@@ -366,6 +381,13 @@ impl<'a> Reader<'a> {
                     self.failing = 0;
                     self.backoff = None;
                     return Ok(Some(page));
+                }
+                // Asking again brings the same page: the day is left unread for the next run.
+                Err(e @ (ApiError::Protocol(_) | ApiError::TooLarge { .. })) => {
+                    return Err(Failure::Partial(format!(
+                        "{e}: the page of {} ({}) was refused unread; reporting stopped, the signup sync went on, and the next run asks for the day again",
+                        query.from, query.view
+                    )))
                 }
                 Err(e) => self.refused(e)?,
             }
