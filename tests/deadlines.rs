@@ -156,9 +156,7 @@ async fn a_look_up_retry_after_longer_than_the_run_may_wait_ends_look_ups_at_onc
 }
 
 #[sqlx::test]
-async fn a_reporting_retry_after_longer_than_the_run_may_wait_ends_reporting_at_once(
-    pool: PgPool,
-) {
+async fn a_reporting_retry_after_longer_than_the_run_may_wait_ends_reporting_at_once(pool: PgPool) {
     let api = api(Hostility::Fine, Hostility::RateLimited(Some(86_400)), false).await;
     let report = sync::run(&config(&api, false, Some(1)), &pool)
         .await
@@ -179,7 +177,11 @@ async fn reporting_that_never_answers_stops_at_its_deadline_as_partial(pool: PgP
     config.reporting_time = Duration::from_millis(300);
     let e = sync::run(&config, &pool).await.unwrap_err();
     assert_eq!(e.code(), 4, "{}", e.one_line());
-    assert!(e.one_line().contains("--reporting-time"), "{}", e.one_line());
+    assert!(
+        e.one_line().contains("--reporting-time"),
+        "{}",
+        e.one_line()
+    );
     assert_eq!(asked(&api, "/reporting/campaigns"), 1);
     let (outcome, _, error) = ledger(&pool).await;
     assert_eq!(outcome, "success", "the signup sync itself succeeded");

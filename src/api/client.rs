@@ -333,14 +333,13 @@ impl ApiClient {
         };
         let until = until + waited.elapsed();
         let limit_time = self.settings.timeout;
-        let body =
-            tokio::time::timeout_at(until, outbound::read_capped(response, MAX_PAGE_BYTES))
-                .await
-                .map_err(|_| ApiError::timed_out(limit_time))?
-                .map_err(|e| match e {
-                    BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
-                    BodyError::Http(e) => ApiError::from_reqwest(e),
-                })?;
+        let body = tokio::time::timeout_at(until, outbound::read_capped(response, MAX_PAGE_BYTES))
+            .await
+            .map_err(|_| ApiError::timed_out(limit_time))?
+            .map_err(|e| match e {
+                BodyError::TooLarge { cap } => ApiError::TooLarge { cap },
+                BodyError::Http(e) => ApiError::from_reqwest(e),
+            })?;
         hold.shrink_to(body.len() * PER_BODY_BYTE);
         Ok((body, hold))
     }
@@ -431,7 +430,10 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
         assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(86_400)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("1e300"));
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(366 * 86_400)));
+        assert_eq!(
+            parse_retry_after(&h),
+            Some(Duration::from_secs(366 * 86_400))
+        );
         h.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),

@@ -99,7 +99,10 @@ pub(crate) async fn run(
             continue;
         }
         left -= due.len() as u64;
-        if let Some(why) = ask.look_up(&mut conn, due, &mut totals, &mut failed, &bar).await? {
+        if let Some(why) = ask
+            .look_up(&mut conn, due, &mut totals, &mut failed, &bar)
+            .await?
+        {
             if !run.halt.is_cancelled() {
                 tracing::warn!("{why}");
                 totals.stopped = Some(why);
