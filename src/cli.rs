@@ -136,7 +136,7 @@ pub struct SyncArgs {
     #[arg(long, default_value = "60s")]
     pub lock_timeout: String,
 
-    /// Time limit for a response's headers, and again for its body (10ms to 1h).
+    /// Time limit for a whole response, headers and body (10ms to 1h).
     #[arg(long, default_value = "30s")]
     pub timeout: String,
 
@@ -225,6 +225,12 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 1000, env = "LINKRUNNER_MAX_LOOKUPS")]
     pub max_lookups: u64,
 
+    /// Look-ups stop this long after the signup sync's own reads end, whatever the endpoint
+    /// does (no answer, a trickle, 429s, 5xx); the ids left wait for the next run, and a
+    /// Retry-After that would outlast it ends them at once (100ms to 1h).
+    #[arg(long, default_value = "2m", env = "LINKRUNNER_LOOKUP_TIME")]
+    pub lookup_time: String,
+
     /// Also read the Reporting API (clicks, installs, sign-ups, spend, revenue per campaign and
     /// local day of the project's timezone) into linkrunner.reporting_daily and the tables below
     /// it. Days start at --since, or at the first campaign's creation day.
@@ -252,6 +258,12 @@ pub struct SyncArgs {
     /// its first request, so runs every five minutes never overlap.
     #[arg(long, default_value_t = 4, env = "LINKRUNNER_REPORTING_MAX_REQUESTS")]
     pub reporting_max_requests: u32,
+
+    /// Reporting stops this long after it starts (with the signup sync), whatever the Reporting
+    /// API does; the days left wait for the next run, and a Retry-After that would outlast it
+    /// ends reporting at once (100ms to 1h).
+    #[arg(long, default_value = "5m", env = "LINKRUNNER_REPORTING_TIME")]
+    pub reporting_time: String,
 
     /// Today and this many days before it are read again, for late installs and spend (whole
     /// days, 1d to 90d); an older day read after it left this span is settled and not read

@@ -50,6 +50,10 @@ pub struct SyncConfig {
     pub rewrite_personal_data: bool,
     /// The Reporting API (`--reporting`), when asked for.
     pub reporting: Option<ReportingSettings>,
+    /// How long look-ups go on after the signup sync's reads end (`--lookup-time`).
+    pub lookup_time: std::time::Duration,
+    /// How long reporting goes on after it starts (`--reporting-time`).
+    pub reporting_time: std::time::Duration,
 }
 
 /// What `--reporting` reads, and how fast.
@@ -116,6 +120,8 @@ impl SyncConfig {
             personal: Protection::default(),
             rewrite_personal_data: false,
             reporting: None,
+            lookup_time: std::time::Duration::from_secs(120),
+            reporting_time: std::time::Duration::from_secs(300),
         }
     }
 
@@ -140,6 +146,7 @@ impl SyncConfig {
             "attribution_details": self.lookups.as_ref().map(|l| serde_json::json!({
                 "lookup_from": l.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "max_lookups": l.max,
+                "lookup_time_ms": self.lookup_time.as_millis() as u64,
             })),
             "reporting": self.reporting.as_ref().map(|r| serde_json::json!({
                 "timezone": r.timezone.name(),
@@ -148,6 +155,7 @@ impl SyncConfig {
                 "views": r.views,
                 "rpm": r.rpm,
                 "max_requests": r.max_requests,
+                "time_ms": self.reporting_time.as_millis() as u64,
                 "lookback_days": r.lookback_days,
                 "refresh_seconds": r.refresh.num_seconds(),
             })),
@@ -197,6 +205,17 @@ pub fn sync_config(
     let (since, until) = dates(args, timezone, now)?;
     check_windows(args, window, lookback, since, until.unwrap_or(now))?;
     check_numbers(args)?;
+    let stream_time = |flag: &str, text: &str, span: &limits::Span| {
+        limits::duration(flag, text, span)?
+            .to_std()
+            .map_err(|_| format!("{flag} is out of range"))
+    };
+    let lookup_time = stream_time("--lookup-time", &args.lookup_time, &limits::LOOKUP_TIME)?;
+    let reporting_time = stream_time(
+        "--reporting-time",
+        &args.reporting_time,
+        &limits::REPORTING_TIME,
+    )?;
     let config = SyncConfig {
         api,
         schema,
@@ -231,6 +250,8 @@ pub fn sync_config(
             args.max_deleted_share,
             limits::DELETED_SHARE,
         )?),
+        lookup_time,
+        reporting_time,
     };
     Ok((config, database))
 }

@@ -80,11 +80,46 @@ impl Failure {
         }
     }
 
+    /// Where this failure stands when streams of one run end differently (the README's "Exit
+    /// codes"): what needs a person and repeats every run until fixed comes first (a refused
+    /// key, then configuration, then a key of another project), then trouble that passes (and
+    /// a stop), then work set aside while the rest landed. Higher wins.
+    fn rank(&self) -> u8 {
+        match self {
+            Failure::Auth(_) => 7,
+            Failure::Config(_) => 6,
+            Failure::OtherProject(_) => 5,
+            Failure::Locked => 4,
+            Failure::Stale(_) => 3,
+            Failure::Transient(_) | Failure::Interrupted => 2,
+            Failure::Partial(_) => 1,
+        }
+    }
+
     /// One line: the error and its causes, joined.
     pub fn one_line(&self) -> String {
         match self {
             Failure::Transient(e) => chain_line(e),
             other => other.to_string().replace('\n', " "),
+        }
+    }
+}
+
+/// The outcome of a run whose streams (signup sync, look-ups, reporting) ended with `first`
+/// and `second`: the failure of higher rank ([`Failure::rank`]), `first` on a tie. The one
+/// left out is logged, so no refusal goes unsaid.
+pub fn worst(first: Result<(), Failure>, second: Result<(), Failure>) -> Result<(), Failure> {
+    match (first, second) {
+        (Ok(()), other) | (other, Ok(())) => other,
+        (Err(a), Err(b)) => {
+            let (kept, dropped) = if b.rank() > a.rank() { (b, a) } else { (a, b) };
+            tracing::warn!(
+                exit_code = dropped.code(),
+                error = %dropped.one_line(),
+                "the run also met this; exit code {} goes first",
+                kept.code()
+            );
+            Err(kept)
         }
     }
 }
@@ -104,4 +139,42 @@ fn chain_line(e: &anyhow::Error) -> String {
         line.push_str(&text);
     }
     line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(code: u8) -> Result<(), Failure> {
+        match code {
+            code::SUCCESS => Ok(()),
+            code::TRANSIENT => Err(Failure::Transient(anyhow::anyhow!("lost"))),
+            code::CONFIG => Err(Failure::Config("refused".into())),
+            code::AUTH => Err(Failure::Auth("key".into())),
+            code::PARTIAL => Err(Failure::Partial("set aside".into())),
+            code::OTHER_PROJECT => Err(Failure::OtherProject("other".into())),
+            _ => unreachable!(),
+        }
+    }
+
+    fn exit(result: &Result<(), Failure>) -> u8 {
+        result.as_ref().err().map_or(code::SUCCESS, Failure::code)
+    }
+
+    /// Every pair of the codes a sync's streams end with, in either order: 3 > 2 > 7 > 1 > 4 > 0.
+    #[test]
+    fn the_worst_of_two_streams_follows_the_documented_order() {
+        let order = [3, 2, 7, 1, 4, 0];
+        for (i, &a) in order.iter().enumerate() {
+            for &b in &order[i..] {
+                assert_eq!(exit(&worst(of(a), of(b))), a, "{a} then {b}");
+                assert_eq!(exit(&worst(of(b), of(a))), a, "{b} then {a}");
+            }
+        }
+        assert_eq!(exit(&worst(Err(Failure::Interrupted), of(4))), 1);
+        assert_eq!(exit(&worst(Err(Failure::Interrupted), of(3))), 3);
+        // On a tie the first stream's message is kept.
+        let kept = worst(Err(Failure::Config("first".into())), of(2)).unwrap_err();
+        assert_eq!(kept.one_line(), "first");
+    }
 }

@@ -66,6 +66,16 @@ pub const REPORTING_REFRESH: Span = Span {
     min: Duration::minutes(1),
     max: Duration::days(7),
 };
+/// `--lookup-time`: how long look-ups go on after the signup sync's reads end.
+pub const LOOKUP_TIME: Span = Span {
+    min: Duration::milliseconds(100),
+    max: Duration::hours(1),
+};
+/// `--reporting-time`: how long reporting goes on after it starts.
+pub const REPORTING_TIME: Span = Span {
+    min: Duration::milliseconds(100),
+    max: Duration::hours(1),
+};
 /// `status --max-lag`.
 pub const MAX_LAG: Span = Span {
     min: Duration::seconds(1),

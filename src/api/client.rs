@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::api::deadline::Deadline;
 use crate::api::models::{preview, Page};
 use crate::api::pace::Pace;
 use crate::api::reporting::{PageLimits, ReportPage, ReportQuery, REPORT_PAGE_SIZE};
@@ -75,6 +76,8 @@ pub struct ApiClient {
     budget: Option<MemoryBudget>,
     /// Cancelled to stop every request and every wait at once.
     halt: CancellationToken,
+    /// The stream's deadline, if it has one: a `Retry-After` past it is not waited out.
+    deadline: Option<Deadline>,
     pub stats: Arc<ApiStats>,
 }
 
@@ -99,6 +102,7 @@ impl ApiClient {
             cooldown: Arc::new(Mutex::new(None)),
             budget: None,
             halt: CancellationToken::new(),
+            deadline: None,
             stats: Arc::new(ApiStats::default()),
         })
     }
@@ -107,6 +111,15 @@ impl ApiClient {
     /// cancelled: a signal must not wait out a backoff, a `Retry-After` or a slow body.
     pub fn with_halt(mut self, halt: CancellationToken) -> Self {
         self.halt = halt;
+        self
+    }
+
+    /// This client, ending every request and wait with [`ApiError::Stopped`] once `deadline`
+    /// passes (or the run is stopped, when the deadline was made from the run's token), and
+    /// giving back at once a 429 whose `Retry-After` would outlast it.
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.halt = deadline.token().clone();
+        self.deadline = Some(deadline);
         self
     }
 
@@ -232,8 +245,8 @@ impl ApiClient {
             .with_max_times(self.settings.max_retries);
         (|| self.get_once(request))
             .retry(backoff)
-            .when(|e| request.retried() && e.is_retryable())
-            .adjust(|e, next| next.map(|d| e.retry_after().unwrap_or(d)))
+            .when(|e| request.retried() && e.is_retryable() && !self.outlasts(e))
+            .adjust(|e, next| next.map(|d| e.retry_after().map_or(d, |r| r.min(MAX_RETRY_AFTER))))
             .notify(|e, wait| {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
                 if matches!(e, ApiError::RateLimited { .. }) {
@@ -246,25 +259,33 @@ impl ApiClient {
             .await
     }
 
+    /// Whether `e` asks for a wait past the stream's deadline: then it is not waited out.
+    fn outlasts(&self, e: &ApiError) -> bool {
+        match (&self.deadline, e.retry_after()) {
+            (Some(deadline), Some(wait)) => deadline.outlasted_by(wait),
+            _ => false,
+        }
+    }
+
     async fn get_once<R: Request>(&self, request: &R) -> Result<R::Answer, ApiError> {
         self.wait_turn(request.urgent()).await;
-        // The time limit holds for the headers and again for the body, not for the wait on the
-        // budget between them.
+        // One time limit for the whole response, headers and body, so a server that trickles
+        // bytes is cut however it spaces them; a wait on the budget does not count.
         let limit_time = self.settings.timeout;
-        let response =
-            tokio::time::timeout(limit_time, self.http.get(request.url().clone()).send())
-                .await
-                .map_err(|_| ApiError::timed_out(limit_time))?
-                .map_err(ApiError::from_reqwest)?;
+        let until = Instant::now() + limit_time;
+        let response = tokio::time::timeout_at(until, self.http.get(request.url().clone()).send())
+            .await
+            .map_err(|_| ApiError::timed_out(limit_time))?
+            .map_err(ApiError::from_reqwest)?;
         let status = response.status();
         if status == StatusCode::NO_CONTENT {
             return Ok(request.no_content());
         }
         if status != StatusCode::OK {
-            return Err(self.refused(response).await);
+            return Err(self.refused(response, until).await);
         }
         let (body, hold) = self
-            .read_body(response, request.budget(), request.max_body())
+            .read_body(response, request.budget(), request.max_body(), until)
             .await?;
         request.read(&body, hold)
     }
@@ -285,12 +306,12 @@ impl ApiClient {
     }
 
     /// The error an answer other than 200 stands for, with what the start of its body says.
-    async fn refused(&self, response: reqwest::Response) -> ApiError {
+    async fn refused(&self, response: reqwest::Response, until: Instant) -> ApiError {
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
         let location = response.headers().get(reqwest::header::LOCATION).cloned();
-        let body = tokio::time::timeout(
-            self.settings.timeout,
+        let body = tokio::time::timeout_at(
+            until,
             outbound::read_prefix(response, outbound::ERROR_BODY_CAP),
         )
         .await
@@ -298,12 +319,14 @@ impl ApiClient {
         self.refusal(status, retry_after, location, &body)
     }
 
-    /// Reads the body of a 200, holding its share of `budget` if any.
+    /// Reads the body of a 200 by `until`, holding its share of `budget` if any; the wait for
+    /// the budget moves `until` on by its own length.
     async fn read_body(
         &self,
         response: reqwest::Response,
         budget: Option<&MemoryBudget>,
         cap: usize,
+        until: Instant,
     ) -> Result<(Vec<u8>, Hold), ApiError> {
         // A body of unknown length is held at the most it may be until it has arrived: taking
         // its share chunk by chunk could leave concurrent pages each holding part of the budget
@@ -311,12 +334,14 @@ impl ApiClient {
         let most = response
             .content_length()
             .map_or(cap, |n| n.min(cap as u64) as usize);
+        let waited = Instant::now();
         let mut hold = match budget {
             Some(budget) => budget.take(most * PER_BODY_BYTE).await,
             None => Hold::default(),
         };
+        let until = until + waited.elapsed();
         let limit_time = self.settings.timeout;
-        let body = tokio::time::timeout(limit_time, outbound::read_capped(response, cap))
+        let body = tokio::time::timeout_at(until, outbound::read_capped(response, cap))
             .await
             .map_err(|_| ApiError::timed_out(limit_time))?
             .map_err(|e| match e {
@@ -377,11 +402,16 @@ impl ApiClient {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not used by Linkrunner; it is ignored).
+/// Longest `Retry-After` a request waits out before asking again; a stream with a deadline
+/// gives up at once on one that would outlast it.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// `Retry-After` in seconds, as sent up to a year (the HTTP-date form is not used by Linkrunner;
+/// it is ignored).
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
     let secs: f64 = text.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(300.0)))
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(366.0 * 86_400.0)))
 }
 
 /// The `msg` of an error body, or the start of the raw text; masked, escaped and short.
@@ -405,6 +435,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(86_400)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("1e300"));
+        assert_eq!(
+            parse_retry_after(&h),
+            Some(Duration::from_secs(366 * 86_400))
+        );
         h.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),

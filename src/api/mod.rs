@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod client;
+pub mod deadline;
 pub mod error;
 pub mod models;
 mod pace;

@@ -307,7 +307,7 @@ pub async fn finish_run(
              campaigns_new = $15, campaigns_changed = $16, campaigns_untrusted = $17,
              campaigns_due = $18, campaigns_requested = $19, lookups = $20,
              lookups_found = $21, lookups_not_found = $22, lookups_failed = $23,
-             rows_forgotten = $24
+             rows_forgotten = $24, lookups_stopped = $25
          WHERE run_id = $1",
     ))
     .bind(run_id)
@@ -335,6 +335,12 @@ pub async fn finish_run(
     .bind(totals.lookups_not_found as i64)
     .bind(totals.lookups_failed as i64)
     .bind(totals.rows_forgotten as i64)
+    .bind(
+        totals
+            .lookups_stopped
+            .as_deref()
+            .map(|e| crate::secrets::clean(e, 2000)),
+    )
     .execute(conn)
     .await?;
     Ok(())

@@ -62,6 +62,9 @@ pub struct RunTotals {
     pub lookups_found: u64,
     pub lookups_not_found: u64,
     pub lookups_failed: u64,
+    /// Why the look-ups stopped before the ids due were done (their deadline, a `Retry-After`
+    /// longer than it, failures in a row), if they did.
+    pub lookups_stopped: Option<String>,
     /// What `--reporting` did.
     pub reporting: ReportingTotals,
 }
@@ -86,12 +89,14 @@ pub struct ReportingTotals {
 }
 
 /// What a run's attribution look-ups came to.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LookupTotals {
     pub made: u64,
     pub found: u64,
     pub not_found: u64,
     pub failed: u64,
+    /// Why they stopped short, if they did.
+    pub stopped: Option<String>,
 }
 
 impl RunTotals {
@@ -100,6 +105,9 @@ impl RunTotals {
         self.lookups_found += l.found;
         self.lookups_not_found += l.not_found;
         self.lookups_failed += l.failed;
+        if l.stopped.is_some() {
+            self.lookups_stopped = l.stopped;
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use indicatif::ProgressBar;
 use sqlx::PgConnection;
 use tokio::sync::watch;
 
-use crate::api::ApiError;
+use crate::api::deadline::{wall_clock_after, Deadline};
+use crate::api::{ApiClient, ApiError};
 use crate::config::LookupSettings;
 use crate::db::lookups;
 use crate::error::Failure;
@@ -63,7 +64,23 @@ pub(crate) async fn run(
     let mut after_reads = false;
     let mut left = settings.max;
     let bar = progress::lookup_bar(&run.bars);
-    while left > 0 && !run.halt.is_cancelled() {
+    // The clock starts when the reads end: until then look-ups only fill the slots reads leave,
+    // and after it no endpoint can hold the run (and its lock) longer than --lookup-time.
+    let deadline = Deadline::new(run.config.lookup_time, &run.halt);
+    let api = run.api.clone().with_deadline(deadline.clone());
+    let _starter = Starter(tokio::spawn({
+        let (deadline, mut reads_done) = (deadline.clone(), reads_done.clone());
+        async move {
+            let _ = reads_done.wait_for(|done| *done).await;
+            deadline.start();
+        }
+    }));
+    let ask = Asking {
+        run,
+        api: &api,
+        deadline: &deadline,
+    };
+    while left > 0 && !deadline.token().is_cancelled() {
         let due = lookups::due(
             &run.config.schema,
             &mut conn,
@@ -82,11 +99,24 @@ pub(crate) async fn run(
             continue;
         }
         left -= due.len() as u64;
-        let going = look_up(run, &mut conn, due, &mut totals, &mut failed, &bar).await?;
-        if !going {
+        if let Some(why) = ask
+            .look_up(&mut conn, due, &mut totals, &mut failed, &bar)
+            .await?
+        {
+            if !run.halt.is_cancelled() {
+                tracing::warn!("{why}");
+                totals.stopped = Some(why);
+            }
             break;
         }
     }
+    // Ids still due once the clock ran out, before any was asked.
+    if totals.stopped.is_none() && !run.halt.is_cancelled() && deadline.token().is_cancelled() {
+        let why = ask.out_of_time();
+        tracing::warn!("{why}");
+        totals.stopped = Some(why);
+    }
+    deadline.end();
     bar.finish_and_clear();
     if totals.made > 0 {
         tracing::info!(
@@ -100,62 +130,100 @@ pub(crate) async fn run(
     Ok(totals)
 }
 
-/// Looks up `due` and records each answer; false when look-ups must stop for this run.
-async fn look_up(
-    run: &Run,
-    conn: &mut PgConnection,
-    due: Vec<LookupId>,
-    totals: &mut LookupTotals,
-    failed: &mut Vec<(LookupKind, String)>,
-    bar: &ProgressBar,
-) -> Result<bool, Failure> {
-    let api = &run.api;
-    // A forgotten person is not looked up: the answer would be kept.
-    let suppression = run.suppression.get();
-    let (due, forgotten): (Vec<LookupId>, Vec<LookupId>) = due.into_iter().partition(|id| {
-        id.kind != LookupKind::UserId
-            || !suppression.is_some_and(|s| s.holds(Identifier::UserId, &id.value))
-    });
-    failed.extend(forgotten.into_iter().map(|id| (id.kind, id.value)));
-    let mut failing = 0;
-    // Each look-up is a task of its own, so that requests go on while an answer is written.
-    let mut answers = futures::stream::iter(due)
-        .map(|id| {
-            let api = api.clone();
-            tokio::spawn(async move {
-                let answer = api.attribution_result(id.kind, &id.value).await;
-                (id, answer)
-            })
-        })
-        .buffer_unordered(IN_FLIGHT);
-    while let Some(joined) = answers.next().await {
-        let (id, answer) = joined.context("a look-up task failed")?;
-        let answer = match settle(answer)? {
-            Settled::Answer(answer) => answer,
-            Settled::Stop => return Ok(false),
-            Settled::Failed(e) => {
-                totals.made += 1;
-                totals.failed += 1;
-                tracing::warn!(kind = id.kind.as_str(), error = %e, "look-up failed; the next run asks again");
-                failed.push((id.kind, id.value));
-                failing += 1;
-                if failing == FAILURES_IN_A_ROW {
-                    tracing::warn!("{failing} look-ups failed in a row; no more this run");
-                    return Ok(false);
-                }
-                continue;
-            }
-        };
-        failing = 0;
-        count(totals, &id, &answer);
-        let answer = at_the_door(&run.config.personal, answer);
-        lookups::record(&run.config.schema, conn, run.run_id, &id, &answer)
-            .await
-            .map_err(|e| Failure::database(e, "recording a look-up"))?;
-        bar.set_position(totals.made);
-        bar.set_message(format!("{} found", totals.found));
+/// Aborts the task that starts the deadline, however the look-ups end.
+struct Starter(tokio::task::JoinHandle<()>);
+
+impl Drop for Starter {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    Ok(true)
+}
+
+/// The look-ups' requests, under their deadline.
+struct Asking<'a> {
+    run: &'a Run,
+    api: &'a ApiClient,
+    deadline: &'a Deadline,
+}
+
+impl Asking<'_> {
+    /// Looks up `due` and records each answer; why look-ups stop for this run, when they must.
+    async fn look_up(
+        &self,
+        conn: &mut PgConnection,
+        due: Vec<LookupId>,
+        totals: &mut LookupTotals,
+        failed: &mut Vec<(LookupKind, String)>,
+        bar: &ProgressBar,
+    ) -> Result<Option<String>, Failure> {
+        let run = self.run;
+        // A forgotten person is not looked up: the answer would be kept.
+        let suppression = run.suppression.get();
+        let (due, forgotten): (Vec<LookupId>, Vec<LookupId>) = due.into_iter().partition(|id| {
+            id.kind != LookupKind::UserId
+                || !suppression.is_some_and(|s| s.holds(Identifier::UserId, &id.value))
+        });
+        failed.extend(forgotten.into_iter().map(|id| (id.kind, id.value)));
+        let mut failing = 0;
+        // Each look-up is a task of its own, so that requests go on while an answer is written.
+        let mut answers = futures::stream::iter(due)
+            .map(|id| {
+                let api = self.api.clone();
+                tokio::spawn(async move {
+                    let answer = api.attribution_result(id.kind, &id.value).await;
+                    (id, answer)
+                })
+            })
+            .buffer_unordered(IN_FLIGHT);
+        while let Some(joined) = answers.next().await {
+            let (id, answer) = joined.context("a look-up task failed")?;
+            let answer = match settle(answer, self.deadline)? {
+                Settled::Answer(answer) => answer,
+                Settled::Stop => return Ok(Some(self.out_of_time())),
+                Settled::Wait(wait) => {
+                    // The tasks in flight would only wait the same: they end now.
+                    self.deadline.end();
+                    return Ok(Some(format!(
+                        "the look-up endpoint asked to wait {} s (HTTP 429 Retry-After), longer than look-ups may go on (--lookup-time {:?}); no more look-ups this run; try again after {}",
+                        wait.as_secs(),
+                        self.deadline.span(),
+                        wall_clock_after(wait).format("%Y-%m-%dT%H:%M:%SZ")
+                    )));
+                }
+                Settled::Failed(e) => {
+                    totals.made += 1;
+                    totals.failed += 1;
+                    tracing::warn!(kind = id.kind.as_str(), error = %e, "look-up failed; the next run asks again");
+                    failed.push((id.kind, id.value));
+                    failing += 1;
+                    if failing == FAILURES_IN_A_ROW {
+                        self.deadline.end();
+                        return Ok(Some(format!(
+                            "{failing} look-ups failed in a row (the last: {e}); no more look-ups this run"
+                        )));
+                    }
+                    continue;
+                }
+            };
+            failing = 0;
+            count(totals, &id, &answer);
+            let answer = at_the_door(&run.config.personal, answer);
+            lookups::record(&run.config.schema, conn, run.run_id, &id, &answer)
+                .await
+                .map_err(|e| Failure::database(e, "recording a look-up"))?;
+            bar.set_position(totals.made);
+            bar.set_message(format!("{} found", totals.found));
+        }
+        Ok(None)
+    }
+
+    /// What the look-ups' deadline coming round says.
+    fn out_of_time(&self) -> String {
+        format!(
+            "look-ups stopped {:?} after the signup sync's reads ended (--lookup-time); the ids left, those in flight included, are due for the next run",
+            self.deadline.span()
+        )
+    }
 }
 
 /// The answer with its personal values rewritten as `--personal-data` says, as every page's
@@ -180,23 +248,29 @@ enum Settled {
     Answer(Answer),
     /// A passing failure: the id stays due.
     Failed(ApiError),
-    /// No more look-ups this run.
+    /// The server asked for a wait longer than the look-ups may go on.
+    Wait(std::time::Duration),
+    /// Stopped by the deadline or a signal.
     Stop,
 }
 
-/// Sorts a look-up's result; a refused key ends the run.
-fn settle(result: Result<Answer, ApiError>) -> Result<Settled, Failure> {
+/// Sorts a look-up's result; a refused key ends the run, and a base URL with no look-up
+/// endpoint is configuration, as for the other endpoints.
+fn settle(result: Result<Answer, ApiError>, deadline: &Deadline) -> Result<Settled, Failure> {
     Ok(match result {
         Ok(answer) => Settled::Answer(answer),
         Err(ApiError::Stopped) => Settled::Stop,
         Err(e @ ApiError::Unauthorized { .. }) => return Err(list::api_failure(e)),
         Err(ApiError::NotFound) => {
-            tracing::warn!(
-                "the API at this base URL has no GET /get-attribution-result (404); no look-ups \
-                 this run"
-            );
-            Settled::Stop
+            return Err(Failure::Config(
+                "there is no attribution look-up at this base URL (GET /get-attribution-result \
+                 answered 404); check LINKRUNNER_BASE_URL, or run without --attribution-details"
+                    .into(),
+            ))
         }
+        Err(ApiError::RateLimited {
+            retry_after: Some(wait),
+        }) if deadline.outlasted_by(wait) => Settled::Wait(wait),
         Err(e) => unusable(e).map_or_else(Settled::Failed, Settled::Answer),
     })
 }

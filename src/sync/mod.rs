@@ -28,7 +28,7 @@ use crate::api::{ApiClient, ApiStats};
 use crate::config::SyncConfig;
 use crate::db;
 use crate::db::state::{self, Checkpoint};
-use crate::error::Failure;
+use crate::error::{self, Failure};
 use crate::metrics;
 use crate::model::campaign::CampaignRow;
 pub use crate::model::run::{LookupTotals, Outcome, RunReport, RunTotals};
@@ -84,8 +84,8 @@ pub async fn run_until(
     result.and(report.ok_or_else(|| Failure::Transient(anyhow::anyhow!("the run did not start"))))
 }
 
-/// The run's report and outcome with its reporting's: the reporting figures added, and its
-/// failure the run's when the sync's own part succeeded (or was stopped by a refused key).
+/// The run's report and outcome with its reporting's: the reporting figures added, and the
+/// worse of the two failures the run's ([`error::worst`]).
 async fn with_reporting(
     mut report: Option<RunReport>,
     result: Result<(), Failure>,
@@ -98,12 +98,7 @@ async fn with_reporting(
     if let Some(report) = &mut report {
         report.totals.reporting = reported.totals;
     }
-    let result = match (result, reported.result) {
-        (Ok(()), Err(e)) => Err(e),
-        (Err(Failure::Interrupted), Err(e @ Failure::Auth(_))) => Err(e),
-        (result, _) => result,
-    };
-    (report, result)
+    (report, error::worst(result, reported.result))
 }
 
 /// What every part of one run shares; cheap to clone.
@@ -296,13 +291,25 @@ impl Run {
             read
         };
         let (stored, read, looked) = tokio::join!(store, read, self.look_up(reading_ended));
+        // Each part's failure is weighed against the others' (`error::worst`), so a look-up
+        // endpoint that is not there is not hidden by a campaign that failed, nor the reverse.
+        let mut others = Ok(());
+        match stored {
+            Ok(rejected) => totals.rows_rejected += rejected,
+            Err(e) => others = Err(e),
+        }
+        match looked {
+            Ok(looked) => totals.add_lookups(looked),
+            Err(e) => others = error::worst(others, Err(e)),
+        }
         let Read {
             skipped,
             first_error,
-        } = read?;
-        totals.rows_rejected += stored?;
-        totals.add_lookups(looked?);
-        if !skipped.is_empty() {
+        } = match read {
+            Ok(read) => read,
+            Err(e) => return error::worst(Err(e), others),
+        };
+        if others.is_ok() && !skipped.is_empty() {
             state::mark_checked(
                 &self.config.schema,
                 &mut *lock.live_session().await?,
@@ -311,14 +318,15 @@ impl Run {
             .await
             .context("recording campaigns confirmed by their trusted counters")?;
         }
-        match first_error {
+        let read = match first_error {
             Some(e) => Err(Failure::from(e.context(format!(
                 "{} of {} campaigns failed",
                 totals.campaigns_failed,
                 totals.campaigns_failed + totals.campaigns_synced
             )))),
             None => Ok(()),
-        }
+        };
+        error::worst(read, others)
     }
 
     /// Refuses, before anything is stored, a complete list that would mark most of the stored

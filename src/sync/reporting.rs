@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::api::deadline::{wall_clock_after, Deadline};
 use crate::api::reporting::{ReportPage, ReportQuery};
-use crate::api::ApiError;
+use crate::api::{ApiClient, ApiError};
 use crate::config::ReportingSettings;
 use crate::db::reporting::{self as store, DayRows, Progress};
 use crate::db::{self, RunLock};
@@ -89,8 +90,16 @@ async fn read(
             ))),
         }
     });
+    reader.deadline.end();
     let totals = reader.totals;
-    let error = result.as_ref().err().map(Failure::one_line);
+    // Stopped short by its deadline or a long Retry-After: a failure only when the API was
+    // failing; either way the ledger says why.
+    let (result, stopped) = match (result, reader.stopped) {
+        (Ok(()), Some(stop)) if stop.failing => (Err(Failure::Partial(stop.why)), None),
+        (Ok(()), Some(stop)) => (Ok(()), Some(stop.why)),
+        (result, _) => (result, None),
+    };
+    let error = result.as_ref().err().map(Failure::one_line).or(stopped);
     let recorded = match lock.live_session().await {
         Ok(mut conn) => {
             store::record_totals(schema, &mut conn, run.run_id, &totals, error.as_deref())
@@ -200,12 +209,24 @@ pub(crate) async fn days_due(
     Ok(days::in_order(plan, due))
 }
 
+/// Why reporting stopped before the days due were read, other than its budget of requests.
+struct Stopped {
+    why: String,
+    /// The API was failing (no answer, errors) when it stopped.
+    failing: bool,
+}
+
 /// One run's reading: its pace, its budget of requests, and its figures.
 struct Reader<'a> {
     run: &'a Run,
     settings: &'a ReportingSettings,
     /// Cancelled on a signal, or when the reporting lock is lost.
     halt: CancellationToken,
+    /// `--reporting-time` from the start: then every wait and request of reporting ends.
+    deadline: Deadline,
+    /// The run's client under that deadline.
+    api: ApiClient,
+    stopped: Option<Stopped>,
     /// No request before this: a period after the last answer (the server counted its request
     /// before it answered, so a period from the answer is a period at the server too, whatever
     /// the latency), a `Retry-After`, a backoff.
@@ -215,19 +236,27 @@ struct Reader<'a> {
     failing: u32,
     /// Items kept in `rejected_rows` rather than stored.
     set_aside: u64,
+    /// Some request of this run was answered with a page.
+    answered: bool,
     totals: ReportingTotals,
 }
 
 impl<'a> Reader<'a> {
     fn new(run: &'a Run, settings: &'a ReportingSettings, halt: CancellationToken) -> Self {
+        let deadline = Deadline::new(run.config.reporting_time, &halt);
+        deadline.start();
         Reader {
             run,
             settings,
+            api: run.api.clone().with_deadline(deadline.clone()),
+            deadline,
+            stopped: None,
             halt,
             not_before: Instant::now(),
             backoff: None,
             failing: 0,
             set_aside: 0,
+            answered: false,
             totals: ReportingTotals::default(),
         }
     }
@@ -356,7 +385,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Asks for a page at the reporting pace, again after a 429 or a passing failure; None once
-    /// the run's requests are spent.
+    /// the run's requests are spent or reporting's time is up ([`Reader::stopped`] says why).
     async fn ask(
         &mut self,
         lock: &RunLock,
@@ -366,12 +395,14 @@ impl<'a> Reader<'a> {
             if self.totals.requests >= u64::from(self.settings.max_requests) {
                 return Ok(None);
             }
-            self.wait_turn().await?;
+            if !self.wait_turn().await? {
+                return Ok(None);
+            }
             // Recorded before the request, should the run die waiting for its answer, and again
             // once it is answered.
             self.mark_request(lock).await?;
             self.totals.requests += 1;
-            let answer = self.run.api.reporting_page(query).await;
+            let answer = self.api.reporting_page(query).await;
             if !matches!(answer, Err(ApiError::Stopped)) {
                 self.not_before = self.not_before.max(Instant::now() + self.settings.period());
                 self.mark_request(lock).await?;
@@ -379,6 +410,7 @@ impl<'a> Reader<'a> {
             match answer {
                 Ok(page) => {
                     self.failing = 0;
+                    self.answered = true;
                     self.backoff = None;
                     return Ok(Some(page));
                 }
@@ -389,18 +421,48 @@ impl<'a> Reader<'a> {
                         query.from, query.view
                     )))
                 }
-                Err(e) => self.refused(e)?,
+                Err(e) => {
+                    if !self.refused(e)? {
+                        return Ok(None);
+                    }
+                }
             }
         }
     }
 
-    /// Waits for the pace and for any wait the server or a failure asked for.
-    async fn wait_turn(&self) -> Result<(), Failure> {
-        tokio::select! {
-            biased;
-            () = self.halt.cancelled() => Err(Failure::Interrupted),
-            () = tokio::time::sleep_until(self.not_before) => Ok(()),
+    /// Waits for the pace and for any wait the server or a failure asked for; false, at once,
+    /// when that wait would end past reporting's deadline, or when the deadline comes first.
+    async fn wait_turn(&mut self) -> Result<bool, Failure> {
+        let wait = self.not_before.saturating_duration_since(Instant::now());
+        if !self.deadline.token().is_cancelled() && !self.deadline.outlasted_by(wait) {
+            tokio::select! {
+                biased;
+                () = self.halt.cancelled() => return Err(Failure::Interrupted),
+                () = self.deadline.token().cancelled() => {}
+                () = tokio::time::sleep_until(self.not_before) => return Ok(true),
+            }
         }
+        if self.halt.is_cancelled() {
+            return Err(Failure::Interrupted);
+        }
+        self.out_of_time(self.failing > 0, None);
+        Ok(false)
+    }
+
+    /// Ends reporting for the run at its deadline, with one line; `cut` is the error of a
+    /// request the deadline cut short.
+    fn out_of_time(&mut self, failing: bool, cut: Option<&str>) {
+        let why = format!(
+            "reporting stopped {:?} after it started (--reporting-time){}; the days left are read by the next run",
+            self.deadline.span(),
+            match cut {
+                Some(cut) => format!(", {cut}"),
+                None if failing => ", the Reporting API failing".to_owned(),
+                None => String::new(),
+            }
+        );
+        tracing::warn!("{why}");
+        self.stopped = Some(Stopped { why, failing });
     }
 
     /// Records in the database that a request goes out, or was answered, now: the next run
@@ -412,18 +474,34 @@ impl<'a> Reader<'a> {
             .map_err(|e| Failure::database(e, "recording the reporting pace"))
     }
 
-    /// What a refused request comes to: Ok when it is worth asking again.
-    fn refused(&mut self, e: ApiError) -> Result<(), Failure> {
+    /// What a refused request comes to: Ok(true) when it is worth asking again, Ok(false) when
+    /// reporting stops for the run ([`Reader::stopped`] says why).
+    fn refused(&mut self, e: ApiError) -> Result<bool, Failure> {
         match e {
             ApiError::RateLimited { retry_after } => {
                 self.totals.rate_limited += 1;
                 let wait = retry_after.unwrap_or(StdDuration::from_secs(60));
+                if self.deadline.outlasted_by(wait) {
+                    // Sleeping would only hold the process: the next run asks after it.
+                    let why = format!(
+                        "the Reporting API asked to wait {} s (HTTP 429 Retry-After), longer than reporting may go on (--reporting-time {:?}); no more reporting this run; try again after {}",
+                        wait.as_secs(),
+                        self.deadline.span(),
+                        wall_clock_after(wait).format("%Y-%m-%dT%H:%M:%SZ")
+                    );
+                    tracing::warn!("{why}");
+                    self.stopped = Some(Stopped {
+                        why,
+                        failing: false,
+                    });
+                    return Ok(false);
+                }
                 self.not_before = self.not_before.max(Instant::now() + wait);
                 tracing::info!(
                     wait_s = wait.as_secs_f64(),
                     "the Reporting API asked to wait (HTTP 429)"
                 );
-                Ok(())
+                Ok(true)
             }
             ApiError::Unauthorized { .. } => {
                 // The key is refused: the sync's reads stop too.
@@ -441,7 +519,14 @@ impl<'a> Reader<'a> {
             ApiError::NotFound => Err(Failure::Config(
                 "there is no Reporting API at this base URL (GET /reporting/campaigns answered 404); check LINKRUNNER_BASE_URL".into(),
             )),
-            ApiError::Stopped => Err(Failure::Interrupted),
+            ApiError::Stopped if self.halt.is_cancelled() => Err(Failure::Interrupted),
+            ApiError::Stopped => {
+                // Failing unless an answer came and the last attempt did not fail: a healthy
+                // API is never left waiting this long for its first answer.
+                let failing = self.failing > 0 || !self.answered;
+                self.out_of_time(failing, Some("a request cut short without an answer"));
+                Ok(false)
+            }
             e => {
                 self.failing += 1;
                 if self.failing >= FAILURES_IN_A_ROW {
@@ -465,7 +550,7 @@ impl<'a> Reader<'a> {
                     .unwrap_or(api.retry_max_delay);
                 self.not_before = self.not_before.max(Instant::now() + wait);
                 tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "a Reporting API request failed; asking again");
-                Ok(())
+                Ok(true)
             }
         }
     }
