@@ -91,12 +91,22 @@ async fn migrate_command(args: DbArgs) -> Result<(), Failure> {
 async fn forget_command(args: ForgetArgs) -> Result<(), Failure> {
     let people = forget::people(&args).map_err(Failure::Config)?;
     let schema = config::schema(&args.db).map_err(Failure::Config)?;
-    let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
+    let options = forget::database(&args).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     let lock = db::try_lock(&pool, &schema, CancellationToken::new())
         .await?
         .ok_or(Failure::Locked)?;
-    let result = forget::run(&schema, &lock, &people, args.pii_key).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(forget::stop_on_signal(stop.clone()));
+    // The erasure is one transaction: a signal rolls it back rather than ending the process
+    // with it open.
+    let result = tokio::select! {
+        result = forget::run(&schema, &lock, &people, args.pii_key) => result,
+        () = stop.cancelled() => Err(Failure::Transient(anyhow::anyhow!(
+            "forget stopped by a signal before it confirmed the erasure; run it again (what \
+             was erased stays erased)"
+        ))),
+    };
     lock.release().await;
     print!("{}", result?);
     Ok(())
