@@ -98,14 +98,18 @@ async fn forget_command(args: ForgetArgs) -> Result<(), Failure> {
         .ok_or(Failure::Locked)?;
     let stop = CancellationToken::new();
     tokio::spawn(forget::stop_on_signal(stop.clone()));
-    // The erasure is one transaction: a signal rolls it back rather than ending the process
-    // with it open.
+    let backend = forget::backend(&lock).await?;
+    // The erasure is one transaction: a signal cancels its statement, so that it rolls back
+    // and the lock goes at once rather than when a wait for another lock ends.
     let result = tokio::select! {
         result = forget::run(&schema, &lock, &people, args.pii_key) => result,
-        () = stop.cancelled() => Err(Failure::Transient(anyhow::anyhow!(
-            "forget stopped by a signal before it confirmed the erasure; run it again (what \
-             was erased stays erased)"
-        ))),
+        () = stop.cancelled() => {
+            forget::cancel(&pool, backend).await;
+            Err(Failure::Transient(anyhow::anyhow!(
+                "forget stopped by a signal before it confirmed the erasure; run it again \
+                 (what was erased stays erased)"
+            )))
+        }
     };
     lock.release().await;
     print!("{}", result?);

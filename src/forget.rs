@@ -127,6 +127,23 @@ pub async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
     stop.cancel();
 }
 
+/// The server process of the lock's session.
+pub async fn backend(lock: &RunLock) -> Result<i32, Failure> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *lock.session().await)
+        .await
+        .map_err(|e| Failure::database(e, "reading the session"))
+}
+
+/// Cancels the statement `backend` runs, from another session; its transaction then rolls
+/// back. Bounded: if the cancel cannot be sent, ending the process ends the session too.
+pub async fn cancel(pool: &sqlx::PgPool, backend: i32) {
+    let cancel = sqlx::query("SELECT pg_cancel_backend($1)")
+        .bind(backend)
+        .execute(pool);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), cancel).await;
+}
+
 /// Erases `people` from the schema on the lock's session and describes what went.
 pub async fn run(
     schema: &Schema,
