@@ -6,9 +6,9 @@ use secrecy::SecretString;
 use crate::cli::ForgetArgs;
 use crate::db::forget::{Erased, People};
 use crate::db::{self, RunLock, Schema};
-use crate::{config, limits};
 use crate::error::Failure;
 use crate::personal::{Mode, Protection, DEFAULT_KEYS};
+use crate::{config, limits};
 
 /// Largest `--file` read.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;

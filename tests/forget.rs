@@ -192,7 +192,11 @@ async fn forget_reads_a_bounded_regular_file_only(pool: PgPool) {
     let db = pool.connect_options();
     let dir = common::daemons::scratch_dir("forget-file");
     let fifo = dir.join("fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let large = dir.join("large.txt");
     std::fs::File::create(&large)
         .unwrap()
@@ -285,15 +289,19 @@ async fn a_signal_during_forget_rolls_it_back_and_says_so(pool: PgPool) {
         .spawn()
         .unwrap();
     let (out, err) = drain(&mut child);
-    wait_for("forget waiting for the lock", Duration::from_secs(60), || async {
-        let n = count(
-            &pool,
-            "SELECT count(*) FROM pg_stat_activity
+    wait_for(
+        "forget waiting for the lock",
+        Duration::from_secs(60),
+        || async {
+            let n = count(
+                &pool,
+                "SELECT count(*) FROM pg_stat_activity
              WHERE wait_event_type = 'Lock' AND query LIKE '%attribution_results%'",
-        )
-        .await;
-        (n > 0).then_some(())
-    })
+            )
+            .await;
+            (n > 0).then_some(())
+        },
+    )
     .await;
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = tokio::task::spawn_blocking(move || {
@@ -302,7 +310,10 @@ async fn a_signal_during_forget_rolls_it_back_and_says_so(pool: PgPool) {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "forget did not end");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "forget did not end"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     })
@@ -391,7 +402,9 @@ async fn a_long_suppression_list_stays_in_postgres_and_still_drops_its_people(po
     .await;
     assert_eq!(tabby, 0);
     // Held in memory, a million digests took about 250 MB more.
-    println!("peak RSS: {with_none} KiB with no one suppressed, {with_a_million} KiB with 1,000,001");
+    println!(
+        "peak RSS: {with_none} KiB with no one suppressed, {with_a_million} KiB with 1,000,001"
+    );
     assert!(
         with_a_million < with_none + (64 << 10),
         "{with_none} KiB, then {with_a_million} KiB"

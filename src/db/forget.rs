@@ -31,11 +31,10 @@ pub struct Erased {
 
 /// Whether the suppression list holds anyone: a run that finds it empty asks no more.
 pub async fn suppression(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<Suppression> {
-    let listed: bool = sqlx::query_scalar(&schema.sql(
-        "SELECT EXISTS (SELECT FROM linkrunner.suppressed)",
-    ))
-    .fetch_one(conn)
-    .await?;
+    let listed: bool =
+        sqlx::query_scalar(&schema.sql("SELECT EXISTS (SELECT FROM linkrunner.suppressed)"))
+            .fetch_one(conn)
+            .await?;
     Ok(Suppression { listed })
 }
 
@@ -59,9 +58,9 @@ pub async fn suppressed_among(
     .bind(&digests)
     .fetch_all(conn)
     .await?;
-    Ok(Suppressed::new(rows.into_iter().filter_map(|(kind, digest)| {
-        Some((Identifier::parse(&kind)?, digest))
-    })))
+    Ok(Suppressed::new(rows.into_iter().filter_map(
+        |(kind, digest)| Some((Identifier::parse(&kind)?, digest)),
+    )))
 }
 
 /// The user ids among `ids` that `forget` erased.
@@ -165,7 +164,10 @@ pub async fn forget(
     let needles: Vec<String> = emails
         .iter()
         .cloned()
-        .chain(ids.iter().map(|id| personal::normal_form(&format!("\"{id}\""))))
+        .chain(
+            ids.iter()
+                .map(|id| personal::normal_form(&format!("\"{id}\""))),
+        )
         .collect();
     let unreadable = unreadable_holding(schema, &mut tx, &needles).await?;
     let (campaigns, sha256s): (Vec<String>, Vec<String>) = unreadable.into_iter().unzip();
@@ -277,7 +279,10 @@ impl Spellings {
 
 /// What `--personal-data hash` stores in place of a value.
 fn is_hash(value: &str) -> bool {
-    value.len() == 64 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The rows set aside as text only (their JSON could not be stored) whose text, in the normal

@@ -373,7 +373,6 @@ impl Reader {
     }
 }
 
-
 /// What the campaign's counter is judged against once it is read to the run's end. The stored
 /// rows are counted when they reach back to the campaign's creation; otherwise (history
 /// synced with `--since`) one request asks for the total over its whole life.

@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 
 use crate::api::Page;
+use crate::db;
 use crate::db::writer;
 use crate::db::Schema;
 use crate::memory::Hold;
 use crate::model::user::{Forgotten, Rejected, UserRow};
-use crate::db;
 use crate::personal::{Door, Protection, Suppressed};
 use crate::sync::scanner::Scanner;
 use serde_json::value::RawValue;
