@@ -313,7 +313,8 @@ pub struct ForgetArgs {
     #[arg(long = "user-id", value_name = "ID")]
     pub user_ids: Vec<String>,
 
-    /// An email to erase (compared trimmed and lower-cased); repeatable.
+    /// An email to erase (compared in the normal form: Unicode white space trimmed, case
+    /// folded); repeatable.
     #[arg(long = "email", value_name = "EMAIL")]
     pub emails: Vec<String>,
 
@@ -321,10 +322,16 @@ pub struct ForgetArgs {
     #[arg(long = "phone", value_name = "PHONE")]
     pub phones: Vec<String>,
 
-    /// A file of people to erase, one a line: user_id=ID, email=EMAIL or phone=PHONE; blank
-    /// lines and lines starting with # are skipped. Keeps the values off the command line.
+    /// A regular file of people to erase, one a line: user_id=ID, email=EMAIL or
+    /// phone=PHONE; blank lines and lines starting with # are skipped, a leading byte-order
+    /// mark too. At most 64 MiB and 1,000,000 lines. Keeps the values off the command line.
     #[arg(long, value_name = "PATH")]
     pub file: Option<std::path::PathBuf>,
+
+    /// Longest a statement waits for a lock another session holds on a table forget deletes
+    /// from; then forget fails (exit 1) having erased nothing (100ms to 1h).
+    #[arg(long, default_value = "60s")]
+    pub lock_timeout: String,
 
     /// The key the schema hashes personal data with (--personal-data hash): needed to find
     /// hashed emails and phones. Never printed.

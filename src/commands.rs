@@ -91,12 +91,26 @@ async fn migrate_command(args: DbArgs) -> Result<(), Failure> {
 async fn forget_command(args: ForgetArgs) -> Result<(), Failure> {
     let people = forget::people(&args).map_err(Failure::Config)?;
     let schema = config::schema(&args.db).map_err(Failure::Config)?;
-    let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
+    let options = forget::database(&args).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     let lock = db::try_lock(&pool, &schema, CancellationToken::new())
         .await?
         .ok_or(Failure::Locked)?;
-    let result = forget::run(&schema, &lock, &people, args.pii_key).await;
+    let stop = CancellationToken::new();
+    tokio::spawn(forget::stop_on_signal(stop.clone()));
+    let backend = forget::backend(&lock).await?;
+    // The erasure is one transaction: a signal cancels its statement, so that it rolls back
+    // and the lock goes at once rather than when a wait for another lock ends.
+    let result = tokio::select! {
+        result = forget::run(&schema, &lock, &people, args.pii_key) => result,
+        () = stop.cancelled() => {
+            forget::cancel(&pool, backend).await;
+            Err(Failure::Transient(anyhow::anyhow!(
+                "forget stopped by a signal before it confirmed the erasure; run it again \
+                 (what was erased stays erased)"
+            )))
+        }
+    };
     lock.release().await;
     print!("{}", result?);
     Ok(())

@@ -8,6 +8,12 @@ use crate::db::forget::{Erased, People};
 use crate::db::{self, RunLock, Schema};
 use crate::error::Failure;
 use crate::personal::{Mode, Protection, DEFAULT_KEYS};
+use crate::{config, limits};
+
+/// Largest `--file` read.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Most lines of `--file`.
+pub const MAX_FILE_LINES: usize = 1_000_000;
 
 /// Who to erase, from the flags and `--file`; an error names what is wrong, never the value
 /// (it is personal data).
@@ -18,8 +24,9 @@ pub fn people(args: &ForgetArgs) -> Result<People, String> {
         phones: args.phones.clone(),
     };
     if let Some(path) = &args.file {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
+        let text = read_file(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
+        // A BOM is how some editors start a UTF-8 file.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -54,9 +61,87 @@ pub fn people(args: &ForgetArgs) -> Result<People, String> {
         return Err("a phone number to forget holds no digit".into());
     }
     if people.user_ids.is_empty() && people.emails.is_empty() && people.phones.is_empty() {
-        return Err("forget needs at least one --user-id, --email, --phone or --file".into());
+        return Err(match &args.file {
+            Some(path) => format!(
+                "--file {} holds no identifiers (lines user_id=…, email=… or phone=…)",
+                path.display()
+            ),
+            None => "forget needs at least one --user-id, --email, --phone or --file".into(),
+        });
     }
     Ok(people)
+}
+
+/// The text of a regular file within the bounds: a FIFO, a device or a directory is refused
+/// before it is opened (opening a FIFO waits for a writer), and reading stops past the bound.
+fn read_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let regular = |meta: &std::fs::Metadata| {
+        if meta.is_file() {
+            Ok(())
+        } else {
+            Err("not a regular file".to_owned())
+        }
+    };
+    regular(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    regular(&file.metadata().map_err(|e| e.to_string())?)?;
+    let too_large = || format!("larger than {} MiB", MAX_FILE_BYTES >> 20);
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+    if text.lines().nth(MAX_FILE_LINES).is_some() {
+        return Err(format!("more than {MAX_FILE_LINES} lines"));
+    }
+    Ok(text)
+}
+
+/// The database of `forget`, whose statements wait at most `--lock-timeout` for a lock.
+pub fn database(args: &ForgetArgs) -> Result<db::Target, String> {
+    let lock_timeout =
+        limits::duration("--lock-timeout", &args.lock_timeout, &limits::LOCK_TIMEOUT)?;
+    Ok(config::database(args.db.database_url.as_ref())?.with(
+        "lock_timeout",
+        format!("{}ms", lock_timeout.num_milliseconds()),
+    ))
+}
+
+/// Cancels `stop` at the first SIGTERM or SIGINT.
+pub async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    stop.cancel();
+}
+
+/// The server process of the lock's session.
+pub async fn backend(lock: &RunLock) -> Result<i32, Failure> {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *lock.session().await)
+        .await
+        .map_err(|e| Failure::database(e, "reading the session"))
+}
+
+/// Cancels the statement `backend` runs, from another session; its transaction then rolls
+/// back. Bounded: if the cancel cannot be sent, ending the process ends the session too.
+pub async fn cancel(pool: &sqlx::PgPool, backend: i32) {
+    let cancel = sqlx::query("SELECT pg_cancel_backend($1)")
+        .bind(backend)
+        .execute(pool);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), cancel).await;
 }
 
 /// Erases `people` from the schema on the lock's session and describes what went.

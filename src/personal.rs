@@ -186,6 +186,16 @@ impl Protection {
         self.mac(normal.as_bytes())
     }
 
+    /// The hashes `value` may be stored under: of its normal form, and of the earlier form
+    /// where that differs (rows hashed before the normal form folded case keep theirs).
+    pub fn hash_values(&self, key: &str, value: &str) -> Vec<String> {
+        let mut all: Vec<String> = self.hash_value(key, value).into_iter().collect();
+        if let Some(earlier) = earlier_form(key, value).filter(|e| !e.is_empty()) {
+            all.extend(self.mac(earlier.as_bytes()));
+        }
+        all
+    }
+
     fn mac(&self, data: &[u8]) -> Option<String> {
         let secret = self.secret.as_ref()?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
@@ -330,6 +340,8 @@ pub enum Identifier {
 }
 
 impl Identifier {
+    pub const ALL: [Identifier; 3] = [Identifier::UserId, Identifier::Email, Identifier::Phone];
+
     pub fn name(self) -> &'static str {
         match self {
             Identifier::UserId => "user_id",
@@ -338,7 +350,12 @@ impl Identifier {
         }
     }
 
-    /// The value as compared: user ids exactly as given, emails and phones normalised.
+    pub fn parse(text: &str) -> Option<Identifier> {
+        Identifier::ALL.into_iter().find(|k| k.name() == text)
+    }
+
+    /// The value as compared: user ids exactly as given, emails and phones in the normal
+    /// form.
     pub fn normalise(self, value: &str) -> String {
         match self {
             Identifier::UserId => value.to_owned(),
@@ -349,24 +366,51 @@ impl Identifier {
 
     /// What the suppression list keeps of a person: a SHA-256, never the value.
     pub fn digest(self, value: &str) -> String {
-        let text = format!(
-            "linkrunner-sync forget\n{}\n{}",
-            self.name(),
-            self.normalise(value)
-        );
-        hex::encode(Sha256::digest(text.as_bytes()))
+        digest_of(self, &self.normalise(value))
+    }
+
+    /// The digests a suppression entry for `value` may have been recorded under: of the
+    /// normal form, and of the earlier form where that differs.
+    pub fn digests(self, value: &str) -> Vec<String> {
+        let mut all = vec![self.digest(value)];
+        if self != Identifier::UserId {
+            if let Some(earlier) = earlier_form(self.name(), value) {
+                all.push(digest_of(self, &earlier));
+            }
+        }
+        all
     }
 }
 
-/// The people `forget` erased: rows the API sends for any of them are dropped at the door.
-#[derive(Clone, Debug, Default)]
+fn digest_of(kind: Identifier, normal: &str) -> String {
+    let text = format!("linkrunner-sync forget\n{}\n{normal}", kind.name());
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Whether `forget` has erased anyone in the schema, as a run reads it when it starts: the
+/// list itself stays in Postgres, and only a run that has someone to drop asks it about each
+/// page (`forget` cannot add to it while the run holds the lock).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Suppression {
-    digests: std::collections::HashSet<(Identifier, String)>,
+    pub listed: bool,
 }
 
 impl Suppression {
-    pub fn new(entries: impl IntoIterator<Item = (Identifier, String)>) -> Suppression {
-        Suppression {
+    pub fn is_empty(&self) -> bool {
+        !self.listed
+    }
+}
+
+/// Of the entries of the suppression list, those a page's identifiers may match, as
+/// `Suppressed::probes` asked Postgres for them.
+#[derive(Clone, Debug, Default)]
+pub struct Suppressed {
+    digests: std::collections::HashSet<(Identifier, String)>,
+}
+
+impl Suppressed {
+    pub fn new(entries: impl IntoIterator<Item = (Identifier, String)>) -> Suppressed {
+        Suppressed {
             digests: entries.into_iter().collect(),
         }
     }
@@ -375,37 +419,59 @@ impl Suppression {
         self.digests.is_empty()
     }
 
+    /// Every entry that would suppress one of `items`: the digests of their ids, emails and
+    /// phones.
+    pub fn probes<'a>(items: impl IntoIterator<Item = &'a RawValue>) -> Vec<(Identifier, String)> {
+        let mut out = Vec::new();
+        for item in items {
+            identifiers(item, |kind, text| {
+                out.extend(kind.digests(text).into_iter().map(|d| (kind, d)));
+                false
+            });
+        }
+        out
+    }
+
     pub fn holds(&self, kind: Identifier, value: &str) -> bool {
-        !self.digests.is_empty() && self.digests.contains(&(kind, kind.digest(value)))
+        !self.digests.is_empty()
+            && kind
+                .digests(value)
+                .into_iter()
+                .any(|d| self.digests.contains(&(kind, d)))
     }
 
     /// Whether the item, as the API sent it, is a suppressed person's: by `user_data.id`,
     /// `email` or `phone`.
     pub fn matches(&self, item: &RawValue) -> bool {
-        if self.digests.is_empty() {
+        !self.digests.is_empty() && identifiers(item, |kind, text| self.holds(kind, text))
+    }
+}
+
+/// Calls `f` with each identifier of the item's `user_data` until it says true.
+fn identifiers(item: &RawValue, mut f: impl FnMut(Identifier, &str) -> bool) -> bool {
+    let Ok(top) = members(item.get()) else {
+        return false;
+    };
+    let Some((_, user_data)) = top.iter().find(|(k, _)| k == "user_data") else {
+        return false;
+    };
+    let Ok(fields) = members(user_data.get()) else {
+        return false;
+    };
+    fields.iter().any(|(key, value)| {
+        let kind = match key.as_str() {
+            "id" => Identifier::UserId,
+            "email" => Identifier::Email,
+            "phone" => Identifier::Phone,
+            _ => return false,
+        };
+        if value.get() == "null" {
             return false;
         }
-        let Ok(top) = members(item.get()) else {
-            return false;
-        };
-        let Some((_, user_data)) = top.iter().find(|(k, _)| k == "user_data") else {
-            return false;
-        };
-        let Ok(fields) = members(user_data.get()) else {
-            return false;
-        };
-        fields.iter().any(|(key, value)| {
-            let kind = match key.as_str() {
-                "id" => Identifier::UserId,
-                "email" => Identifier::Email,
-                "phone" => Identifier::Phone,
-                _ => return false,
-            };
-            let text = serde_json::from_str::<String>(value.get())
-                .unwrap_or_else(|_| value.get().to_owned());
-            value.get() != "null" && self.digests.contains(&(kind, kind.digest(&text)))
-        })
-    }
+        let text =
+            serde_json::from_str::<String>(value.get()).unwrap_or_else(|_| value.get().to_owned());
+        f(kind, &text)
+    })
 }
 
 enum Member<'a> {
@@ -414,26 +480,61 @@ enum Member<'a> {
     Gone,
 }
 
-/// The documented normalisation, so the same person hashes alike across runs and matches the
-/// app's own hashes: emails trimmed and lower-cased, phones reduced to their digits after a
-/// `+`, anything else trimmed, lower-cased and its runs of white space made one space.
+/// White space as the normal form trims it: Unicode's, and the byte-order mark a file or a
+/// form may leave at the start of a value.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// The normal form of a personal value, the one `forget`, the suppression list, hashing and
+/// the search for stored rows all use: Unicode white space (the byte-order mark too) trimmed
+/// from both ends, then Unicode's full default case folding, so `Σ`, `σ` and `ς` are one
+/// letter and `ß` is `ss`.
+pub fn normal_form(value: &str) -> String {
+    caseless::default_case_fold_str(value.trim_matches(is_space))
+}
+
+/// The documented normalisation, so the same person hashes alike across runs: emails in the
+/// normal form, phones reduced to their digits after a `+`, anything else in the normal form
+/// with its runs of white space made one space.
 pub fn normalise(key: &str, value: &str) -> String {
     match key {
+        "email" => normal_form(value),
+        "phone" => phone_digits(value),
+        _ => normal_form(
+            &value
+                .split(is_space)
+                .filter(|w| !w.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    }
+}
+
+fn phone_digits(value: &str) -> String {
+    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        String::new()
+    } else {
+        format!("+{digits}")
+    }
+}
+
+/// The form values were normalised to before the normal form folded case: trimmed of
+/// Unicode white space (not the byte-order mark) and lower-cased. Hashes and suppression
+/// entries made then are of this form, so they are looked for by it too; None where it is
+/// the normal form.
+pub fn earlier_form(key: &str, value: &str) -> Option<String> {
+    let earlier = match key {
         "email" => value.trim().to_lowercase(),
-        "phone" => {
-            let digits: String = value.chars().filter(char::is_ascii_digit).collect();
-            if digits.is_empty() {
-                String::new()
-            } else {
-                format!("+{digits}")
-            }
-        }
+        "phone" => return None,
         _ => value
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")
             .to_lowercase(),
-    }
+    };
+    (earlier != normalise(key, value)).then_some(earlier)
 }
 
 /// The members of a JSON object in order, values as received; Err for anything else.
@@ -501,6 +602,55 @@ mod tests {
         assert_eq!(normalise("phone", "0015550142233"), "+0015550142233");
         assert_eq!(normalise("phone", "n/a"), "");
         assert_eq!(normalise("name", "  Priya   R\tSharma "), "priya r sharma");
+    }
+
+    #[test]
+    fn the_normal_form_trims_unicode_white_space_and_folds_case_fully() {
+        for spelling in [
+            "\tTabby@Example.com",
+            "tabby@example.com\n",
+            "\u{a0}TABBY@example.com\u{2003}",
+            "\u{feff}Tabby@Example.COM",
+        ] {
+            assert_eq!(normal_form(spelling), "tabby@example.com", "{spelling:?}");
+        }
+        // Capital, small and final sigma are one letter; ß folds to ss; İ to its folding.
+        assert_eq!(
+            normal_form("ΟΔΥΣΣΕΑΣ@example.gr"),
+            normal_form("οδυσσεας@example.gr")
+        );
+        assert_eq!(normal_form("ΟΔΥΣΣΕΑΣ"), "οδυσσεασ");
+        assert_eq!(normal_form("Straße@x.de"), "strasse@x.de");
+        assert_eq!(normal_form("İ@x.tr"), normal_form("i\u{307}@x.tr"));
+        assert_eq!(normal_form(&normal_form("ǅİß")), normal_form("ǅİß"));
+        // The earlier form is looked for only where it differs.
+        assert_eq!(earlier_form("email", " a@b.c "), None);
+        assert_eq!(
+            earlier_form("email", "ΟΔΥΣΣΕΑΣ@x.gr").as_deref(),
+            Some("οδυσσεας@x.gr")
+        );
+    }
+
+    #[test]
+    fn every_mode_and_the_suppression_list_agree_on_one_person() {
+        let p = protection(Mode::Hash);
+        let plain = p.hash_value("email", "οδυσσεασ@example.gr").unwrap();
+        assert_eq!(p.hash_value("email", "ΟΔΥΣΣΕΑΣ@example.gr").unwrap(), plain);
+        assert_eq!(
+            p.hash_value("email", "\u{feff}Οδυσσεας@Example.gr")
+                .unwrap(),
+            plain
+        );
+        // A value hashed in the earlier form is still found by its plain spelling.
+        let hashes = p.hash_values("email", "ΟΔΥΣΣΕΑΣ@example.gr");
+        assert_eq!(hashes.len(), 2);
+        assert_eq!(hashes[1], p.mac("οδυσσεας@example.gr".as_bytes()).unwrap());
+        let list = Suppressed::new([(
+            Identifier::Email,
+            Identifier::Email.digest("οδυσσεασ@example.gr"),
+        )]);
+        assert!(list.holds(Identifier::Email, "\u{a0}ΟΔΥΣΣΕΑΣ@EXAMPLE.GR\n"));
+        assert!(list.holds(Identifier::Email, "Οδυσσεας@example.gr"));
     }
 
     #[test]
@@ -584,7 +734,7 @@ mod tests {
 
     #[test]
     fn a_suppressed_person_is_known_by_id_email_or_phone_in_any_spelling() {
-        let list = Suppression::new([
+        let list = Suppressed::new([
             (
                 Identifier::Email,
                 Identifier::Email.digest("Gone@Example.net"),
@@ -597,7 +747,7 @@ mod tests {
         assert!(!list.matches(&item(r#"{"id":"U-7"}"#)));
         assert!(!list.matches(&item(r#"{"id":"x","email":null}"#)));
         assert!(!list.matches(&item("null")));
-        assert!(!Suppression::default().matches(&item(r#"{"id":"u-7"}"#)));
+        assert!(!Suppressed::default().matches(&item(r#"{"id":"u-7"}"#)));
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Erasing a person (`linkrunner-sync forget`): every row of theirs in the schema goes, and
 //! the suppression list keeps later runs from storing them again.
 
+use std::collections::HashSet;
+
 use sqlx::{Connection, PgConnection};
 
 use crate::db::Schema;
-use crate::personal::{Identifier, Protection, Suppression};
+use futures::TryStreamExt;
+
+use crate::personal::{self, Identifier, Protection, Suppressed, Suppression};
 
 /// The people to erase, each value as given.
 #[derive(Clone, Debug, Default)]
@@ -25,64 +29,115 @@ pub struct Erased {
     pub suppressed_total: i64,
 }
 
-/// The suppression list a run drops rows by.
+/// Whether the suppression list holds anyone: a run that finds it empty asks no more.
 pub async fn suppression(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<Suppression> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as(&schema.sql("SELECT kind, digest FROM linkrunner.suppressed"))
-            .fetch_all(conn)
+    let listed: bool =
+        sqlx::query_scalar(&schema.sql("SELECT EXISTS (SELECT FROM linkrunner.suppressed)"))
+            .fetch_one(conn)
             .await?;
-    let kinds = [Identifier::UserId, Identifier::Email, Identifier::Phone];
-    Ok(Suppression::new(rows.into_iter().filter_map(
-        |(kind, digest)| {
-            let kind = kinds.into_iter().find(|k| k.name() == kind)?;
-            Some((kind, digest))
-        },
+    Ok(Suppression { listed })
+}
+
+/// The entries of the suppression list among `probes`, by the list's key: one indexed look-up
+/// per page, so a run holds only what its page needs, however long the list.
+pub async fn suppressed_among(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    probes: Vec<(Identifier, String)>,
+) -> sqlx::Result<Suppressed> {
+    if probes.is_empty() {
+        return Ok(Suppressed::default());
+    }
+    let (kinds, digests): (Vec<&str>, Vec<String>) =
+        probes.into_iter().map(|(k, d)| (k.name(), d)).unzip();
+    let rows: Vec<(String, String)> = sqlx::query_as(&schema.sql(
+        "SELECT kind, digest FROM linkrunner.suppressed
+         WHERE (kind, digest) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+    ))
+    .bind(&kinds)
+    .bind(&digests)
+    .fetch_all(conn)
+    .await?;
+    Ok(Suppressed::new(rows.into_iter().filter_map(
+        |(kind, digest)| Some((Identifier::parse(&kind)?, digest)),
     )))
+}
+
+/// The user ids among `ids` that `forget` erased.
+pub async fn suppressed_user_ids(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> sqlx::Result<Suppressed> {
+    let probes = ids
+        .iter()
+        .map(|id| (Identifier::UserId, Identifier::UserId.digest(id)))
+        .collect();
+    suppressed_among(schema, conn, probes).await
 }
 
 /// Deletes every row of `people` in one transaction, and records them in the suppression
 /// list. `hashes` finds their emails and phones where the schema stores them hashed.
+///
+/// Postgres cannot put a stored value in the normal form (it has no full case folding), so the
+/// emails and phones stored are read once, row by row, and put in it here: what is deleted is
+/// the stored spellings whose normal form is one of the people's.
 pub async fn forget(
     schema: &Schema,
     conn: &mut PgConnection,
     people: &People,
     hashes: Option<&Protection>,
 ) -> sqlx::Result<Erased> {
-    let emails: Vec<String> = people
+    let emails: HashSet<String> = people
         .emails
         .iter()
         .map(|e| Identifier::Email.normalise(e))
         .collect();
-    let phones: Vec<String> = people
+    let phones: HashSet<String> = people
         .phones
         .iter()
         .map(|p| Identifier::Phone.normalise(p))
         .collect();
     let hashed = |key: &str, values: &[String]| -> Vec<String> {
         hashes
-            .map(|h| values.iter().filter_map(|v| h.hash_value(key, v)).collect())
+            .map(|h| values.iter().flat_map(|v| h.hash_values(key, v)).collect())
             .unwrap_or_default()
     };
-    let (email_hashes, phone_hashes) = (hashed("email", &emails), hashed("phone", &phones));
     let mut tx = conn.begin().await?;
-    // Where a row is a person's, by any of the forms an email or phone may be stored in.
-    let person = "(user_id = ANY($1) OR lower(btrim(user_email)) = ANY($2)
-         OR user_email = ANY($3)
-         OR '+' || regexp_replace(user_phone, '[^0-9]', '', 'g') = ANY($4)
-         OR user_phone = ANY($5))";
-    let found: Vec<String> = sqlx::query_scalar(&schema.sql(&format!(
+    let mut found = Spellings::default();
+    if !emails.is_empty() || !phones.is_empty() {
+        let wanted = Wanted {
+            emails: &emails,
+            phones: &phones,
+            hashed: hashes.is_some(),
+        };
+        for sql in [
+            "SELECT user_email, user_phone FROM linkrunner.attributed_users
+             WHERE user_email IS NOT NULL OR user_phone IS NOT NULL",
+            "SELECT raw #>> '{user_data,email}', raw #>> '{user_data,phone}'
+             FROM linkrunner.rejected_rows WHERE kind = 'attributed_user' AND raw IS NOT NULL",
+        ] {
+            found.read(&mut tx, &schema.sql(sql), &wanted).await?;
+        }
+    }
+    let mut emails_stored: Vec<String> = found.emails.into_iter().collect();
+    emails_stored.extend(hashed("email", &people.emails));
+    let mut phones_stored: Vec<String> = found.phones.into_iter().collect();
+    phones_stored.extend(hashed("phone", &people.phones));
+    // Where a row is a person's: by id, or by an email or phone stored in a spelling whose
+    // normal form is theirs (or its hash).
+    let person = "(user_id = ANY($1) OR user_email = ANY($2) OR user_phone = ANY($3))";
+    let others: Vec<String> = sqlx::query_scalar(&schema.sql(&format!(
         "SELECT DISTINCT user_id FROM linkrunner.attributed_users
          WHERE user_id IS NOT NULL AND NOT (user_id = ANY($1)) AND {person}"
     )))
     .bind(&people.user_ids)
-    .bind(&emails)
-    .bind(&email_hashes)
-    .bind(&phones)
-    .bind(&phone_hashes)
+    .bind(&emails_stored)
+    .bind(&phones_stored)
     .fetch_all(&mut *tx)
     .await?;
     // The same person's rows that carry neither the email nor the phone go too.
-    let ids: Vec<String> = people.user_ids.iter().chain(&found).cloned().collect();
+    let ids: Vec<String> = people.user_ids.iter().chain(&others).cloned().collect();
     let (users, devices): (i64, Vec<String>) = sqlx::query_as(&schema.sql(&format!(
         "WITH gone AS (
              DELETE FROM linkrunner.attributed_users WHERE {person}
@@ -100,34 +155,35 @@ pub async fn forget(
                        WHERE d IS NOT NULL), '{{}}')"
     )))
     .bind(&ids)
-    .bind(&emails)
-    .bind(&email_hashes)
-    .bind(&phones)
-    .bind(&phone_hashes)
+    .bind(&emails_stored)
+    .bind(&phones_stored)
     .fetch_one(&mut *tx)
     .await?;
-    // Rows set aside: by their JSON where it could be stored, else by the text itself.
+    // Rows set aside whose JSON could not be stored: their text, in the normal form, holding
+    // an email or a quoted id.
     let needles: Vec<String> = emails
         .iter()
         .cloned()
-        .chain(ids.iter().map(|id| format!("\"{}\"", id.to_lowercase())))
+        .chain(
+            ids.iter()
+                .map(|id| personal::normal_form(&format!("\"{id}\""))),
+        )
         .collect();
+    let unreadable = unreadable_holding(schema, &mut tx, &needles).await?;
+    let (campaigns, sha256s): (Vec<String>, Vec<String>) = unreadable.into_iter().unzip();
     let rejected = sqlx::query(&schema.sql(
         "DELETE FROM linkrunner.rejected_rows WHERE kind = 'attributed_user' AND (
              raw #>> '{user_data,id}' = ANY($1)
-             OR lower(btrim(raw #>> '{user_data,email}')) = ANY($2)
-             OR raw #>> '{user_data,email}' = ANY($3)
-             OR '+' || regexp_replace(raw #>> '{user_data,phone}', '[^0-9]', '', 'g') = ANY($4)
-             OR raw #>> '{user_data,phone}' = ANY($5)
-             OR (raw IS NULL AND EXISTS (
-                 SELECT FROM unnest($6::text[]) AS n WHERE strpos(lower(raw_text), n) > 0)))",
+             OR raw #>> '{user_data,email}' = ANY($2)
+             OR raw #>> '{user_data,phone}' = ANY($3)
+             OR (campaign_display_id, raw_sha256) IN (
+                 SELECT * FROM UNNEST($4::text[], $5::text[])))",
     ))
     .bind(&ids)
-    .bind(&emails)
-    .bind(&email_hashes)
-    .bind(&phones)
-    .bind(&phone_hashes)
-    .bind(&needles)
+    .bind(&emails_stored)
+    .bind(&phones_stored)
+    .bind(&campaigns)
+    .bind(&sha256s)
     .execute(&mut *tx)
     .await?
     .rows_affected() as i64;
@@ -167,8 +223,91 @@ pub async fn forget(
         attributed_users: users,
         rejected_rows: rejected,
         attribution_results: results,
-        user_ids_found: found.len() as i64,
+        user_ids_found: others.len() as i64,
         suppressed_new,
         suppressed_total,
     })
+}
+
+/// The emails and phones looked for, in the normal form.
+struct Wanted<'a> {
+    emails: &'a HashSet<String>,
+    phones: &'a HashSet<String>,
+    /// The schema hashes: a stored hash is matched by the hashes, not read as a value.
+    hashed: bool,
+}
+
+/// The stored spellings of the emails and phones looked for.
+#[derive(Default)]
+struct Spellings {
+    emails: HashSet<String>,
+    phones: HashSet<String>,
+}
+
+impl Spellings {
+    /// Reads `sql`'s (email, phone) rows as a stream, keeping the spellings wanted: memory
+    /// holds one row at a time and the matches.
+    async fn read(
+        &mut self,
+        conn: &mut PgConnection,
+        sql: &str,
+        wanted: &Wanted<'_>,
+    ) -> sqlx::Result<()> {
+        let mut rows = sqlx::query_as::<_, (Option<String>, Option<String>)>(sql).fetch(conn);
+        while let Some((email, phone)) = rows.try_next().await? {
+            let usable = |v: &String| !(wanted.hashed && is_hash(v));
+            if let Some(email) = email.filter(usable) {
+                if !wanted.emails.is_empty()
+                    && !self.emails.contains(&email)
+                    && wanted.emails.contains(&Identifier::Email.normalise(&email))
+                {
+                    self.emails.insert(email);
+                }
+            }
+            if let Some(phone) = phone.filter(usable) {
+                if !wanted.phones.is_empty()
+                    && !self.phones.contains(&phone)
+                    && wanted.phones.contains(&Identifier::Phone.normalise(&phone))
+                {
+                    self.phones.insert(phone);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `--personal-data hash` stores in place of a value.
+fn is_hash(value: &str) -> bool {
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The rows set aside as text only (their JSON could not be stored) whose text, in the normal
+/// form, holds one of `needles`, by key; read as a stream.
+async fn unreadable_holding(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    needles: &[String],
+) -> sqlx::Result<Vec<(String, String)>> {
+    let needles: Vec<&String> = needles.iter().filter(|n| !n.is_empty()).collect();
+    if needles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let finder = aho_corasick::AhoCorasick::new(&needles)
+        .map_err(|e| sqlx::Error::Protocol(format!("searching the rows set aside: {e}")))?;
+    let sql = schema.sql(
+        "SELECT campaign_display_id, raw_sha256, raw_text FROM linkrunner.rejected_rows
+         WHERE kind = 'attributed_user' AND raw IS NULL",
+    );
+    let mut rows = sqlx::query_as::<_, (String, String, String)>(&sql).fetch(conn);
+    let mut out = Vec::new();
+    while let Some((campaign, sha256, text)) = rows.try_next().await? {
+        if finder.is_match(&caseless::default_case_fold_str(&text)) {
+            out.push((campaign, sha256));
+        }
+    }
+    Ok(out)
 }

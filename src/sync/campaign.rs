@@ -21,7 +21,6 @@ use crate::model::run::RunTotals;
 use crate::model::time;
 use crate::model::user::Rejected;
 use crate::model::window::{self, Window};
-use crate::personal::Suppression;
 use crate::sync::batch::{BatchWriter, Target};
 use crate::sync::list;
 use crate::sync::progress::Progress;
@@ -358,7 +357,7 @@ impl Reader {
             writer: &self.writer,
             schema: &config.schema,
             personal: &config.personal,
-            suppression: self.run.suppression.get().unwrap_or(&NO_ONE),
+            suppression: self.run.suppression.get().copied().unwrap_or_default(),
             run_id: *run_id,
             campaign,
             run_from,
@@ -373,9 +372,6 @@ impl Reader {
         }
     }
 }
-
-/// The suppression list of a run that has not read one.
-static NO_ONE: std::sync::LazyLock<Suppression> = std::sync::LazyLock::new(Suppression::default);
 
 /// What the campaign's counter is judged against once it is read to the run's end. The stored
 /// rows are counted when they reach back to the campaign's creation; otherwise (history

@@ -158,10 +158,20 @@ impl Asking<'_> {
     ) -> Result<Option<String>, Failure> {
         let run = self.run;
         // A forgotten person is not looked up: the answer would be kept.
-        let suppression = run.suppression.get();
+        let forgotten = if run.suppression.get().is_some_and(|s| !s.is_empty()) {
+            let ids: Vec<&str> = due
+                .iter()
+                .filter(|id| id.kind == LookupKind::UserId)
+                .map(|id| id.value.as_str())
+                .collect();
+            crate::db::forget::suppressed_user_ids(&run.config.schema, conn, &ids)
+                .await
+                .map_err(|e| Failure::database(e, "reading the suppression list"))?
+        } else {
+            Default::default()
+        };
         let (due, forgotten): (Vec<LookupId>, Vec<LookupId>) = due.into_iter().partition(|id| {
-            id.kind != LookupKind::UserId
-                || !suppression.is_some_and(|s| s.holds(Identifier::UserId, &id.value))
+            id.kind != LookupKind::UserId || !forgotten.holds(Identifier::UserId, &id.value)
         });
         failed.extend(forgotten.into_iter().map(|id| (id.kind, id.value)));
         let mut failing = 0;

@@ -97,8 +97,8 @@ pub struct Scanner<'a> {
     pub schema: &'a Schema,
     /// What `--personal-data` does to each item before it is read.
     pub personal: &'a Protection,
-    /// The people `forget` erased.
-    pub suppression: &'a Suppression,
+    /// Whether `forget` erased anyone: the list itself is asked about each page.
+    pub suppression: Suppression,
     pub run_id: Uuid,
     pub campaign: &'a str,
     /// Where this run's gap-free reading of the campaign began.

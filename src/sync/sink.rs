@@ -6,11 +6,12 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 
 use crate::api::Page;
+use crate::db;
 use crate::db::writer;
 use crate::db::Schema;
 use crate::memory::Hold;
 use crate::model::user::{Forgotten, Rejected, UserRow};
-use crate::personal::{Door, Protection, Suppression};
+use crate::personal::{Door, Protection, Suppressed};
 use crate::sync::scanner::Scanner;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -132,28 +133,41 @@ async fn convert_page(
     page: Page,
     conn: Option<&mut sqlx::PgConnection>,
 ) -> Result<Converted, sqlx::Error> {
-    let (items, mut rejected) = at_the_door(scanner.personal, scanner.suppression, page);
+    let mut pooled = None;
+    let mut conn = conn;
+    let suppressed = if scanner.suppression.is_empty() {
+        Suppressed::default()
+    } else {
+        // The list is asked about this page's people only; forget cannot add to it while the
+        // run holds the lock, so nothing of theirs is written between the two.
+        let conn = session(&mut conn, &mut pooled, scanner.pool).await?;
+        let probes = Suppressed::probes(page.items.iter().map(|item| &**item));
+        db::forget::suppressed_among(scanner.schema, conn, probes).await?
+    };
+    let (items, mut rejected) = at_the_door(scanner.personal, &suppressed, page);
     if !scanner.screen.load(Ordering::Relaxed) {
         let rows = convert(scanner.campaign, items, &mut rejected);
         return Ok((rows, rejected));
     }
-    let rows = match conn {
-        Some(conn) => {
-            convert_screened(scanner.schema, conn, scanner.campaign, items, &mut rejected).await
-        }
-        None => {
-            let mut conn = scanner.pool.acquire().await?;
-            convert_screened(
-                scanner.schema,
-                &mut conn,
-                scanner.campaign,
-                items,
-                &mut rejected,
-            )
-            .await
-        }
-    }?;
+    let conn = session(&mut conn, &mut pooled, scanner.pool).await?;
+    let rows =
+        convert_screened(scanner.schema, conn, scanner.campaign, items, &mut rejected).await?;
     Ok((rows, rejected))
+}
+
+/// The connection given, else one of the pool, taken once.
+async fn session<'c>(
+    given: &'c mut Option<&mut sqlx::PgConnection>,
+    pooled: &'c mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    pool: &sqlx::PgPool,
+) -> Result<&'c mut sqlx::PgConnection, sqlx::Error> {
+    if let Some(conn) = given {
+        return Ok(&mut **conn);
+    }
+    if pooled.is_none() {
+        *pooled = Some(pool.acquire().await?);
+    }
+    Ok(&mut **pooled.as_mut().expect("set above"))
 }
 
 /// A page's rows by natural key, and the rows that could not be read, by content.
@@ -163,7 +177,7 @@ type Converted = (HashMap<writer::Key, UserRow>, HashMap<String, Rejected>);
 /// could not rewrite is set aside as a digest.
 fn at_the_door<'p>(
     personal: &'p Protection,
-    suppression: &'p Suppression,
+    suppression: &'p Suppressed,
     page: Page,
 ) -> (Items<'p>, HashMap<String, Rejected>) {
     let mut items = Items {
@@ -198,8 +212,9 @@ struct Items<'p> {
     /// The items as they came, by index, where the door rewrote them.
     originals: HashMap<usize, Box<RawValue>>,
     personal: &'p Protection,
-    /// The people `forget` erased: their rows are dropped, only their place kept.
-    suppression: &'p Suppression,
+    /// The people `forget` erased among the page's: their rows are dropped, only their place
+    /// kept.
+    suppression: &'p Suppressed,
     recoded: bool,
 }
 
