@@ -107,18 +107,23 @@ impl Failure {
 
 /// The outcome of a run whose streams (signup sync, look-ups, reporting) ended with `first`
 /// and `second`: the failure of higher rank ([`Failure::rank`]), `first` on a tie. The one
-/// left out is logged, so no refusal goes unsaid.
+/// left out is logged as a warning when its exit code differs, so no refusal goes unsaid.
 pub fn worst(first: Result<(), Failure>, second: Result<(), Failure>) -> Result<(), Failure> {
     match (first, second) {
         (Ok(()), other) | (other, Ok(())) => other,
         (Err(a), Err(b)) => {
             let (kept, dropped) = if b.rank() > a.rank() { (b, a) } else { (a, b) };
-            tracing::warn!(
-                exit_code = dropped.code(),
-                error = %dropped.one_line(),
-                "the run also met this; exit code {} goes first",
-                kept.code()
-            );
+            // One of the same code adds nothing to what to do: the error line says it.
+            if dropped.code() == kept.code() {
+                tracing::debug!(error = %dropped.one_line(), "the run also met this");
+            } else {
+                tracing::warn!(
+                    exit_code = dropped.code(),
+                    error = %dropped.one_line(),
+                    "the run also met this; exit code {} goes first",
+                    kept.code()
+                );
+            }
             Err(kept)
         }
     }
