@@ -294,6 +294,11 @@ pub struct StatusArgs {
     #[arg(long, default_value_t = 5)]
     pub runs: i64,
 
+    /// Longest a read waits for a lock another session holds on a table status reads (a
+    /// migration under way); then status fails (exit 1) (100ms to 1h).
+    #[arg(long, default_value = "60s")]
+    pub lock_timeout: String,
+
     /// A campaign not confirmed current for longer than this is stale; status then exits 6
     /// (1s to 365d).
     #[arg(long, default_value = "1h")]

@@ -121,7 +121,8 @@ async fn status_command(args: StatusArgs) -> Result<(), Failure> {
         .and_then(|lag| limits::number("--runs", args.runs, limits::RUNS).map(|_| lag))
         .map_err(Failure::Config)?;
     let schema = config::schema(&args.db).map_err(Failure::Config)?;
-    let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
+    let options =
+        config::waiting_database(&args.db, &args.lock_timeout).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     db::prepare(&mut *db::session(&pool).await?, &schema).await?;
     let status = status::load(&schema, &pool, args.runs, max_lag)

@@ -180,18 +180,22 @@ pub fn database(url: Option<&SecretString>) -> Result<db::Target, String> {
     db::connect_options(url)
 }
 
+/// The database, whose statements wait at most `--lock-timeout` (`text`) for a lock another
+/// session holds: then the statement fails and its transaction rolls back.
+pub fn waiting_database(args: &DbArgs, text: &str) -> Result<db::Target, String> {
+    let lock_timeout = limits::duration("--lock-timeout", text, &limits::LOCK_TIMEOUT)?;
+    Ok(database(args.database_url.as_ref())?.with(
+        "lock_timeout",
+        format!("{}ms", lock_timeout.num_milliseconds()),
+    ))
+}
+
 /// Checks every flag; `now` bounds the dates.
 pub fn sync_config(
     args: &SyncArgs,
     now: DateTime<Utc>,
 ) -> Result<(SyncConfig, db::Target), String> {
-    let lock_timeout =
-        limits::duration("--lock-timeout", &args.lock_timeout, &limits::LOCK_TIMEOUT)?;
-    // A lock held elsewhere fails the statement in a bounded time; its transaction rolls back.
-    let database = database(args.db.database_url.as_ref())?.with(
-        "lock_timeout",
-        format!("{}ms", lock_timeout.num_milliseconds()),
-    );
+    let database = waiting_database(&args.db, &args.lock_timeout)?;
     let schema = schema(&args.db)?;
     let api = client_settings(args)?;
     let timezone = parse_timezone(&args.timezone)?;

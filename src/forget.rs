@@ -4,11 +4,11 @@
 use secrecy::SecretString;
 
 use crate::cli::ForgetArgs;
+use crate::config;
 use crate::db::forget::{Erased, People};
 use crate::db::{self, RunLock, Schema};
 use crate::error::Failure;
 use crate::personal::{Mode, Protection, DEFAULT_KEYS};
-use crate::{config, limits};
 
 /// Largest `--file` read.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -103,12 +103,7 @@ fn read_file(path: &std::path::Path) -> Result<String, String> {
 
 /// The database of `forget`, whose statements wait at most `--lock-timeout` for a lock.
 pub fn database(args: &ForgetArgs) -> Result<db::Target, String> {
-    let lock_timeout =
-        limits::duration("--lock-timeout", &args.lock_timeout, &limits::LOCK_TIMEOUT)?;
-    Ok(config::database(args.db.database_url.as_ref())?.with(
-        "lock_timeout",
-        format!("{}ms", lock_timeout.num_milliseconds()),
-    ))
+    config::waiting_database(&args.db, &args.lock_timeout)
 }
 
 /// Cancels `stop` at the first SIGTERM or SIGINT.

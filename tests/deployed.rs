@@ -56,6 +56,47 @@ async fn a_lock_held_elsewhere_ends_the_run_within_the_lock_timeout(
     assert_exact(&pool, &sim).await;
 }
 
+#[sqlx::test]
+async fn status_waits_for_a_lock_no_longer_than_its_lock_timeout(
+    _: PgPoolOptions,
+    db: PgConnectOptions,
+) {
+    let pool = PgPoolOptions::new().connect_with(db.clone()).await.unwrap();
+    let (_sim, server) = start(SimConfig::small(42)).await;
+    sync::run(&sync_config(&server, "UTC"), &pool)
+        .await
+        .unwrap();
+    let mut holder = sqlx::PgConnection::connect_with(&db).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE linkrunner.sync_runs IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let status = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"));
+        cmd.arg("status")
+            .args(extra)
+            .env("DATABASE_URL", database_url(&db))
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    // Without a deadline status would wait for as long as the lock is held.
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        output(status(&["--lock-timeout", "1s"])),
+    )
+    .await
+    .expect("status still waiting for the lock after 60 s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lock timeout"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    tx.rollback().await.unwrap();
+    let out = output(status(&[])).await;
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// A login role of this test run: roles belong to the whole server, so the names are unique.
 async fn role(pool: &sqlx::PgPool, kind: &str) -> String {
     let name = format!("lr_{kind}_{}", uuid::Uuid::new_v4().simple());
