@@ -306,7 +306,8 @@ async fn retry_after_is_honoured(pool: PgPool) {
 
 #[sqlx::test]
 async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) {
-    // Counters that agree with the rows, so every one is trusted.
+    // Counters that agree with the rows, so every one over rows is trusted; an empty
+    // campaign's counter at 0 has proved nothing, so those are read on every run.
     let (sim, server) = start(SimConfig {
         counter_lie_rate: 0.0,
         ..SimConfig::small(41)
@@ -315,18 +316,25 @@ async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) 
     let mut config = sync_config(&server, "UTC");
     sync::run(&config, &pool).await.unwrap();
     let campaigns = sim.campaigns().len() as u64;
+    let counters = sim.counters();
+    let empty = counters.iter().filter(|c| c.rows == 0).count() as u64;
 
-    // Nothing changed: the campaign list is the only request.
+    // Nothing changed: the campaign list and the empty campaigns are the only requests.
     let idle = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(idle.totals.requests, 1);
-    assert_eq!(idle.totals.campaigns_skipped, campaigns);
+    assert_eq!(idle.totals.requests, 1 + empty);
+    assert_eq!(idle.totals.campaigns_skipped, campaigns - empty);
 
-    // One signup moves one campaign's counter: that campaign alone is read.
-    let campaign = sim.campaigns()[2].clone();
+    // One signup moves one campaign's counter: that campaign is read, beside the empty ones.
+    let with_rows = counters.iter().find(|c| c.rows > 0).unwrap();
+    let campaign = sim
+        .campaigns()
+        .into_iter()
+        .find(|c| c["display_id"] == with_rows.display_id.as_str())
+        .unwrap();
     signup(&server, &campaign, "install-counter-1", "u_counter_1").await;
     let one = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(one.totals.requests, 2);
-    assert_eq!(one.totals.campaigns_skipped, campaigns - 1);
+    assert_eq!(one.totals.requests, 2 + empty);
+    assert_eq!(one.totals.campaigns_skipped, campaigns - 1 - empty);
     assert_eq!(one.totals.rows_inserted, 1);
     assert_exact(&pool, &sim).await;
 
@@ -536,7 +544,8 @@ async fn an_incremental_run_over_many_campaigns_opens_few_connections(test_pool:
 /// as the text \u0000; the rest of its range commits and the checkpoint moves on.
 #[sqlx::test]
 async fn a_row_holding_a_nul_is_kept_aside_and_its_range_still_commits(pool: PgPool) {
-    // Trusted counters, so a campaign left to read would show as a request.
+    // Trusted counters, so a campaign left to read would show as a request beside the empty
+    // campaigns' (read on every run).
     let (sim, server) = start(SimConfig {
         counter_lie_rate: 0.0,
         ..SimConfig::small(45)
@@ -553,7 +562,8 @@ async fn a_row_holding_a_nul_is_kept_aside_and_its_range_still_commits(pool: PgP
     assert!(failure.one_line().contains("rejected_rows"), "{failure}");
     // The range committed: the next run has nothing left to read.
     let next = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(next.totals.requests, 1);
+    let empty = sim.counters().iter().filter(|c| c.rows == 0).count() as u64;
+    assert_eq!(next.totals.requests, 1 + empty);
     let kept: Vec<(String, String)> = sqlx::query_as(
         "SELECT reason, raw->'user_data'->>'id' FROM linkrunner.rejected_rows
          WHERE campaign_display_id = $1",

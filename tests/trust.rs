@@ -71,6 +71,12 @@ async fn late_signup(
     sim.set_now(None);
 }
 
+/// How many campaigns have no rows: their counters agree at 0, which earns no trust, so they are
+/// read on every run.
+fn empty(sim: &Simulator) -> u64 {
+    sim.counters().iter().filter(|c| c.rows == 0).count() as u64
+}
+
 fn honest(seed: u64) -> SimConfig {
     SimConfig {
         counter_lie_rate: 0.0,
@@ -108,15 +114,20 @@ async fn late_rows_behind_every_kind_of_lying_counter_are_stored_by_the_next_run
     for c in &targets[..4] {
         assert!(!trust[&id(c)], "{} lies but is trusted", id(c));
     }
-    assert_eq!(trust.values().filter(|t| **t).count() as u64, campaigns - 4);
+    let e = empty(&sim);
+    assert_eq!(
+        trust.values().filter(|t| **t).count() as u64,
+        campaigns - 4 - e
+    );
 
-    // Trusted campaigns are still skipped; the four liars are read on every run.
+    // Trusted campaigns are still skipped; the four liars and the empty campaigns are read on
+    // every run.
     let idle = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
         (idle.totals.requests, idle.totals.campaigns_untrusted),
-        (5, 4)
+        (5 + e, 4 + e)
     );
-    assert_eq!(idle.totals.campaigns_skipped, campaigns - 4);
+    assert_eq!(idle.totals.campaigns_skipped, campaigns - 4 - e);
 
     // Late signups behind each liar (none of whose counters moves in step) and behind an
     // honest counter, which moves.
@@ -130,7 +141,7 @@ async fn late_rows_behind_every_kind_of_lying_counter_are_stored_by_the_next_run
             next.totals.campaigns_untrusted,
             next.totals.campaigns_changed
         ),
-        (4, 1)
+        (4 + e, 1)
     );
     assert_exact(&pool, &sim).await;
 }
@@ -140,7 +151,9 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     let (sim, server) = start(honest(62)).await;
     let config = sync_config(&server, "UTC");
     sync::run(&config, &pool).await.unwrap();
-    assert!(trusted(&pool).await.values().all(|t| *t));
+    for (campaign, trusted) in trusted(&pool).await {
+        assert_eq!(trusted, truth(&sim, &campaign).rows > 0, "{campaign}");
+    }
     let campaign = with_rows(&sim, 1).remove(0);
     let id = id(&campaign);
 
@@ -157,14 +170,15 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     let next = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
         (next.totals.rows_inserted, next.totals.campaigns_untrusted),
-        (1, 1)
+        (1, 1 + empty(&sim))
     );
     assert_exact(&pool, &sim).await;
 
     // Agreeing again starts a probation of --full-scan-every before the counter is trusted.
     sim.set_counter(&id, Counter::Honest);
     let agreed = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(agreed.totals.campaigns_untrusted, 1);
+    let e = empty(&sim);
+    assert_eq!(agreed.totals.campaigns_untrusted, 1 + e);
     let (lied, from): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
         "SELECT counter_lied_at, trusted_from FROM linkrunner.sync_checkpoints
          WHERE campaign_display_id = $1",
@@ -177,7 +191,7 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     let again = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
         (again.totals.campaigns_untrusted, again.totals.requests),
-        (1, 2)
+        (1 + e, 2 + e)
     );
 }
 
@@ -210,8 +224,11 @@ async fn a_campaign_synced_from_since_is_judged_by_its_whole_life_total(pool: Pg
     .await;
     assert_eq!(stored_before_since, 0);
     let trust = trusted(&pool).await;
+    // A whole-life total of 0 agrees with a counter at 0 and proves nothing, like an empty
+    // campaign's.
     for c in &campaigns {
-        assert_eq!(trust[&id(c)], id(c) != id(&frozen), "{}", id(c));
+        let evidence = truth(&sim, &id(c)).rows > 0;
+        assert_eq!(trust[&id(c)], evidence && id(c) != id(&frozen), "{}", id(c));
     }
     // The whole-life totals, not the stored rows, are what the counters were held against.
     let judged: Vec<(String, Option<i64>)> =
@@ -225,9 +242,12 @@ async fn a_campaign_synced_from_since_is_judged_by_its_whole_life_total(pool: Pg
 
     config.since = None;
     let idle = sync::run(&config, &pool).await.unwrap();
+    // Each campaign read: its lookback, and its whole-life total (the stored history does not
+    // reach its creation).
+    let e = empty(&sim);
     assert_eq!(
         (idle.totals.campaigns_untrusted, idle.totals.requests),
-        (1, 3)
+        (1 + e, 1 + 2 * (1 + e))
     );
 }
 
@@ -318,7 +338,7 @@ async fn status_and_freshness_never_take_an_untrusted_counters_word(pool: PgPool
     assert!(!of(&liar).counter_trusted && of(&honest).counter_trusted);
     assert!(of(&liar).checked_at.unwrap() < backfilled);
     assert!(of(&honest).checked_at.unwrap() > backfilled);
-    assert_eq!(status.runs[0].campaigns_untrusted, 1);
+    assert_eq!(status.runs[0].campaigns_untrusted as u64, 1 + empty(&sim));
 
     let freshness: Vec<(String, bool, DateTime<Utc>)> = sqlx::query_as(
         "SELECT campaign_display_id, counter_trusted, confirmed_at FROM linkrunner.data_freshness
@@ -332,4 +352,62 @@ async fn status_and_freshness_never_take_an_untrusted_counters_word(pool: PgPool
         assert_eq!(trusted, campaign == honest, "{campaign}");
         assert_eq!(confirmed > backfilled, campaign == honest, "{campaign}");
     }
+}
+
+/// Creates an empty campaign through the write API, as a launch does; its listing.
+async fn launch(sim: &Simulator, server: &linkrunner_sim::SimServer, display_id: &str) -> Value {
+    let body = serde_json::json!({
+        "name": display_id.to_uppercase(),
+        "custom_display_id": display_id,
+        "deeplink": format!("https://go.example.org/offers/{display_id}"),
+    });
+    let created = reqwest::Client::new()
+        .post(format!("{}/create-campaign", server.base_url()))
+        .header("linkrunner-key", "sim-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let listed = sim.campaigns().into_iter().find(|c| id(c) == display_id);
+    listed.unwrap()
+}
+
+/// A counter that reads 0 over an empty campaign agrees with its rows, and proves nothing: it
+/// reads 0 for a campaign with activity too.
+#[sqlx::test]
+async fn a_campaign_empty_at_the_backfill_whose_counter_reads_0_forever_gets_its_rows_stored(
+    pool: PgPool,
+) {
+    let (sim, server) = start(honest(66)).await;
+    let config = sync_config(&server, "UTC");
+    let campaign = launch(&sim, &server, "launch-day").await;
+    assert!(sim.set_counter("launch-day", Counter::Zero));
+    sync::run(&config, &pool).await.unwrap();
+    assert!(!trusted(&pool).await["launch-day"], "trusted on 0 = 0");
+
+    late_signup(&sim, &server, &campaign, 1, 2.0).await;
+    signup(&server, &campaign, "launch-install", "u_launch").await;
+    assert_eq!(truth(&sim, "launch-day").counter, 0);
+    let next = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(next.totals.rows_inserted, 2);
+    assert_exact(&pool, &sim).await;
+    // Its counter still reads 0 beside two rows: read on every run from now on.
+    assert!(!trusted(&pool).await["launch-day"]);
+}
+
+/// A lagging counter over a new campaign still reads 0 when the first signup lands seconds
+/// after a run: the next run reads the campaign, since 0 = 0 earned no trust.
+#[sqlx::test]
+async fn a_first_signup_seconds_after_a_run_behind_a_counter_still_at_0_is_stored(pool: PgPool) {
+    let (sim, server) = start(honest(67)).await;
+    let config = sync_config(&server, "UTC");
+    let campaign = launch(&sim, &server, "fresh-launch").await;
+    assert!(sim.set_counter("fresh-launch", Counter::Lag { seconds: 600 }));
+    sync::run(&config, &pool).await.unwrap();
+    signup(&server, &campaign, "first-install", "u_first").await;
+    assert_eq!(truth(&sim, "fresh-launch").counter, 0, "the counter lags");
+    let next = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(next.totals.rows_inserted, 1);
+    assert_exact(&pool, &sim).await;
 }

@@ -137,9 +137,10 @@ pub async fn record_scans(
     Ok(())
 }
 
-/// Stores each campaign's counter beside the rows it should count. Agreement keeps or earns
-/// trust (at once for a counter never found apart from the rows, else after `probation`);
-/// disagreement takes it away.
+/// Stores each campaign's counter beside the rows it should count. Agreement over rows keeps or
+/// earns trust (at once for a counter never found apart from the rows, else after `probation`);
+/// disagreement takes it away. Agreement at zero proves nothing: a counter that always reads 0
+/// agrees with every empty campaign, so it earns no trust (and is no lie either).
 async fn record_verified(
     schema: &Schema,
     conn: &mut PgConnection,
@@ -165,6 +166,7 @@ async fn record_verified(
              counter_lied_at = CASE WHEN v.n IS DISTINCT FROM v.rows THEN now()
                                     ELSE k.counter_lied_at END,
              trusted_from = CASE WHEN v.n IS DISTINCT FROM v.rows THEN NULL
+                                 WHEN v.rows = 0 THEN NULL
                                  WHEN k.trusted_from IS NOT NULL THEN k.trusted_from
                                  WHEN k.counter_lied_at IS NULL THEN now()
                                  ELSE GREATEST(now(), k.counter_lied_at + v.probation) END
