@@ -411,3 +411,36 @@ async fn a_first_signup_seconds_after_a_run_behind_a_counter_still_at_0_is_store
     assert_eq!(next.totals.rows_inserted, 1);
     assert_exact(&pool, &sim).await;
 }
+
+/// A warehouse whose counters were trusted on 0 = 0 before the rule changed loses that trust
+/// when migration 11 is applied, and its empty campaigns are read from the next run on.
+#[sqlx::test(migrations = false)]
+async fn an_upgrade_takes_away_trust_earned_on_a_zero_agreement(pool: PgPool) {
+    let (sim, server) = start(honest(68)).await;
+    let config = sync_config(&server, "UTC");
+    sync::run(&config, &pool).await.unwrap();
+    let e = empty(&sim);
+    assert!(e > 0, "the data set has empty campaigns");
+    // The state the earlier rule left: every agreeing counter trusted, the empty ones too, and
+    // migration 11 not applied yet.
+    sqlx::raw_sql(
+        "UPDATE linkrunner.sync_checkpoints SET trusted_from = now() - interval '1 hour';
+         DELETE FROM linkrunner.schema_migrations WHERE version = 20261207000011",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert!(trusted(&pool).await.values().all(|t| *t));
+    let mut conn = pool.acquire().await.unwrap();
+    linkrunner_sync::db::migrate(&mut conn, &Default::default())
+        .await
+        .unwrap();
+    for (campaign, trusted) in trusted(&pool).await {
+        assert_eq!(trusted, truth(&sim, &campaign).rows > 0, "{campaign}");
+    }
+    let idle = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(
+        (idle.totals.campaigns_untrusted, idle.totals.requests),
+        (e, 1 + e)
+    );
+}
