@@ -179,6 +179,12 @@ async fn dry_run_prints_the_plan_and_writes_nothing(opts: PgPoolOptions, db: PgC
         text.contains(&format!("{empty} of {campaigns} campaigns to read")),
         "{text}"
     );
+    let because = |why: &str| text.lines().filter(|l| l.contains(why)).count();
+    assert_eq!(
+        (because(" no evidence yet "), because(" skip")),
+        (empty, campaigns - empty),
+        "{text}"
+    );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM linkrunner.sync_runs").await,
         1

@@ -16,6 +16,8 @@ pub struct Checkpoint {
     /// The list's `attributed_users` counter when the campaign was last read up to a run's end.
     pub counter_at_sync: Option<i64>,
     pub verified_at: Option<DateTime<Utc>>,
+    /// The rows the counter was held against at that read.
+    pub rows_at_sync: Option<i64>,
     /// From when the counter is trusted to track the rows; None while it is not.
     pub trusted_from: Option<DateTime<Utc>>,
 }
@@ -66,7 +68,7 @@ pub async fn checkpoints<'e>(
 ) -> sqlx::Result<Vec<(String, Checkpoint)>> {
     let sql = schema.sql(
         "SELECT campaign_display_id, covered_from, synced_until, counter_at_sync, verified_at,
-                trusted_from
+                trusted_from, rows_at_sync
          FROM linkrunner.sync_checkpoints",
     );
     let rows = sqlx::query(&sql).fetch_all(db).await?;
@@ -81,6 +83,7 @@ pub async fn checkpoints<'e>(
                     counter_at_sync: r.get(3),
                     verified_at: r.get(4),
                     trusted_from: r.get(5),
+                    rows_at_sync: r.get(6),
                 },
             )
         })

@@ -31,8 +31,8 @@ pub async fn dry_run(config: &SyncConfig, pool: &PgPool) -> Result<String, Failu
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
-        "campaign", "action", "from", "until", "windows", "requests"
+        "{:<14} {:<21} {:<21} {:<21} {:>7} {:>9}",
+        "campaign", "read because", "from", "until", "windows", "requests"
     );
     let mut requests = listed.len().div_ceil(1000).max(1) as u64;
     let mut reading = 0;
@@ -220,13 +220,17 @@ fn plan_campaign(
     (now, end): (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<Option<u64>, Failure> {
     if let Some(reason) = &campaign.unstorable {
-        let _ = writeln!(out, "{:<14} rejected  {reason}", campaign.display_id);
+        let _ = writeln!(
+            out,
+            "{:<14} {:<21} {reason}",
+            campaign.display_id, "rejected"
+        );
         return Ok(None);
     }
     let action = trust::decide(config, campaign, checkpoint, now);
     let id = printable(&campaign.display_id);
     if action == Action::Skip {
-        let _ = writeln!(out, "{id:<14} {:<9}", action.word());
+        let _ = writeln!(out, "{id:<14} {:<21}", action.word());
         return Ok(None);
     }
     check_plan(config, campaign, checkpoint, end)?;
@@ -241,7 +245,7 @@ fn plan_campaign(
         .max(1);
     let _ = writeln!(
         out,
-        "{id:<14} {:<9} {:<21} {:<21} {:>7} {:>9}",
+        "{id:<14} {:<21} {:<21} {:<21} {:>7} {:>9}",
         action.word(),
         first.start.format("%Y-%m-%d %H:%M:%SZ"),
         end.format("%Y-%m-%d %H:%M:%SZ"),

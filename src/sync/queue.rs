@@ -71,7 +71,7 @@ pub(crate) fn count_actions(todo: &[Queued], totals: &mut RunTotals) {
             Action::Skip => continue,
             Action::Requested => &mut totals.campaigns_requested,
             Action::New => &mut totals.campaigns_new,
-            Action::Untrusted => &mut totals.campaigns_untrusted,
+            Action::NoEvidence | Action::Untrusted => &mut totals.campaigns_untrusted,
             Action::Changed => &mut totals.campaigns_changed,
             Action::Due => &mut totals.campaigns_due,
         } += 1;

@@ -18,6 +18,9 @@ pub enum Action {
     Requested,
     /// Never read to a run's end.
     New,
+    /// Its counter has agreed only with zero rows, which proves nothing: a counter that always
+    /// reads 0 agrees with every empty campaign.
+    NoEvidence,
     /// Its counter has not been seen to agree with its rows (or is on probation after it
     /// disagreed), so only a read tells whether it changed.
     Untrusted,
@@ -32,15 +35,16 @@ impl Action {
         self != Action::Skip
     }
 
-    /// The word the dry run prints.
+    /// Why the campaign is read, as the dry run prints it.
     pub fn word(self) -> &'static str {
         match self {
             Action::Skip => "skip",
-            Action::Requested => "read",
-            Action::New => "new",
-            Action::Untrusted => "untrusted",
-            Action::Changed => "changed",
-            Action::Due => "due",
+            Action::Requested => "requested",
+            Action::New => "never read",
+            Action::NoEvidence => "no evidence yet",
+            Action::Untrusted => "counter disagrees",
+            Action::Changed => "counter moved",
+            Action::Due => "due for the full scan",
         }
     }
 }
@@ -65,7 +69,10 @@ pub fn decide(
         return Action::New;
     };
     if !k.trusted(now) {
-        Action::Untrusted
+        match k.rows_at_sync {
+            Some(0) if k.counter_at_sync == Some(0) => Action::NoEvidence,
+            _ => Action::Untrusted,
+        }
     } else if campaign.attributed_users != k.counter_at_sync {
         Action::Changed
     } else if now - verified_at >= full_scan_interval(config, &campaign.display_id) {
@@ -103,6 +110,7 @@ mod tests {
             synced_until: now - Duration::hours(hours_ago),
             counter_at_sync: counter,
             verified_at: Some(now - Duration::hours(hours_ago)),
+            rows_at_sync: counter,
             trusted_from: trusted_hours_ago.map(|h| now - Duration::hours(h)),
         }
     }
@@ -126,6 +134,14 @@ mod tests {
         // On probation: trusted only from an hour on.
         let probation = Some(checkpoint(Some(7), 1, Some(-1)));
         assert_eq!(action(&c, Some(7), probation), Action::Untrusted);
+        // 0 = 0 earned nothing; 0 beside rows is a counter that disagrees.
+        let empty = Some(checkpoint(Some(0), 1, None));
+        assert_eq!(action(&c, Some(0), empty), Action::NoEvidence);
+        let zero_over_rows = Some(Checkpoint {
+            rows_at_sync: Some(3),
+            ..checkpoint(Some(0), 1, None)
+        });
+        assert_eq!(action(&c, Some(0), zero_over_rows), Action::Untrusted);
     }
 
     #[test]
