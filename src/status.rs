@@ -73,21 +73,26 @@ fn render_campaigns(status: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<14} {:<8} {:>8}  {:<9} {:<21} {:<21} {:>7}  {:<5} name",
-        "campaign", "state", "rows", "counter", "synced until", "last change", "behind", ""
+        "{:<14} {:<8} {:>8}  {:<11} {:<21} {:<21} {:<21} {:>7}  {:<5} name",
+        "campaign",
+        "state",
+        "rows",
+        "counter",
+        "last read because",
+        "synced until",
+        "last change",
+        "behind",
+        ""
     );
     for c in &status.campaigns {
         let _ = writeln!(
             out,
-            "{:<14} {:<8} {:>8}  {:<9} {:<21} {:<21} {:>7}  {:<5} {}",
+            "{:<14} {:<8} {:>8}  {:<11} {:<21} {:<21} {:<21} {:>7}  {:<5} {}",
             printable(&c.display_id),
             c.state,
             c.rows,
-            if c.counter_trusted {
-                "trusted"
-            } else {
-                "untrusted"
-            },
+            c.counter,
+            printable(c.read_because.as_deref().unwrap_or("-")),
             time(c.synced_until),
             time(c.last_change),
             age(c.behind_seconds),

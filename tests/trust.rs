@@ -444,3 +444,35 @@ async fn an_upgrade_takes_away_trust_earned_on_a_zero_agreement(pool: PgPool) {
         (e, 1 + e)
     );
 }
+
+/// `status` says why the last run read each campaign, and where each counter stands, in the dry
+/// run's words: from the stored state alone, without asking the API.
+#[sqlx::test]
+async fn status_says_why_each_campaign_was_read(pool: PgPool) {
+    let (sim, server) = start(honest(69)).await;
+    let config = sync_config(&server, "UTC");
+    launch(&sim, &server, "launch-day").await;
+    let targets = with_rows(&sim, 2);
+    let (moved, liar, still) = (&targets[0], id(&targets[1]), id(&targets[2]));
+    sim.set_counter(&liar, Counter::Frozen { value: 1 });
+    sync::run(&config, &pool).await.unwrap();
+    signup(&server, moved, "moved-install", "u_moved").await;
+    let next = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(next.totals.rows_inserted, 1);
+
+    let status = linkrunner_sync::status::load(&Default::default(), &pool, 1, Duration::hours(1))
+        .await
+        .unwrap();
+    let of = |id: &str| {
+        let c = status.campaigns.iter().find(|c| c.display_id == id);
+        let c = c.unwrap();
+        (c.counter, c.read_because.as_deref().unwrap_or("-"))
+    };
+    assert_eq!(of("launch-day"), ("no evidence", "no evidence yet"));
+    assert_eq!(of(&liar), ("disagrees", "counter disagrees"));
+    assert_eq!(of(&id(moved)), ("trusted", "counter moved"));
+    assert_eq!(of(&still), ("trusted", "skip"));
+    let table = linkrunner_sync::status::render(&status);
+    let line = table.lines().find(|l| l.starts_with("launch-day")).unwrap();
+    assert!(line.contains("no evidence yet"), "{line}");
+}

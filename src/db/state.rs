@@ -106,6 +106,24 @@ pub async fn mark_checked(
     Ok(())
 }
 
+/// Notes why this run read each campaign, or `skip`, on those with a checkpoint.
+pub async fn record_reasons(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    reasons: &[(&str, &str)],
+) -> sqlx::Result<()> {
+    sqlx::query(&schema.sql(
+        "UPDATE linkrunner.sync_checkpoints k SET read_because = r.why
+         FROM UNNEST($1::text[], $2::text[]) AS r(c, why)
+         WHERE k.campaign_display_id = r.c",
+    ))
+    .bind(reasons.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(reasons.iter().map(|r| r.1).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A range this run read completely, with what reading it did.
 pub struct ScanRecord<'a> {
     pub campaign: &'a str,

@@ -20,6 +20,12 @@ pub struct CampaignStatus {
     /// Whether its `attributed_users` counter has been seen to agree with its rows, so that a
     /// run may skip it while the counter stays put.
     pub counter_trusted: bool,
+    /// The counter's standing: `trusted`, `no evidence` (it has agreed only at zero),
+    /// `disagrees`, `probation` (agrees again, trusted once the probation ends) or `unchecked`
+    /// (never read to a run's end).
+    pub counter: &'static str,
+    /// Why the last run read the campaign, in the dry run's words; `skip` when it did not.
+    pub read_because: Option<String>,
     /// The counter when a run last read the campaign to its end, and the rows it should count.
     pub counter_at_sync: Option<i64>,
     pub rows_at_sync: Option<i64>,
@@ -143,7 +149,8 @@ async fn campaigns(
         "SELECT f.campaign_display_id AS display_id, f.campaign_name AS name, f.active,
                 f.deleted, f.covered_from, f.synced_until,
                 GREATEST(f.confirmed_at, f.synced_until) AS checked_at, f.counter_trusted,
-                k.counter_at_sync, k.rows_at_sync,
+                k.counter_at_sync, k.rows_at_sync, k.read_because, k.verified_at,
+                k.trusted_from > now() AS on_probation,
                 (SELECT count(*) FROM linkrunner.attributed_users a
                   WHERE a.campaign_display_id = f.campaign_display_id) AS rows,
                 f.rows_changed_at AS last_change
@@ -165,6 +172,13 @@ async fn campaigns(
             };
             let checked_at: Option<DateTime<Utc>> = r.get("checked_at");
             let behind = checked_at.map(|t| now - t);
+            let (trusted, counter_at_sync, rows_at_sync) = (
+                r.get("counter_trusted"),
+                r.get("counter_at_sync"),
+                r.get("rows_at_sync"),
+            );
+            let verified = r.get::<Option<DateTime<Utc>>, _>("verified_at").is_some();
+            let on_probation = r.get::<Option<bool>, _>("on_probation") == Some(true);
             CampaignStatus {
                 display_id: r.get("display_id"),
                 name: r.get("name"),
@@ -173,15 +187,40 @@ async fn campaigns(
                 covered_from: r.get("covered_from"),
                 synced_until: r.get("synced_until"),
                 checked_at,
-                counter_trusted: r.get("counter_trusted"),
-                counter_at_sync: r.get("counter_at_sync"),
-                rows_at_sync: r.get("rows_at_sync"),
+                counter_trusted: trusted,
+                counter: standing(
+                    verified,
+                    trusted,
+                    on_probation,
+                    counter_at_sync,
+                    rows_at_sync,
+                ),
+                read_because: r.get("read_because"),
+                counter_at_sync,
+                rows_at_sync,
                 last_change: r.get("last_change"),
                 behind_seconds: behind.map(|b| b.num_seconds()),
                 stale: !deleted && behind.is_none_or(|b| b > max_lag),
             }
         })
         .collect())
+}
+
+/// The counter's standing, by the rule the run decides with (`sync::trust`).
+fn standing(
+    verified: bool,
+    trusted: bool,
+    on_probation: bool,
+    counter: Option<i64>,
+    rows: Option<i64>,
+) -> &'static str {
+    match (counter, rows) {
+        _ if !verified => "unchecked",
+        _ if trusted => "trusted",
+        (Some(0), Some(0)) => "no evidence",
+        _ if on_probation => "probation",
+        _ => "disagrees",
+    }
 }
 
 async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Vec<RunStatus>> {

@@ -97,11 +97,32 @@ pub(crate) async fn read_all(
         lookups: Mutex::new(KeptSession::new(run.pool.clone())),
         transactions: tokio::sync::Semaphore::new(RANGE_TRANSACTIONS),
     });
+    let reasons: Vec<(String, &str)> = todo
+        .iter()
+        .map(|q| (listed[q.index].display_id.clone(), q.action.word()))
+        .collect();
     let read = read_campaigns(&ctx, &listed, todo, totals).await;
     // Every range was committed before its task ended; the writers end with the last handle.
+    let recorded = match read {
+        Ok(_) => record_reasons(&ctx, &reasons).await,
+        Err(_) => Ok(()),
+    };
     drop(ctx);
     while writers.join_next().await.is_some() {}
+    recorded?;
     read
+}
+
+/// Notes why each campaign was read, for `status`.
+async fn record_reasons(ctx: &Reader, reasons: &[(String, &str)]) -> Result<(), Failure> {
+    let reasons: Vec<(&str, &str)> = reasons.iter().map(|(c, w)| (c.as_str(), *w)).collect();
+    let schema = &ctx.run.config.schema;
+    ctx.lookups
+        .lock()
+        .await
+        .run(async |conn| state::record_reasons(schema, conn, &reasons).await)
+        .await
+        .map_err(|e| Failure::database(e, "recording why campaigns were read"))
 }
 
 /// Keeps the listed campaigns that cannot be stored in `rejected_rows`, each named in a warning;
