@@ -9,164 +9,80 @@ use std::path::Path;
 
 use url::Url;
 
+use crate::model::figures::{Figures, Gauge, Labelled, Value};
 use crate::model::run::{Outcome, RunReport};
 
 /// The run as Prometheus text exposition, every series labelled with the run's `schema` (one
-/// per project). Long only because it is the table of gauges, one entry each: name, help and
-/// value side by side.
+/// per project): the run's own gauges, then one per figure ([`figures`]).
 pub fn render(report: &RunReport, exit_code: u8, schema: &str) -> String {
-    let t = &report.totals;
     let finished = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-    let gauges: [(&str, &str, f64); 21] = [
+    let run = [
         (
-            "last_run_timestamp_seconds",
+            "timestamp_seconds",
             "When the last run ended (Unix time).",
             finished,
         ),
         (
-            "last_run_duration_seconds",
+            "duration_seconds",
             "How long the last run took.",
             report.seconds,
         ),
         (
-            "last_run_exit_code",
+            "exit_code",
             "Exit code of the last run (see the README).",
             f64::from(exit_code),
         ),
         (
-            "last_run_success",
+            "success",
             "1 when the last run succeeded.",
             f64::from(u8::from(report.outcome == Outcome::Success)),
         ),
-        ("last_run_requests", "API requests made.", t.requests as f64),
         (
-            "last_run_rate_limited",
-            "429 answers received.",
-            t.rate_limited as f64,
-        ),
-        ("last_run_retries", "Requests retried.", t.retries as f64),
-        (
-            "last_run_rows_received",
-            "Attributed-user rows received.",
-            t.rows_received as f64,
-        ),
-        (
-            "last_run_rows_inserted",
-            "Rows new to the warehouse.",
-            t.rows_inserted as f64,
-        ),
-        (
-            "last_run_rows_updated",
-            "Rows whose content changed.",
-            t.rows_updated as f64,
-        ),
-        (
-            "last_run_rows_rejected",
-            "Rows kept in rejected_rows.",
-            t.rows_rejected as f64,
-        ),
-        (
-            "last_run_campaigns_listed",
-            "Campaigns in the list.",
-            t.campaigns_listed as f64,
-        ),
-        (
-            "last_run_campaigns_synced",
-            "Campaigns synced (read or confirmed unchanged).",
-            t.campaigns_synced as f64,
-        ),
-        (
-            "last_run_campaigns_skipped",
-            "Campaigns confirmed unchanged by their trusted counters.",
-            t.campaigns_skipped as f64,
-        ),
-        (
-            "last_run_campaigns_failed",
-            "Campaigns left for the next run.",
-            t.campaigns_failed as f64,
-        ),
-        (
-            "last_run_reporting_requests",
-            "Reporting API requests made (429s included).",
-            t.reporting.requests as f64,
-        ),
-        (
-            "last_run_reporting_rate_limited",
-            "Reporting API requests refused with 429.",
-            t.reporting.rate_limited as f64,
-        ),
-        (
-            "last_run_reporting_days",
-            "Reporting days (per view) read to their last page.",
-            t.reporting.days as f64,
-        ),
-        (
-            "last_run_reporting_days_left",
-            "Reporting days (per view) due that wait for the next run.",
-            t.reporting.days_left as f64,
-        ),
-        (
-            "last_run_reporting_unparsed",
-            "Reporting API values that are not numbers in the documented form, stored as NULL.",
-            t.reporting.unparsed as f64,
-        ),
-        (
-            "last_run_interrupted",
+            "interrupted",
             "1 when a signal stopped the last run.",
             f64::from(u8::from(report.outcome == Outcome::Interrupted)),
         ),
     ];
     let mut out = String::new();
-    for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP linkrunner_sync_{name} {help}");
-        let _ = writeln!(out, "# TYPE linkrunner_sync_{name} gauge");
-        let _ = writeln!(out, "linkrunner_sync_{name}{{schema=\"{schema}\"}} {value}");
+    for (name, help, value) in run {
+        gauge(&mut out, name, help, &[(String::new(), value)], schema);
     }
-    labelled(
-        &mut out,
-        schema,
-        "campaigns_read",
-        "Campaigns read, by why: never read before, counter moved, counter not trusted, full \
-         scan due, or --since/--rescan.",
-        "reason",
-        &[
-            ("new", t.campaigns_new),
-            ("changed", t.campaigns_changed),
-            ("untrusted", t.campaigns_untrusted),
-            ("due", t.campaigns_due),
-            ("requested", t.campaigns_requested),
-        ],
-    );
-    labelled(
-        &mut out,
-        schema,
-        "lookups",
-        "Attribution look-ups, by what they came to: an attribution, none (204), or an answer \
-         that could not be had or used.",
-        "result",
-        &[
-            ("found", t.lookups_found),
-            ("not_found", t.lookups_not_found),
-            ("failed", t.lookups_failed),
-        ],
-    );
+    gauges(&mut out, &report.totals, schema);
+    gauges(&mut out, &report.totals.reporting, schema);
     out
 }
 
-/// A gauge with one value per label.
-fn labelled(
-    out: &mut String,
-    schema: &str,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[(&str, u64)],
-) {
+/// The gauges of `totals`' figures: a gauge of its own each, or a value of a labelled one.
+fn gauges<T: Figures>(out: &mut String, totals: &T, schema: &str) {
+    let mut labelled: Vec<(&Labelled, Vec<(String, f64)>)> = Vec::new();
+    for f in T::FIGURES {
+        let Value::Count(n) = (f.value)(totals) else {
+            continue;
+        };
+        match f.gauge {
+            Gauge::Own => gauge(out, f.name, f.help, &[(String::new(), n as f64)], schema),
+            Gauge::Labelled(group, value) => {
+                let series = format!(",{}=\"{value}\"", group.label);
+                match labelled.iter_mut().find(|(g, _)| std::ptr::eq(*g, group)) {
+                    Some((_, values)) => values.push((series, n as f64)),
+                    None => labelled.push((group, vec![(series, n as f64)])),
+                }
+            }
+            Gauge::None => {}
+        }
+    }
+    for (group, values) in labelled {
+        gauge(out, group.name, group.help, &values, schema);
+    }
+}
+
+/// `linkrunner_sync_last_run_<name>`, one series per extra label set.
+fn gauge(out: &mut String, name: &str, help: &str, series: &[(String, f64)], schema: &str) {
     let name = format!("linkrunner_sync_last_run_{name}");
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} gauge");
-    for (value, n) in values {
-        let _ = writeln!(out, "{name}{{schema=\"{schema}\",{label}=\"{value}\"}} {n}");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{{schema=\"{schema}\"{labels}}} {value}");
     }
 }
 
@@ -276,7 +192,9 @@ mod tests {
         assert!(
             text.contains("linkrunner_sync_last_run_reporting_rate_limited{schema=\"app2\"} 2\n")
         );
-        // 21 gauges, five reasons a campaign is read, three results of a look-up.
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 29);
+        // Five of the run, 21 figures of their own, five reasons a campaign is read, three
+        // results of a look-up.
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 34);
+        assert!(text.contains("linkrunner_sync_last_run_reporting_pages{schema=\"app2\"} 0\n"));
     }
 }

@@ -4,7 +4,9 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-pub use crate::db::status::{load, CampaignStatus, RunStatus, Status};
+pub use crate::db::status::{load, CampaignStatus, Figure, RunStatus, Status};
+use crate::model::figures::Figures;
+use crate::model::run::{ReportingTotals, RunTotals};
 use crate::terminal::printable;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
@@ -113,42 +115,50 @@ fn render_campaigns(status: &Status) -> String {
 fn render_run(out: &mut String, r: &RunStatus) {
     let seconds = r.finished_at.map_or("-".to_string(), |f| {
         format!(
-            "{:.1}s",
+            "{:.1}",
             (f - r.started_at).num_milliseconds() as f64 / 1000.0
         )
     });
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "{} {} {:<11} {:>6}s {:>7} requests {:>4} 429s {:>8} rows read {:>7} new {:>7} changed {:>4} rejected {:>4} forgotten {:>5} skipped {:>5} changed {:>5} untrusted {:>3} failed{}",
+        "{} {} {:<11} {seconds:>6}s",
         time(Some(r.started_at)),
         r.run_id,
         printable(&r.outcome),
-        seconds.trim_end_matches('s'),
-        r.requests,
-        r.rate_limited,
-        r.rows_received,
-        r.rows_inserted,
-        r.rows_updated,
-        r.rows_rejected,
-        r.rows_forgotten,
-        r.campaigns_skipped,
-        r.campaigns_changed,
-        r.campaigns_untrusted,
-        r.campaigns_failed,
-        r.error.as_deref().map(|e| format!("  error: {}", printable(e))).unwrap_or_default()
     );
-    if r.reporting_requests > 0 || r.reporting_error.is_some() {
-        let _ = writeln!(
-            out,
-            "    reporting: {} requests {} 429s {} days read {} values unparsed{}",
-            r.reporting_requests,
-            r.reporting_rate_limited,
-            r.reporting_days,
-            r.reporting_unparsed,
-            r.reporting_error
-                .as_deref()
-                .map(|e| format!("  error: {}", printable(e)))
-                .unwrap_or_default()
-        );
+    figures_line::<RunTotals>(out, r);
+    if let Some(e) = &r.error {
+        let _ = write!(out, "  error: {}", printable(e));
+    }
+    out.push('\n');
+    // A stream's line only when it did something.
+    let reporting = ReportingTotals::FIGURES
+        .iter()
+        .any(|f| match &r.figures[f.name] {
+            Figure::Count(n) => *n > 0,
+            Figure::Text(t) => t.is_some(),
+        });
+    if reporting {
+        let _ = write!(out, "    {}", ReportingTotals::LINE);
+        figures_line::<ReportingTotals>(out, r);
+        out.push('\n');
+    }
+}
+
+/// The figures of `T` that `status` shows: counts as "12 requests", text as "  why: …".
+fn figures_line<T: Figures>(out: &mut String, r: &RunStatus) {
+    for f in T::FIGURES {
+        let Some(label) = f.text else {
+            continue;
+        };
+        match &r.figures[f.name] {
+            Figure::Count(n) => {
+                let _ = write!(out, " {n} {label}");
+            }
+            Figure::Text(Some(t)) => {
+                let _ = write!(out, "  {label}: {}", printable(t));
+            }
+            Figure::Text(None) => {}
+        }
     }
 }

@@ -449,7 +449,7 @@ async fn the_pace_keeps_a_limit_of_a_few_a_second_and_each_run_goes_on_where_the
         "{text}"
     );
     assert!(
-        text.contains("reporting: 5 requests 0 429s 5 days read 0 values unparsed"),
+        text.contains("reporting: 5 requests 0 429s 5 days read 7 days left 0 values unparsed"),
         "{text}"
     );
 }

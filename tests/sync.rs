@@ -618,3 +618,46 @@ async fn a_list_of_thousands_of_campaigns_is_stored_whole(pool: PgPool) {
     );
     assert_exact(&pool, &sim).await;
 }
+
+/// Every figure a run ends with reaches the ledger and `status` under its declared name, with
+/// the value the run reported; the figures the simulator can count agree with it.
+#[sqlx::test]
+async fn every_figure_of_a_run_reaches_the_ledger_and_status(pool: PgPool) {
+    use linkrunner_sync::model::figures::{self, Figures, Value as Figure};
+    use linkrunner_sync::status::Figure as Stored;
+    let (sim, server) = start(SimConfig::small(8)).await;
+    let config = sync_config(&server, "UTC");
+    let report = sync::run(&config, &pool).await.unwrap();
+    let status = linkrunner_sync::status::load(&Default::default(), &pool, 1, Duration::hours(1))
+        .await
+        .unwrap();
+    let run = &status.runs[0];
+    assert_eq!(run.run_id, report.run_id);
+    assert_eq!(run.figures.len(), figures::names().count());
+    for f in linkrunner_sync::model::run::RunTotals::FIGURES {
+        let want = match (f.value)(&report.totals) {
+            Figure::Count(n) => Stored::Count(n as i64),
+            Figure::Text(t) => Stored::Text(t),
+        };
+        assert_eq!(run.figures[f.name], want, "{}", f.name);
+    }
+    assert_eq!(run.count("requests") as u64, sim.stats().requests);
+    let users = sim.all_attributed_users().len() as i64;
+    assert_eq!(
+        (run.count("rows_received"), run.count("rows_inserted")),
+        (users, users)
+    );
+    assert_eq!(
+        run.count("campaigns_listed") as usize,
+        sim.campaigns().len()
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    for name in figures::names() {
+        assert!(
+            json["runs"][0].get(name).is_some(),
+            "{name} in status --json"
+        );
+    }
+    let text = linkrunner_sync::status::render(&status);
+    assert!(text.contains(&format!("{users} rows read")), "{text}");
+}

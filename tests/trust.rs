@@ -338,7 +338,10 @@ async fn status_and_freshness_never_take_an_untrusted_counters_word(pool: PgPool
     assert!(!of(&liar).counter_trusted && of(&honest).counter_trusted);
     assert!(of(&liar).checked_at.unwrap() < backfilled);
     assert!(of(&honest).checked_at.unwrap() > backfilled);
-    assert_eq!(status.runs[0].campaigns_untrusted as u64, 1 + empty(&sim));
+    assert_eq!(
+        status.runs[0].count("campaigns_untrusted") as u64,
+        1 + empty(&sim)
+    );
 
     let freshness: Vec<(String, bool, DateTime<Utc>)> = sqlx::query_as(
         "SELECT campaign_display_id, counter_trusted, confirmed_at FROM linkrunner.data_freshness

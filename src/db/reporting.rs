@@ -11,7 +11,6 @@ use uuid::Uuid;
 use crate::db::{self, writer, Schema};
 use crate::model::report_days::DayState;
 use crate::model::reporting::{Level, Reading, ReportRow, SetAside, METRICS};
-use crate::model::run::ReportingTotals;
 use crate::model::storable;
 use crate::model::user::Rejected;
 
@@ -163,30 +162,6 @@ pub async fn mark_request(schema: &Schema, conn: &mut PgConnection) -> sqlx::Res
         "INSERT INTO linkrunner.reporting_pace (last_request_at) VALUES (now())
          ON CONFLICT (only_row) DO UPDATE SET last_request_at = now()",
     ))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Records the run's reporting figures, and why it stopped short if it did, in its ledger row.
-pub async fn record_totals(
-    schema: &Schema,
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    totals: &ReportingTotals,
-    error: Option<&str>,
-) -> sqlx::Result<()> {
-    sqlx::query(&schema.sql(
-        "UPDATE linkrunner.sync_runs SET reporting_requests = $2, reporting_rate_limited = $3,
-             reporting_days = $4, reporting_error = $5, reporting_unparsed = $6
-         WHERE run_id = $1",
-    ))
-    .bind(run_id)
-    .bind(totals.requests as i64)
-    .bind(totals.rate_limited as i64)
-    .bind(totals.days as i64)
-    .bind(error.map(|e| crate::secrets::clean(e, 2000)))
-    .bind(totals.unparsed as i64)
     .execute(conn)
     .await?;
     Ok(())

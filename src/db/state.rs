@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
+use crate::model::figures::{Figures, Value};
 use crate::model::run::{Outcome, RunTotals};
 use crate::model::window::Window;
 
@@ -313,7 +314,7 @@ pub async fn start_run(
     Ok(())
 }
 
-/// Records the run's end and figures; long only for its binds.
+/// Records the run's end, its error and its own figures.
 pub async fn finish_run(
     schema: &Schema,
     conn: &mut PgConnection,
@@ -322,54 +323,62 @@ pub async fn finish_run(
     totals: &RunTotals,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
-    sqlx::query(&schema.sql(
-        "UPDATE linkrunner.sync_runs SET finished_at = now(), outcome = $2,
-             campaigns_listed = $3, campaigns_synced = $4, campaigns_failed = $5, requests = $6,
-             rate_limited = $7, retries = $8, rows_received = $9, rows_inserted = $10,
-             rows_updated = $11, rows_rejected = $12, error = $13, campaigns_skipped = $14,
-             campaigns_new = $15, campaigns_changed = $16, campaigns_untrusted = $17,
-             campaigns_due = $18, campaigns_requested = $19, lookups = $20,
-             lookups_found = $21, lookups_not_found = $22, lookups_failed = $23,
-             rows_forgotten = $24, lookups_stopped = $25
+    let sql = format!(
+        "UPDATE linkrunner.sync_runs SET finished_at = now(), outcome = $2, error = $3, {}
          WHERE run_id = $1",
-    ))
-    .bind(run_id)
-    .bind(outcome.as_str())
-    .bind(totals.campaigns_listed as i32)
-    .bind(totals.campaigns_synced as i32)
-    .bind(totals.campaigns_failed as i32)
-    .bind(totals.requests as i64)
-    .bind(totals.rate_limited as i64)
-    .bind(totals.retries as i64)
-    .bind(totals.rows_received as i64)
-    .bind(totals.rows_inserted as i64)
-    .bind(totals.rows_updated as i64)
-    .bind(totals.rows_rejected as i64)
-    // Error texts quote what servers sent: masked and escaped, a NUL would fail the update.
-    .bind(error.map(|e| crate::secrets::clean(e, 2000)))
-    .bind(totals.campaigns_skipped as i32)
-    .bind(totals.campaigns_new as i32)
-    .bind(totals.campaigns_changed as i32)
-    .bind(totals.campaigns_untrusted as i32)
-    .bind(totals.campaigns_due as i32)
-    .bind(totals.campaigns_requested as i32)
-    .bind(totals.lookups as i64)
-    .bind(totals.lookups_found as i64)
-    .bind(totals.lookups_not_found as i64)
-    .bind(totals.lookups_failed as i64)
-    .bind(totals.rows_forgotten as i64)
-    .bind(
-        totals
-            .lookups_stopped
-            .as_deref()
-            .map(|e| crate::secrets::clean(e, 2000)),
-    )
-    .execute(conn)
-    .await?;
+        figures_set::<RunTotals>(4)
+    );
+    let sql = schema.sql(&sql);
+    let query = sqlx::query(&sql)
+        .bind(run_id)
+        .bind(outcome.as_str())
+        // Error texts quote what servers sent: masked and escaped, a NUL would fail the update.
+        .bind(error.map(|e| crate::secrets::clean(e, 2000)));
+    bind_figures(query, totals).execute(conn).await?;
     Ok(())
 }
 
-/// Whether the schema's tables exist yet.
+/// Records a stream's figures in the run's ledger row.
+pub async fn record_figures<T: Figures>(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    totals: &T,
+) -> sqlx::Result<()> {
+    let sql = format!(
+        "UPDATE linkrunner.sync_runs SET {} WHERE run_id = $1",
+        figures_set::<T>(2)
+    );
+    let sql = schema.sql(&sql);
+    let query = sqlx::query(&sql).bind(run_id);
+    bind_figures(query, totals).execute(conn).await?;
+    Ok(())
+}
+
+/// `a = $n, b = $n+1, …` over the figures of `T`, from `$first`.
+fn figures_set<T: Figures>(first: usize) -> String {
+    let set: Vec<String> = T::FIGURES
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("{} = ${}", f.name, first + i))
+        .collect();
+    set.join(", ")
+}
+
+fn bind_figures<'q, T: Figures>(
+    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    totals: &T,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for f in T::FIGURES {
+        query = match (f.value)(totals) {
+            Value::Count(n) => query.bind(n as i64),
+            // Why a stream stopped quotes what servers sent: masked and escaped.
+            Value::Text(t) => query.bind(t.map(|t| crate::secrets::clean(&t, 2000))),
+        };
+    }
+    query
+}
+
 pub async fn schema_exists(schema: &Schema, db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
     let table = schema.table("sync_checkpoints");
     table_exists(db, &table).await

@@ -1,6 +1,9 @@
 //! Freshness per campaign and the last runs, as the `status` command reports them.
 
+use std::collections::BTreeMap;
+
 use super::Schema;
+use crate::model::figures;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
@@ -36,31 +39,34 @@ pub struct CampaignStatus {
     pub stale: bool,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize)]
 pub struct RunStatus {
     pub run_id: uuid::Uuid,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub outcome: String,
-    pub requests: i64,
-    pub rate_limited: i64,
-    pub retries: i64,
-    pub rows_received: i64,
-    pub rows_inserted: i64,
-    pub rows_updated: i64,
-    pub rows_rejected: i64,
-    pub rows_forgotten: i64,
-    pub reporting_requests: i64,
-    pub reporting_rate_limited: i64,
-    pub reporting_days: i64,
-    pub reporting_unparsed: i64,
-    pub reporting_error: Option<String>,
-    pub campaigns_synced: i32,
-    pub campaigns_skipped: i32,
-    pub campaigns_changed: i32,
-    pub campaigns_untrusted: i32,
-    pub campaigns_failed: i32,
     pub error: Option<String>,
+    /// Every figure of the ledger ([`figures`]), under its column's name.
+    #[serde(flatten)]
+    pub figures: BTreeMap<&'static str, Figure>,
+}
+
+/// A figure as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Figure {
+    Count(i64),
+    Text(Option<String>),
+}
+
+impl RunStatus {
+    /// The count `name`; 0 for a figure that is not one.
+    pub fn count(&self, name: &str) -> i64 {
+        match self.figures.get(name) {
+            Some(Figure::Count(n)) => *n,
+            _ => 0,
+        }
+    }
 }
 
 /// How far the Reporting API is read, per view and the zone its days were read in.
@@ -224,16 +230,42 @@ fn standing(
 }
 
 async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Vec<RunStatus>> {
-    sqlx::query_as(&schema.sql(
-        "SELECT run_id, started_at, finished_at, outcome, requests, rate_limited, retries,
-                rows_received, rows_inserted, rows_updated, rows_rejected, rows_forgotten,
-                reporting_requests, reporting_rate_limited, reporting_days, reporting_unparsed,
-                reporting_error,
-                campaigns_synced,
-                campaigns_skipped, campaigns_changed, campaigns_untrusted, campaigns_failed, error
+    let declared: Vec<figures::Declared> = figures::all().collect();
+    // Counts are int4 or int8 columns: read as int8 alike.
+    let select: Vec<String> = declared
+        .iter()
+        .map(|f| match f.text {
+            true => f.name.to_string(),
+            false => format!("{0}::int8 AS {0}", f.name),
+        })
+        .collect();
+    let sql = format!(
+        "SELECT run_id, started_at, finished_at, outcome, error, {}
          FROM linkrunner.sync_runs ORDER BY started_at DESC LIMIT $1",
-    ))
-    .bind(runs)
-    .fetch_all(pool)
-    .await
+        select.join(", ")
+    );
+    let rows = sqlx::query(&schema.sql(&sql))
+        .bind(runs)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let mut figures = BTreeMap::new();
+            for f in &declared {
+                let value = match f.text {
+                    true => Figure::Text(r.try_get(f.name)?),
+                    false => Figure::Count(r.try_get(f.name)?),
+                };
+                figures.insert(f.name, value);
+            }
+            Ok(RunStatus {
+                run_id: r.try_get("run_id")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+                outcome: r.try_get("outcome")?,
+                error: r.try_get("error")?,
+                figures,
+            })
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 //! nothing else of the crate; every layer above imports it.
 
 pub mod campaign;
+pub mod figures;
 pub mod lookup;
 pub mod report_days;
 pub mod reporting;

@@ -1,5 +1,5 @@
-//! What a run ends with: its outcome and its figures, as the ledger, the metrics and the
-//! command line report them.
+//! What a run ends with: its outcome and its figures (declared in [`super::figures`], from which
+//! the ledger, the metrics and `status` follow).
 
 use uuid::Uuid;
 
@@ -70,7 +70,7 @@ pub struct RunTotals {
 }
 
 /// What a run's reading of the Reporting API came to.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ReportingTotals {
     /// Requests sent, refusals and failures included.
     pub requests: u64,
@@ -86,6 +86,8 @@ pub struct ReportingTotals {
     pub unparsed: u64,
     /// Days (of a view) due that wait for the next run.
     pub days_left: u64,
+    /// Why reporting stopped short, if it did.
+    pub error: Option<String>,
 }
 
 /// What a run's attribution look-ups came to.

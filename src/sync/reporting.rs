@@ -99,13 +99,12 @@ async fn read(
         (Ok(()), Some(stop)) => (Ok(()), Some(stop.why)),
         (result, _) => (result, None),
     };
-    let error = result.as_ref().err().map(Failure::one_line).or(stopped);
+    let mut totals = totals;
+    totals.error = result.as_ref().err().map(Failure::one_line).or(stopped);
     let recorded = match lock.live_session().await {
-        Ok(mut conn) => {
-            store::record_totals(schema, &mut conn, run.run_id, &totals, error.as_deref())
-                .await
-                .map_err(|e| Failure::database(e, "recording the reporting figures"))
-        }
+        Ok(mut conn) => crate::db::state::record_figures(schema, &mut conn, run.run_id, &totals)
+            .await
+            .map_err(|e| Failure::database(e, "recording the reporting figures")),
         Err(e) => Err(e.into()),
     };
     lock.release().await;
