@@ -46,11 +46,11 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
     println!(
         "sync {}: {} campaigns, {} requests, {} rows read, {} new, {} changed in {:.1}s (run {})",
         report.outcome,
-        report.totals.campaigns_synced,
+        report.totals.users.campaigns_synced,
         report.totals.requests,
-        report.totals.rows_received,
-        report.totals.rows_inserted,
-        report.totals.rows_updated,
+        report.totals.users.rows_received,
+        report.totals.users.rows_inserted,
+        report.totals.users.rows_updated,
         report.seconds,
         report.run_id
     );
@@ -70,10 +70,10 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
         );
     }
     if config.lookups.is_some() {
-        let t = &report.totals;
+        let t = &report.totals.lookups;
         println!(
             "attribution look-ups: {} ({} found, {} not found, {} failed)",
-            t.lookups, t.lookups_found, t.lookups_not_found, t.lookups_failed
+            t.made, t.found, t.not_found, t.failed
         );
     }
     Ok(())

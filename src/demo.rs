@@ -99,11 +99,11 @@ fn print_report(report: &RunReport) {
     println!(
         "sync {}: {} campaigns, {} requests, {} rows read, {} new, {} changed in {:.1}s",
         report.outcome,
-        report.totals.campaigns_synced,
+        report.totals.users.campaigns_synced,
         report.totals.requests,
-        report.totals.rows_received,
-        report.totals.rows_inserted,
-        report.totals.rows_updated,
+        report.totals.users.rows_received,
+        report.totals.users.rows_inserted,
+        report.totals.users.rows_updated,
         report.seconds
     );
     let r = &report.totals.reporting;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use url::Url;
 
-use crate::model::figures::{Figures, Gauge, Labelled, Value};
+use crate::model::figures::{Gauge, Labelled, Shown, Value};
 use crate::model::run::{Outcome, RunReport};
 
 /// The run as Prometheus text exposition, every series labelled with the run's `schema` (one
@@ -29,7 +29,7 @@ pub fn render(report: &RunReport, exit_code: u8, schema: &str) -> String {
         ),
         (
             "exit_code",
-            "Exit code of the last run (see the README).",
+            "Exit code of the last run (see the docs on exit codes).",
             f64::from(exit_code),
         ),
         (
@@ -47,16 +47,15 @@ pub fn render(report: &RunReport, exit_code: u8, schema: &str) -> String {
     for (name, help, value) in run {
         gauge(&mut out, name, help, &[(String::new(), value)], schema);
     }
-    gauges(&mut out, &report.totals, schema);
-    gauges(&mut out, &report.totals.reporting, schema);
+    gauges(&mut out, &report.totals.figures(), schema);
     out
 }
 
-/// The gauges of `totals`' figures: a gauge of its own each, or a value of a labelled one.
-fn gauges<T: Figures>(out: &mut String, totals: &T, schema: &str) {
+/// The gauges of the figures: a gauge of its own each, or a value of a labelled one.
+fn gauges(out: &mut String, figures: &[Shown], schema: &str) {
     let mut labelled: Vec<(&Labelled, Vec<(String, f64)>)> = Vec::new();
-    for f in T::FIGURES {
-        let Value::Count(n) = (f.value)(totals) else {
+    for f in figures {
+        let Value::Count(n) = f.value else {
             continue;
         };
         match f.gauge {
@@ -168,9 +167,15 @@ mod tests {
             outcome: Outcome::Success,
             totals: RunTotals {
                 requests: 27,
-                rows_inserted: 5000,
-                campaigns_untrusted: 3,
-                lookups_not_found: 4,
+                users: crate::model::run::UserTotals {
+                    rows_inserted: 5000,
+                    campaigns_untrusted: 3,
+                    ..Default::default()
+                },
+                lookups: crate::model::run::LookupTotals {
+                    not_found: 4,
+                    ..Default::default()
+                },
                 reporting: crate::model::run::ReportingTotals {
                     rate_limited: 2,
                     ..Default::default()

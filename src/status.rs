@@ -5,8 +5,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 pub use crate::db::status::{load, CampaignStatus, Figure, RunStatus, Status};
-use crate::model::figures::Figures;
-use crate::model::run::{ReportingTotals, RunTotals};
+use crate::model::figures::Shown;
 use crate::terminal::printable;
 
 fn time(t: Option<DateTime<Utc>>) -> String {
@@ -126,28 +125,36 @@ fn render_run(out: &mut String, r: &RunStatus) {
         r.run_id,
         printable(&r.outcome),
     );
-    figures_line::<RunTotals>(out, r);
+    let figures = crate::model::figures::all();
+    let on = |line: &'static str| figures.iter().filter(move |f| f.line == line);
+    figures_line(out, r, on(""));
     if let Some(e) = &r.error {
         let _ = write!(out, "  error: {}", printable(e));
     }
     out.push('\n');
-    // A stream's line only when it did something.
-    let reporting = ReportingTotals::FIGURES
+    // A stream's own line only when it did something.
+    let mut lines: Vec<&'static str> = figures
         .iter()
-        .any(|f| match &r.figures[f.name] {
+        .map(|f| f.line)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.dedup();
+    for line in lines {
+        let busy = on(line).any(|f| match &r.figures[f.name] {
             Figure::Count(n) => *n > 0,
             Figure::Text(t) => t.is_some(),
         });
-    if reporting {
-        let _ = write!(out, "    {}", ReportingTotals::LINE);
-        figures_line::<ReportingTotals>(out, r);
-        out.push('\n');
+        if busy {
+            let _ = write!(out, "    {line}");
+            figures_line(out, r, on(line));
+            out.push('\n');
+        }
     }
 }
 
-/// The figures of `T` that `status` shows: counts as "12 requests", text as "  why: …".
-fn figures_line<T: Figures>(out: &mut String, r: &RunStatus) {
-    for f in T::FIGURES {
+/// The figures that `status` shows: counts as "12 requests", text as "  why: …".
+fn figures_line<'f>(out: &mut String, r: &RunStatus, figures: impl Iterator<Item = &'f Shown>) {
+    for f in figures {
         let Some(label) = f.text else {
             continue;
         };

@@ -84,9 +84,9 @@ async fn each_id_is_looked_up_once_and_a_second_run_asks_nothing(pool: PgPool) {
     let stored = results(&pool).await;
     assert_eq!(stored.keys().cloned().collect::<BTreeSet<_>>(), expected);
     let t = &first.totals;
-    assert_eq!(t.lookups, expected.len() as u64);
-    assert_eq!(t.lookups_found + t.lookups_not_found, t.lookups);
-    assert_eq!(t.lookups_failed, 0);
+    assert_eq!(t.lookups.made, expected.len() as u64);
+    assert_eq!(t.lookups.found + t.lookups.not_found, t.lookups.made);
+    assert_eq!(t.lookups.failed, 0);
 
     // Each user id's answer is its latest attribution (where no other row ties with it).
     let mut latest: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
@@ -123,15 +123,15 @@ async fn each_id_is_looked_up_once_and_a_second_run_asks_nothing(pool: PgPool) {
     assert_eq!(
         ledger,
         (
-            t.lookups as i64,
-            t.lookups_found as i64,
-            t.lookups_not_found as i64,
+            t.lookups.made as i64,
+            t.lookups.found as i64,
+            t.lookups.not_found as i64,
             0
         )
     );
 
     let second = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(second.totals.lookups, 0);
+    assert_eq!(second.totals.lookups.made, 0);
 }
 
 #[sqlx::test]
@@ -154,7 +154,7 @@ async fn a_new_attribution_row_makes_its_user_due_again(pool: PgPool) {
     signup(&server, &other, "install-reattributed", user).await;
 
     let second = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(second.totals.lookups, 1, "only the reattributed user");
+    assert_eq!(second.totals.lookups.made, 1, "only the reattributed user");
     let after = results(&pool).await;
     let (found, display_id) = &after[&("user_id".to_owned(), user.clone())];
     assert_eq!(*found, Some(true));
@@ -168,7 +168,10 @@ async fn a_new_attribution_row_makes_its_user_due_again(pool: PgPool) {
     .await
     .unwrap();
     assert!(changed, "changed_at moves with the answer");
-    assert_eq!(sync::run(&config, &pool).await.unwrap().totals.lookups, 0);
+    assert_eq!(
+        sync::run(&config, &pool).await.unwrap().totals.lookups.made,
+        0
+    );
 }
 
 async fn misses(pool: &PgPool, id: &str) -> (i32, Option<bool>) {
@@ -196,7 +199,7 @@ async fn age(pool: &PgPool, id: &str, interval: &str) {
 }
 
 async fn lookups(config: &SyncConfig, pool: &PgPool) -> u64 {
-    sync::run(config, pool).await.unwrap().totals.lookups
+    sync::run(config, pool).await.unwrap().totals.lookups.made
 }
 
 #[sqlx::test]
@@ -240,7 +243,7 @@ async fn a_budget_bounds_each_run_and_the_rest_wait_oldest_first(pool: PgPool) {
     let mut runs = 0;
     let mut done = 0;
     loop {
-        let made = sync::run(&config, &pool).await.unwrap().totals.lookups;
+        let made = sync::run(&config, &pool).await.unwrap().totals.lookups.made;
         assert!(made <= 100);
         done += made;
         runs += 1;
@@ -428,7 +431,10 @@ async fn an_answer_that_cannot_be_used_is_kept_with_its_reason_and_the_rest_go_o
     .await;
     let report = sync::run(&hostile_config(&api), &pool).await.unwrap();
     let t = &report.totals;
-    assert_eq!((t.lookups, t.lookups_found, t.lookups_failed), (3, 1, 2));
+    assert_eq!(
+        (t.lookups.made, t.lookups.found, t.lookups.failed),
+        (3, 1, 2)
+    );
     let rows: Vec<Kept> = sqlx::query_as(
         "SELECT lookup_value, found, error, keyword_id, raw FROM linkrunner.attribution_results
          ORDER BY lookup_value",
@@ -465,7 +471,8 @@ async fn an_answer_that_cannot_be_used_is_kept_with_its_reason_and_the_rest_go_o
             .await
             .unwrap()
             .totals
-            .lookups,
+            .lookups
+            .made,
         0
     );
 }
@@ -487,7 +494,10 @@ async fn rate_limits_and_server_errors_are_retried(pool: PgPool) {
     )
     .await;
     let report = sync::run(&hostile_config(&api), &pool).await.unwrap();
-    assert_eq!((report.totals.lookups, report.totals.lookups_found), (3, 3));
+    assert_eq!(
+        (report.totals.lookups.made, report.totals.lookups.found),
+        (3, 3)
+    );
 }
 
 #[sqlx::test]
@@ -506,9 +516,9 @@ async fn an_api_that_keeps_failing_ends_the_look_ups_not_the_run(pool: PgPool) {
     config.api.max_retries = 0;
     let report = sync::run(&config, &pool).await.unwrap();
     assert_eq!(report.outcome, Outcome::Success);
-    assert_eq!(report.totals.rows_inserted, 100);
+    assert_eq!(report.totals.users.rows_inserted, 100);
     let t = &report.totals;
-    assert_eq!((t.lookups, t.lookups_failed), (32, 32), "{t:?}");
+    assert_eq!((t.lookups.made, t.lookups.failed), (32, 32), "{t:?}");
     // Nothing is recorded for them: they are due again on the next run.
     assert_eq!(
         count(&pool, "SELECT count(*) FROM linkrunner.attribution_results").await,

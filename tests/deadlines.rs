@@ -129,8 +129,8 @@ async fn look_ups_that_never_answer_stop_at_their_deadline_and_the_rows_land(poo
     let mut config = config(&api, true, None);
     config.lookup_time = Duration::from_millis(300);
     let report = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(report.totals.rows_inserted, 3);
-    let stopped = report.totals.lookups_stopped.as_deref().unwrap_or_default();
+    assert_eq!(report.totals.users.rows_inserted, 3);
+    let stopped = report.totals.lookups.stopped.as_deref().unwrap_or_default();
     assert!(stopped.contains("--lookup-time"), "{stopped:?}");
     let (outcome, in_ledger, _) = ledger(&pool).await;
     assert_eq!(outcome, "success");
@@ -146,7 +146,7 @@ async fn look_ups_that_never_answer_stop_at_their_deadline_and_the_rows_land(poo
 async fn a_look_up_retry_after_longer_than_the_run_may_wait_ends_look_ups_at_once(pool: PgPool) {
     let api = api(Hostility::RateLimited(Some(86_400)), Hostility::Fine, false).await;
     let report = sync::run(&config(&api, true, None), &pool).await.unwrap();
-    let stopped = report.totals.lookups_stopped.unwrap_or_default();
+    let stopped = report.totals.lookups.stopped.unwrap_or_default();
     assert!(stopped.contains("86400 s"), "{stopped}");
     assert!(stopped.contains("try again after 20"), "{stopped}");
     let (_, in_ledger, _) = ledger(&pool).await;

@@ -57,7 +57,10 @@ async fn transport_faults_and_schema_drift_end_exact(pool: PgPool) {
     }
     let again = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
-        (again.totals.rows_inserted, again.totals.rows_updated),
+        (
+            again.totals.users.rows_inserted,
+            again.totals.users.rows_updated
+        ),
         (0, 0)
     );
     eprintln!(

@@ -28,6 +28,6 @@ async fn many_ranges_of_several_pages_finish_under_a_tiny_memory_budget(pool: Pg
         sync::run(&config, &pool),
     );
     let report = run.await.expect("the run finishes").unwrap();
-    assert_eq!(report.totals.rows_inserted, 12_000);
+    assert_eq!(report.totals.users.rows_inserted, 12_000);
     assert_exact(&pool, &sim).await;
 }

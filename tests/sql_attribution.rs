@@ -97,7 +97,7 @@ async fn attribution_views_and_queries_answer_what_the_simulator_says(pool: PgPo
         ..sync_config(&server, "UTC")
     };
     let report = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(report.totals.lookups_failed, 0);
+    assert_eq!(report.totals.lookups.failed, 0);
 
     // The truth: every id the table holds, asked of the simulator.
     let stored = sqlx::query("SELECT * FROM linkrunner.attribution_results")

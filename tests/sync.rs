@@ -20,7 +20,7 @@ async fn full_sync_equals_the_simulator_and_a_second_run_writes_nothing(pool: Pg
     assert_eq!(first.outcome, Outcome::Success);
     assert_exact(&pool, &sim).await;
     let expected = sim.all_attributed_users().len() as u64;
-    assert_eq!(first.totals.rows_inserted, expected);
+    assert_eq!(first.totals.users.rows_inserted, expected);
     assert_eq!(
         count(&pool, "SELECT count(*) FROM linkrunner.campaigns").await,
         sim.campaigns().len() as i64
@@ -66,7 +66,10 @@ async fn full_sync_equals_the_simulator_and_a_second_run_writes_nothing(pool: Pg
 
     let second = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
-        (second.totals.rows_inserted, second.totals.rows_updated),
+        (
+            second.totals.users.rows_inserted,
+            second.totals.users.rows_updated
+        ),
         (0, 0)
     );
     assert_exact(&pool, &sim).await;
@@ -85,7 +88,7 @@ async fn late_signups_within_the_lookback_arrive_on_the_next_run(pool: PgPool) {
     sim.set_now(None);
 
     let report = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(report.totals.rows_inserted, 1);
+    assert_eq!(report.totals.users.rows_inserted, 1);
     let found = count(
         &pool,
         "SELECT count(*) FROM linkrunner.attributed_users WHERE user_id = 'u_late_1'",
@@ -205,12 +208,15 @@ async fn exact_in_zone(pool: PgPool, zone: &str, window: &str) {
         "only {scans} ranges were read for {rows} rows"
     );
     assert_eq!(
-        report.totals.rows_inserted,
+        report.totals.users.rows_inserted,
         sim.all_attributed_users().len() as u64
     );
     let again = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
-        (again.totals.rows_inserted, again.totals.rows_updated),
+        (
+            again.totals.users.rows_inserted,
+            again.totals.users.rows_updated
+        ),
         (0, 0)
     );
 }
@@ -322,7 +328,7 @@ async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) 
     // Nothing changed: the campaign list and the empty campaigns are the only requests.
     let idle = sync::run(&config, &pool).await.unwrap();
     assert_eq!(idle.totals.requests, 1 + empty);
-    assert_eq!(idle.totals.campaigns_skipped, campaigns - empty);
+    assert_eq!(idle.totals.users.campaigns_skipped, campaigns - empty);
 
     // One signup moves one campaign's counter: that campaign is read, beside the empty ones.
     let with_rows = counters.iter().find(|c| c.rows > 0).unwrap();
@@ -334,14 +340,14 @@ async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) 
     signup(&server, &campaign, "install-counter-1", "u_counter_1").await;
     let one = sync::run(&config, &pool).await.unwrap();
     assert_eq!(one.totals.requests, 2 + empty);
-    assert_eq!(one.totals.campaigns_skipped, campaigns - 1 - empty);
-    assert_eq!(one.totals.rows_inserted, 1);
+    assert_eq!(one.totals.users.campaigns_skipped, campaigns - 1 - empty);
+    assert_eq!(one.totals.users.rows_inserted, 1);
     assert_exact(&pool, &sim).await;
 
     // Past --full-scan-every every campaign is read again, counter or not.
     config.full_scan_every = Duration::milliseconds(1);
     let full = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(full.totals.campaigns_skipped, 0);
+    assert_eq!(full.totals.users.campaigns_skipped, 0);
     assert_eq!(full.totals.requests, 1 + campaigns);
 }
 
@@ -532,7 +538,7 @@ async fn an_incremental_run_over_many_campaigns_opens_few_connections(test_pool:
     let sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()";
     let before = count(&pool, sessions).await;
     let run = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(run.totals.rows_inserted, 40);
+    assert_eq!(run.totals.users.rows_inserted, 40);
     assert_exact(&pool, &sim).await;
     // At most the writers' two and the look-ups' one, beside what the backfill left idle.
     let opened = count(&pool, sessions).await - before;
@@ -623,7 +629,7 @@ async fn a_list_of_thousands_of_campaigns_is_stored_whole(pool: PgPool) {
 /// the value the run reported; the figures the simulator can count agree with it.
 #[sqlx::test]
 async fn every_figure_of_a_run_reaches_the_ledger_and_status(pool: PgPool) {
-    use linkrunner_sync::model::figures::{self, Figures, Value as Figure};
+    use linkrunner_sync::model::figures::{self, Value as Figure};
     use linkrunner_sync::status::Figure as Stored;
     let (sim, server) = start(SimConfig::small(8)).await;
     let config = sync_config(&server, "UTC");
@@ -634,8 +640,8 @@ async fn every_figure_of_a_run_reaches_the_ledger_and_status(pool: PgPool) {
     let run = &status.runs[0];
     assert_eq!(run.run_id, report.run_id);
     assert_eq!(run.figures.len(), figures::names().count());
-    for f in linkrunner_sync::model::run::RunTotals::FIGURES {
-        let want = match (f.value)(&report.totals) {
+    for f in report.totals.figures() {
+        let want = match f.value {
             Figure::Count(n) => Stored::Count(n as i64),
             Figure::Text(t) => Stored::Text(t),
         };

@@ -124,10 +124,10 @@ async fn late_rows_behind_every_kind_of_lying_counter_are_stored_by_the_next_run
     // every run.
     let idle = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
-        (idle.totals.requests, idle.totals.campaigns_untrusted),
+        (idle.totals.requests, idle.totals.users.campaigns_untrusted),
         (5 + e, 4 + e)
     );
-    assert_eq!(idle.totals.campaigns_skipped, campaigns - 4 - e);
+    assert_eq!(idle.totals.users.campaigns_skipped, campaigns - 4 - e);
 
     // Late signups behind each liar (none of whose counters moves in step) and behind an
     // honest counter, which moves.
@@ -135,11 +135,11 @@ async fn late_rows_behind_every_kind_of_lying_counter_are_stored_by_the_next_run
         late_signup(&sim, &server, c, n, 1.0 + n as f64 / 2.0).await;
     }
     let next = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(next.totals.rows_inserted, 5);
+    assert_eq!(next.totals.users.rows_inserted, 5);
     assert_eq!(
         (
-            next.totals.campaigns_untrusted,
-            next.totals.campaigns_changed
+            next.totals.users.campaigns_untrusted,
+            next.totals.users.campaigns_changed
         ),
         (4 + e, 1)
     );
@@ -160,7 +160,7 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     // The counter starts counting installs that never signed up: it moves without rows.
     sim.set_counter(&id, Counter::Above { extra: 2 });
     let moved = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(moved.totals.campaigns_changed, 1);
+    assert_eq!(moved.totals.users.campaigns_changed, 1);
     assert!(!trusted(&pool).await[&id]);
 
     // Then it freezes, and a late signup lands behind it: read because it is not trusted.
@@ -169,7 +169,10 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     late_signup(&sim, &server, &campaign, 1, 2.0).await;
     let next = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
-        (next.totals.rows_inserted, next.totals.campaigns_untrusted),
+        (
+            next.totals.users.rows_inserted,
+            next.totals.users.campaigns_untrusted
+        ),
         (1, 1 + empty(&sim))
     );
     assert_exact(&pool, &sim).await;
@@ -178,7 +181,7 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     sim.set_counter(&id, Counter::Honest);
     let agreed = sync::run(&config, &pool).await.unwrap();
     let e = empty(&sim);
-    assert_eq!(agreed.totals.campaigns_untrusted, 1 + e);
+    assert_eq!(agreed.totals.users.campaigns_untrusted, 1 + e);
     let (lied, from): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
         "SELECT counter_lied_at, trusted_from FROM linkrunner.sync_checkpoints
          WHERE campaign_display_id = $1",
@@ -190,7 +193,10 @@ async fn a_counter_that_starts_lying_loses_its_trust_and_is_read_from_then_on(po
     assert_eq!(from, lied + config.full_scan_every);
     let again = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
-        (again.totals.campaigns_untrusted, again.totals.requests),
+        (
+            again.totals.users.campaigns_untrusted,
+            again.totals.requests
+        ),
         (1 + e, 2 + e)
     );
 }
@@ -216,7 +222,10 @@ async fn a_campaign_synced_from_since_is_judged_by_its_whole_life_total(pool: Pg
     let mut config = sync_config(&server, "UTC");
     config.since = Some(since);
     let backfill = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(backfill.totals.campaigns_requested, campaigns.len() as u64);
+    assert_eq!(
+        backfill.totals.users.campaigns_requested,
+        campaigns.len() as u64
+    );
     let stored_before_since = count(
         &pool,
         "SELECT count(*) FROM linkrunner.attributed_users WHERE attributed_at < '2026-10-01'",
@@ -246,7 +255,7 @@ async fn a_campaign_synced_from_since_is_judged_by_its_whole_life_total(pool: Pg
     // reach its creation).
     let e = empty(&sim);
     assert_eq!(
-        (idle.totals.campaigns_untrusted, idle.totals.requests),
+        (idle.totals.users.campaigns_untrusted, idle.totals.requests),
         (1 + e, 1 + 2 * (1 + e))
     );
 }
@@ -299,7 +308,7 @@ async fn late_signups_behind_the_default_share_of_lying_counters_all_arrive(pool
         late_signup(&sim, &server, c, n, 4.0 * n as f64 / 200.0).await;
     }
     let next = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(next.totals.rows_inserted, 200);
+    assert_eq!(next.totals.users.rows_inserted, 200);
     assert_exact(&pool, &sim).await;
 
     assert_eq!(kinds(&sim), ["above", "frozen", "honest", "lag", "zero"]);
@@ -393,7 +402,7 @@ async fn a_campaign_empty_at_the_backfill_whose_counter_reads_0_forever_gets_its
     signup(&server, &campaign, "launch-install", "u_launch").await;
     assert_eq!(truth(&sim, "launch-day").counter, 0);
     let next = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(next.totals.rows_inserted, 2);
+    assert_eq!(next.totals.users.rows_inserted, 2);
     assert_exact(&pool, &sim).await;
     // Its counter still reads 0 beside two rows: read on every run from now on.
     assert!(!trusted(&pool).await["launch-day"]);
@@ -411,7 +420,7 @@ async fn a_first_signup_seconds_after_a_run_behind_a_counter_still_at_0_is_store
     signup(&server, &campaign, "first-install", "u_first").await;
     assert_eq!(truth(&sim, "fresh-launch").counter, 0, "the counter lags");
     let next = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(next.totals.rows_inserted, 1);
+    assert_eq!(next.totals.users.rows_inserted, 1);
     assert_exact(&pool, &sim).await;
 }
 
@@ -443,7 +452,7 @@ async fn an_upgrade_takes_away_trust_earned_on_a_zero_agreement(pool: PgPool) {
     }
     let idle = sync::run(&config, &pool).await.unwrap();
     assert_eq!(
-        (idle.totals.campaigns_untrusted, idle.totals.requests),
+        (idle.totals.users.campaigns_untrusted, idle.totals.requests),
         (e, 1 + e)
     );
 }
@@ -461,7 +470,7 @@ async fn status_says_why_each_campaign_was_read(pool: PgPool) {
     sync::run(&config, &pool).await.unwrap();
     signup(&server, moved, "moved-install", "u_moved").await;
     let next = sync::run(&config, &pool).await.unwrap();
-    assert_eq!(next.totals.rows_inserted, 1);
+    assert_eq!(next.totals.users.rows_inserted, 1);
 
     let status = linkrunner_sync::status::load(&Default::default(), &pool, 1, Duration::hours(1))
         .await

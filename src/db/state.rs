@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
-use crate::model::figures::{Figures, Value};
+use crate::model::figures::{shown, Figures, Shown, Value};
 use crate::model::run::{Outcome, RunTotals};
 use crate::model::window::Window;
 
@@ -314,7 +314,7 @@ pub async fn start_run(
     Ok(())
 }
 
-/// Records the run's end, its error and its own figures.
+/// Records the run's end, its error and its figures, but those a stream records itself.
 pub async fn finish_run(
     schema: &Schema,
     conn: &mut PgConnection,
@@ -323,10 +323,15 @@ pub async fn finish_run(
     totals: &RunTotals,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
+    let figures: Vec<Shown> = totals
+        .figures()
+        .into_iter()
+        .filter(|f| !f.recorded_by_stream)
+        .collect();
     let sql = format!(
         "UPDATE linkrunner.sync_runs SET finished_at = now(), outcome = $2, error = $3, {}
          WHERE run_id = $1",
-        figures_set::<RunTotals>(4)
+        figures_set(&figures, 4)
     );
     let sql = schema.sql(&sql);
     let query = sqlx::query(&sql)
@@ -334,7 +339,7 @@ pub async fn finish_run(
         .bind(outcome.as_str())
         // Error texts quote what servers sent: masked and escaped, a NUL would fail the update.
         .bind(error.map(|e| crate::secrets::clean(e, 2000)));
-    bind_figures(query, totals).execute(conn).await?;
+    bind_figures(query, figures).execute(conn).await?;
     Ok(())
 }
 
@@ -345,19 +350,20 @@ pub async fn record_figures<T: Figures>(
     run_id: Uuid,
     totals: &T,
 ) -> sqlx::Result<()> {
+    let figures: Vec<Shown> = shown(totals).collect();
     let sql = format!(
         "UPDATE linkrunner.sync_runs SET {} WHERE run_id = $1",
-        figures_set::<T>(2)
+        figures_set(&figures, 2)
     );
     let sql = schema.sql(&sql);
     let query = sqlx::query(&sql).bind(run_id);
-    bind_figures(query, totals).execute(conn).await?;
+    bind_figures(query, figures).execute(conn).await?;
     Ok(())
 }
 
-/// `a = $n, b = $n+1, …` over the figures of `T`, from `$first`.
-fn figures_set<T: Figures>(first: usize) -> String {
-    let set: Vec<String> = T::FIGURES
+/// `a = $n, b = $n+1, …` over `figures`, from `$first`.
+fn figures_set(figures: &[Shown], first: usize) -> String {
+    let set: Vec<String> = figures
         .iter()
         .enumerate()
         .map(|(i, f)| format!("{} = ${}", f.name, first + i))
@@ -365,12 +371,12 @@ fn figures_set<T: Figures>(first: usize) -> String {
     set.join(", ")
 }
 
-fn bind_figures<'q, T: Figures>(
-    mut query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    totals: &T,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    for f in T::FIGURES {
-        query = match (f.value)(totals) {
+fn bind_figures(
+    mut query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    figures: Vec<Shown>,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    for f in figures {
+        query = match f.value {
             Value::Count(n) => query.bind(n as i64),
             // Why a stream stopped quotes what servers sent: masked and escaped.
             Value::Text(t) => query.bind(t.map(|t| crate::secrets::clean(&t, 2000))),

@@ -230,11 +230,11 @@ fn standing(
 }
 
 async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Vec<RunStatus>> {
-    let declared: Vec<figures::Declared> = figures::all().collect();
+    let declared = figures::all();
     // Counts are int4 or int8 columns: read as int8 alike.
     let select: Vec<String> = declared
         .iter()
-        .map(|f| match f.text {
+        .map(|f| match f.is_text() {
             true => f.name.to_string(),
             false => format!("{0}::int8 AS {0}", f.name),
         })
@@ -252,7 +252,7 @@ async fn last_runs(schema: &Schema, pool: &PgPool, runs: i64) -> sqlx::Result<Ve
         .map(|r| {
             let mut figures = BTreeMap::new();
             for f in &declared {
-                let value = match f.text {
+                let value = match f.is_text() {
                     true => Figure::Text(r.try_get(f.name)?),
                     false => Figure::Count(r.try_get(f.name)?),
                 };

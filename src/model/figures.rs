@@ -2,7 +2,7 @@
 //! `status --json` and a field of its text, and (unless it is text) a gauge of the metrics,
 //! all under one name. A new figure is one entry here plus the migration adding its column.
 
-use super::run::{ReportingTotals, RunTotals};
+use super::run::{LookupTotals, ReportingTotals, RunTotals, UserTotals};
 
 /// A figure's value.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,41 +47,66 @@ pub struct Figure<T> {
 /// counts them.
 pub trait Figures: Default + Sized + 'static {
     const FIGURES: &'static [Figure<Self>];
-    /// Where `status` starts the figures' line: "" for the run's own, "reporting:" for a
-    /// stream's.
+    /// Where `status` shows the figures: "" on the run's own line, else a line of their own
+    /// starting so ("reporting:"), shown when the stream did something.
     const LINE: &'static str;
+    /// Whether the stream records them itself: it goes on after the run's end is recorded.
+    const RECORDED_BY_STREAM: bool = false;
 }
 
-impl<T: Figures> Figure<T> {
-    /// Whether the figure is text (else a count).
-    pub fn is_text(&self) -> bool {
-        matches!((self.value)(&T::default()), Value::Text(_))
-    }
-}
-
-/// A figure as the ledger and the docs know it, whatever stream counts it.
-#[derive(Clone, Copy, Debug)]
-pub struct Declared {
+/// A figure with its value, whatever totals hold it.
+#[derive(Clone, Debug)]
+pub struct Shown {
     pub name: &'static str,
     pub help: &'static str,
-    pub text: bool,
+    pub text: Option<&'static str>,
+    pub gauge: Gauge,
+    /// [`Figures::LINE`] of its totals.
+    pub line: &'static str,
+    /// [`Figures::RECORDED_BY_STREAM`] of its totals.
+    pub recorded_by_stream: bool,
+    pub value: Value,
 }
 
-/// Every figure, the run's then the streams', in the order `status` shows them.
-pub fn all() -> impl Iterator<Item = Declared> {
-    fn of<T: Figures>() -> impl Iterator<Item = Declared> {
-        T::FIGURES.iter().map(|f| Declared {
-            name: f.name,
-            help: f.help,
-            text: f.is_text(),
-        })
+impl Shown {
+    pub fn is_text(&self) -> bool {
+        matches!(self.value, Value::Text(_))
     }
-    of::<RunTotals>().chain(of::<ReportingTotals>())
+}
+
+/// The figures of `totals`, with their values.
+pub fn shown<T: Figures>(totals: &T) -> impl Iterator<Item = Shown> + '_ {
+    T::FIGURES.iter().map(move |f| Shown {
+        name: f.name,
+        help: f.help,
+        text: f.text,
+        gauge: f.gauge,
+        line: T::LINE,
+        recorded_by_stream: T::RECORDED_BY_STREAM,
+        value: (f.value)(totals),
+    })
+}
+
+impl RunTotals {
+    /// Every figure with its value: the run's own, then each stream's, in the order `status`
+    /// shows them. A new stream's totals are one line here.
+    pub fn figures(&self) -> Vec<Shown> {
+        shown(self)
+            .chain(shown(&self.users))
+            .chain(shown(&self.lookups))
+            .chain(shown(&self.reporting))
+            .collect()
+    }
+}
+
+/// Every figure, as the ledger and the docs know it.
+pub fn all() -> Vec<Shown> {
+    RunTotals::default().figures()
 }
 
 /// Every figure's name: the ledger's columns.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    all().map(|f| f.name)
+    all().into_iter().map(|f| f.name)
 }
 
 const CAMPAIGNS_READ: Labelled = Labelled {
@@ -130,6 +155,12 @@ impl Figures for RunTotals {
         ),
         count!("retries", "Requests retried.", None, Gauge::Own, |t| t
             .retries),
+    ];
+}
+
+impl Figures for UserTotals {
+    const LINE: &'static str = "";
+    const FIGURES: &'static [Figure<UserTotals>] = &[
         count!(
             "rows_received",
             "Attributed-user rows received.",
@@ -229,33 +260,39 @@ impl Figures for RunTotals {
             Gauge::Own,
             |t| t.campaigns_failed
         ),
+    ];
+}
+
+impl Figures for LookupTotals {
+    const LINE: &'static str = "";
+    const FIGURES: &'static [Figure<LookupTotals>] = &[
         count!(
             "lookups",
             "Attribution look-ups made.",
             Some("look-ups"),
             Gauge::Own,
-            |t| t.lookups
+            |t| t.made
         ),
         count!(
             "lookups_found",
             "Look-ups that found an attribution.",
             None,
             Gauge::Labelled(&LOOKUPS, "found"),
-            |t| t.lookups_found
+            |t| t.found
         ),
         count!(
             "lookups_not_found",
             "Look-ups answered 204: no attribution.",
             None,
             Gauge::Labelled(&LOOKUPS, "not_found"),
-            |t| t.lookups_not_found
+            |t| t.not_found
         ),
         count!(
             "lookups_failed",
             "Look-ups whose answer could not be had or used.",
             None,
             Gauge::Labelled(&LOOKUPS, "failed"),
-            |t| t.lookups_failed
+            |t| t.failed
         ),
         Figure {
             name: "lookups_stopped",
@@ -263,13 +300,15 @@ impl Figures for RunTotals {
                    Retry-After longer than it, failures in a row), if they did.",
             text: Some("look-ups stopped"),
             gauge: Gauge::None,
-            value: |t| Value::Text(t.lookups_stopped.clone()),
+            value: |t| Value::Text(t.stopped.clone()),
         },
     ];
 }
 
 impl Figures for ReportingTotals {
     const LINE: &'static str = "reporting:";
+    // Reporting goes on without the run lock, after the run's end is recorded.
+    const RECORDED_BY_STREAM: bool = true;
     const FIGURES: &'static [Figure<ReportingTotals>] = &[
         count!(
             "reporting_requests",
@@ -359,63 +398,67 @@ mod tests {
     fn each_figure_reads_its_own_field() {
         // Distinct values in every field: a figure reading another's field shows here.
         let t = RunTotals {
-            campaigns_listed: 1,
-            campaigns_synced: 2,
-            campaigns_skipped: 3,
-            campaigns_new: 4,
-            campaigns_changed: 5,
-            campaigns_untrusted: 6,
-            campaigns_due: 7,
-            campaigns_requested: 8,
-            campaigns_failed: 9,
-            requests: 10,
-            rate_limited: 11,
-            retries: 12,
-            rows_received: 13,
-            rows_inserted: 14,
-            rows_updated: 15,
-            rows_rejected: 16,
-            rows_forgotten: 17,
-            lookups: 18,
-            lookups_found: 19,
-            lookups_not_found: 20,
-            lookups_failed: 21,
-            lookups_stopped: Some("stopped".into()),
-            reporting: ReportingTotals::default(),
-        };
-        let counts: Vec<u64> = RunTotals::FIGURES
-            .iter()
-            .filter_map(|f| match (f.value)(&t) {
-                Value::Count(n) => Some(n),
-                Value::Text(_) => None,
-            })
-            .collect();
-        let mut sorted = counts.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (1..=21).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn each_reporting_figure_reads_its_own_field() {
-        let t = ReportingTotals {
             requests: 1,
             rate_limited: 2,
-            days: 3,
-            pages: 4,
-            rows_inserted: 5,
-            rows_changed: 6,
-            unparsed: 7,
-            days_left: 8,
-            error: Some("stopped".into()),
+            retries: 3,
+            users: UserTotals {
+                campaigns_listed: 4,
+                campaigns_synced: 5,
+                campaigns_skipped: 6,
+                campaigns_new: 7,
+                campaigns_changed: 8,
+                campaigns_untrusted: 9,
+                campaigns_due: 10,
+                campaigns_requested: 11,
+                campaigns_failed: 12,
+                rows_received: 13,
+                rows_inserted: 14,
+                rows_updated: 15,
+                rows_rejected: 16,
+                rows_forgotten: 17,
+            },
+            lookups: LookupTotals {
+                made: 18,
+                found: 19,
+                not_found: 20,
+                failed: 21,
+                stopped: Some("stopped".into()),
+            },
+            reporting: ReportingTotals {
+                requests: 22,
+                rate_limited: 23,
+                days: 24,
+                pages: 25,
+                rows_inserted: 26,
+                rows_changed: 27,
+                unparsed: 28,
+                days_left: 29,
+                error: Some("failed".into()),
+            },
         };
-        let mut counts: Vec<u64> = ReportingTotals::FIGURES
+        let figures = t.figures();
+        let mut counts: Vec<u64> = figures
             .iter()
-            .filter_map(|f| match (f.value)(&t) {
+            .filter_map(|f| match f.value {
                 Value::Count(n) => Some(n),
                 Value::Text(_) => None,
             })
             .collect();
         counts.sort_unstable();
-        assert_eq!(counts, (1..=8).collect::<Vec<_>>());
+        assert_eq!(counts, (1..=29).collect::<Vec<_>>());
+        let texts: Vec<_> = figures
+            .iter()
+            .filter_map(|f| match &f.value {
+                Value::Text(t) => Some((f.name, t.clone().unwrap())),
+                Value::Count(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("lookups_stopped", "stopped".to_string()),
+                ("reporting_error", "failed".to_string())
+            ]
+        );
     }
 }

@@ -32,9 +32,24 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// The figures a run ends with.
+/// The figures a run ends with: its own, then each stream's.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RunTotals {
+    /// Data API requests, over every stream.
+    pub requests: u64,
+    pub rate_limited: u64,
+    pub retries: u64,
+    /// The attributed users: the campaign list and each campaign's rows.
+    pub users: UserTotals,
+    /// What `--attribution-details` looked up.
+    pub lookups: LookupTotals,
+    /// What `--reporting` did.
+    pub reporting: ReportingTotals,
+}
+
+/// What a run's reading of the campaigns and their attributed users came to.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct UserTotals {
     pub campaigns_listed: u64,
     pub campaigns_synced: u64,
     /// Of the synced: skipped because their trusted counter had not moved.
@@ -47,26 +62,12 @@ pub struct RunTotals {
     pub campaigns_due: u64,
     pub campaigns_requested: u64,
     pub campaigns_failed: u64,
-    pub requests: u64,
-    pub rate_limited: u64,
-    pub retries: u64,
     pub rows_received: u64,
     pub rows_inserted: u64,
     pub rows_updated: u64,
     pub rows_rejected: u64,
     /// Rows of people `forget` erased, dropped at the door.
     pub rows_forgotten: u64,
-    /// Attribution look-ups made, and what they came to: an attribution, none (204), or an
-    /// answer that could not be had or used.
-    pub lookups: u64,
-    pub lookups_found: u64,
-    pub lookups_not_found: u64,
-    pub lookups_failed: u64,
-    /// Why the look-ups stopped before the ids due were done (their deadline, a `Retry-After`
-    /// longer than it, failures in a row), if they did.
-    pub lookups_stopped: Option<String>,
-    /// What `--reporting` did.
-    pub reporting: ReportingTotals,
 }
 
 /// What a run's reading of the Reporting API came to.
@@ -90,27 +91,17 @@ pub struct ReportingTotals {
     pub error: Option<String>,
 }
 
-/// What a run's attribution look-ups came to.
-#[derive(Clone, Debug, Default)]
+/// What a run's attribution look-ups came to: an attribution, none (204), or an answer that
+/// could not be had or used.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct LookupTotals {
     pub made: u64,
     pub found: u64,
     pub not_found: u64,
     pub failed: u64,
-    /// Why they stopped short, if they did.
+    /// Why they stopped before the ids due were done (their deadline, a `Retry-After` longer
+    /// than it, failures in a row), if they did.
     pub stopped: Option<String>,
-}
-
-impl RunTotals {
-    pub fn add_lookups(&mut self, l: LookupTotals) {
-        self.lookups += l.made;
-        self.lookups_found += l.found;
-        self.lookups_not_found += l.not_found;
-        self.lookups_failed += l.failed;
-        if l.stopped.is_some() {
-            self.lookups_stopped = l.stopped;
-        }
-    }
 }
 
 /// What a finished run reports.

@@ -17,7 +17,7 @@ use crate::db::{writer, KeptSession};
 use crate::error::Failure;
 use crate::memory::MemoryBudget;
 use crate::model::campaign::CampaignRow;
-use crate::model::run::RunTotals;
+use crate::model::run::UserTotals;
 use crate::model::time;
 use crate::model::user::Rejected;
 use crate::model::window::{self, Window};
@@ -25,9 +25,9 @@ use crate::sync::batch::{BatchWriter, Target};
 use crate::sync::list;
 use crate::sync::progress::Progress;
 use crate::sync::queue::{self, start_of_plan, Queued};
+use crate::sync::run::Run;
 use crate::sync::scan::{self, CampaignReport, ScanError, Scanner};
 use crate::sync::trust::Action;
-use crate::sync::Run;
 
 /// What every campaign being read shares: the run's parts, with the API client drawing on the
 /// run's memory budget, and the reading's own.
@@ -62,7 +62,7 @@ pub(crate) async fn read_all(
     (listed, listed_at): (Arc<Vec<CampaignRow>>, DateTime<Utc>),
     checkpoints: HashMap<String, Checkpoint>,
     campaigns_stored: watch::Receiver<bool>,
-    totals: &mut RunTotals,
+    totals: &mut UserTotals,
 ) -> Result<Read, Failure> {
     totals.rows_rejected += set_aside(run, &listed).await?;
     let now = Utc::now();
@@ -168,7 +168,7 @@ async fn read_campaigns(
     ctx: &Arc<Reader>,
     listed: &Arc<Vec<CampaignRow>>,
     todo: Vec<Queued>,
-    totals: &mut RunTotals,
+    totals: &mut UserTotals,
 ) -> Result<Read, Failure> {
     // The list's counters say roughly how many rows are to come, which gives the bar an ETA.
     let expected: u64 = todo.iter().map(|q| q.expected).sum();
@@ -229,7 +229,7 @@ fn spawn_more(
 fn account(
     campaign: &str,
     result: Result<CampaignReport, ScanError>,
-    totals: &mut RunTotals,
+    totals: &mut UserTotals,
     read: &mut Read,
 ) -> Result<(), Failure> {
     match result {

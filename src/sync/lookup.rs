@@ -12,11 +12,13 @@ use crate::api::deadline::{wall_clock_after, Deadline};
 use crate::api::{ApiClient, ApiError};
 use crate::config::LookupSettings;
 use crate::db::lookups;
+use crate::db::state;
 use crate::error::Failure;
 use crate::model::lookup::{Answer, LookupId, LookupKind, LookupSource};
 use crate::model::run::LookupTotals;
 use crate::personal::{Identifier, Protection};
-use crate::sync::Run;
+use crate::sync::run::Run;
+use crate::sync::stream::{Ended, Planning, Shared, Step, Stream, Synced};
 use crate::sync::{list, progress};
 
 /// Look-ups in flight at once: enough to use every slot the reads leave at the highest --rps
@@ -29,6 +31,60 @@ const BATCH: u64 = 1000;
 /// Look-ups failing in a row, each after its retries, that end the look-ups of a run: the API
 /// is down, and waiting out every id's backoff would only hold the run.
 const FAILURES_IN_A_ROW: u32 = 32;
+
+/// The attribution look-ups stream (`--attribution-details`).
+pub(crate) struct Lookups(pub LookupSettings);
+
+impl Stream for Lookups {
+    fn check<'a>(&'a self, _run: &'a Run, conn: &'a mut PgConnection) -> Step<'a, ()> {
+        Box::pin(check_sources(conn, &self.0.sources))
+    }
+
+    fn plan<'a>(&'a self, plan: &'a Planning<'a>) -> Step<'a, String> {
+        Box::pin(plan_lookups(plan, &self.0))
+    }
+
+    fn sync<'a>(&'a self, shared: &'a Shared<'a>) -> Synced<'a> {
+        let reads_done = shared.reads_done.subscribe();
+        Synced::Within(Box::pin(async move {
+            match run(shared.run, &self.0, reads_done).await {
+                Ok(totals) => Ended::new(move |t| t.lookups = totals, Ok(())),
+                Err(e) => Ended::failed(e),
+            }
+        }))
+    }
+}
+
+/// The look-ups due now, and what they cost; the rows the run stores may make more due.
+async fn plan_lookups(plan: &Planning<'_>, settings: &LookupSettings) -> Result<String, Failure> {
+    let (schema, rps) = (&plan.config.schema, plan.config.api.rps);
+    let mut conn = plan
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| Failure::database(e, "connecting"))?;
+    check_sources(&mut conn, &settings.sources).await?;
+    let results = schema.table("attribution_results");
+    let migrated = state::table_exists(&mut *conn, &results)
+        .await
+        .map_err(|e| Failure::database(e, "reading the schema"))?;
+    if !migrated {
+        return Ok(format!(
+            "attribution look-ups: the run creates {}.attribution_results, then looks up every id it holds (at most {} this run)\n",
+            schema.name(),
+            settings.max
+        ));
+    }
+    let due = lookups::due_count(schema, &mut conn, &settings.sources)
+        .await
+        .map_err(|e| Failure::database(e, "counting the look-ups due"))? as u64;
+    let this_run = due.min(settings.max);
+    Ok(format!(
+        "{due} attribution look-ups due, {this_run} this run (--max-lookups {}), plus any for the rows it stores; about {:.0}s at {rps} requests/s, in the requests the reads leave\n",
+        settings.max,
+        this_run as f64 / rps
+    ))
+}
 
 /// Refuses a `--lookup-from` column that cannot be read, before any request is made.
 pub(crate) async fn check_sources(

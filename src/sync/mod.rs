@@ -1,4 +1,5 @@
-//! One sync run: list campaigns, plan each campaign's windows, read and commit them.
+//! One sync run: list campaigns, then read every stream the settings ask for, under the run
+//! lock and the one rate limit.
 
 pub mod batch;
 pub mod campaign;
@@ -10,16 +11,20 @@ mod progress;
 pub mod queue;
 mod range;
 pub(crate) mod reporting;
+mod run;
 pub mod scan;
 mod scanner;
 mod sink;
+mod stream;
+mod streams;
 pub mod trust;
+mod users;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use sqlx::{PgConnection, PgPool};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -27,15 +32,13 @@ use uuid::Uuid;
 use crate::api::{ApiClient, ApiStats};
 use crate::config::SyncConfig;
 use crate::db;
-use crate::db::state::{self, Checkpoint};
+use crate::db::state;
 use crate::error::{self, Failure};
 use crate::metrics;
-use crate::model::campaign::CampaignRow;
-pub use crate::model::run::{LookupTotals, Outcome, RunReport, RunTotals};
-use crate::personal::Suppression;
-use crate::sync::campaign::Read;
-pub(crate) use crate::sync::list::fetch_campaigns;
-pub(crate) use crate::sync::queue::start_of_plan;
+pub use crate::model::run::{LookupTotals, Outcome, RunReport, RunTotals, UserTotals};
+use crate::sync::list::fetch_campaigns;
+use crate::sync::run::Run;
+use crate::sync::stream::{Ended, Listed, Shared, Stream, Synced};
 
 /// Runs one sync against `pool`, holding the database's run lock throughout.
 pub async fn run(config: &SyncConfig, pool: &PgPool) -> Result<RunReport, Failure> {
@@ -52,8 +55,11 @@ pub async fn run_until(
     let lock = db::try_lock(pool, &config.schema, halt.clone())
         .await?
         .ok_or(Failure::Locked)?;
-    let (report, result, reporting) = match ApiClient::new(config.api.clone()) {
-        Err(e) => (None, Err(Failure::Config(e.to_string())), None),
+    let Locked { closed, beyond } = match ApiClient::new(config.api.clone()) {
+        Err(e) => Locked {
+            closed: Closed::Unreported(Failure::Config(e.to_string())),
+            beyond: Vec::new(),
+        },
         Ok(api) => {
             let run_id = Uuid::new_v4();
             let run = Run {
@@ -66,17 +72,28 @@ pub async fn run_until(
                 suppression: Arc::default(),
             };
             // Every log line of the run carries its id; campaign and range spans nest below it.
-            run.locked(&lock)
+            run.locked(&lock, streams::of(config))
                 .instrument(tracing::info_span!("run", %run_id))
                 .await
         }
     };
     lock.release().await;
-    // The Reporting API's minutes go on without the run lock.
-    let (report, result) = match reporting {
-        Some(task) => with_reporting(report, result, task).await,
-        None => (report, result),
+    // Streams that go on without the run lock (the Reporting API's minutes) end here.
+    let (mut report, mut result) = match closed {
+        Closed::Reported(report, result) => (Some(*report), result),
+        Closed::Unreported(e) => (None, Err(e)),
     };
+    for task in beyond {
+        let ended = task.await.unwrap_or_else(|e| {
+            Ended::failed(Failure::Transient(anyhow::anyhow!(
+                "a stream's task failed: {e}"
+            )))
+        });
+        if let Some(report) = &mut report {
+            (ended.figures)(&mut report.totals);
+        }
+        result = error::worst(result, ended.result);
+    }
     // After the lock is let go: a Pushgateway that never answers must not keep the next run out.
     if let Some(report) = &report {
         export_metrics(config, report, &result, &stop).await;
@@ -84,79 +101,81 @@ pub async fn run_until(
     result.and(report.ok_or_else(|| Failure::Transient(anyhow::anyhow!("the run did not start"))))
 }
 
-/// The run's report and outcome with its reporting's: the reporting figures added, and the
-/// worse of the two failures the run's ([`error::worst`]).
-async fn with_reporting(
-    mut report: Option<RunReport>,
-    result: Result<(), Failure>,
-    task: tokio::task::JoinHandle<reporting::Reported>,
-) -> (Option<RunReport>, Result<(), Failure>) {
-    let reported = task.await.unwrap_or_else(|e| {
-        let e = anyhow::anyhow!("the reporting task failed: {e}");
-        reporting::Reported::nothing(Err(Failure::Transient(e)))
-    });
-    if let Some(report) = &mut report {
-        report.totals.reporting = reported.totals;
-    }
-    (report, error::worst(result, reported.result))
+/// What a run under its lock ends with.
+struct Locked {
+    closed: Closed,
+    /// The streams that go on after the lock is let go.
+    beyond: Vec<JoinHandle<Ended>>,
 }
 
-/// What every part of one run shares; cheap to clone.
-#[derive(Clone)]
-pub(crate) struct Run {
-    pub config: Arc<SyncConfig>,
-    pub pool: PgPool,
-    pub api: ApiClient,
-    pub run_id: Uuid,
-    pub halt: CancellationToken,
-    /// Where the run's progress bars are drawn.
-    pub bars: indicatif::MultiProgress,
-    /// The people `forget` erased, read once the run holds the lock.
-    pub suppression: Arc<std::sync::OnceLock<Suppression>>,
+/// How a run's ledger row was left.
+enum Closed {
+    /// Its end is recorded with its figures; the run may still have failed.
+    Reported(Box<RunReport>, Result<(), Failure>),
+    /// Refused before it was recorded, or its end could not be recorded.
+    Unreported(Failure),
+}
+
+/// How far the run's preparation got.
+enum Prepared {
+    /// Refused before the run was recorded: nothing to finish in the ledger.
+    Refused(Failure),
+    /// Recorded, then failed: its end must still be recorded.
+    Failed(Failure),
+    /// Recorded, every stream ready.
+    Ready,
 }
 
 impl Run {
-    /// The run, once it holds the lock: its report once it is in the ledger, its outcome, and
-    /// its reading of the Reporting API when one started, which goes on after.
-    async fn locked(
-        &self,
-        lock: &db::RunLock,
-    ) -> (
-        Option<RunReport>,
-        Result<(), Failure>,
-        Option<tokio::task::JoinHandle<reporting::Reported>>,
-    ) {
+    /// The run, once it holds the lock.
+    async fn locked(&self, lock: &db::RunLock, streams: Vec<Box<dyn Stream>>) -> Locked {
+        let unreported = |e| Locked {
+            closed: Closed::Unreported(e),
+            beyond: Vec::new(),
+        };
         let started = std::time::Instant::now();
+        let mut conn = lock.session().await;
+        for stream in &streams {
+            if let Err(e) = stream.check(self, &mut conn).await {
+                return unreported(e);
+            }
+        }
         // The campaign list is read while the database is made ready; neither waits on the
         // other.
-        let mut conn = lock.session().await;
-        if let Err(e) = self.check_sources(&mut conn).await {
-            return (None, Err(e), None);
-        }
         let listed_at = chrono::Utc::now();
-        let (listed, prepared) = tokio::join!(fetch_campaigns(&self.api), self.prepare(&mut conn));
+        let (listed, prepared) = tokio::join!(
+            fetch_campaigns(&self.api),
+            self.prepare(&mut conn, &streams)
+        );
         drop(conn);
-        let (recorded, checkpoints) = prepared;
-        if !recorded {
-            // Not in the ledger: nothing to finish there.
-            return (None, checkpoints.map(|_| ()), None);
-        }
-
         let mut totals = RunTotals::default();
-        let mut reporting = None;
-        let mut result = match (listed, checkpoints) {
-            (Ok((listed, complete)), Ok(checkpoints)) => {
-                match self.guard(lock, &listed, complete).await {
+        let mut beyond = Vec::new();
+        let mut result = match (prepared, listed) {
+            (Prepared::Refused(e), _) => return unreported(e),
+            (Prepared::Failed(e), _) | (Prepared::Ready, Err(e)) => Err(e),
+            (Prepared::Ready, Ok((campaigns, complete))) => {
+                match self.guard(lock, &campaigns, complete).await {
                     Ok(()) => {
-                        let created = listed.iter().map(|c| c.created_at).collect();
-                        reporting = reporting::start(self, created);
-                        let listed = (listed, listed_at, complete);
-                        self.sync_all(lock, listed, checkpoints, &mut totals).await
+                        let listed = Listed {
+                            campaigns: Arc::new(campaigns),
+                            at: listed_at,
+                            complete,
+                        };
+                        let (ended, later) = self.sync_streams(lock, &listed, &streams).await;
+                        beyond = later;
+                        let mut result = Ok(());
+                        for ended in ended {
+                            (ended.figures)(&mut totals);
+                            // Each stream's failure is weighed against the others': a look-up
+                            // endpoint that is not there is not hidden by a campaign that
+                            // failed, nor the reverse.
+                            result = error::worst(result, ended.result);
+                        }
+                        result
                     }
                     Err(e) => Err(e),
                 }
             }
-            (_, Err(e)) | (Err(e), _) => Err(e),
         };
         // What a stop cut short is an interruption, not a failure.
         if self.halt.is_cancelled() && matches!(result, Ok(()) | Err(Failure::Transient(_))) {
@@ -168,28 +187,28 @@ impl Run {
                 Failure::Interrupted
             });
         }
-        let report = match self.finish(lock, &result, totals, started).await {
-            Ok(report) => report,
-            Err(e) => return (None, Err(e), reporting),
+        let closed = match self.finish(lock, &result, totals, started).await {
+            Err(e) => Closed::Unreported(e),
+            Ok(report) => {
+                let rejected = report.totals.users.rows_rejected;
+                let result = match result {
+                    Ok(()) if rejected > 0 => Err(Failure::Partial(format!(
+                        "{rejected} rows could not be read and were kept in {}.rejected_rows (run {})",
+                        self.config.schema, self.run_id
+                    ))),
+                    other => other,
+                };
+                Closed::Reported(Box::new(report), result)
+            }
         };
-        let result = match result {
-            Ok(()) if report.totals.rows_rejected > 0 => Err(Failure::Partial(format!(
-                "{} rows could not be read and were kept in {}.rejected_rows (run {})",
-                report.totals.rows_rejected, self.config.schema, self.run_id
-            ))),
-            other => other,
-        };
-        (Some(report), result, reporting)
+        Locked { closed, beyond }
     }
 
-    /// Migrates, records the run in the ledger and reads the checkpoints; `true` once the run
-    /// is in the ledger, which it must then leave finished.
-    async fn prepare(
-        &self,
-        conn: &mut PgConnection,
-    ) -> (bool, Result<HashMap<String, Checkpoint>, Failure>) {
+    /// Migrates, prepares every stream, records the run in the ledger and reads the
+    /// suppression list (rewriting stored personal data when asked to).
+    async fn prepare(&self, conn: &mut PgConnection, streams: &[Box<dyn Stream>]) -> Prepared {
         if let Err(e) = db::prepare(conn, &self.config.schema).await {
-            return (false, Err(e.into()));
+            return Prepared::Refused(e.into());
         }
         let personal = &self.config.personal;
         let (schema, run_id) = (&self.config.schema, self.run_id);
@@ -197,34 +216,21 @@ impl Run {
         let plan = match db::personal::check(schema, conn, personal, run_id, rewrite).await {
             Ok(plan) => plan,
             Err(e) => {
-                return match e.downcast::<db::personal::Disagrees>() {
-                    Ok(why) => (false, Err(Failure::Config(why.0))),
-                    Err(e) => (
-                        false,
-                        Err(e.context("checking the personal-data mode").into()),
-                    ),
-                }
+                return Prepared::Refused(match e.downcast::<db::personal::Disagrees>() {
+                    Ok(why) => Failure::Config(why.0),
+                    Err(e) => e.context("checking the personal-data mode").into(),
+                })
             }
         };
-        if let Some(settings) = &self.config.reporting {
-            if let Err(e) = reporting::check_timezone(self, conn, settings).await {
-                return (false, Err(e));
+        for stream in streams {
+            if let Err(e) = stream.prepare(self, conn).await {
+                return Prepared::Refused(e);
             }
         }
-        if let Err(e) = state::start_run(
-            &self.config.schema,
-            conn,
-            self.run_id,
-            &self.config.ledger_settings(),
-        )
-        .await
-        {
-            return (
-                false,
-                Err(Failure::from(
-                    anyhow::Error::new(e).context("recording the run"),
-                )),
-            );
+        let settings = self.config.ledger_settings();
+        if let Err(e) = state::start_run(schema, conn, run_id, &settings).await {
+            let e = anyhow::Error::new(e).context("recording the run");
+            return Prepared::Refused(e.into());
         }
         tracing::info!(timezone = self.config.timezone.name(), "sync started");
         match db::forget::suppression(schema, conn).await {
@@ -233,7 +239,7 @@ impl Run {
             }
             Err(e) => {
                 let e = anyhow::Error::new(e).context("reading the suppression list");
-                return (true, Err(e.into()));
+                return Prepared::Failed(e.into());
             }
         }
         if let db::personal::Plan::Rewrite(plan) = plan {
@@ -245,88 +251,40 @@ impl Run {
                     seconds = format!("{:.1}", done.seconds),
                     "stored personal data rewritten"
                 ),
-                Ok(None) => return (true, Err(Failure::Interrupted)),
+                Ok(None) => return Prepared::Failed(Failure::Interrupted),
                 Err(e) => {
-                    return (
-                        true,
-                        Err(e.context("rewriting the stored personal data").into()),
-                    )
+                    let e = e.context("rewriting the stored personal data");
+                    return Prepared::Failed(e.into());
                 }
             }
         }
-        let checkpoints = state::checkpoints(&self.config.schema, conn)
-            .await
-            .context("reading checkpoints");
-        let checkpoints = checkpoints.map(|c| c.into_iter().collect());
-        (true, checkpoints.map_err(Failure::from))
+        Prepared::Ready
     }
 
-    /// Stores the campaign list and reads the campaigns.
-    async fn sync_all(
+    /// Starts every stream; returns what those within the run came to, and the tasks of those
+    /// that go on after it.
+    async fn sync_streams(
         &self,
         lock: &db::RunLock,
-        (listed, listed_at, complete): (Vec<CampaignRow>, chrono::DateTime<chrono::Utc>, bool),
-        checkpoints: HashMap<String, Checkpoint>,
-        totals: &mut RunTotals,
-    ) -> Result<(), Failure> {
-        totals.campaigns_listed = listed.len() as u64;
-        let listed = Arc::new(listed);
-        let mark_deleted = complete && self.config.campaigns.is_empty();
-        // Nothing a campaign's reading writes depends on the campaigns table, so the list is
-        // stored while the campaigns are read; only a 404's deletion mark waits for it.
-        let (stored, campaigns_stored) = tokio::sync::watch::channel(false);
-        let store = self.store_list(lock, &listed, mark_deleted, stored);
-        // Look-ups take the requests the reads leave, and ask once more after them.
-        let (reads_done, reading_ended) = tokio::sync::watch::channel(false);
-        let read = async {
-            let read = campaign::read_all(
-                self,
-                (listed.clone(), listed_at),
-                checkpoints,
-                campaigns_stored,
-                totals,
-            )
-            .await;
-            reads_done.send_replace(true);
-            read
+        listed: &Listed,
+        streams: &[Box<dyn Stream>],
+    ) -> (Vec<Ended>, Vec<JoinHandle<Ended>>) {
+        let (reads_done, _) = tokio::sync::watch::channel(false);
+        let shared = Shared {
+            run: self,
+            lock,
+            listed,
+            reads_done: &reads_done,
         };
-        let (stored, read, looked) = tokio::join!(store, read, self.look_up(reading_ended));
-        // Each part's failure is weighed against the others' (`error::worst`), so a look-up
-        // endpoint that is not there is not hidden by a campaign that failed, nor the reverse.
-        let mut others = Ok(());
-        match stored {
-            Ok(rejected) => totals.rows_rejected += rejected,
-            Err(e) => others = Err(e),
+        let mut within = Vec::new();
+        let mut beyond = Vec::new();
+        for stream in streams {
+            match stream.sync(&shared) {
+                Synced::Within(future) => within.push(future),
+                Synced::Beyond(task) => beyond.push(task),
+            }
         }
-        match looked {
-            Ok(looked) => totals.add_lookups(looked),
-            Err(e) => others = error::worst(others, Err(e)),
-        }
-        let Read {
-            skipped,
-            first_error,
-        } = match read {
-            Ok(read) => read,
-            Err(e) => return error::worst(Err(e), others),
-        };
-        if others.is_ok() && !skipped.is_empty() {
-            state::mark_checked(
-                &self.config.schema,
-                &mut *lock.live_session().await?,
-                &skipped,
-            )
-            .await
-            .context("recording campaigns confirmed by their trusted counters")?;
-        }
-        let read = match first_error {
-            Some(e) => Err(Failure::from(e.context(format!(
-                "{} of {} campaigns failed",
-                totals.campaigns_failed,
-                totals.campaigns_failed + totals.campaigns_synced
-            )))),
-            None => Ok(()),
-        };
-        error::worst(read, others)
+        (futures::future::join_all(within).await, beyond)
     }
 
     /// Refuses, before anything is stored, a complete list that would mark most of the stored
@@ -334,51 +292,11 @@ impl Run {
     async fn guard(
         &self,
         lock: &db::RunLock,
-        listed: &[CampaignRow],
+        listed: &[crate::model::campaign::CampaignRow],
         complete: bool,
     ) -> Result<(), Failure> {
         let mut session = lock.live_session().await?;
         guard::judge(&self.config, &mut session, listed, complete).await
-    }
-
-    /// Refuses a `--lookup-from` column that cannot be read, before any request is made.
-    async fn check_sources(&self, conn: &mut PgConnection) -> Result<(), Failure> {
-        match &self.config.lookups {
-            Some(settings) => lookup::check_sources(conn, &settings.sources).await,
-            None => Ok(()),
-        }
-    }
-
-    /// The run's attribution look-ups, when asked for.
-    async fn look_up(
-        &self,
-        reads_done: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<LookupTotals, Failure> {
-        match &self.config.lookups {
-            Some(settings) => lookup::run(self, settings, reads_done).await,
-            None => Ok(LookupTotals::default()),
-        }
-    }
-
-    /// Stores the campaign list, then says so on `stored`.
-    async fn store_list(
-        &self,
-        lock: &db::RunLock,
-        listed: &[CampaignRow],
-        mark_deleted: bool,
-        stored: tokio::sync::watch::Sender<bool>,
-    ) -> Result<u64, Failure> {
-        let mut session = lock.session().await;
-        let result = list::store_campaigns(
-            &self.config.schema,
-            &mut session,
-            self.run_id,
-            listed,
-            mark_deleted,
-        )
-        .await;
-        stored.send_replace(true);
-        result
     }
 
     /// Records the run's end in the ledger.
@@ -394,10 +312,10 @@ impl Run {
         totals.rate_limited = ApiStats::get(&stats.rate_limited);
         totals.retries = ApiStats::get(&stats.retries);
         let (outcome, error) = match result {
-            Ok(()) if totals.rows_rejected > 0 => (Outcome::Partial, None),
+            Ok(()) if totals.users.rows_rejected > 0 => (Outcome::Partial, None),
             Ok(()) => (Outcome::Success, None),
             Err(e @ Failure::Interrupted) => (Outcome::Interrupted, Some(e.one_line())),
-            Err(e @ Failure::Transient(_)) if totals.campaigns_synced > 0 => {
+            Err(e @ Failure::Transient(_)) if totals.users.campaigns_synced > 0 => {
                 (Outcome::Partial, Some(e.one_line()))
             }
             Err(e) => (Outcome::Failed, Some(e.one_line())),
@@ -418,14 +336,15 @@ impl Run {
             totals,
             seconds: started.elapsed().as_secs_f64(),
         };
+        let users = &report.totals.users;
         tracing::info!(
             run_id = %self.run_id,
             outcome = outcome.as_str(),
-            campaigns = report.totals.campaigns_synced,
+            campaigns = users.campaigns_synced,
             requests = report.totals.requests,
-            rows_received = report.totals.rows_received,
-            inserted = report.totals.rows_inserted,
-            updated = report.totals.rows_updated,
+            rows_received = users.rows_received,
+            inserted = users.rows_inserted,
+            updated = users.rows_updated,
             seconds = format!("{:.1}", report.seconds),
             "sync finished"
         );

@@ -8,7 +8,7 @@ use crate::config::SyncConfig;
 use crate::db::state::Checkpoint;
 use crate::error::Failure;
 use crate::model::campaign::CampaignRow;
-use crate::model::run::RunTotals;
+use crate::model::run::UserTotals;
 use crate::model::{time, window};
 use crate::sync::trust::{self, Action};
 
@@ -65,7 +65,7 @@ pub(crate) fn queue(
 }
 
 /// Counts the queued campaigns by why they are read.
-pub(crate) fn count_actions(todo: &[Queued], totals: &mut RunTotals) {
+pub(crate) fn count_actions(todo: &[Queued], totals: &mut UserTotals) {
     for q in todo {
         *match q.action {
             Action::Skip => continue,

@@ -6,8 +6,9 @@
 use std::time::Duration as StdDuration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use std::fmt::Write;
+
 use chrono::{DateTime, Utc};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -21,7 +22,9 @@ use crate::db::{self, RunLock};
 use crate::error::Failure;
 use crate::model::report_days::{DayPlan, Due};
 use crate::model::run::ReportingTotals;
-use crate::sync::{list, Run};
+use crate::sync::list;
+use crate::sync::run::Run;
+use crate::sync::stream::{Ended, Planning, Shared, Step, Stream, Synced};
 
 mod days;
 
@@ -35,49 +38,57 @@ const FAILURES_IN_A_ROW: u32 = 3;
 /// What the Reporting API says while the project's billing account is suspended.
 const BILLING_SUSPENDED: u16 = 402;
 
-/// What a run's reporting came to.
-pub(crate) struct Reported {
-    pub totals: ReportingTotals,
-    pub result: Result<(), Failure>,
-}
+/// The Reporting API stream (`--reporting`).
+pub(crate) struct Reporting(pub ReportingSettings);
 
-impl Reported {
-    /// No request made, and why.
-    pub(crate) fn nothing(result: Result<(), Failure>) -> Reported {
-        Reported {
-            totals: ReportingTotals::default(),
-            result,
-        }
+impl Stream for Reporting {
+    fn prepare<'a>(&'a self, run: &'a Run, conn: &'a mut sqlx::PgConnection) -> Step<'a, ()> {
+        Box::pin(check_timezone(run, conn, &self.0))
+    }
+
+    fn plan<'a>(&'a self, plan: &'a Planning<'a>) -> Step<'a, String> {
+        Box::pin(plan_reporting(plan, &self.0))
+    }
+
+    /// Reads in a task of its own, which goes on after the run lock is let go.
+    fn sync<'a>(&'a self, shared: &'a Shared<'a>) -> Synced<'a> {
+        let created = shared
+            .listed
+            .campaigns
+            .iter()
+            .map(|c| c.created_at)
+            .collect();
+        let (run, settings) = (shared.run.clone(), self.0.clone());
+        Synced::Beyond(tokio::spawn(
+            async move {
+                let (totals, result) = read(run, settings, created).await;
+                Ended::new(move |t| t.reporting = totals, result)
+            }
+            .in_current_span(),
+        ))
     }
 }
 
-/// Starts reading the Reporting API in a task of its own, when asked for. `created` holds each
-/// listed campaign's creation instant.
-pub(crate) fn start(
-    run: &Run,
-    created: Vec<Option<DateTime<Utc>>>,
-) -> Option<JoinHandle<Reported>> {
-    let settings = run.config.reporting.clone()?;
-    let run = run.clone();
-    Some(tokio::spawn(
-        async move { read(run, settings, created).await }.in_current_span(),
-    ))
+/// What reporting came to when it made no request, and why.
+fn nothing(result: Result<(), Failure>) -> (ReportingTotals, Result<(), Failure>) {
+    (ReportingTotals::default(), result)
 }
 
+/// Reads the days due, records the figures, and returns them with the outcome.
 async fn read(
     run: Run,
     settings: ReportingSettings,
     created: Vec<Option<DateTime<Utc>>>,
-) -> Reported {
+) -> (ReportingTotals, Result<(), Failure>) {
     let schema = &run.config.schema;
     let halt = run.halt.child_token();
     let lock = match db::try_lock_reporting(&run.pool, schema, halt.clone()).await {
         Ok(Some(lock)) => lock,
         Ok(None) => {
             tracing::info!("another run is reading the Reporting API; none this run");
-            return Reported::nothing(Ok(()));
+            return nothing(Ok(()));
         }
-        Err(e) => return Reported::nothing(Err(e.into())),
+        Err(e) => return nothing(Err(e.into())),
     };
     let mut reader = Reader::new(&run, &settings, halt);
     let result = reader.read_due(&lock, &created).await.and_then(|()| {
@@ -131,10 +142,81 @@ async fn read(
             "Reporting API values that are not numbers in the documented form are NULL, named in `unparsed` and kept in `raw`"
         );
     }
-    Reported {
-        totals,
-        result: result.and(recorded),
+    (totals, result.and(recorded))
+}
+
+/// The Reporting API's days due, and what they cost at the reporting pace.
+async fn plan_reporting(
+    plan: &Planning<'_>,
+    settings: &ReportingSettings,
+) -> Result<String, Failure> {
+    let Planning {
+        config,
+        pool,
+        listed,
+    } = plan;
+    let created: Vec<_> = listed.iter().map(|c| c.created_at).collect();
+    let Some(plan) = day_plan(settings, &created, Utc::now(), config.rescan) else {
+        return Ok("reporting: the project has no campaigns; no days to read\n".into());
+    };
+    let schema = &config.schema;
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| Failure::database(e, "connecting"))?;
+    let exists = crate::db::state::table_exists(&mut *conn, &schema.table("reporting_pace"))
+        .await
+        .map_err(|e| Failure::database(e, "reading the schema"))?;
+    let other = match exists {
+        true => other_timezone(schema, &mut conn, settings, config.rescan).await?,
+        false => None,
+    };
+    // Before the schema exists, or when the days were read in another zone, every day is read
+    // from its first page.
+    let read = (exists && other.is_none()).then_some(&mut *conn);
+    let due = days_due(schema, read, &plan, &settings.views).await?;
+    let pages: Vec<u64> = due
+        .iter()
+        .map(|(_, d)| pages_of_day(settings.timezone, d.day, &created))
+        .collect();
+    let requests: u64 = due
+        .iter()
+        .zip(&pages)
+        .map(|((_, d), pages)| pages.saturating_sub(u64::from(d.page) - 1).max(1))
+        .sum();
+    let recent = due.iter().filter(|(_, d)| d.recent(&plan)).count();
+    let mut out = String::new();
+    if let Some(other) = other {
+        let _ = writeln!(
+            out,
+            "reporting: the days read in {other} are read again in {}",
+            settings.timezone.name()
+        );
     }
+    let _ = writeln!(
+        out,
+        "reporting: {} days due ({recent} recent, {} older) from {} to {} in {}; about {requests} requests, {:.0} min at {} a minute; this run makes at most {}, so about {} runs",
+        due.len(),
+        due.len() - recent,
+        plan.first,
+        plan.last.min(plan.today),
+        settings.timezone.name(),
+        requests as f64 / settings.rpm,
+        settings.rpm,
+        settings.max_requests,
+        requests.div_ceil(u64::from(settings.max_requests)),
+    );
+    for ((view, d), pages) in due.iter().zip(&pages).take(10) {
+        let _ = writeln!(
+            out,
+            "  {} {view:<16} page {} of about {pages}",
+            d.day, d.page
+        );
+    }
+    if due.len() > 10 {
+        let _ = writeln!(out, "  … and {} more days", due.len() - 10);
+    }
+    Ok(out)
 }
 
 /// Refuses a `--reporting-timezone` other than the one the recorded days were read in: their
