@@ -50,7 +50,7 @@ impl From<anyhow::Error> for Failure {
     /// Transient, unless the database refused in a way every run would meet again (a missing
     /// privilege, a table of another shape): that is configuration, with what to fix.
     fn from(e: anyhow::Error) -> Self {
-        match crate::refusal::in_chain(&e) {
+        match crate::db::errors::in_chain(&e) {
             Some(why) => Failure::Config(format!("{}: {why}", chain_line(&e))),
             None => Failure::Transient(e),
         }
@@ -59,7 +59,7 @@ impl From<anyhow::Error> for Failure {
 
 impl Failure {
     /// A database error while doing `what`: configuration when it would repeat on every run
-    /// ([`crate::refusal`]), else transient.
+    /// ([`crate::db::errors`]), else transient.
     pub fn database(e: sqlx::Error, what: &str) -> Failure {
         Failure::from(anyhow::Error::new(e).context(what.to_owned()))
     }

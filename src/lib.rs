@@ -21,7 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbound;
 pub mod personal;
-pub mod refusal;
+
 pub mod secrets;
 pub mod status;
 pub mod sync;

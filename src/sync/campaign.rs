@@ -247,7 +247,7 @@ fn account(
         }
         Err(ScanError::Stopped) => {}
         Err(ScanError::Api(e @ ApiError::Unauthorized { .. })) => return Err(list::api_failure(e)),
-        Err(ScanError::Db(e)) if crate::refusal::why(&e).is_some() => {
+        Err(ScanError::Db(e)) if crate::db::errors::why(&e).is_some() => {
             return Err(Failure::database(e, &format!("campaign {campaign}")));
         }
         Err(e) => {

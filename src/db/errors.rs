@@ -4,6 +4,9 @@
 //! statement timeouts, a server restarting, stays transient (exit code 1).
 
 use crate::db::migrate::HistoryRefused;
+use futures::future::BoxFuture;
+use sqlx::{Connection, PgConnection};
+
 use crate::db::SharedSession;
 
 const SHARED: &str =
@@ -81,6 +84,57 @@ pub fn in_chain(e: &anyhow::Error) -> Option<&'static str> {
         }
         cause.downcast_ref::<HistoryRefused>().map(migration)
     })
+}
+
+/// Errors worth retrying: the connection went away, or the server is restarting or busy.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08")
+                || c.starts_with("57P")
+                || matches!(c.as_ref(), "40001" | "40P01" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether Postgres refused a value itself (a number past `numeric`, a time past its range,
+/// an index entry too large): the same item fails the same way every time.
+pub fn is_data_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => is_data_error_code(d.code().as_deref()),
+        _ => false,
+    }
+}
+
+fn is_data_error_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("22") || c.starts_with("54"))
+}
+
+/// The items Postgres refuses to store, by index, with its message. Each is written by `write`
+/// in a savepoint that is rolled back, so nothing is stored: slow, and only for what a refusal
+/// already failed, to find the items that caused it.
+pub async fn refused<T>(
+    conn: &mut PgConnection,
+    items: &[T],
+    write: impl for<'c> Fn(&'c mut PgConnection, &'c T) -> BoxFuture<'c, sqlx::Result<()>>,
+) -> sqlx::Result<Vec<(usize, String)>> {
+    let mut trial = conn.begin().await?;
+    let mut refused = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let mut one = trial.begin().await?;
+        match write(&mut one, item).await {
+            Ok(()) => {}
+            Err(sqlx::Error::Database(d)) if is_data_error_code(d.code().as_deref()) => {
+                refused.push((i, d.message().to_owned()));
+            }
+            Err(e) => return Err(e),
+        }
+        one.rollback().await?;
+    }
+    trial.rollback().await?;
+    Ok(refused)
 }
 
 #[cfg(test)]
