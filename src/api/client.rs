@@ -19,7 +19,9 @@ use crate::api::deadline::Deadline;
 use crate::api::models::{preview, Page};
 use crate::api::pace::Pace;
 use crate::api::reporting::{PageLimits, ReportPage, ReportQuery, REPORT_PAGE_SIZE};
-use crate::api::request::{AttributionRequest, PageRequest, ReportingRequest, Request};
+use crate::api::request::{
+    AttributionRequest, PageRequest, ReportingRequest, Request, MAX_PAGE_BYTES,
+};
 use crate::api::ApiError;
 use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
 use crate::model::lookup::{Answer, LookupKind};
@@ -28,11 +30,6 @@ use crate::outbound::{self, BodyError};
 
 /// Largest page the API serves.
 pub const MAX_LIMIT: u32 = 1000;
-
-/// Largest body a page may have. A thousand rows of the documented shape weigh about 2 MB;
-/// richer rows are read in smaller pages (the scanner halves its page size when a page is
-/// refused), so only a single row this large, or a hostile server, is ever refused.
-pub const MAX_PAGE_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Debug)]
 pub struct ClientSettings {

@@ -18,7 +18,7 @@ pub enum ApiError {
     Transport(String),
     #[error("unreadable response: {0}")]
     Decode(String),
-    /// A body past [`crate::api::client::MAX_PAGE_BYTES`]; smaller pages may fit.
+    /// A body past [`crate::api::request::MAX_PAGE_BYTES`]; smaller pages may fit.
     #[error("a page larger than {} MiB was refused", .cap >> 20)]
     TooLarge { cap: usize },
     /// An answer no honest server gives (more rows than asked for, pages without end).

@@ -2,11 +2,15 @@
 
 use url::Url;
 
-use crate::api::client::MAX_PAGE_BYTES;
 use crate::api::reporting::{self, PageLimits, ReportPage};
 use crate::api::{attribution, ApiError, Page};
 use crate::memory::{Hold, MemoryBudget};
 use crate::model::lookup::Answer;
+
+/// Largest body a page may have. A thousand rows of the documented shape weigh about 2 MB;
+/// richer rows are read in smaller pages (the scanner halves its page size when a page is
+/// refused), so only a single row this large, or a hostile server, is ever refused.
+pub const MAX_PAGE_BYTES: usize = 16 << 20;
 
 /// A request, and how its answer is read from a 200 or a 204.
 pub(super) trait Request {
