@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
-use crate::personal;
+use crate::model::personal;
 
 #[derive(Debug, Parser)]
 #[command(

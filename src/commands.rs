@@ -6,7 +6,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, DbArgs, ForgetArgs, LogFormat, OutputFormat, StatusArgs, SyncArgs};
 use crate::error::Failure;
-use crate::{config, db, forget, limits, personal, secrets, status, sync};
+use crate::model::personal;
+use crate::{config, db, forget, limits, secrets, status, sync};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     register_secrets(&cli);

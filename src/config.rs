@@ -9,9 +9,9 @@ use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
 use crate::cli::{DbArgs, SyncArgs};
 use crate::model::lookup::LookupSource;
+use crate::model::personal::Protection;
 use crate::model::time::{local_date, parse_instant};
 use crate::model::window::{self, WindowLen};
-use crate::personal::Protection;
 use crate::{db, limits, secrets};
 
 /// A validated `sync` invocation.
@@ -29,7 +29,7 @@ pub struct SyncConfig {
     pub until: Option<DateTime<Utc>>,
     pub campaigns: Vec<String>,
     pub concurrency: usize,
-    /// Bytes of rows held at once (see [`crate::memory`]).
+    /// Bytes of rows held at once (see [`crate::api::budget`]).
     pub memory_budget: usize,
     pub rescan: bool,
     pub progress: bool,

@@ -8,7 +8,7 @@ use crate::config;
 use crate::db::forget::{Erased, People};
 use crate::db::{self, RunLock, Schema};
 use crate::error::Failure;
-use crate::personal::{Mode, Protection, DEFAULT_KEYS};
+use crate::model::personal::{Mode, Protection, DEFAULT_KEYS};
 
 /// Largest `--file` read.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;

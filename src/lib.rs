@@ -16,12 +16,7 @@ pub mod demo;
 pub mod error;
 pub mod forget;
 pub mod limits;
-pub mod memory;
-pub mod metrics;
 pub mod model;
-pub mod outbound;
-pub mod personal;
-
 pub mod secrets;
 pub mod status;
 pub mod sync;

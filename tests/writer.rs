@@ -3,8 +3,8 @@
 mod common;
 
 use common::*;
+use linkrunner_sync::api::budget::{Hold, MemoryBudget};
 use linkrunner_sync::db::{self, writer};
-use linkrunner_sync::memory::{Hold, MemoryBudget};
 use linkrunner_sync::model::user::UserRow;
 use serde_json::{json, Value};
 use sqlx::PgPool;

@@ -15,7 +15,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::api::budget::{Hold, MemoryBudget, PER_BODY_BYTE};
 use crate::api::deadline::Deadline;
+use crate::api::http::{self, BodyError};
 use crate::api::models::{preview, Page};
 use crate::api::pace::Pace;
 use crate::api::reporting::{PageLimits, ReportPage, ReportQuery, REPORT_PAGE_SIZE};
@@ -23,10 +25,8 @@ use crate::api::request::{
     AttributionRequest, PageRequest, ReportingRequest, Request, MAX_PAGE_BYTES,
 };
 use crate::api::ApiError;
-use crate::memory::{Hold, MemoryBudget, PER_BODY_BYTE};
 use crate::model::lookup::{Answer, LookupKind};
 use crate::model::time::api_timestamp;
-use crate::outbound::{self, BodyError};
 
 /// Largest page the API serves.
 pub const MAX_LIMIT: u32 = 1000;
@@ -85,7 +85,7 @@ impl ApiClient {
         key.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert("linkrunner-key", key);
-        let http = outbound::client(headers, settings.timeout)?;
+        let http = http::client(headers, settings.timeout)?;
         // Requests are spaced evenly: a burst of a whole second's quota would trip the server's
         // own per-second window.
         let period = Duration::from_secs_f64(1.0 / settings.rps);
@@ -307,12 +307,10 @@ impl ApiClient {
         let status = response.status();
         let retry_after = parse_retry_after(response.headers());
         let location = response.headers().get(reqwest::header::LOCATION).cloned();
-        let body = tokio::time::timeout_at(
-            until,
-            outbound::read_prefix(response, outbound::ERROR_BODY_CAP),
-        )
-        .await
-        .unwrap_or_default();
+        let body =
+            tokio::time::timeout_at(until, http::read_prefix(response, http::ERROR_BODY_CAP))
+                .await
+                .unwrap_or_default();
         self.refusal(status, retry_after, location, &body)
     }
 
@@ -338,7 +336,7 @@ impl ApiClient {
         };
         let until = until + waited.elapsed();
         let limit_time = self.settings.timeout;
-        let body = tokio::time::timeout_at(until, outbound::read_capped(response, cap))
+        let body = tokio::time::timeout_at(until, http::read_capped(response, cap))
             .await
             .map_err(|_| ApiError::timed_out(limit_time))?
             .map_err(|e| match e {

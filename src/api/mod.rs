@@ -2,9 +2,11 @@
 //! of the API's rows into the model's.
 
 pub mod attribution;
+pub mod budget;
 pub mod client;
 pub mod deadline;
 pub mod error;
+pub mod http;
 pub mod models;
 mod pace;
 pub mod reporting;

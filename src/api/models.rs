@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::api::budget::Hold;
 use crate::api::ApiError;
-use crate::memory::Hold;
 
 /// One page of a list endpoint.
 #[derive(Debug, Default)]

@@ -2,9 +2,9 @@
 
 use url::Url;
 
+use crate::api::budget::{Hold, MemoryBudget};
 use crate::api::reporting::{self, PageLimits, ReportPage};
 use crate::api::{attribution, ApiError, Page};
-use crate::memory::{Hold, MemoryBudget};
 use crate::model::lookup::Answer;
 
 /// Largest body a page may have. A thousand rows of the documented shape weigh about 2 MB;

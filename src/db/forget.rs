@@ -8,7 +8,7 @@ use sqlx::{Connection, PgConnection};
 use crate::db::Schema;
 use futures::TryStreamExt;
 
-use crate::personal::{self, Identifier, Protection, Suppressed, Suppression};
+use crate::model::personal::{self, Identifier, Protection, Suppressed, Suppression};
 
 /// The people to erase, each value as given.
 #[derive(Clone, Debug, Default)]

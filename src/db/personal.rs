@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db::Schema;
-use crate::personal::{Mode, Protection};
+use crate::model::personal::{Mode, Protection};
 
 mod rewrite;
 

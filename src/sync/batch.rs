@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::api::budget::Hold;
 use crate::db::Schema;
 use crate::db::{self, state, writer, KeptSession};
-use crate::memory::Hold;
 use crate::model::user::{Rejected, UserRow};
 use crate::model::window::Window;
 

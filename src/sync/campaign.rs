@@ -10,12 +10,12 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::api::budget::MemoryBudget;
 use crate::api::{ApiError, ApiStats};
 use crate::db::campaigns;
 use crate::db::state::{self, Checkpoint};
 use crate::db::{writer, KeptSession};
 use crate::error::Failure;
-use crate::memory::MemoryBudget;
 use crate::model::campaign::CampaignRow;
 use crate::model::run::UserTotals;
 use crate::model::time;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::api::ApiClient;
 use crate::config::SyncConfig;
-use crate::personal::Suppression;
+use crate::model::personal::Suppression;
 
 /// What every part of one run shares; cheap to clone.
 #[derive(Clone)]

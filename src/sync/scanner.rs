@@ -10,9 +10,9 @@ use uuid::Uuid;
 use crate::api::{ApiClient, ApiError, Page};
 use crate::db::Schema;
 use crate::db::{state, writer};
+use crate::model::personal::{Protection, Suppression};
 use crate::model::user::Rejected;
 use crate::model::window::Window;
-use crate::personal::{Protection, Suppression};
 use crate::sync::batch::BatchWriter;
 
 /// Full re-reads of a range whose total moved while it was paged through.

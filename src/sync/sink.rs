@@ -5,13 +5,13 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
+use crate::api::budget::Hold;
 use crate::api::Page;
 use crate::db;
 use crate::db::writer;
 use crate::db::Schema;
-use crate::memory::Hold;
+use crate::model::personal::{Door, Protection, Suppressed};
 use crate::model::user::{Forgotten, Rejected, UserRow};
-use crate::personal::{Door, Protection, Suppressed};
 use crate::sync::scanner::Scanner;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::{Rewrite, Settings};
 use crate::db::Schema;
+use crate::model::personal::{Door, Mode, Protection};
 use crate::model::storable;
-use crate::personal::{Door, Mode, Protection};
 
 /// What a finished rewrite did.
 #[derive(Debug)]

@@ -141,7 +141,7 @@ pub const PUSH_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 /// each project's schema is a group of its own, so projects never replace each other's.
 pub async fn push(gateway: &Url, text: String, schema: &str) -> anyhow::Result<()> {
     let url = gateway.join(&format!("metrics/job/linkrunner_sync/schema/{schema}"))?;
-    let response = crate::outbound::client(Default::default(), PUSH_TIME)?
+    let response = crate::api::http::client(Default::default(), PUSH_TIME)?
         .put(url)
         .header("content-type", "text/plain; version=0.0.4")
         .body(text)
