@@ -10,6 +10,7 @@ mod progress;
 pub mod queue;
 mod range;
 pub(crate) mod reporting;
+mod retry;
 pub mod scan;
 mod scanner;
 mod sink;
