@@ -95,7 +95,10 @@ mod tests {
         let halt = CancellationToken::new();
         let (tries, result) = on_db_trouble("c", &halt, 0, |n: u32| async move {
             match n {
-                0 => (n + 1, Err::<(), _>(ScanError::Db(sqlx::Error::PoolTimedOut))),
+                0 => (
+                    n + 1,
+                    Err::<(), _>(ScanError::Db(sqlx::Error::PoolTimedOut)),
+                ),
                 _ => (n + 1, Err(ScanError::Db(sqlx::Error::RowNotFound))),
             }
         })
