@@ -25,13 +25,6 @@ async fn sync_command(args: SyncArgs, log_format: LogFormat) -> Result<(), Failu
     let (mut config, options) = config::sync_config(&args, Utc::now()).map_err(Failure::Config)?;
     // A bar between JSON lines would garble them.
     config.progress &= log_format != LogFormat::Json;
-    // Lets the test suite prove that a panic cannot print the key.
-    if std::env::var_os("LINKRUNNER_SYNC_PANIC_FOR_TEST").is_some() {
-        panic!(
-            "deliberate test panic holding {}",
-            config.api.api_key.expose_secret()
-        );
-    }
     // Ranges of more than a page each hold a connection while they are read; small ones are
     // committed by the writers.
     let readers = config.concurrency.min(sync::campaign::RANGE_TRANSACTIONS);

@@ -4,9 +4,11 @@
 //! decoded (`%XX` of any byte in either case, JSON's `\u` and short escapes, Rust's `\u{..}`, `+`
 //! for a space), mixed freely with plain characters, and compared with the secret.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::RwLock;
 
+use percent_encoding::percent_decode_str;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The secrets, as bytes: a database password may decode to bytes that are not UTF-8.
@@ -49,39 +51,23 @@ pub fn register_database_url(url: &str) {
     if let Ok(parsed) = url::Url::parse(url) {
         if let Some(password) = parsed.password() {
             register(password);
-            register_bytes(&percent_decode_bytes(password));
+            register_bytes(&Cow::from(percent_decode_str(password)));
         }
     }
 }
 
-/// `text` with its `%XX` escapes decoded.
-pub fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    String::from_utf8(percent_decode_bytes(text))
-}
-
-fn percent_decode_bytes(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match percent_escape(&bytes[i..]) {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    out
+/// `text` with its `%XX` escapes decoded; a `%` not followed by two hex digits stays as it is.
+pub fn percent_decode(text: &str) -> Result<String, std::str::Utf8Error> {
+    percent_decode_str(text).decode_utf8().map(Cow::into_owned)
 }
 
 /// The byte of a `%XX` escape at the start of `text`, hex digits in either case.
 fn percent_escape(text: &[u8]) -> Option<u8> {
-    match text {
-        [b'%', hi, lo, ..] => Some(hex_digit(*hi)? << 4 | hex_digit(*lo)?),
+    let unit = text.get(..3).filter(|unit| unit[0] == b'%')?;
+    // A valid escape decodes to one byte; an invalid one is left as its three.
+    let mut decoded = percent_encoding::percent_decode(unit);
+    match (decoded.next(), decoded.next()) {
+        (Some(byte), None) => Some(byte),
         _ => None,
     }
 }
@@ -295,6 +281,20 @@ mod tests {
             redact("ab%5Fcd ab%5fcd ab\\u005fcd"),
             "[redacted] [redacted] [redacted]"
         );
+    }
+
+    #[test]
+    fn a_percent_sign_that_starts_no_escape_stays_as_it_is() {
+        assert_eq!(percent_decode("a%5F%2db%7e").unwrap(), "a_-b~");
+        assert_eq!(percent_decode("100%zz%4").unwrap(), "100%zz%4");
+        assert!(percent_decode("%ff").is_err());
+        // A password whose `%` starts no escape: masked as written, and with the `%` escaped.
+        register_database_url("postgres://u:pw%zz-canary%4@h/db");
+        assert_eq!(
+            redact("a pw%zz-canary%4 b pw%25zz-canary%254 c"),
+            "a [redacted] b [redacted] c"
+        );
+        assert_eq!(redact("pw%zz-canary%5"), "pw%zz-canary%5");
     }
 
     #[test]

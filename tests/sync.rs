@@ -311,6 +311,28 @@ async fn retry_after_is_honoured(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn retry_after_as_an_http_date_is_honoured(pool: PgPool) {
+    let mut sim_config = SimConfig::small(19);
+    sim_config.campaigns = 3;
+    sim_config.users = 60;
+    sim_config.faults.rate_limit_rps = Some(5.0);
+    sim_config.faults.retry_after_date = true;
+    let (sim, server) = start(sim_config).await;
+    let mut config = sync_config(&server, "UTC");
+    config.page_size = 3;
+    config.api.retry_min_delay = std::time::Duration::from_millis(1);
+    config.api.retry_max_delay = std::time::Duration::from_millis(1);
+    // Three retries of a millisecond are over long before the limit gives another request:
+    // the run ends exact only because each 429's date, a second or two on, was waited for.
+    config.api.max_retries = 3;
+    let report = sync::run(&config, &pool).await.unwrap();
+    assert_exact(&pool, &sim).await;
+    let limited = sim.stats().rate_limited;
+    assert!(limited > 0, "no 429 was served");
+    assert!(report.totals.retries >= limited);
+}
+
+#[sqlx::test]
 async fn incremental_runs_read_only_campaigns_whose_counter_moved(pool: PgPool) {
     // Counters that agree with the rows, so every one over rows is trusted; an empty
     // campaign's counter at 0 has proved nothing, so those are read on every run.

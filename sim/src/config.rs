@@ -69,6 +69,8 @@ pub struct Faults {
     pub rate_limit_rps: Option<f64>,
     /// Send `Retry-After: 1` on 429s.
     pub retry_after: bool,
+    /// Send `Retry-After` on 429s as an HTTP date two seconds on, in place of `1`.
+    pub retry_after_date: bool,
     /// Fraction of GET requests answered 500, 502 or 503.
     pub error_rate: f64,
     /// Fraction of `attributed-users` requests with page > 1 that first reshuffle the rows.

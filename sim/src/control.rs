@@ -51,6 +51,9 @@ pub struct FaultArgs {
     /// Send `Retry-After: 1` with 429s.
     #[arg(long)]
     pub retry_after: bool,
+    /// Send `Retry-After` with 429s as an HTTP date two seconds on, in place of `1`.
+    #[arg(long)]
+    pub retry_after_date: bool,
     /// Fraction of GET requests answered 500, 502 or 503.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
@@ -102,6 +105,7 @@ impl From<FaultArgs> for Faults {
         Faults {
             rate_limit_rps: a.rate_limit_rps,
             retry_after: a.retry_after,
+            retry_after_date: a.retry_after_date,
             error_rate: a.error_rate,
             shift_rate: a.shift_rate,
             latency: ms(a.latency_ms),

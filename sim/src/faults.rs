@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const BAD_GATEWAY_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head>\
 <body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>";
@@ -143,7 +143,7 @@ impl State {
         }
         if self.rate_limited(faults) {
             self.stats.rate_limited += 1;
-            return Some(too_many(faults.retry_after));
+            return Some(too_many(faults));
         }
         if path == "/api/v1/attributed-users" && asks_for_any(uri, &faults.failing_campaigns) {
             self.stats.server_errors += 1;
@@ -231,15 +231,24 @@ fn error(code: StatusCode, msg: &str) -> Response {
     ApiError::new(code, msg).into_response()
 }
 
-fn too_many(retry_after: bool) -> Response {
+/// 429, with a `Retry-After` of one second or, as an HTTP date, of one to two (a date has
+/// whole seconds) when the faults ask for one.
+fn too_many(faults: &Faults) -> Response {
     let mut response = error(
         StatusCode::TOO_MANY_REQUESTS,
         "Rate limit exceeded. Please try again later.",
     );
-    if retry_after {
+    let retry_after = if faults.retry_after_date {
+        Some(httpdate::fmt_http_date(
+            SystemTime::now() + Duration::from_secs(2),
+        ))
+    } else {
+        faults.retry_after.then(|| "1".to_owned())
+    };
+    if let Some(value) = retry_after {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, "1".parse().unwrap());
+            .insert(header::RETRY_AFTER, value.parse().expect("a header value"));
     }
     response
 }

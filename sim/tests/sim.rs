@@ -330,6 +330,26 @@ async fn rate_limit_and_injected_errors() {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(resp.headers().get("retry-after").is_none());
 
+    // The HTTP-date form: a date of whole seconds, one to two seconds on.
+    api.control(
+        "faults",
+        json!({ "rate_limit_rps": 0.001, "retry_after_date": true }),
+    )
+    .await;
+    let resp = request().send().await.unwrap();
+    let resp = match resp.status() {
+        StatusCode::OK => request().send().await.unwrap(),
+        _ => resp,
+    };
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let date = resp.headers()["retry-after"].to_str().unwrap();
+    assert!(date.ends_with(" GMT"), "{date}");
+    let wait = DateTime::parse_from_rfc2822(date).unwrap().to_utc() - Utc::now();
+    assert!(
+        (TimeDelta::zero()..=TimeDelta::seconds(2)).contains(&wait),
+        "{date}: {wait}"
+    );
+
     api.control("faults", json!({ "error_rate": 1.0 })).await;
     for _ in 0..5 {
         assert!(api.get("/campaigns", &[]).await.0.is_server_error());

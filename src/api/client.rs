@@ -3,7 +3,7 @@
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
@@ -401,12 +401,29 @@ impl ApiClient {
 /// gives up at once on one that would outlast it.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
-/// `Retry-After` in seconds, as sent up to a year (the HTTP-date form is not used by Linkrunner;
-/// it is ignored).
+/// Longest wait a `Retry-After` is read as; the stream's own bounds then cut it shorter.
+const MAX_RETRY_AFTER_READ: Duration = Duration::from_secs(366 * 86_400);
+
+/// `Retry-After` in either form HTTP allows, read up to a year: seconds, or an HTTP date whose
+/// wait is the time until it (none once it has passed).
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    let secs: f64 = text.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(366.0 * 86_400.0)))
+    retry_after_from(text.trim(), SystemTime::now())
+}
+
+/// The wait a `Retry-After` of `text` asks for at `now`.
+fn retry_after_from(text: &str, now: SystemTime) -> Option<Duration> {
+    let wait = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_READ.as_secs_f64()))
+        }
+        Ok(_) => return None,
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(wait.min(MAX_RETRY_AFTER_READ))
 }
 
 /// The `msg` of an error body, or the start of the raw text; masked, escaped and short.
@@ -425,23 +442,69 @@ fn error_message(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn retry_after(text: &'static str) -> Option<Duration> {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static(text));
+        parse_retry_after(&h)
+    }
+
     #[test]
     fn retry_after_seconds() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(2)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(86_400)));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("1e300"));
+        assert_eq!(retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(retry_after("86400"), Some(Duration::from_secs(86_400)));
+        assert_eq!(retry_after("1e300"), Some(MAX_RETRY_AFTER_READ));
+        for garbage in [
+            "-1",
+            "inf",
+            "NaN",
+            "soon",
+            "",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(garbage).unwrap());
+            assert_eq!(parse_retry_after(&h), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_date_is_the_wait_until_it() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_470);
+        let at = |text| retry_after_from(text, now);
+        // 2015-10-21 07:28:00 UTC is 10 s after `now`, in each of the three date forms.
+        for text in [
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Wednesday, 21-Oct-15 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2015",
+        ] {
+            assert_eq!(at(text), Some(Duration::from_secs(10)), "{text}");
+        }
+        assert_eq!(at("Wed, 21 Oct 2015 07:27:00 GMT"), Some(Duration::ZERO));
         assert_eq!(
-            parse_retry_after(&h),
-            Some(Duration::from_secs(366 * 86_400))
+            at("Fri, 21 Oct 2022 07:28:00 GMT"),
+            Some(MAX_RETRY_AFTER_READ)
         );
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+    }
+
+    #[test]
+    fn retry_after_date_is_read_against_the_clock() {
+        let in_secs = |secs: u64| {
+            let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(secs));
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+            parse_retry_after(&h).expect("a date is read")
+        };
+        // A date has whole seconds: the wait is a little under the seconds asked.
+        let wait = in_secs(30);
+        assert!(
+            (Duration::from_secs(28)..=Duration::from_secs(32)).contains(&wait),
+            "{wait:?}"
         );
-        assert_eq!(parse_retry_after(&h), None);
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(3600));
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&past).unwrap());
+        assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod progress;
 pub mod queue;
 mod range;
 pub(crate) mod reporting;
+mod retry;
 mod run;
 pub mod scan;
 mod scanner;

@@ -7,15 +7,12 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use crate::api::{ApiError, Page};
 use crate::db::{self, state};
 use crate::model::window::Window;
+use crate::sync::retry;
 pub use crate::sync::scanner::{CampaignReport, ScanError, Scanner, MAX_PAGES_PER_RANGE};
-
-/// Reads of a range when the database drops out under its transaction.
-const DB_ATTEMPTS: u32 = 6;
 
 impl Scanner<'_> {
     /// Reads and commits consecutive windows, in order; `last` when they end the campaign's plan.
@@ -98,9 +95,8 @@ impl Scanner<'_> {
         }
     }
 
-    /// Reads a range and commits it: through the batch writer when it fits in one page, else
-    /// in a transaction of its own. When the database drops out mid-way the transaction is gone
-    /// with everything in it, so the range is read again from the start.
+    /// Reads a range and commits it. When the database drops out mid-way the transaction is
+    /// gone with everything in it, so the range is read again from the start.
     async fn read_range(
         &self,
         range: Window,
@@ -108,28 +104,38 @@ impl Scanner<'_> {
         verify: Option<state::Verify>,
         report: &mut CampaignReport,
     ) -> Result<(), ScanError> {
-        let mut first = Some(first);
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1.. {
-            let page = match first.take() {
-                Some(page) => page,
-                None => self.page(range, 1, report).await?,
-            };
-            let result = if page.pages <= 1 {
-                self.batched(range, page, verify, report).await
-            } else {
-                self.range_transaction(range, page, verify, report).await
-            };
-            match result {
-                Err(ScanError::Db(e)) if db::is_transient(&e) && attempt < DB_ATTEMPTS => {
-                    tracing::warn!(campaign = self.campaign, error = %e, attempt, "database trouble; reading the range again");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                other => return other,
-            }
+        let ctx = (Some(first), report);
+        let (_, result) = retry::on_db_trouble(
+            self.campaign,
+            self.halt,
+            ctx,
+            |(first, report)| async move {
+                let result = self.read_range_once(range, first, verify, report).await;
+                ((None, report), result)
+            },
+        )
+        .await;
+        result
+    }
+
+    /// Reads a range from its `first` page (asked for again when none is given) and commits
+    /// it: through the batch writer when it fits in one page, else in a transaction of its own.
+    async fn read_range_once(
+        &self,
+        range: Window,
+        first: Option<Page>,
+        verify: Option<state::Verify>,
+        report: &mut CampaignReport,
+    ) -> Result<(), ScanError> {
+        let page = match first {
+            Some(page) => page,
+            None => self.page(range, 1, report).await?,
+        };
+        if page.pages <= 1 {
+            self.batched(range, page, verify, report).await
+        } else {
+            self.range_transaction(range, page, verify, report).await
         }
-        unreachable!("the loop returns")
     }
 }
 
