@@ -11,14 +11,10 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod error;
-pub mod forget;
 pub mod limits;
 pub mod model;
 pub mod secrets;
-pub mod status;
 pub mod sync;
 pub mod telemetry;
 pub mod terminal;

@@ -651,14 +651,15 @@ async fn a_list_of_thousands_of_campaigns_is_stored_whole(pool: PgPool) {
 /// the value the run reported; the figures the simulator can count agree with it.
 #[sqlx::test]
 async fn every_figure_of_a_run_reaches_the_ledger_and_status(pool: PgPool) {
+    use linkrunner_sync::commands::status::Figure as Stored;
     use linkrunner_sync::model::figures::{self, Value as Figure};
-    use linkrunner_sync::status::Figure as Stored;
     let (sim, server) = start(SimConfig::small(8)).await;
     let config = sync_config(&server, "UTC");
     let report = sync::run(&config, &pool).await.unwrap();
-    let status = linkrunner_sync::status::load(&Default::default(), &pool, 1, Duration::hours(1))
-        .await
-        .unwrap();
+    let status =
+        linkrunner_sync::commands::status::load(&Default::default(), &pool, 1, Duration::hours(1))
+            .await
+            .unwrap();
     let run = &status.runs[0];
     assert_eq!(run.run_id, report.run_id);
     assert_eq!(run.figures.len(), figures::names().count());
@@ -686,6 +687,6 @@ async fn every_figure_of_a_run_reaches_the_ledger_and_status(pool: PgPool) {
             "{name} in status --json"
         );
     }
-    let text = linkrunner_sync::status::render(&status);
+    let text = linkrunner_sync::commands::status::render(&status);
     assert!(text.contains(&format!("{users} rows read")), "{text}");
 }

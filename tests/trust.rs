@@ -334,9 +334,10 @@ async fn status_and_freshness_never_take_an_untrusted_counters_word(pool: PgPool
     let next = sync::run(&config, &pool).await;
     assert!(next.is_err(), "the liar's reads failed");
 
-    let status = linkrunner_sync::status::load(&Default::default(), &pool, 1, Duration::hours(1))
-        .await
-        .unwrap();
+    let status =
+        linkrunner_sync::commands::status::load(&Default::default(), &pool, 1, Duration::hours(1))
+            .await
+            .unwrap();
     let of = |id: &str| {
         status
             .campaigns
@@ -472,9 +473,10 @@ async fn status_says_why_each_campaign_was_read(pool: PgPool) {
     let next = sync::run(&config, &pool).await.unwrap();
     assert_eq!(next.totals.users.rows_inserted, 1);
 
-    let status = linkrunner_sync::status::load(&Default::default(), &pool, 1, Duration::hours(1))
-        .await
-        .unwrap();
+    let status =
+        linkrunner_sync::commands::status::load(&Default::default(), &pool, 1, Duration::hours(1))
+            .await
+            .unwrap();
     let of = |id: &str| {
         let c = status.campaigns.iter().find(|c| c.display_id == id);
         let c = c.unwrap();
@@ -484,7 +486,7 @@ async fn status_says_why_each_campaign_was_read(pool: PgPool) {
     assert_eq!(of(&liar), ("disagrees", "counter disagrees"));
     assert_eq!(of(&id(moved)), ("trusted", "counter moved"));
     assert_eq!(of(&still), ("trusted", "skip"));
-    let table = linkrunner_sync::status::render(&status);
+    let table = linkrunner_sync::commands::status::render(&status);
     let line = table.lines().find(|l| l.starts_with("launch-day")).unwrap();
     assert!(line.contains("no evidence yet"), "{line}");
 }

@@ -2,6 +2,7 @@
 //! before anything is deleted, erases them under the run lock, and says what went.
 
 use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::ForgetArgs;
 use crate::config;
@@ -9,6 +10,35 @@ use crate::db::forget::{Erased, People};
 use crate::db::{self, RunLock, Schema};
 use crate::error::Failure;
 use crate::model::personal::{Mode, Protection, DEFAULT_KEYS};
+
+/// Erases the people named, under the run lock, in one transaction.
+pub(super) async fn run_command(args: ForgetArgs) -> Result<(), Failure> {
+    let people = people(&args).map_err(Failure::Config)?;
+    let schema = config::schema(&args.db).map_err(Failure::Config)?;
+    let options = database(&args).map_err(Failure::Config)?;
+    let pool = db::connect(options, 1).await?;
+    let lock = db::try_lock(&pool, &schema, CancellationToken::new())
+        .await?
+        .ok_or(Failure::Locked)?;
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let backend = backend(&lock).await?;
+    // The erasure is one transaction: a signal cancels its statement, so that it rolls back
+    // and the lock goes at once rather than when a wait for another lock ends.
+    let result = tokio::select! {
+        result = run(&schema, &lock, &people, args.pii_key) => result,
+        () = stop.cancelled() => {
+            cancel(&pool, backend).await;
+            Err(Failure::Transient(anyhow::anyhow!(
+                "forget stopped by a signal before it confirmed the erasure; run it again \
+                 (what was erased stays erased)"
+            )))
+        }
+    };
+    lock.release().await;
+    print!("{}", result?);
+    Ok(())
+}
 
 /// Largest `--file` read.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;

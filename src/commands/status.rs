@@ -4,9 +4,43 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+use crate::cli::{OutputFormat, StatusArgs};
+use crate::error::Failure;
+use crate::{config, db, limits, secrets};
+
 pub use crate::db::status::{load, CampaignStatus, Figure, RunStatus, Status};
 use crate::model::figures::Shown;
 use crate::terminal::printable;
+
+/// Prints the status; exits 6 when a campaign is stale.
+pub(super) async fn run(args: StatusArgs) -> Result<(), Failure> {
+    let max_lag = limits::duration("--max-lag", &args.max_lag, &limits::MAX_LAG)
+        .and_then(|lag| limits::number("--runs", args.runs, limits::RUNS).map(|_| lag))
+        .map_err(Failure::Config)?;
+    let schema = config::schema(&args.db).map_err(Failure::Config)?;
+    let options =
+        config::waiting_database(&args.db, &args.lock_timeout).map_err(Failure::Config)?;
+    let pool = db::connect(options, 1).await?;
+    db::prepare(&mut *db::session(&pool).await?, &schema).await?;
+    let status = load(&schema, &pool, args.runs, max_lag)
+        .await
+        .map_err(|e| Failure::database(e, "reading the sync state"))?;
+    // What the ledger holds came from servers: masked whatever its age.
+    match args.format {
+        OutputFormat::Text => print!("{}", secrets::redact(&render(&status))),
+        OutputFormat::Json => println!(
+            "{}",
+            secrets::redact(&serde_json::to_string_pretty(&status).expect("status serializes"))
+        ),
+    }
+    if status.stale > 0 {
+        return Err(Failure::Stale(format!(
+            "{} campaigns are behind by more than {}",
+            status.stale, args.max_lag
+        )));
+    }
+    Ok(())
+}
 
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or("never".into(), |t| {
