@@ -98,17 +98,75 @@ pub async fn forget(
         .iter()
         .map(|p| Identifier::Phone.normalise(p))
         .collect();
+    let mut tx = conn.begin().await?;
+    let person = whose(schema, &mut tx, people, (&emails, &phones), hashes).await?;
+    let (users, devices) = delete_users(schema, &mut tx, &person).await?;
+    // Rows set aside whose JSON could not be stored: their text, in the normal form, holding
+    // an email or a quoted id.
+    let needles: Vec<String> = emails
+        .iter()
+        .cloned()
+        .chain(
+            person
+                .ids
+                .iter()
+                .map(|id| personal::normal_form(&format!("\"{id}\""))),
+        )
+        .collect();
+    let rejected = delete_rejected(schema, &mut tx, &person, &needles).await?;
+    let results = sqlx::query(&schema.sql(
+        "DELETE FROM linkrunner.attribution_results
+         WHERE (lookup_kind = 'user_id' AND lookup_value = ANY($1))
+            OR (lookup_kind = 'device_identifier' AND lookup_value = ANY($2))",
+    ))
+    .bind(&person.ids)
+    .bind(&devices)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as i64;
+    let (suppressed_new, suppressed_total) = suppress(schema, &mut tx, people, &person).await?;
+    tx.commit().await?;
+    Ok(Erased {
+        attributed_users: users,
+        rejected_rows: rejected,
+        attribution_results: results,
+        user_ids_found: person.others,
+        suppressed_new,
+        suppressed_total,
+    })
+}
+
+/// What makes a stored row a person's: their ids (given, and found beside their email or
+/// phone), and the emails and phones in every spelling stored whose normal form is theirs (or
+/// its hash).
+struct Person {
+    ids: Vec<String>,
+    emails: Vec<String>,
+    phones: Vec<String>,
+    /// Of the ids, those found rather than given.
+    others: i64,
+}
+
+/// Where a row is a person's.
+const PERSON: &str = "(user_id = ANY($1) OR user_email = ANY($2) OR user_phone = ANY($3))";
+
+async fn whose(
+    schema: &Schema,
+    tx: &mut PgConnection,
+    people: &People,
+    (emails, phones): (&HashSet<String>, &HashSet<String>),
+    hashes: Option<&Protection>,
+) -> sqlx::Result<Person> {
     let hashed = |key: &str, values: &[String]| -> Vec<String> {
         hashes
             .map(|h| values.iter().flat_map(|v| h.hash_values(key, v)).collect())
             .unwrap_or_default()
     };
-    let mut tx = conn.begin().await?;
     let mut found = Spellings::default();
     if !emails.is_empty() || !phones.is_empty() {
         let wanted = Wanted {
-            emails: &emails,
-            phones: &phones,
+            emails,
+            phones,
             hashed: hashes.is_some(),
         };
         for sql in [
@@ -117,30 +175,41 @@ pub async fn forget(
             "SELECT raw #>> '{user_data,email}', raw #>> '{user_data,phone}'
              FROM linkrunner.rejected_rows WHERE kind = 'attributed_user' AND raw IS NOT NULL",
         ] {
-            found.read(&mut tx, &schema.sql(sql), &wanted).await?;
+            found.read(&mut *tx, &schema.sql(sql), &wanted).await?;
         }
     }
-    let mut emails_stored: Vec<String> = found.emails.into_iter().collect();
-    emails_stored.extend(hashed("email", &people.emails));
-    let mut phones_stored: Vec<String> = found.phones.into_iter().collect();
-    phones_stored.extend(hashed("phone", &people.phones));
-    // Where a row is a person's: by id, or by an email or phone stored in a spelling whose
-    // normal form is theirs (or its hash).
-    let person = "(user_id = ANY($1) OR user_email = ANY($2) OR user_phone = ANY($3))";
+    let mut emails: Vec<String> = found.emails.into_iter().collect();
+    emails.extend(hashed("email", &people.emails));
+    let mut phones: Vec<String> = found.phones.into_iter().collect();
+    phones.extend(hashed("phone", &people.phones));
     let others: Vec<String> = sqlx::query_scalar(&schema.sql(&format!(
         "SELECT DISTINCT user_id FROM linkrunner.attributed_users
-         WHERE user_id IS NOT NULL AND NOT (user_id = ANY($1)) AND {person}"
+         WHERE user_id IS NOT NULL AND NOT (user_id = ANY($1)) AND {PERSON}"
     )))
     .bind(&people.user_ids)
-    .bind(&emails_stored)
-    .bind(&phones_stored)
+    .bind(&emails)
+    .bind(&phones)
     .fetch_all(&mut *tx)
     .await?;
     // The same person's rows that carry neither the email nor the phone go too.
-    let ids: Vec<String> = people.user_ids.iter().chain(&others).cloned().collect();
-    let (users, devices): (i64, Vec<String>) = sqlx::query_as(&schema.sql(&format!(
+    Ok(Person {
+        others: others.len() as i64,
+        ids: people.user_ids.iter().chain(&others).cloned().collect(),
+        emails,
+        phones,
+    })
+}
+
+/// Deletes the person's rows, keeping where each was so a later run does not store it again;
+/// returns how many went and the device ids they held.
+async fn delete_users(
+    schema: &Schema,
+    tx: &mut PgConnection,
+    person: &Person,
+) -> sqlx::Result<(i64, Vec<String>)> {
+    sqlx::query_as(&schema.sql(&format!(
         "WITH gone AS (
-             DELETE FROM linkrunner.attributed_users WHERE {person}
+             DELETE FROM linkrunner.attributed_users WHERE {PERSON}
              RETURNING campaign_display_id, attributed_at, row_key,
                  user_data #>> '{{device_data,gaid}}' AS gaid,
                  user_data #>> '{{device_data,idfa}}' AS idfa
@@ -154,24 +223,24 @@ pub async fn forget(
              COALESCE((SELECT array_agg(DISTINCT d) FROM gone, unnest(ARRAY[gaid, idfa]) AS d
                        WHERE d IS NOT NULL), '{{}}')"
     )))
-    .bind(&ids)
-    .bind(&emails_stored)
-    .bind(&phones_stored)
+    .bind(&person.ids)
+    .bind(&person.emails)
+    .bind(&person.phones)
     .fetch_one(&mut *tx)
-    .await?;
-    // Rows set aside whose JSON could not be stored: their text, in the normal form, holding
-    // an email or a quoted id.
-    let needles: Vec<String> = emails
-        .iter()
-        .cloned()
-        .chain(
-            ids.iter()
-                .map(|id| personal::normal_form(&format!("\"{id}\""))),
-        )
-        .collect();
-    let unreadable = unreadable_holding(schema, &mut tx, &needles).await?;
+    .await
+}
+
+/// Deletes the person's rows set aside: by the fields of their JSON, or, where it could not
+/// be stored as JSON, by their text holding one of `needles`.
+async fn delete_rejected(
+    schema: &Schema,
+    tx: &mut PgConnection,
+    person: &Person,
+    needles: &[String],
+) -> sqlx::Result<i64> {
+    let unreadable = unreadable_holding(schema, &mut *tx, needles).await?;
     let (campaigns, sha256s): (Vec<String>, Vec<String>) = unreadable.into_iter().unzip();
-    let rejected = sqlx::query(&schema.sql(
+    let deleted = sqlx::query(&schema.sql(
         "DELETE FROM linkrunner.rejected_rows WHERE kind = 'attributed_user' AND (
              raw #>> '{user_data,id}' = ANY($1)
              OR raw #>> '{user_data,email}' = ANY($2)
@@ -179,25 +248,26 @@ pub async fn forget(
              OR (campaign_display_id, raw_sha256) IN (
                  SELECT * FROM UNNEST($4::text[], $5::text[])))",
     ))
-    .bind(&ids)
-    .bind(&emails_stored)
-    .bind(&phones_stored)
+    .bind(&person.ids)
+    .bind(&person.emails)
+    .bind(&person.phones)
     .bind(&campaigns)
     .bind(&sha256s)
     .execute(&mut *tx)
-    .await?
-    .rows_affected() as i64;
-    let results = sqlx::query(&schema.sql(
-        "DELETE FROM linkrunner.attribution_results
-         WHERE (lookup_kind = 'user_id' AND lookup_value = ANY($1))
-            OR (lookup_kind = 'device_identifier' AND lookup_value = ANY($2))",
-    ))
-    .bind(&ids)
-    .bind(&devices)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected() as i64;
-    let entries: Vec<(Identifier, &String)> = ids
+    .await?;
+    Ok(deleted.rows_affected() as i64)
+}
+
+/// Adds the person's ids, emails and phones to the suppression list; returns how many entries
+/// are new, and how many it holds.
+async fn suppress(
+    schema: &Schema,
+    tx: &mut PgConnection,
+    people: &People,
+    person: &Person,
+) -> sqlx::Result<(i64, i64)> {
+    let entries: Vec<(Identifier, &String)> = person
+        .ids
         .iter()
         .map(|v| (Identifier::UserId, v))
         .chain(people.emails.iter().map(|v| (Identifier::Email, v)))
@@ -205,7 +275,7 @@ pub async fn forget(
         .collect();
     let kinds: Vec<&str> = entries.iter().map(|(k, _)| k.name()).collect();
     let digests: Vec<String> = entries.iter().map(|(k, v)| k.digest(v)).collect();
-    let suppressed_new = sqlx::query(&schema.sql(
+    let new = sqlx::query(&schema.sql(
         "INSERT INTO linkrunner.suppressed (kind, digest)
          SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
     ))
@@ -214,19 +284,10 @@ pub async fn forget(
     .execute(&mut *tx)
     .await?
     .rows_affected() as i64;
-    let suppressed_total: i64 =
-        sqlx::query_scalar(&schema.sql("SELECT count(*) FROM linkrunner.suppressed"))
-            .fetch_one(&mut *tx)
-            .await?;
-    tx.commit().await?;
-    Ok(Erased {
-        attributed_users: users,
-        rejected_rows: rejected,
-        attribution_results: results,
-        user_ids_found: others.len() as i64,
-        suppressed_new,
-        suppressed_total,
-    })
+    let total: i64 = sqlx::query_scalar(&schema.sql("SELECT count(*) FROM linkrunner.suppressed"))
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok((new, total))
 }
 
 /// The emails and phones looked for, in the normal form.
