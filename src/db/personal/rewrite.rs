@@ -64,79 +64,112 @@ pub async fn rewrite(
 ) -> anyhow::Result<Option<Rewritten>> {
     let clock = std::time::Instant::now();
     let values = rewriter(personal, &plan.from);
-    let mut through = plan.through;
+    let mut through = plan.through.clone();
     loop {
         if halt.is_cancelled() {
             return Ok(None);
         }
         let mut tx = conn.begin().await?;
-        // Past the last batch, by the primary key's order, so each batch is an index range.
-        let after = match through {
-            Some(_) => "(campaign_display_id, attributed_at) > ($1, $2)",
-            None => "$1::text IS NULL AND $2::timestamptz IS NULL",
-        };
-        let (last_campaign, last_at) = through.clone().unzip();
-        let bound: Option<(String, DateTime<Utc>)> = sqlx::query_as(&schema.sql(&format!(
-            "SELECT campaign_display_id, attributed_at FROM linkrunner.attributed_users
-             WHERE {after}
-             ORDER BY campaign_display_id, attributed_at OFFSET $3 LIMIT 1"
-        )))
-        .bind(&last_campaign)
-        .bind(last_at)
-        .bind(BATCH - 1)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // Rows of one campaign and instant go together: a rewritten key moves a row within
-        // them, never past where the next batch starts.
-        let upto = match bound {
-            Some(_) => "(campaign_display_id, attributed_at) <= ($3, $4)",
-            None => "$3::text IS NULL AND $4::timestamptz IS NULL",
-        };
-        let rows: Vec<Stored> = sqlx::query_as(&schema.sql(&format!(
-            "SELECT campaign_display_id, attributed_at, row_key, user_data::text, extra::text
-             FROM linkrunner.attributed_users
-             WHERE {after} AND {upto}
-             ORDER BY campaign_display_id, attributed_at
-             FOR UPDATE"
-        )))
-        .bind(&last_campaign)
-        .bind(last_at)
-        .bind(bound.as_ref().map(|b| &b.0))
-        .bind(bound.as_ref().map(|b| b.1))
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(last) = rows.last().map(|r| (r.0.clone(), r.1)) else {
-            tx.commit().await?;
-            break;
-        };
-        let mut changed = Changed::default();
-        for (campaign, at, key, user_data, extra) in rows {
-            let new_data = user_data.as_deref().and_then(|t| object(&values, t));
-            let new_extra = extra.as_deref().and_then(|t| object(&values, t));
-            let new_key = key
-                .strip_prefix("h:")
-                .and_then(|digest| personal.content_key(digest));
-            if new_data.is_none() && new_extra.is_none() && new_key.is_none() {
-                continue;
-            }
-            changed.push(campaign, at, key, new_key, new_data, new_extra);
-        }
-        let n = changed.write(schema, &mut tx).await?;
-        sqlx::query(&schema.sql(
-            "UPDATE linkrunner.personal_data SET through_campaign = $1, through_at = $2,
-                 rows_rewritten = rows_rewritten + $3",
-        ))
-        .bind(&last.0)
-        .bind(last.1)
-        .bind(n)
-        .execute(&mut *tx)
-        .await?;
+        let last = rewrite_batch(schema, &mut tx, through, personal, &values).await?;
         tx.commit().await?;
-        through = Some(last);
+        match last {
+            Some(last) => through = Some(last),
+            None => break,
+        }
     }
     let mut tx = conn.begin().await?;
     let rejected = rewrite_set_aside(schema, &mut tx, &values).await?;
-    let rows: i64 = sqlx::query_scalar(&schema.sql(
+    let rows = record_rewrite(schema, &mut tx, &plan, run_id, rejected).await?;
+    tx.commit().await?;
+    Ok(Some(Rewritten {
+        rows,
+        rejected,
+        seconds: clock.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Rewrites the next batch of rows after `through`, and records how far the rewrite got;
+/// returns the last row's place, or None when no row is left.
+async fn rewrite_batch(
+    schema: &Schema,
+    tx: &mut PgConnection,
+    through: Option<(String, DateTime<Utc>)>,
+    personal: &Protection,
+    values: &Protection,
+) -> sqlx::Result<Option<(String, DateTime<Utc>)>> {
+    // Past the last batch, by the primary key's order, so each batch is an index range.
+    let after = match through {
+        Some(_) => "(campaign_display_id, attributed_at) > ($1, $2)",
+        None => "$1::text IS NULL AND $2::timestamptz IS NULL",
+    };
+    let (last_campaign, last_at) = through.unzip();
+    let bound: Option<(String, DateTime<Utc>)> = sqlx::query_as(&schema.sql(&format!(
+        "SELECT campaign_display_id, attributed_at FROM linkrunner.attributed_users
+         WHERE {after}
+         ORDER BY campaign_display_id, attributed_at OFFSET $3 LIMIT 1"
+    )))
+    .bind(&last_campaign)
+    .bind(last_at)
+    .bind(BATCH - 1)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // Rows of one campaign and instant go together: a rewritten key moves a row within
+    // them, never past where the next batch starts.
+    let upto = match bound {
+        Some(_) => "(campaign_display_id, attributed_at) <= ($3, $4)",
+        None => "$3::text IS NULL AND $4::timestamptz IS NULL",
+    };
+    let rows: Vec<Stored> = sqlx::query_as(&schema.sql(&format!(
+        "SELECT campaign_display_id, attributed_at, row_key, user_data::text, extra::text
+         FROM linkrunner.attributed_users
+         WHERE {after} AND {upto}
+         ORDER BY campaign_display_id, attributed_at
+         FOR UPDATE"
+    )))
+    .bind(&last_campaign)
+    .bind(last_at)
+    .bind(bound.as_ref().map(|b| &b.0))
+    .bind(bound.as_ref().map(|b| b.1))
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some(last) = rows.last().map(|r| (r.0.clone(), r.1)) else {
+        return Ok(None);
+    };
+    let mut changed = Changed::default();
+    for (campaign, at, key, user_data, extra) in rows {
+        let new_data = user_data.as_deref().and_then(|t| object(values, t));
+        let new_extra = extra.as_deref().and_then(|t| object(values, t));
+        let new_key = key
+            .strip_prefix("h:")
+            .and_then(|digest| personal.content_key(digest));
+        if new_data.is_none() && new_extra.is_none() && new_key.is_none() {
+            continue;
+        }
+        changed.push(campaign, at, key, new_key, new_data, new_extra);
+    }
+    let n = changed.write(schema, &mut *tx).await?;
+    sqlx::query(&schema.sql(
+        "UPDATE linkrunner.personal_data SET through_campaign = $1, through_at = $2,
+             rows_rewritten = rows_rewritten + $3",
+    ))
+    .bind(&last.0)
+    .bind(last.1)
+    .bind(n)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some(last))
+}
+
+/// Records the rewrite done: the schema's mode is the new one, and its history says so;
+/// returns the rows rewritten.
+async fn record_rewrite(
+    schema: &Schema,
+    tx: &mut PgConnection,
+    plan: &Rewrite,
+    run_id: Uuid,
+    rejected: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(&schema.sql(
         "WITH done AS (
              UPDATE linkrunner.personal_data SET mode = to_mode, keys = to_keys,
                  key_check = to_key_check, recorded_at = now(), run_id = $1, to_mode = NULL,
@@ -156,13 +189,7 @@ pub async fn rewrite(
     .bind(rejected)
     .bind(plan.started)
     .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Some(Rewritten {
-        rows,
-        rejected,
-        seconds: clock.elapsed().as_secs_f64(),
-    }))
+    .await
 }
 
 /// A stored JSON object rewritten; None when nothing in it changes. One that is not an
