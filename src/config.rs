@@ -12,7 +12,8 @@ use crate::model::lookup::LookupSource;
 use crate::model::personal::Protection;
 use crate::model::time::{local_date, parse_instant};
 use crate::model::window::{self, WindowLen};
-use crate::{db, limits, secrets};
+use crate::output::secrets;
+use crate::{db, limits};
 
 /// A validated `sync` invocation.
 #[derive(Clone, Debug)]

@@ -14,10 +14,8 @@ pub mod db;
 pub mod error;
 pub mod limits;
 pub mod model;
-pub mod secrets;
+pub mod output;
 pub mod sync;
-pub mod telemetry;
-pub mod terminal;
 
 #[cfg(test)]
 pub mod testing;

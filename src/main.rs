@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use linkrunner_sync::cli::Cli;
+use linkrunner_sync::commands;
 use linkrunner_sync::error::code;
-use linkrunner_sync::{commands, secrets, telemetry};
+use linkrunner_sync::output::{logs, secrets};
 
 fn main() -> ExitCode {
     secrets::install_panic_hook();
@@ -21,7 +22,7 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    telemetry::init(cli.log_format);
+    logs::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

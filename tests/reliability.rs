@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use linkrunner_sim::SimConfig;
-use linkrunner_sync::{secrets, sync};
+use linkrunner_sync::output::secrets;
+use linkrunner_sync::sync;
 use rand::{Rng, SeedableRng};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

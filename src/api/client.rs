@@ -433,7 +433,7 @@ fn error_message(body: &[u8]) -> String {
         .and_then(|v| {
             v.get("msg")
                 .and_then(|m| m.as_str())
-                .map(|m| crate::secrets::clean(m, 200))
+                .map(|m| crate::output::secrets::clean(m, 200))
         })
         .unwrap_or_else(|| preview(body))
 }

@@ -349,7 +349,7 @@ fn top_level_keys(body: &[u8]) -> String {
         serde_json::from_slice::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(body)
             .map(|m| m.into_keys().take(10).collect())
             .unwrap_or_default();
-    crate::secrets::clean(&keys.join(", "), 200)
+    crate::output::secrets::clean(&keys.join(", "), 200)
 }
 
 /// The start of a body, for error messages: masked before it is cut, so a key across the cut
@@ -358,7 +358,7 @@ pub fn preview(body: &[u8]) -> String {
     const SHOWN: usize = 120;
     let head = String::from_utf8_lossy(&body[..body.len().min(SHOWN * 8)]);
     let text = head.split_whitespace().collect::<Vec<_>>().join(" ");
-    crate::secrets::clean(&text, SHOWN)
+    crate::output::secrets::clean(&text, SHOWN)
 }
 
 #[cfg(test)]

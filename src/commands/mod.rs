@@ -11,9 +11,10 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command};
+use crate::config;
 use crate::error::Failure;
 use crate::model::personal;
-use crate::{config, secrets};
+use crate::output::secrets;
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     register_secrets(&cli);

@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::error::Failure;
-use crate::{config, db, limits, secrets};
+use crate::output::secrets;
+use crate::{config, db, limits};
 
 pub use crate::db::status::{load, CampaignStatus, Figure, RunStatus, Status};
 use crate::model::figures::Shown;
-use crate::terminal::printable;
+use crate::output::terminal::printable;
 
 /// Prints the status; exits 6 when a campaign is stale.
 pub(super) async fn run(args: StatusArgs) -> Result<(), Failure> {

@@ -338,7 +338,7 @@ pub async fn finish_run(
         .bind(run_id)
         .bind(outcome.as_str())
         // Error texts quote what servers sent: masked and escaped, a NUL would fail the update.
-        .bind(error.map(|e| crate::secrets::clean(e, 2000)));
+        .bind(error.map(|e| crate::output::secrets::clean(e, 2000)));
     bind_figures(query, figures).execute(conn).await?;
     Ok(())
 }
@@ -379,7 +379,7 @@ fn bind_figures(
         query = match f.value {
             Value::Count(n) => query.bind(n as i64),
             // Why a stream stopped quotes what servers sent: masked and escaped.
-            Value::Text(t) => query.bind(t.map(|t| crate::secrets::clean(&t, 2000))),
+            Value::Text(t) => query.bind(t.map(|t| crate::output::secrets::clean(&t, 2000))),
         };
     }
     query

@@ -11,7 +11,7 @@ use crate::db;
 use crate::db::columns::{Column, ColumnType, ColumnValue, COLUMNS};
 use crate::model::storable;
 use crate::model::user::{Rejected, UserRow};
-use crate::secrets;
+use crate::output::secrets;
 
 /// What a batch did to the table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

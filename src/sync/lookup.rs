@@ -365,7 +365,7 @@ fn count(totals: &mut LookupTotals, id: &LookupId, answer: &Answer) {
             totals.failed += 1;
             tracing::warn!(
                 kind = id.kind.as_str(),
-                reason = %crate::secrets::clean(reason, 300),
+                reason = %crate::output::secrets::clean(reason, 300),
                 "a look-up's answer cannot be used: kept with the reason in attribution_results"
             );
         }

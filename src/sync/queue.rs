@@ -119,7 +119,7 @@ pub(crate) fn check_plan(
     }
     Err(Failure::Config(format!(
         "campaign {}: reading from {} in windows of {} makes up to {n} windows, more than {}: use a longer --window, or --since to start later",
-        crate::terminal::printable(&campaign.display_id),
+        crate::output::terminal::printable(&campaign.display_id),
         start.format("%Y-%m-%d %H:%M:%SZ"),
         time::human(config.window.nominal()),
         window::MAX_WINDOWS

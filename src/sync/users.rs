@@ -16,13 +16,13 @@ use crate::error::{self, Failure};
 use crate::model::campaign::CampaignRow;
 use crate::model::run::UserTotals;
 use crate::model::window;
+use crate::output::terminal::printable;
 use crate::sync::campaign::{self, Read};
 use crate::sync::list;
 use crate::sync::queue::{check_plan, new_rows, start_of_plan};
 use crate::sync::run::Run;
 use crate::sync::stream::{Ended, Planning, Shared, Step, Stream, Synced};
 use crate::sync::trust::{self, Action};
-use crate::terminal::printable;
 
 /// The attributed-users stream; every run reads it.
 #[derive(Default)]

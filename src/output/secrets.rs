@@ -149,7 +149,7 @@ fn spelled(text: &[u8], secret: &[u8]) -> Option<usize> {
 /// escaped (a NUL cannot be stored, an ESC would drive a terminal), then cut to `max` characters.
 pub fn clean(text: &str, max: usize) -> String {
     let masked = redact(text);
-    let printable = crate::terminal::printable(&masked);
+    let printable = crate::output::terminal::printable(&masked);
     match printable.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &printable[..cut]),
         None => printable.into_owned(),
