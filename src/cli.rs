@@ -38,6 +38,9 @@ pub enum Command {
     /// Erase people: delete every row of theirs in the schema, and keep later runs from
     /// storing them again. Prints what it deleted per table.
     Forget(ForgetArgs),
+    /// Receive Linkrunner's install and signup webhooks into Postgres: a long-running HTTP
+    /// server answering POST /webhooks/linkrunner once each event is committed.
+    Receive(ReceiveArgs),
     /// Run a full sync against the built-in simulator and a local Postgres, then show what landed.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
@@ -340,6 +343,47 @@ pub struct ForgetArgs {
 
     /// The key the schema hashes personal data with (--personal-data hash): needed to find
     /// hashed emails and phones. Never printed.
+    #[arg(long, env = "LINKRUNNER_PII_KEY", hide_env_values = true)]
+    pub pii_key: Option<SecretString>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Address and port to listen on; put it behind the ingress that ends TLS.
+    #[arg(long, env = "LINKRUNNER_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// The key Linkrunner sends in the linkrunner-key header (Dashboard, Settings,
+    /// Webhooks); defaults to LINKRUNNER_API_KEY. Never printed.
+    #[arg(long, env = "LINKRUNNER_WEBHOOK_KEY", hide_env_values = true)]
+    pub webhook_key: Option<SecretString>,
+
+    /// The Data API's server key, the webhook key when LINKRUNNER_WEBHOOK_KEY is not set.
+    #[arg(long, env = "LINKRUNNER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<SecretString>,
+
+    /// As `sync --personal-data`: the schema's recorded mode must agree.
+    #[arg(
+        long,
+        env = "LINKRUNNER_PERSONAL_DATA",
+        value_enum,
+        default_value = "keep"
+    )]
+    pub personal_data: personal::Mode,
+
+    /// As `sync --personal-data-keys`: also applied inside additional_data and the ad details.
+    #[arg(
+        long,
+        env = "LINKRUNNER_PERSONAL_DATA_KEYS",
+        value_delimiter = ',',
+        default_value = "name,email,phone"
+    )]
+    pub personal_data_keys: Vec<String>,
+
+    /// As `sync --pii-key`. Never printed.
     #[arg(long, env = "LINKRUNNER_PII_KEY", hide_env_values = true)]
     pub pii_key: Option<SecretString>,
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod limits;
 pub mod model;
 pub mod output;
+pub mod receive;
 pub mod sync;
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod forget;
 mod migrate;
+mod receive;
 pub mod status;
 mod sync;
 
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Migrate(args) => migrate::run(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Forget(args) => forget::run_command(args).await,
+        Command::Receive(args) => receive::run(args).await,
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo::run(args).await,
     }
@@ -62,6 +64,7 @@ fn register_secrets(cli: &Cli) {
         "DATABASE_URL",
         "LINKRUNNER_DEMO_DATABASE_URL",
         "LINKRUNNER_PII_KEY",
+        "LINKRUNNER_WEBHOOK_KEY",
     ] {
         if let Ok(value) = std::env::var(name) {
             register_value(name, &value);
@@ -72,6 +75,10 @@ fn register_secrets(cli: &Cli) {
         Command::Migrate(a) => (None, a.database_url.as_ref()),
         Command::Status(a) => (None, a.db.database_url.as_ref()),
         Command::Forget(a) => (None, a.db.database_url.as_ref()),
+        Command::Receive(a) => (
+            a.webhook_key.as_ref().or(a.api_key.as_ref()),
+            a.db.database_url.as_ref(),
+        ),
         #[cfg(feature = "demo")]
         Command::Demo(a) => (None, a.database_url.as_ref()),
     };
@@ -81,6 +88,7 @@ fn register_secrets(cli: &Cli) {
     let pii_key = match &cli.command {
         Command::Sync(a) => a.pii_key.as_ref(),
         Command::Forget(a) => a.pii_key.as_ref(),
+        Command::Receive(a) => a.pii_key.as_ref(),
         _ => None,
     };
     if let Some(key) = pii_key {
@@ -95,7 +103,9 @@ fn register_secrets(cli: &Cli) {
 /// not registered, so that its refusal reads as written.
 fn register_value(name: &str, value: &str) {
     match name {
-        "LINKRUNNER_API_KEY" => secrets::register_key(value, config::MIN_API_KEY_BYTES),
+        "LINKRUNNER_API_KEY" | "LINKRUNNER_WEBHOOK_KEY" => {
+            secrets::register_key(value, config::MIN_API_KEY_BYTES)
+        }
         "LINKRUNNER_PII_KEY" => secrets::register_key(value, personal::MIN_KEY_BYTES),
         _ if name.ends_with("DATABASE_URL") => secrets::register_database_url(value),
         _ => secrets::register(value),

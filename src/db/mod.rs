@@ -13,6 +13,7 @@ pub mod reporting;
 pub mod schema;
 pub mod state;
 pub mod status;
+pub mod webhooks;
 pub mod writer;
 
 pub use connect::{connect, connect_options, session, KeptSession, SharedSession, Target};

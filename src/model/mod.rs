@@ -13,4 +13,5 @@ pub mod run;
 pub mod storable;
 pub mod time;
 pub mod user;
+pub mod webhook;
 pub mod window;

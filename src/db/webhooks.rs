@@ -1,0 +1,166 @@
+//! Webhook events: stored once each, a redelivery counted; deliveries that are no event kept
+//! aside with their reason.
+
+use std::collections::HashMap;
+
+use sqlx::{Connection, PgConnection};
+
+use crate::db::Schema;
+use crate::model::personal::Identifier;
+use crate::model::webhook::{Event, Unreadable};
+
+/// What a batch of deliveries came to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Events new to the table.
+    pub new: u64,
+    /// Deliveries of events already stored (or twice in the batch).
+    pub again: u64,
+    /// Events of people `forget` erased, not stored.
+    pub suppressed: u64,
+    /// Deliveries kept aside as unreadable.
+    pub unreadable: u64,
+}
+
+/// Stores a batch of deliveries in one transaction: events by their key, unreadable bodies by
+/// their digest, each counted once more when it is there already. A forgotten person's events
+/// are dropped.
+pub async fn store(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    events: &[&Event],
+    unreadable: &[(&Unreadable, Option<&[u8]>)],
+) -> sqlx::Result<Stored> {
+    let mut tx = conn.begin().await?;
+    let suppressed = suppressed_among(schema, &mut tx, events).await?;
+    let mut stored = Stored::default();
+    // One row per key and its deliveries in the batch: a statement cannot touch a row twice.
+    let mut batch: Vec<(&Event, i32)> = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for event in events {
+        if event
+            .identities
+            .iter()
+            .any(|(kind, digest)| suppressed.contains(&(*kind, digest.clone())))
+        {
+            stored.suppressed += 1;
+            continue;
+        }
+        match seen.get(event.key.as_str()) {
+            Some(&i) => batch[i].1 += 1,
+            None => {
+                seen.insert(&event.key, batch.len());
+                batch.push((event, 1));
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let col = |f: fn(&Event) -> Option<String>| -> Vec<Option<String>> {
+            batch.iter().map(|(e, _)| f(e)).collect()
+        };
+        let time = |f: fn(&Event) -> Option<chrono::DateTime<chrono::Utc>>| -> Vec<_> {
+            batch.iter().map(|(e, _)| f(e)).collect::<Vec<_>>()
+        };
+        let new: i64 = sqlx::query_scalar(&schema.sql(
+            "WITH incoming AS (
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                     $10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::text[],
+                     $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+                     $21::text[], $22::int4[])
+                 AS i(event_key, event_type, user_id, campaign_id, campaign_name, network_name,
+                     ad_channel, attributed_on, installed_at, store_click_at, link, app_version,
+                     gaid, idfa, name, phone, email, additional_data, meta_campaign_details,
+                     google_campaign_details, body, deliveries)
+             ), written AS (
+                 INSERT INTO linkrunner.webhook_events AS w (event_key, event_type, user_id,
+                     campaign_id, campaign_name, network_name, ad_channel, attributed_on,
+                     installed_at, store_click_at, link, app_version, gaid, idfa, name, phone,
+                     email, additional_data, meta_campaign_details, google_campaign_details,
+                     body, deliveries)
+                 SELECT event_key, event_type, user_id, campaign_id, campaign_name, network_name,
+                     ad_channel, attributed_on, installed_at, store_click_at, link, app_version,
+                     gaid, idfa, name, phone, email, additional_data::jsonb,
+                     meta_campaign_details::jsonb, google_campaign_details::jsonb, body,
+                     deliveries
+                 FROM incoming
+                 ON CONFLICT (event_key) DO UPDATE
+                     SET deliveries = w.deliveries + EXCLUDED.deliveries,
+                         last_received_at = now()
+                 RETURNING (xmax = 0) AS inserted
+             )
+             SELECT count(*) FILTER (WHERE inserted) FROM written",
+        ))
+        .bind(col(|e| Some(e.key.clone())))
+        .bind(col(|e| Some(e.event_type.clone())))
+        .bind(col(|e| e.user_id.clone()))
+        .bind(col(|e| e.campaign_id.clone()))
+        .bind(col(|e| e.campaign_name.clone()))
+        .bind(col(|e| e.network_name.clone()))
+        .bind(col(|e| e.ad_channel.clone()))
+        .bind(time(|e| e.attributed_on))
+        .bind(time(|e| e.installed_at))
+        .bind(time(|e| e.store_click_at))
+        .bind(col(|e| e.link.clone()))
+        .bind(col(|e| e.app_version.clone()))
+        .bind(col(|e| e.gaid.clone()))
+        .bind(col(|e| e.idfa.clone()))
+        .bind(col(|e| e.name.clone()))
+        .bind(col(|e| e.phone.clone()))
+        .bind(col(|e| e.email.clone()))
+        .bind(col(|e| e.additional_data.clone()))
+        .bind(col(|e| e.meta_campaign_details.clone()))
+        .bind(col(|e| e.google_campaign_details.clone()))
+        .bind(col(|e| Some(e.body.clone())))
+        .bind(batch.iter().map(|(_, n)| *n).collect::<Vec<i32>>())
+        .fetch_one(&mut *tx)
+        .await?;
+        stored.new = new as u64;
+        stored.again = (events.len() as u64 - stored.suppressed) - stored.new;
+    }
+    for (why, body) in unreadable {
+        sqlx::query(&schema.sql(
+            "INSERT INTO linkrunner.webhook_rejected AS r (body_sha256, reason, body)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (body_sha256) DO UPDATE
+                 SET deliveries = r.deliveries + 1, last_received_at = now()",
+        ))
+        .bind(&why.digest)
+        .bind(&why.reason)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?;
+        stored.unreadable += 1;
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// The entries of the suppression list the events' people match.
+async fn suppressed_among(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    events: &[&Event],
+) -> sqlx::Result<std::collections::HashSet<(Identifier, String)>> {
+    let (kinds, digests): (Vec<&str>, Vec<&str>) = events
+        .iter()
+        .flat_map(|e| e.identities.iter())
+        .map(|(kind, digest)| (kind.name(), digest.as_str()))
+        .unzip();
+    if kinds.is_empty() {
+        return Ok(Default::default());
+    }
+    let found: Vec<(String, String)> = sqlx::query_as(&schema.sql(
+        "SELECT s.kind, s.digest FROM linkrunner.suppressed s
+         JOIN UNNEST($1::text[], $2::text[]) AS p(kind, digest)
+           ON s.kind = p.kind AND s.digest = p.digest",
+    ))
+    .bind(&kinds)
+    .bind(&digests)
+    .fetch_all(conn)
+    .await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(kind, digest)| Some((Identifier::parse(&kind)?, digest)))
+        .collect())
+}
