@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-/// Exit codes, documented in the README.
+/// Exit codes, documented in docs/operating.md ("Exit codes").
 pub mod code {
     pub const SUCCESS: u8 = 0;
     pub const TRANSIENT: u8 = 1;
@@ -80,10 +80,10 @@ impl Failure {
         }
     }
 
-    /// Where this failure stands when streams of one run end differently (the README's "Exit
-    /// codes"): what needs a person and repeats every run until fixed comes first (a refused
-    /// key, then configuration, then a key of another project), then trouble that passes (and
-    /// a stop), then work set aside while the rest landed. Higher wins.
+    /// Where this failure stands when streams of one run end differently (docs/operating.md,
+    /// "Exit codes"): what needs a person and repeats every run until fixed comes first (a
+    /// refused key, then configuration, then a key of another project), then trouble that passes
+    /// (and a stop), then work set aside while the rest landed. Higher wins.
     fn rank(&self) -> u8 {
         match self {
             Failure::Auth(_) => 7,

@@ -11,8 +11,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
 /// The variables that must come from a Secret, never from a literal in a manifest.
 const SECRET_VARS: [&str; 2] = ["LINKRUNNER_API_KEY", "DATABASE_URL"];
 const MAX_MEMORY_LIMIT: u64 = 256 << 20;
-/// The highest peak RSS `cargo bench` measured (the README's benchmark and memory tables):
-/// the request must hold it, and the limit leave half as much again.
+/// The highest peak RSS `cargo bench` measured (the tables of docs/benchmark.md): the request
+/// must hold it, and the limit leave half as much again.
 const WORST_MEASURED_PEAK: u64 = 54_000_000;
 /// What the example Secret holds instead of real values.
 const PLACEHOLDER: &str = "REPLACE_ME";

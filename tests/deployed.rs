@@ -123,7 +123,7 @@ async fn an_owner_migrates_and_a_role_with_table_grants_alone_syncs(
     let admin = PgPoolOptions::new().connect_with(db.clone()).await.unwrap();
     let database = db.get_database().unwrap().to_owned();
     let (owner, etl) = (role(&admin, "owner").await, role(&admin, "etl").await);
-    // The README's grants, word for word.
+    // The grants of docs/deployment.md ("Least privilege"), word for word.
     let grants = format!("GRANT CREATE ON DATABASE \"{database}\" TO {owner};");
     sqlx::raw_sql(&grants).execute(&admin).await.unwrap();
     let (sim, server) = start(SimConfig::small(42)).await;

@@ -17,8 +17,8 @@ const TLS: &str = "the TLS handshake with Postgres failed (check sslmode, and th
     in DATABASE_URL names the CA that signed the server's certificate)";
 
 const PRIVILEGES: &str = "the database user lacks privileges (migrations need the owner of the \
-    job's schema, or CREATE on the database to make it; a sync needs the grants in the README's \
-    Least privilege section)";
+    job's schema, or CREATE on the database to make it; a sync needs the grants in \
+    docs/deployment.md, Least privilege)";
 
 const SHAPE: &str = "the job's schema holds a table, view or column of another shape than this \
     version of linkrunner-sync made (created by hand or by another tool?): move it away, or point \

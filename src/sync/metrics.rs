@@ -29,7 +29,7 @@ pub fn render(report: &RunReport, exit_code: u8, schema: &str) -> String {
         ),
         (
             "exit_code",
-            "Exit code of the last run (see the docs on exit codes).",
+            "Exit code of the last run (see docs/operating.md, Exit codes).",
             f64::from(exit_code),
         ),
         (
