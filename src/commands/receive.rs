@@ -65,8 +65,11 @@ pub(super) async fn run(args: ReceiveArgs) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Failure::Config(format!("--listen {}: {e}", args.listen)))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure::Transient(e.into()))?;
     tracing::info!(
-        listen = %args.listen,
+        listen = %bound,
         path = receive::PATH,
         schema = schema.name(),
         "receiving Linkrunner webhooks"
