@@ -41,7 +41,7 @@ async fn receiver(pool: &PgPool, door: Protection) -> Running {
 }
 
 async fn receiver_in(pool: &PgPool, schema: Schema, door: Protection) -> Running {
-    db::prepare(&mut *db::session(pool).await.unwrap(), &schema)
+    db::prepare(&mut db::session(pool).await.unwrap(), &schema)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
