@@ -450,3 +450,29 @@ fn kill(pid: i32, signal: &str) -> i32 {
         .code()
         .unwrap_or(-1)
 }
+
+/// `forget` erases a person's stored events, found by id, or by email in any spelling.
+#[sqlx::test]
+async fn forget_deletes_a_persons_stored_events(pool: PgPool) {
+    let r = receiver(&pool, Protection::default()).await;
+    for (user, email) in [("u-1", "Canary@Example.COM"), ("u-2", "other@example.com")] {
+        let mut event = signup(user, "2026-03-25T15:52:00Z");
+        event["email"] = email.into();
+        assert_eq!(post(&r.url, Some(KEY), event.to_string()).await, 200);
+    }
+    let people = linkrunner_sync::db::forget::People {
+        emails: vec!["  canary@example.com ".into()],
+        ..Default::default()
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    let erased = linkrunner_sync::db::forget::forget(&Schema::default(), &mut conn, &people, None)
+        .await
+        .unwrap();
+    assert_eq!(erased.webhook_events, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT user_id FROM linkrunner.webhook_events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["u-2"]);
+    r.stop().await;
+}

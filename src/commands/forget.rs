@@ -217,6 +217,7 @@ fn render(people: &People, erased: &Erased) -> String {
          attributed_users: {} deleted\n\
          rejected_rows: {} deleted\n\
          attribution_results: {} deleted\n\
+         webhook_events: {} deleted\n\
          suppressed: {} added ({} in all); later runs drop their rows\n",
         n(len(&people.user_ids), "user id", "user ids"),
         n(len(&people.emails), "email", "emails"),
@@ -225,6 +226,7 @@ fn render(people: &People, erased: &Erased) -> String {
         n(erased.attributed_users, "row", "rows"),
         n(erased.rejected_rows, "row", "rows"),
         n(erased.attribution_results, "row", "rows"),
+        n(erased.webhook_events, "event", "events"),
         n(erased.suppressed_new, "identifier", "identifiers"),
         erased.suppressed_total,
     )

@@ -24,6 +24,7 @@ pub struct Erased {
     pub attributed_users: i64,
     pub rejected_rows: i64,
     pub attribution_results: i64,
+    pub webhook_events: i64,
     pub user_ids_found: i64,
     pub suppressed_new: i64,
     pub suppressed_total: i64,
@@ -124,12 +125,23 @@ pub async fn forget(
     .execute(&mut *tx)
     .await?
     .rows_affected() as i64;
+    let events = sqlx::query(&schema.sql(
+        "DELETE FROM linkrunner.webhook_events
+         WHERE user_id = ANY($1) OR email = ANY($2) OR phone = ANY($3)",
+    ))
+    .bind(&person.ids)
+    .bind(&person.emails)
+    .bind(&person.phones)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as i64;
     let (suppressed_new, suppressed_total) = suppress(schema, &mut tx, people, &person).await?;
     tx.commit().await?;
     Ok(Erased {
         attributed_users: users,
         rejected_rows: rejected,
         attribution_results: results,
+        webhook_events: events,
         user_ids_found: person.others,
         suppressed_new,
         suppressed_total,
@@ -174,6 +186,8 @@ async fn whose(
              WHERE user_email IS NOT NULL OR user_phone IS NOT NULL",
             "SELECT raw #>> '{user_data,email}', raw #>> '{user_data,phone}'
              FROM linkrunner.rejected_rows WHERE kind = 'attributed_user' AND raw IS NOT NULL",
+            "SELECT email, phone FROM linkrunner.webhook_events
+             WHERE email IS NOT NULL OR phone IS NOT NULL",
         ] {
             found.read(&mut *tx, &schema.sql(sql), &wanted).await?;
         }
