@@ -476,3 +476,67 @@ async fn forget_deletes_a_persons_stored_events(pool: PgPool) {
     assert_eq!(left, ["u-2"]);
     r.stop().await;
 }
+
+/// The push steers the pull: a signup behind a trusted counter that does not move is skipped
+/// until its webhook arrives; then the next run reads its campaign.
+#[sqlx::test]
+async fn a_signup_behind_a_trusted_frozen_counter_is_read_because_its_webhook_arrived(
+    pool: PgPool,
+) {
+    use linkrunner_sim::{Counter, SimConfig};
+    use linkrunner_sync::sync;
+    let (sim, server) = common::start(SimConfig {
+        counter_lie_rate: 0.0,
+        ..SimConfig::small(71)
+    })
+    .await;
+    let config = common::sync_config(&server, "UTC");
+    sync::run(&config, &pool).await.unwrap();
+    let target = sim.counters().into_iter().find(|c| c.rows >= 2).unwrap();
+    let campaign = sim
+        .campaigns()
+        .into_iter()
+        .find(|c| c["display_id"] == target.display_id.as_str())
+        .unwrap();
+    assert!(sim.set_counter(&target.display_id, Counter::Frozen { value: target.rows }));
+    let stored = |user: &'static str| {
+        let pool = pool.clone();
+        async move {
+            count(
+                &pool,
+                &format!(
+                    "SELECT count(*) FROM linkrunner.attributed_users WHERE user_id = '{user}'"
+                ),
+            )
+            .await
+        }
+    };
+
+    // Without its webhook, the new signup waits behind the counter that does not move.
+    common::signup(&server, &campaign, "pushed-install", "u_pushed").await;
+    let skipped = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(skipped.totals.users.campaigns_pushed, 0);
+    assert_eq!(stored("u_pushed").await, 0, "skipped on its counter");
+
+    // Its webhook arrives: the next run reads the campaign and stores the row.
+    let r = receiver(&pool, Protection::default()).await;
+    let row = sim
+        .all_attributed_users()
+        .into_iter()
+        .find(|u| u["user_data"]["id"] == "u_pushed")
+        .unwrap();
+    let event = json!({"event_type": "signup", "user_id": "u_pushed",
+        "campaign_id": target.display_id, "attributed_on": row["attributed_at"]});
+    assert_eq!(post(&r.url, Some(KEY), event.to_string()).await, 200);
+    let marked = count(&pool, "SELECT count(*) FROM linkrunner.webhook_due").await;
+    assert_eq!(marked, 1);
+    let read = sync::run(&config, &pool).await.unwrap();
+    assert_eq!(read.totals.users.campaigns_pushed, 1);
+    assert_eq!(stored("u_pushed").await, 1);
+    // Read, and its user stored: the mark is gone.
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM linkrunner.webhook_due").await,
+        0
+    );
+    r.stop().await;
+}

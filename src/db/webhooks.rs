@@ -24,7 +24,7 @@ pub struct Stored {
 
 /// Stores a batch of deliveries in one transaction: events by their key, unreadable bodies by
 /// their digest, each counted once more when it is there already. A forgotten person's events
-/// are dropped.
+/// are dropped. A new signup marks its campaign due for the next run.
 pub async fn store(
     schema: &Schema,
     conn: &mut PgConnection,
@@ -87,7 +87,12 @@ pub async fn store(
                  ON CONFLICT (event_key) DO UPDATE
                      SET deliveries = w.deliveries + EXCLUDED.deliveries,
                          last_received_at = now()
-                 RETURNING (xmax = 0) AS inserted
+                 RETURNING (xmax = 0) AS inserted, event_type, campaign_id
+             ), due AS (
+                 INSERT INTO linkrunner.webhook_due (campaign_display_id)
+                 SELECT DISTINCT campaign_id FROM written
+                 WHERE inserted AND event_type = 'signup' AND campaign_id IS NOT NULL
+                 ON CONFLICT DO NOTHING
              )
              SELECT count(*) FILTER (WHERE inserted) FROM written",
         ))
@@ -163,4 +168,41 @@ async fn suppressed_among(
         .into_iter()
         .filter_map(|(kind, digest)| Some((Identifier::parse(&kind)?, digest)))
         .collect())
+}
+
+/// The campaigns a signup event marked due.
+pub async fn due(schema: &Schema, conn: &mut PgConnection) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(&schema.sql("SELECT campaign_display_id FROM linkrunner.webhook_due"))
+        .fetch_all(conn)
+        .await
+}
+
+/// Clears the marks of `campaigns`, read to the run's end after `read_from` (when the run's
+/// list was read), once every signup event of theirs since the mark has its user stored; a
+/// mark older than `patience` goes anyway, its events left for reconciliation to report.
+pub async fn clear_due(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    campaigns: &[String],
+    read_from: chrono::DateTime<chrono::Utc>,
+    patience: chrono::Duration,
+) -> sqlx::Result<u64> {
+    let cleared = sqlx::query(&schema.sql(
+        "DELETE FROM linkrunner.webhook_due d
+         WHERE d.campaign_display_id = ANY($1) AND d.since <= $2
+           AND (d.since < $2 - $3::interval OR NOT EXISTS (
+               SELECT FROM linkrunner.webhook_events e
+               WHERE e.campaign_id = d.campaign_display_id AND e.event_type = 'signup'
+                 AND e.first_received_at >= d.since AND e.user_id IS NOT NULL
+                 AND NOT EXISTS (
+                     SELECT FROM linkrunner.attributed_users u
+                     WHERE u.user_id = e.user_id
+                       AND u.campaign_display_id = e.campaign_id)))",
+    ))
+    .bind(campaigns)
+    .bind(read_from)
+    .bind(format!("{} seconds", patience.num_seconds()))
+    .execute(conn)
+    .await?;
+    Ok(cleared.rows_affected())
 }

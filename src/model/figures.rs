@@ -112,7 +112,7 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 const CAMPAIGNS_READ: Labelled = Labelled {
     name: "campaigns_read",
     help: "Campaigns read, by why: never read before, counter moved, counter not trusted, full \
-           scan due, or --since/--rescan.",
+           scan due, --since/--rescan, or a signup webhook.",
     label: "reason",
 };
 
@@ -252,6 +252,13 @@ impl Figures for UserTotals {
             None,
             Gauge::Labelled(&CAMPAIGNS_READ, "requested"),
             |t| t.campaigns_requested
+        ),
+        count!(
+            "campaigns_pushed",
+            "Campaigns read because a signup webhook marked them, their trusted counter unmoved.",
+            None,
+            Gauge::Labelled(&CAMPAIGNS_READ, "webhook"),
+            |t| t.campaigns_pushed
         ),
         count!(
             "campaigns_failed",
@@ -410,6 +417,7 @@ mod tests {
                 campaigns_untrusted: 9,
                 campaigns_due: 10,
                 campaigns_requested: 11,
+                campaigns_pushed: 30,
                 campaigns_failed: 12,
                 rows_received: 13,
                 rows_inserted: 14,
@@ -445,7 +453,7 @@ mod tests {
             })
             .collect();
         counts.sort_unstable();
-        assert_eq!(counts, (1..=29).collect::<Vec<_>>());
+        assert_eq!(counts, (1..=30).collect::<Vec<_>>());
         let texts: Vec<_> = figures
             .iter()
             .filter_map(|f| match &f.value {

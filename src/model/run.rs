@@ -61,6 +61,8 @@ pub struct UserTotals {
     pub campaigns_untrusted: u64,
     pub campaigns_due: u64,
     pub campaigns_requested: u64,
+    /// Read because a signup webhook marked it, its trusted counter unmoved.
+    pub campaigns_pushed: u64,
     pub campaigns_failed: u64,
     pub rows_received: u64,
     pub rows_inserted: u64,

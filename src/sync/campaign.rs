@@ -1,6 +1,6 @@
 //! Reading the campaigns of a run: in parallel, biggest first, each from its checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -60,13 +60,13 @@ pub const RANGE_TRANSACTIONS: usize = 16;
 pub(crate) async fn read_all(
     run: &Run,
     (listed, listed_at): (Arc<Vec<CampaignRow>>, DateTime<Utc>),
-    checkpoints: HashMap<String, Checkpoint>,
+    (checkpoints, pushed): (HashMap<String, Checkpoint>, HashSet<String>),
     campaigns_stored: watch::Receiver<bool>,
     totals: &mut UserTotals,
 ) -> Result<Read, Failure> {
     totals.rows_rejected += set_aside(run, &listed).await?;
     let now = Utc::now();
-    let todo = queue::queue(&run.config, &listed, &checkpoints, now);
+    let todo = queue::queue(&run.config, &listed, &checkpoints, &pushed, now);
     let end = run.config.until.unwrap_or(now).min(now);
     for q in todo.iter().filter(|q| q.action.reads()) {
         queue::check_plan(&run.config, &listed[q.index], q.checkpoint, end)?;
@@ -160,6 +160,8 @@ async fn set_aside(run: &Run, listed: &[CampaignRow]) -> Result<u64, Failure> {
 pub(crate) struct Read {
     /// Confirmed current by their trusted, unchanged counters.
     pub skipped: Vec<String>,
+    /// Read to the run's end.
+    pub read: Vec<String>,
     pub first_error: Option<anyhow::Error>,
 }
 
@@ -176,6 +178,7 @@ async fn read_campaigns(
     ctx.progress.set(progress.bar().clone()).ok();
     let mut read = Read {
         skipped: Vec::new(),
+        read: Vec::new(),
         first_error: None,
     };
     // Campaigns run as tasks of their own so that parsing and converting pages spreads over
@@ -238,6 +241,8 @@ fn account(
             if report.skipped {
                 totals.campaigns_skipped += 1;
                 read.skipped.push(campaign.to_owned());
+            } else {
+                read.read.push(campaign.to_owned());
             }
             totals.rows_received += report.rows_received;
             totals.rows_inserted += report.inserted;

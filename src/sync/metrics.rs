@@ -197,9 +197,9 @@ mod tests {
         assert!(
             text.contains("linkrunner_sync_last_run_reporting_rate_limited{schema=\"app2\"} 2\n")
         );
-        // Five of the run, 21 figures of their own, five reasons a campaign is read, three
+        // Five of the run, 21 figures of their own, six reasons a campaign is read, three
         // results of a look-up.
-        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 34);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 35);
         assert!(text.contains("linkrunner_sync_last_run_reporting_pages{schema=\"app2\"} 0\n"));
     }
 }

@@ -29,6 +29,7 @@ pub(crate) fn queue(
     config: &SyncConfig,
     listed: &[CampaignRow],
     checkpoints: &HashMap<String, Checkpoint>,
+    pushed: &HashSet<String>,
     now: DateTime<Utc>,
 ) -> Vec<Queued> {
     let wanted: HashSet<&str> = config.campaigns.iter().map(String::as_str).collect();
@@ -47,7 +48,8 @@ pub(crate) fn queue(
         .filter(|(_, c)| wanted.is_empty() || wanted.contains(c.display_id.as_str()))
         .map(|(index, c)| {
             let checkpoint = checkpoints.get(&c.display_id).copied();
-            let action = trust::decide(config, c, checkpoint, now);
+            let action =
+                trust::decide(config, c, checkpoint, now).pushed(pushed.contains(&c.display_id));
             Queued {
                 index,
                 checkpoint,
@@ -74,6 +76,7 @@ pub(crate) fn count_actions(todo: &[Queued], totals: &mut UserTotals) {
             Action::NoEvidence | Action::Untrusted => &mut totals.campaigns_untrusted,
             Action::Changed => &mut totals.campaigns_changed,
             Action::Due => &mut totals.campaigns_due,
+            Action::Pushed => &mut totals.campaigns_pushed,
         } += 1;
     }
 }

@@ -28,11 +28,22 @@ pub enum Action {
     Changed,
     /// Its trusted counter has not moved, but `--full-scan-every` has come round.
     Due,
+    /// Its trusted counter has not moved, but a signup webhook says it has a new row.
+    Pushed,
 }
 
 impl Action {
     pub fn reads(self) -> bool {
         self != Action::Skip
+    }
+
+    /// The action once the webhooks have had their say: a campaign a signup event marked due
+    /// is read whatever its counter says.
+    pub fn pushed(self, marked: bool) -> Action {
+        match self {
+            Action::Skip if marked => Action::Pushed,
+            other => other,
+        }
     }
 
     /// Why the campaign is read, as the dry run prints it.
@@ -45,6 +56,7 @@ impl Action {
             Action::Untrusted => "counter disagrees",
             Action::Changed => "counter moved",
             Action::Due => "due for the full scan",
+            Action::Pushed => "webhook signup",
         }
     }
 }
@@ -117,6 +129,14 @@ mod tests {
 
     fn action(config: &SyncConfig, counter: Option<i64>, k: Option<Checkpoint>) -> Action {
         decide(config, &campaign(counter), k, Utc::now())
+    }
+
+    #[test]
+    fn a_webhook_reads_only_what_would_be_skipped() {
+        assert_eq!(Action::Skip.pushed(true), Action::Pushed);
+        assert_eq!(Action::Skip.pushed(false), Action::Skip);
+        assert_eq!(Action::Untrusted.pushed(true), Action::Untrusted);
+        assert!(Action::Pushed.reads());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The attributed users: the campaign list stored, and each campaign's rows read from its
 //! checkpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Mutex;
 
@@ -11,6 +11,7 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::config::SyncConfig;
 use crate::db::state::{self, Checkpoint};
+use crate::db::webhooks;
 use crate::db::{RunLock, Schema};
 use crate::error::{self, Failure};
 use crate::model::campaign::CampaignRow;
@@ -27,17 +28,23 @@ use crate::sync::trust::{self, Action};
 /// The attributed-users stream; every run reads it.
 #[derive(Default)]
 pub(crate) struct Users {
-    /// Read while the run is prepared.
-    checkpoints: Mutex<HashMap<String, Checkpoint>>,
+    /// Read while the run is prepared: the checkpoints, and the campaigns a signup webhook
+    /// marked due.
+    known: Mutex<(HashMap<String, Checkpoint>, HashSet<String>)>,
 }
 
 impl Stream for Users {
     fn prepare<'a>(&'a self, run: &'a Run, conn: &'a mut PgConnection) -> Step<'a, ()> {
         Box::pin(async move {
-            let read = state::checkpoints(&run.config.schema, conn)
+            let schema = &run.config.schema;
+            let read = state::checkpoints(schema, &mut *conn)
                 .await
                 .context("reading checkpoints")?;
-            *self.checkpoints.lock().expect("not poisoned") = read.into_iter().collect();
+            let pushed = webhooks::due(schema, conn)
+                .await
+                .context("reading the campaigns webhooks marked due")?;
+            *self.known.lock().expect("not poisoned") =
+                (read.into_iter().collect(), pushed.into_iter().collect());
             Ok(())
         })
     }
@@ -47,10 +54,10 @@ impl Stream for Users {
     }
 
     fn sync<'a>(&'a self, shared: &'a Shared<'a>) -> Synced<'a> {
-        let checkpoints = std::mem::take(&mut *self.checkpoints.lock().expect("not poisoned"));
+        let known = std::mem::take(&mut *self.known.lock().expect("not poisoned"));
         Synced::Within(Box::pin(async move {
             let mut totals = UserTotals::default();
-            let result = sync_users(shared, checkpoints, &mut totals).await;
+            let result = sync_users(shared, known, &mut totals).await;
             Ended::new(move |t| t.users = totals, result)
         }))
     }
@@ -59,7 +66,7 @@ impl Stream for Users {
 /// Stores the campaign list and reads the campaigns.
 async fn sync_users(
     shared: &Shared<'_>,
-    checkpoints: HashMap<String, Checkpoint>,
+    known: (HashMap<String, Checkpoint>, HashSet<String>),
     totals: &mut UserTotals,
 ) -> Result<(), Failure> {
     let Shared {
@@ -78,7 +85,7 @@ async fn sync_users(
         let read = campaign::read_all(
             run,
             (listed.campaigns.clone(), listed.at),
-            checkpoints,
+            known,
             campaigns_stored,
             totals,
         )
@@ -91,11 +98,25 @@ async fn sync_users(
     let stored = stored.map(|rejected| totals.rows_rejected += rejected);
     let Read {
         skipped,
+        read,
         first_error,
     } = match read {
         Ok(read) => read,
         Err(e) => return error::worst(Err(e), stored),
     };
+    // A campaign read to the run's end has the rows its signup webhooks announced, unless the
+    // API does not serve them yet: its mark stays until it does, or the lookback has passed.
+    if run.config.until.is_none() && !read.is_empty() {
+        webhooks::clear_due(
+            &run.config.schema,
+            &mut *lock.live_session().await?,
+            &read,
+            listed.at,
+            run.config.lookback,
+        )
+        .await
+        .context("clearing the campaigns webhooks marked due")?;
+    }
     if stored.is_ok() && !skipped.is_empty() {
         state::mark_checked(
             &run.config.schema,
@@ -144,7 +165,7 @@ async fn plan_users(plan: &Planning<'_>) -> Result<String, Failure> {
         pool,
         listed,
     } = plan;
-    let checkpoints = stored_checkpoints(&config.schema, pool).await?;
+    let (checkpoints, pushed) = stored_checkpoints(&config.schema, pool).await?;
     let now = Utc::now();
     let end = config.until.unwrap_or(now).min(now);
     let mut out = String::new();
@@ -160,7 +181,9 @@ async fn plan_users(plan: &Planning<'_>) -> Result<String, Failure> {
         .filter(|c| config.campaigns.is_empty() || config.campaigns.contains(&c.display_id))
     {
         let checkpoint = checkpoints.get(&campaign.display_id).copied();
-        if let Some(pages) = plan_campaign(&mut out, config, campaign, checkpoint, (now, end))? {
+        let marked = pushed.contains(&campaign.display_id);
+        let known = (checkpoint, marked);
+        if let Some(pages) = plan_campaign(&mut out, config, campaign, known, (now, end))? {
             requests += pages;
             reading += 1;
         }
@@ -176,19 +199,29 @@ async fn plan_users(plan: &Planning<'_>) -> Result<String, Failure> {
     Ok(out)
 }
 
-/// The checkpoints, or none before the schema exists: a dry run creates nothing.
+/// The checkpoints and the campaigns webhooks marked due, or none before the schema exists: a
+/// dry run creates nothing.
 async fn stored_checkpoints(
     schema: &Schema,
     pool: &PgPool,
-) -> Result<HashMap<String, Checkpoint>, Failure> {
+) -> Result<(HashMap<String, Checkpoint>, HashSet<String>), Failure> {
     let read = async {
         if !state::schema_exists(schema, pool).await? {
-            return Ok(HashMap::new());
+            return Ok(Default::default());
         }
-        Ok(state::checkpoints(schema, pool)
+        let checkpoints = state::checkpoints(schema, pool)
             .await?
             .into_iter()
-            .collect())
+            .collect();
+        let mut conn = pool.acquire().await?;
+        let pushed = match state::table_exists(&mut *conn, &schema.table("webhook_due")).await? {
+            true => webhooks::due(schema, &mut conn)
+                .await?
+                .into_iter()
+                .collect(),
+            false => HashSet::new(),
+        };
+        Ok((checkpoints, pushed))
     };
     read.await
         .map_err(|e: sqlx::Error| Failure::database(e, "reading checkpoints"))
@@ -198,7 +231,7 @@ fn plan_campaign(
     out: &mut String,
     config: &SyncConfig,
     campaign: &CampaignRow,
-    checkpoint: Option<Checkpoint>,
+    (checkpoint, marked): (Option<Checkpoint>, bool),
     (now, end): (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<Option<u64>, Failure> {
     if let Some(reason) = &campaign.unstorable {
@@ -209,7 +242,7 @@ fn plan_campaign(
         );
         return Ok(None);
     }
-    let action = trust::decide(config, campaign, checkpoint, now);
+    let action = trust::decide(config, campaign, checkpoint, now).pushed(marked);
     let id = printable(&campaign.display_id);
     if action == Action::Skip {
         let _ = writeln!(out, "{id:<14} {:<21}", action.word());
