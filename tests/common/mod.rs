@@ -11,8 +11,6 @@ use chrono::{DateTime, Utc};
 use linkrunner_sim::{SimConfig, SimServer, Simulator};
 use linkrunner_sync::api::ClientSettings;
 use linkrunner_sync::config::{self, SyncConfig};
-use linkrunner_sync::db::columns::{ColumnType, ColumnValue, COLUMNS};
-use linkrunner_sync::model::user::UserRow;
 use secrecy::SecretString;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
@@ -72,36 +70,84 @@ pub fn sync_config_for(base_url: &str) -> SyncConfig {
     }
 }
 
-/// Every stored attributed user, rebuilt as the API sent it, read column by column as the
-/// writers write them.
+/// The attributed user's documented text and time fields (the API contract, section 4) and the
+/// columns of `attributed_users` holding them (the migrations), written out here rather than
+/// taken from the job's own column table: a field the job mapped to the wrong column, both ways,
+/// shows as a difference.
+const TEXT_FIELDS: [(&str, &str); 10] = [
+    ("ad_channel", "ad_channel"),
+    ("campaign_name", "campaign_name"),
+    ("link", "link"),
+    ("meta_ad_id", "meta_ad_id"),
+    ("ad_creative_id", "ad_creative_id"),
+    ("ad_creative_name", "ad_creative_name"),
+    ("ad_set_id", "ad_set_id"),
+    ("ad_set_name", "ad_set_name"),
+    ("publisher_platform", "publisher_platform"),
+    ("platform_position", "platform_position"),
+];
+const TIME_FIELDS: [(&str, &str); 2] = [
+    ("installed_at", "installed_at"),
+    ("store_click_at", "store_click_at"),
+];
+
+/// An instant as the API writes it: milliseconds and `Z`.
+fn wire_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Every stored attributed user, rebuilt as the API sent it: the typed columns under the
+/// contract's names, `user_data` as stored, and `extra` laid back over them (its members as
+/// received, `__absent` naming documented fields the row did not have).
 pub async fn stored_rows(pool: &PgPool) -> Vec<Value> {
     stored_rows_in(pool, "linkrunner").await
 }
 
 /// [`stored_rows`] of schema `schema`.
 pub async fn stored_rows_in(pool: &PgPool, schema: &str) -> Vec<Value> {
-    let names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+    let columns: Vec<&str> = TEXT_FIELDS
+        .iter()
+        .chain(&TIME_FIELDS)
+        .map(|(_, column)| *column)
+        .collect();
     let sql = format!(
-        "SELECT {} FROM \"{schema}\".attributed_users",
-        names.join(", ")
+        "SELECT campaign_display_id, attributed_at, user_data, extra, {} FROM \"{schema}\".attributed_users",
+        columns.join(", ")
     );
     let rows = sqlx::query(&sql).fetch_all(pool).await.unwrap();
     rows.into_iter()
         .map(|r| {
-            let mut row = UserRow::default();
-            for (i, c) in COLUMNS.iter().enumerate() {
-                let json: Option<String>;
-                let value = match c.ty {
-                    ColumnType::Text => ColumnValue::Text(r.get::<Option<&str>, _>(i)),
-                    ColumnType::Timestamptz => ColumnValue::Time(r.get(i)),
-                    ColumnType::Jsonb => {
-                        json = r.get::<Option<Value>, _>(i).map(|v| v.to_string());
-                        ColumnValue::Json(json.as_deref().map(Into::into))
-                    }
-                };
-                row.set(c.slot, value);
+            let mut row = serde_json::Map::new();
+            let campaign: String = r.get("campaign_display_id");
+            let at: DateTime<Utc> = r.get("attributed_at");
+            row.insert("campaign_display_id".into(), campaign.into());
+            row.insert("attributed_at".into(), wire_time(at).into());
+            for (field, column) in TEXT_FIELDS {
+                let value: Option<String> = r.get(column);
+                row.insert(field.into(), value.map_or(Value::Null, Value::String));
             }
-            row.to_wire()
+            for (field, column) in TIME_FIELDS {
+                let value: Option<DateTime<Utc>> = r.get(column);
+                row.insert(
+                    field.into(),
+                    value.map_or(Value::Null, |t| wire_time(t).into()),
+                );
+            }
+            let user_data: Option<Value> = r.get("user_data");
+            row.insert("user_data".into(), user_data.unwrap_or(Value::Null));
+            if let Some(Value::Object(extra)) = r.get::<Option<Value>, _>("extra") {
+                for (key, value) in &extra {
+                    if key != "__absent" {
+                        row.insert(key.clone(), value.clone());
+                    }
+                }
+                if let Some(Value::Array(absent)) = extra.get("__absent") {
+                    for key in absent.iter().filter_map(Value::as_str) {
+                        row.remove(key);
+                    }
+                }
+            }
+            Value::Object(row)
         })
         .collect()
 }
