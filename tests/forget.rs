@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::io::Read as _;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{drain, run_measured};
 use common::*;
 use linkrunner_sim::{SimConfig, SimServer, Simulator};
 use serde_json::json;
@@ -84,25 +84,6 @@ fn run_within(mut cmd: Command, limit: Duration) -> Output {
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
     }
-}
-
-type Drained = std::thread::JoinHandle<Vec<u8>>;
-
-fn drain(child: &mut Child) -> (Drained, Drained) {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    (
-        std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stdout.read_to_end(&mut b);
-            b
-        }),
-        std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stderr.read_to_end(&mut b);
-            b
-        }),
-    )
 }
 
 async fn run(cmd: Command, limit: Duration) -> Output {
@@ -311,7 +292,7 @@ async fn a_signal_during_forget_rolls_it_back_and_says_so(pool: PgPool) {
                 break status;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                started.elapsed() < Duration::from_secs(120),
                 "forget did not end"
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -331,40 +312,6 @@ async fn a_signal_during_forget_rolls_it_back_and_says_so(pool: PgPool) {
         count(&pool, "SELECT count(*) FROM linkrunner.suppressed").await,
         0
     );
-}
-
-/// Runs `cmd` to its end; its output and its own peak RSS in KiB, from the kernel's
-/// high-water mark while it runs.
-fn run_measured(mut cmd: Command) -> (Output, u64) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (out, err) = drain(&mut child);
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        let hwm = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-            .unwrap_or(0);
-        peak_kib = peak_kib.max(hwm);
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let output = Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    };
-    (output, peak_kib)
 }
 
 async fn measured(cmd: Command) -> (Output, u64) {
@@ -405,8 +352,10 @@ async fn a_long_suppression_list_stays_in_postgres_and_still_drops_its_people(po
     println!(
         "peak RSS: {with_none} KiB with no one suppressed, {with_a_million} KiB with 1,000,001"
     );
+    // Not a bound on the job's memory (the benchmark measures that) but whether the list is
+    // held: held, it took about 250 MB more; asked of Postgres, nothing measurable.
     assert!(
-        with_a_million < with_none + (64 << 10),
+        with_a_million < with_none + (160 << 10),
         "{with_none} KiB, then {with_a_million} KiB"
     );
 }

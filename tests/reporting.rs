@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use common::*;
@@ -90,8 +90,10 @@ async fn a_429_comes_back_at_once_and_never_slows_the_reads() {
     let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
     let query = one_day(day);
     api.reporting_page(&query).await.unwrap();
-    let asked = Instant::now();
-    let refused = api.reporting_page(&query).await;
+    // Neither the refusal nor the Data API's reads wait out the minute (a guard well inside it).
+    let refused = tokio::time::timeout(Duration::from_secs(30), api.reporting_page(&query))
+        .await
+        .expect("the refusal is given back, not waited out");
     assert!(
         matches!(
             refused,
@@ -101,13 +103,10 @@ async fn a_429_comes_back_at_once_and_never_slows_the_reads() {
         ),
         "{refused:?}"
     );
-    // The Data API's reads go on at once.
-    api.campaigns(1, 100).await.unwrap();
-    assert!(
-        asked.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        asked.elapsed()
-    );
+    tokio::time::timeout(Duration::from_secs(30), api.campaigns(1, 100))
+        .await
+        .expect("the Data API's reads go on")
+        .unwrap();
     assert_eq!(sim.stats().reporting_rate_limited, 1);
     assert_eq!(
         api.stats

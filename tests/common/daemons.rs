@@ -41,6 +41,9 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A port for a child server that can only be given a number (Postgres, PgBouncer, `openssl
+/// s_server`): free when asked, and a clash shows as the server failing to start, with its log.
+/// Servers in the test process itself bind port 0 once and pass the listener on.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

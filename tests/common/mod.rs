@@ -3,6 +3,7 @@
 
 pub mod daemons;
 pub mod hostile;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
