@@ -2,13 +2,11 @@
 //! a direct connection; in transaction or statement mode its run lock could not hold, so it
 //! refuses before any request or write.
 
-mod common;
-
 use std::process::Output;
 use std::time::Duration;
 
-use common::daemons::{pgbouncer, through};
-use common::*;
+use crate::common::daemons::{pgbouncer, through};
+use crate::common::*;
 use linkrunner_sim::SimConfig;
 use linkrunner_sync::db::schema::Taken;
 use linkrunner_sync::db::{self, Schema};

@@ -1,12 +1,10 @@
 //! Attribution look-ups (`sync --attribution-details`) against the simulator, or a server that
 //! answers as the test says, and a fresh Postgres per test.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::hostile::{self, Reply};
-use common::*;
+use crate::common::hostile::{self, Reply};
+use crate::common::*;
 use linkrunner_sim::{Faults, SimConfig};
 use linkrunner_sync::config::{LookupSettings, SyncConfig};
 use linkrunner_sync::error::Failure;

@@ -2,12 +2,10 @@
 //! a sync with look-ups and checked against what the simulator answers for each id, asked here
 //! over HTTP.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::common::*;
 use chrono::{DateTime, NaiveDate, Utc};
-use common::*;
 use linkrunner_sim::{SimConfig, SimServer};
 use linkrunner_sync::config::{LookupSettings, SyncConfig};
 use linkrunner_sync::model::lookup::LookupSource;

@@ -1,10 +1,8 @@
 //! Postgres as it is deployed: other sessions holding locks on the job's tables.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use linkrunner_sim::SimConfig;
 use linkrunner_sync::sync;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -1,14 +1,12 @@
 //! Postgres over TLS, against a server of the test's own that turns plain connections away and
 //! presents a certificate signed by a CA made for the test.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::daemons::{scratch_dir, tls_postgres, Authority, Daemon};
-use common::*;
+use crate::common::daemons::{scratch_dir, tls_postgres, Authority, Daemon};
+use crate::common::*;
 use linkrunner_sim::SimConfig;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::PgPool;

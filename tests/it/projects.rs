@@ -1,9 +1,7 @@
 //! A key of another project pointed at a warehouse: the guard against a list that would mark
 //! most of the stored campaigns deleted.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use linkrunner_sim::SimConfig;
 use linkrunner_sync::error::{code, Failure};
 use linkrunner_sync::model::run::Outcome;

@@ -1,12 +1,10 @@
 //! API faults and bad data from the simulator: the job ends exact, or partial with what it could
 //! not read kept aside. Each test prints a `reliability:` line with its figures.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use linkrunner_sim::{Faults, SimConfig};
 use linkrunner_sync::error::Failure;
 use linkrunner_sync::sync;

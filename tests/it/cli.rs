@@ -1,10 +1,8 @@
 //! The binary as cron runs it: exit codes, one-line errors, kills mid-run.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use linkrunner_sim::SimConfig;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 

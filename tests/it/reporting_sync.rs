@@ -2,14 +2,14 @@
 //! many requests, at what pace, how it goes on across runs, and what it does when the
 //! Reporting API refuses.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use common::*;
 use linkrunner_sim::{ReportingLimit, SimConfig, Simulator};
 use linkrunner_sync::config::{ReportingSettings, SyncConfig};
 use linkrunner_sync::model::run::RunReport;

@@ -1,16 +1,16 @@
 //! The job against servers that break the contract on purpose: each test is one way an API, a
 //! Pushgateway or the machine can turn hostile, and the promise the job keeps regardless.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::hostile::{self, Reply, Request};
-use common::process::run_measured;
-use common::{count, database_url, output, sync_command};
+use crate::common::hostile::{self, Reply, Request};
+use crate::common::process::run_measured;
+use crate::common::{count, database_url, output, sync_command};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 

@@ -2,13 +2,11 @@
 //! was asked for are refused unread, and items Postgres cannot store are set aside while the
 //! rest of their day lands.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::hostile::{campaign, page, serve, Hostile, Reply};
+use crate::common::*;
 use chrono::{NaiveDate, Utc};
-use common::hostile::{campaign, page, serve, Hostile, Reply};
-use common::*;
 use serde_json::{json, Value};
 
 /// A loopback API with one campaign, whose every reporting page is `report`.

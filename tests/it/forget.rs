@@ -2,13 +2,13 @@
 //! its `--file` is bounded; it waits for a lock no longer than `--lock-timeout` and a signal
 //! rolls it back; and a run asks Postgres about the suppression list rather than holding it.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::{drain, run_measured};
-use common::*;
+use crate::common::process::{drain, run_measured};
+use crate::common::*;
 use linkrunner_sim::{SimConfig, SimServer, Simulator};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;

@@ -4,15 +4,13 @@
 //! and campaign names that would drive the terminal. Each ends with a clear line and the exit
 //! code that says what to do, never a panic, and nothing already stored lost.
 
-mod common;
-
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::hostile::{self, Hostile, Reply};
-use common::{bare_sync_command, count, database_url, output, sync_command};
+use crate::common::hostile::{self, Hostile, Reply};
+use crate::common::{bare_sync_command, count, database_url, output, sync_command};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 

@@ -1,11 +1,11 @@
 //! `--personal-data`: canary values sent through the SDK are searched for in every table of the
 //! schema and in everything the job prints, in each mode.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use linkrunner_sim::{SimConfig, SimServer, Simulator};
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

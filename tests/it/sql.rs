@@ -1,14 +1,12 @@
 //! The analysts' views and every example query in `sql/`, run against a database filled by a
 //! real sync and checked against the simulator's own data, computed here from its JSON.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::common::*;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use common::*;
 use linkrunner_sim::{Faults, SimConfig, Simulator};
 use linkrunner_sync::model::run::Outcome;
 use linkrunner_sync::sync;

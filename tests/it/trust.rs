@@ -1,12 +1,10 @@
 //! A campaign is skipped only while its `attributed_users` counter has been seen to agree with
 //! its rows: late rows behind a counter that lies are stored by the next run.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::*;
 use linkrunner_sim::{Counter, CounterState, SimConfig, Simulator};
 use linkrunner_sync::sync;
 use serde_json::Value;

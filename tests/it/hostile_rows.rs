@@ -4,13 +4,11 @@
 //! received, with the reason; the rows and campaigns beside it are stored; the run ends partial
 //! (exit code 4); and a campaign list holding such an item marks no campaign deleted.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Output;
 
-use common::hostile::{self, Hostile, Reply};
-use common::{count, database_url, output, sync_command};
+use crate::common::hostile::{self, Hostile, Reply};
+use crate::common::{count, database_url, output, sync_command};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 

@@ -1,9 +1,7 @@
 //! End-to-end syncs against the simulator over loopback and a fresh Postgres per test.
 
-mod common;
-
+use crate::common::*;
 use chrono::{Duration, Utc};
-use common::*;
 use linkrunner_sim::SimConfig;
 use linkrunner_sync::error::Failure;
 use linkrunner_sync::model::run::Outcome;

@@ -2,12 +2,10 @@
 //! Each test prints a `reliability:` line with its figures (see them with --nocapture).
 //! LINKRUNNER_LONG_TESTS=1 runs the long mode (more kills).
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use linkrunner_sim::SimConfig;
 use linkrunner_sync::output::secrets;
 use linkrunner_sync::sync;
@@ -298,7 +296,7 @@ fn panicking_with_secrets_in_the_message() {
 fn a_panic_prints_one_masked_line() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "panicking_with_secrets_in_the_message",
+            "reliability::panicking_with_secrets_in_the_message",
             "--exact",
             "--ignored",
             "--nocapture",

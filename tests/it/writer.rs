@@ -1,8 +1,6 @@
 //! The two write paths (COPY for new rows, upsert for known ones) store odd text exactly.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use linkrunner_sync::api::budget::{Hold, MemoryBudget};
 use linkrunner_sync::db::{self, writer};
 use linkrunner_sync::model::user::UserRow;

@@ -1,7 +1,7 @@
 //! The webhook receiver against a real Postgres, over loopback: what it stores, what it
 //! refuses, and that an answered delivery is committed.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

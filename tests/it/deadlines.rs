@@ -2,14 +2,12 @@
 //! deadline, or at once on a `Retry-After` that would outlast it, saying so in the ledger; and
 //! when the streams of one run end differently, the exit code follows one order.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::hostile::{self, Hostile, Reply};
+use crate::common::*;
 use chrono::NaiveDate;
-use common::hostile::{self, Hostile, Reply};
-use common::*;
 use linkrunner_sync::config::{LookupSettings, ReportingSettings, SyncConfig};
 use linkrunner_sync::error::Failure;
 use linkrunner_sync::sync;

@@ -2,13 +2,11 @@
 //! attributed users of the project's local day, and the one-a-minute limit kept apart from the
 //! sync's reads.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::common::*;
 use chrono::{DateTime, NaiveDate, Utc};
-use common::*;
 use linkrunner_sim::SimConfig;
 use linkrunner_sync::api::reporting::ReportQuery;
 use linkrunner_sync::api::{ApiClient, ApiError};

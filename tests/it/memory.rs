@@ -1,9 +1,7 @@
 //! Rows in flight draw on one budget of bytes: however small it is, and however many ranges of
 //! several pages compete for it and for the transaction slots, a run finishes with every row.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use linkrunner_sim::SimConfig;
 use linkrunner_sync::sync;
 use sqlx::PgPool;
