@@ -1,9 +1,12 @@
 //! The command line.
 
+use chrono::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::bounds;
 use crate::model::personal;
+use crate::model::window::WindowLen;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,6 +21,24 @@ pub struct Cli {
     /// Log format: text on a terminal, JSON lines otherwise (auto).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "LINKRUNNER_LOG_FORMAT")]
     pub log_format: LogFormat,
+}
+
+/// The command line as `main` reads it: each bounded flag's help ends with what it accepts, from
+/// the same bounds its parser checks ([`bounds::BOUNDS`]).
+pub fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for (sub, flag, accepts) in bounds::BOUNDS {
+        if cmd.find_subcommand(sub).is_none() {
+            continue;
+        }
+        cmd = cmd.mut_subcommand(sub, |c| {
+            c.mut_arg(flag.replace('-', "_"), |a| {
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                a.help(format!("{help} [accepts: {}]", accepts.accepted()))
+            })
+        });
+    }
+    cmd
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,56 +97,55 @@ pub struct SyncArgs {
     )]
     pub base_url: String,
 
-    /// Backfill from this date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM in --timezone, or RFC 3339;
-    /// 2000-01-01 or later). Without it, each campaign resumes from its checkpoint, or starts at
+    /// Backfill from this date or time (YYYY-MM-DD or YYYY-MM-DDTHH:MM in --timezone, or
+    /// RFC 3339). Without it, each campaign resumes from its checkpoint, or starts at
     /// its created_at. With --reporting, also the first reporting day (a date is the project's
     /// own day).
     #[arg(long)]
     pub since: Option<String>,
 
-    /// Sync up to this date or time (exclusive; 2000-01-01 or later; default: now). With
+    /// Sync up to this date or time (exclusive; default: now). With
     /// --reporting, the last reporting day is the one before a date, or the day of a time.
     #[arg(long)]
     pub until: Option<String>,
 
     /// IANA timezone whose local calendar the windows follow.
-    #[arg(long, default_value = "UTC")]
-    pub timezone: String,
+    #[arg(value_parser = bounds::Zone, long, default_value = "UTC")]
+    pub timezone: chrono_tz::Tz,
 
-    /// Window length: whole local days (1d, 7d; at most 365d) or a part of a day (6h, 30m; at
-    /// least 1m). A campaign's range may hold at most 100000 windows.
-    #[arg(long, default_value = "1d")]
-    pub window: String,
+    /// Window length: whole local days, or a part of a day. A campaign's range may hold at most
+    /// 100000 windows.
+    #[arg(value_parser = bounds::Window, long, default_value = "1d")]
+    pub window: WindowLen,
 
-    /// Re-read this much before the checkpoint on every run, for late data (s, m, h, d, w;
-    /// 1s to 365d).
-    #[arg(long, default_value = "2d")]
-    pub lookback: String,
+    /// Re-read this much before the checkpoint on every run, for late data (s, m, h, d, w).
+    #[arg(value_parser = bounds::LOOKBACK, long, default_value = "2d")]
+    pub lookback: Duration,
 
     /// Only these campaigns (display_id; repeat the flag for several). Never marks deletions.
     #[arg(long = "campaign", value_name = "DISPLAY_ID")]
     pub campaigns: Vec<String>,
 
-    /// Most API requests per second, over all campaigns (0.01 to 10000).
-    #[arg(long, default_value_t = 10.0)]
+    /// Most API requests per second, over all campaigns.
+    #[arg(value_parser = bounds::RPS, long, default_value = "10")]
     pub rps: f64,
 
-    /// Most campaigns read at the same time, all under the one --rps limit (1 to 64). Small
+    /// Most campaigns read at the same time, all under the one --rps limit. Small
     /// ranges of several campaigns are committed together.
-    #[arg(long, default_value_t = 32)]
+    #[arg(value_parser = bounds::CONCURRENCY, long, default_value = "32")]
     pub concurrency: usize,
 
     /// MiB of attributed-user rows held at once (pages, parsed rows and rows waiting for their
-    /// commit); reading waits while they fill it (1 to 4096). The job's peak memory is about
+    /// commit); reading waits while they fill it. The job's peak memory is about
     /// this plus 40 MiB.
-    #[arg(long, default_value_t = 8, value_name = "MIB")]
+    #[arg(value_parser = bounds::MEMORY_BUDGET_MIB, long, default_value = "8", value_name = "MIB")]
     pub memory_budget_mib: u32,
 
     /// A campaign whose trusted attributed_users counter has not moved is skipped, but re-read
     /// at least this often anyway; a counter found apart from the rows must agree this long
-    /// before it is trusted again (1s to 365d).
-    #[arg(long, default_value = "6h")]
-    pub full_scan_every: String,
+    /// before it is trusted again.
+    #[arg(value_parser = bounds::FULL_SCAN_EVERY, long, default_value = "6h")]
+    pub full_scan_every: Duration,
 
     /// Re-read ranges already settled (read at least --lookback after their end), and
     /// campaigns whose counter has not moved; with --reporting, settled reporting days too (each
@@ -134,30 +154,30 @@ pub struct SyncArgs {
     pub rescan: bool,
 
     /// Longest a statement waits for a lock another session holds on a table the job writes;
-    /// then the run fails (exit 1) with nothing half-written, and the next run retries (100ms
-    /// to 1h).
-    #[arg(long, default_value = "60s")]
-    pub lock_timeout: String,
+    /// then the run fails (exit 1) with nothing half-written, and the next run retries; any
+    /// statement is cut after 300 s.
+    #[arg(value_parser = bounds::LOCK_TIMEOUT, long, default_value = "60s")]
+    pub lock_timeout: Duration,
 
-    /// Time limit for a whole response, headers and body (10ms to 1h).
-    #[arg(long, default_value = "30s")]
-    pub timeout: String,
+    /// Time limit for a whole response, headers and body.
+    #[arg(value_parser = bounds::TIMEOUT, long, default_value = "30s")]
+    pub timeout: Duration,
 
-    /// Retries of one request after 429, 5xx or a connection error (0 to 100).
-    #[arg(long, default_value_t = 8)]
+    /// Retries of one request after 429, 5xx or a connection error.
+    #[arg(value_parser = bounds::MAX_RETRIES, long, default_value = "8")]
     pub max_retries: usize,
 
-    /// First retry delay (1ms to 60s); it doubles, with jitter, up to 60s. Retry-After wins
+    /// First retry delay; it doubles, with jitter, up to 60s. Retry-After wins
     /// when sent.
-    #[arg(long, default_value = "1s", hide = true)]
-    pub retry_delay: String,
+    #[arg(value_parser = bounds::RETRY_DELAY, long, default_value = "1s", hide = true)]
+    pub retry_delay: Duration,
 
     /// Rows asked for per page (the API allows 1 to 1000).
-    #[arg(long, default_value_t = 1000, hide = true)]
+    #[arg(value_parser = bounds::PAGE_SIZE, long, default_value = "1000", hide = true)]
     pub page_size: u32,
 
-    /// Most pages read into one transaction before a range is split (1 to 1000).
-    #[arg(long, default_value_t = 20, hide = true)]
+    /// Most pages read into one transaction before a range is split.
+    #[arg(value_parser = bounds::PAGES_PER_SCAN, long, default_value = "20", hide = true)]
     pub pages_per_scan: u64,
 
     /// Write the run's metrics here at its end, for node_exporter's textfile collector. Only a
@@ -172,8 +192,8 @@ pub struct SyncArgs {
 
     /// Refuse a campaign list that would mark more than this share of the stored live
     /// campaigns deleted at once, or that holds none of them: the key seems to belong to
-    /// another project, so the run stores nothing and exits 7 (0 to 1).
-    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    /// another project, so the run stores nothing and exits 7.
+    #[arg(value_parser = bounds::DELETED_SHARE, long, default_value = "0.5", value_name = "SHARE")]
     pub max_deleted_share: f64,
 
     /// Accept such a list: the deletions are real.
@@ -224,15 +244,15 @@ pub struct SyncArgs {
     pub lookup_from: Vec<String>,
 
     /// Most attribution look-ups per run, the longest due first; the rest wait for the next
-    /// run (1 to 1000000). The default takes about 100 s of the default --rps.
-    #[arg(long, default_value_t = 1000, env = "LINKRUNNER_MAX_LOOKUPS")]
+    /// run. The default takes about 100 s of the default --rps.
+    #[arg(value_parser = bounds::MAX_LOOKUPS, long, default_value = "1000", env = "LINKRUNNER_MAX_LOOKUPS")]
     pub max_lookups: u64,
 
     /// Look-ups stop this long after the signup sync's own reads end, whatever the endpoint
     /// does (no answer, a trickle, 429s, 5xx); the ids left wait for the next run, and a
-    /// Retry-After that would outlast it ends them at once (100ms to 1h).
-    #[arg(long, default_value = "2m", env = "LINKRUNNER_LOOKUP_TIME")]
-    pub lookup_time: String,
+    /// Retry-After that would outlast it ends them at once.
+    #[arg(value_parser = bounds::LOOKUP_TIME, long, default_value = "2m", env = "LINKRUNNER_LOOKUP_TIME")]
+    pub lookup_time: Duration,
 
     /// Also read the Reporting API (clicks, installs, sign-ups, spend, revenue per campaign and
     /// local day of the project's timezone) into linkrunner.reporting_daily and the tables below
@@ -243,8 +263,8 @@ pub struct SyncArgs {
     /// The project's timezone as set in the Linkrunner dashboard (IANA, e.g. Asia/Kolkata): the
     /// Reporting API's days are its local days. Required with --reporting; a wrong one shifts
     /// every day.
-    #[arg(long, env = "LINKRUNNER_REPORTING_TIMEZONE", value_name = "IANA")]
-    pub reporting_timezone: Option<String>,
+    #[arg(value_parser = bounds::Zone, long, env = "LINKRUNNER_REPORTING_TIMEZONE", value_name = "IANA")]
+    pub reporting_timezone: Option<chrono_tz::Tz>,
 
     /// Also read the Reporting API's retargeting view (reinstalls, re-engagements), a second
     /// set of numbers for the same days, each day a request more.
@@ -252,31 +272,31 @@ pub struct SyncArgs {
     pub reporting_retargeting: bool,
 
     /// Most Reporting API requests a minute, apart from --rps: the API allows one a minute per
-    /// key (0.01 to 6000).
-    #[arg(long, default_value_t = 1.0, env = "LINKRUNNER_REPORTING_RPM")]
+    /// key.
+    #[arg(value_parser = bounds::REPORTING_RPM, long, default_value = "1", env = "LINKRUNNER_REPORTING_RPM")]
     pub reporting_rpm: f64,
 
     /// Most Reporting API requests a run makes; the days left wait for the next run (1 to
     /// 100000). At one a minute the default ends a run's reporting about three minutes after
     /// its first request, so runs every five minutes never overlap.
-    #[arg(long, default_value_t = 4, env = "LINKRUNNER_REPORTING_MAX_REQUESTS")]
+    #[arg(value_parser = bounds::REPORTING_MAX_REQUESTS, long, default_value = "4", env = "LINKRUNNER_REPORTING_MAX_REQUESTS")]
     pub reporting_max_requests: u32,
 
     /// Reporting stops this long after it starts (with the signup sync), whatever the Reporting
     /// API does; the days left wait for the next run, and a Retry-After that would outlast it
-    /// ends reporting at once (100ms to 1h).
-    #[arg(long, default_value = "5m", env = "LINKRUNNER_REPORTING_TIME")]
-    pub reporting_time: String,
+    /// ends reporting at once.
+    #[arg(value_parser = bounds::REPORTING_TIME, long, default_value = "5m", env = "LINKRUNNER_REPORTING_TIME")]
+    pub reporting_time: Duration,
 
-    /// Today and this many days before it are read again, for late installs and spend (whole
-    /// days, 1d to 90d); an older day read after it left this span is settled and not read
+    /// Today and this many days before it are read again, for late installs and spend; an
+    /// older day read after it left this span is settled and not read
     /// again (unless --rescan).
-    #[arg(long, default_value = "7d")]
-    pub reporting_lookback: String,
+    #[arg(value_parser = bounds::REPORTING_LOOKBACK, long, default_value = "7d")]
+    pub reporting_lookback: Duration,
 
-    /// A day inside --reporting-lookback read longer ago than this is read again (1m to 7d).
-    #[arg(long, default_value = "1h")]
-    pub reporting_refresh: String,
+    /// A day inside --reporting-lookback read longer ago than this is read again.
+    #[arg(value_parser = bounds::REPORTING_REFRESH, long, default_value = "1h")]
+    pub reporting_refresh: Duration,
 
     /// Print the plan (campaigns, ranges, estimated requests and time; the reporting days due and
     /// their minutes) and write nothing.
@@ -293,19 +313,19 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub db: DbArgs,
 
-    /// How many recent runs to show (0 to 1000).
-    #[arg(long, default_value_t = 5)]
+    /// How many recent runs to show.
+    #[arg(value_parser = bounds::RUNS, long, default_value = "5")]
     pub runs: i64,
 
     /// Longest a read waits for a lock another session holds on a table status reads (a
-    /// migration under way); then status fails (exit 1) (100ms to 1h).
-    #[arg(long, default_value = "60s")]
-    pub lock_timeout: String,
+    /// migration under way); then status fails (exit 1).
+    #[arg(value_parser = bounds::LOCK_TIMEOUT, long, default_value = "60s")]
+    pub lock_timeout: Duration,
 
     /// A campaign not confirmed current for longer than this is stale; status then exits 6
-    /// (1s to 365d).
-    #[arg(long, default_value = "1h")]
-    pub max_lag: String,
+    ///.
+    #[arg(value_parser = bounds::MAX_LAG, long, default_value = "1h")]
+    pub max_lag: Duration,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
@@ -337,9 +357,9 @@ pub struct ForgetArgs {
     pub file: Option<std::path::PathBuf>,
 
     /// Longest a statement waits for a lock another session holds on a table forget deletes
-    /// from; then forget fails (exit 1) having erased nothing (100ms to 1h).
-    #[arg(long, default_value = "60s")]
-    pub lock_timeout: String,
+    /// from; then forget fails (exit 1) having erased nothing.
+    #[arg(value_parser = bounds::LOCK_TIMEOUT, long, default_value = "60s")]
+    pub lock_timeout: Duration,
 
     /// The key the schema hashes personal data with (--personal-data hash): needed to find
     /// hashed emails and phones. Never printed.
@@ -401,19 +421,19 @@ pub struct DemoArgs {
     #[arg(long, env = "LINKRUNNER_DEMO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
 
-    /// Campaigns in the simulated project (1 to 10000).
-    #[arg(long, default_value_t = 25)]
+    /// Campaigns in the simulated project.
+    #[arg(value_parser = bounds::DEMO_CAMPAIGNS, long, default_value = "25")]
     pub campaigns: usize,
 
-    /// Attributed users in the simulated project (0 to 1000000).
-    #[arg(long, default_value_t = 5000)]
+    /// Attributed users in the simulated project.
+    #[arg(value_parser = bounds::DEMO_USERS, long, default_value = "5000")]
     pub users: usize,
 
-    /// Requests per second, as in `sync` (0.01 to 10000).
-    #[arg(long, default_value_t = 10.0)]
+    /// Requests per second, as in `sync`.
+    #[arg(value_parser = bounds::RPS, long, default_value = "10")]
     pub rps: f64,
 
     /// IANA timezone for the windows and the sample query.
-    #[arg(long, default_value = "UTC")]
-    pub timezone: String,
+    #[arg(value_parser = bounds::Zone, long, default_value = "UTC")]
+    pub timezone: chrono_tz::Tz,
 }

@@ -5,7 +5,6 @@ use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::api::client::MAX_LIMIT;
 use crate::api::ClientSettings;
 use crate::cli::{DbArgs, SyncArgs};
 use crate::model::lookup::LookupSource;
@@ -13,7 +12,7 @@ use crate::model::personal::Protection;
 use crate::model::time::{local_date, parse_instant};
 use crate::model::window::{self, WindowLen};
 use crate::output::secrets;
-use crate::{db, limits};
+use crate::{bounds, db};
 
 /// A validated `sync` invocation.
 #[derive(Clone, Debug)]
@@ -181,10 +180,9 @@ pub fn database(url: Option<&SecretString>) -> Result<db::Target, String> {
     db::connect_options(url)
 }
 
-/// The database, whose statements wait at most `--lock-timeout` (`text`) for a lock another
-/// session holds: then the statement fails and its transaction rolls back.
-pub fn waiting_database(args: &DbArgs, text: &str) -> Result<db::Target, String> {
-    let lock_timeout = limits::duration("--lock-timeout", text, &limits::LOCK_TIMEOUT)?;
+/// The database, whose statements wait at most `--lock-timeout` for a lock another session
+/// holds: then the statement fails and its transaction rolls back.
+pub fn waiting_database(args: &DbArgs, lock_timeout: Duration) -> Result<db::Target, String> {
     Ok(database(args.database_url.as_ref())?.with(
         "lock_timeout",
         format!("{}ms", lock_timeout.num_milliseconds()),
@@ -196,31 +194,17 @@ pub fn sync_config(
     args: &SyncArgs,
     now: DateTime<Utc>,
 ) -> Result<(SyncConfig, db::Target), String> {
-    let database = waiting_database(&args.db, &args.lock_timeout)?;
+    let database = waiting_database(&args.db, args.lock_timeout)?;
     let schema = schema(&args.db)?;
     let api = client_settings(args)?;
-    let timezone = parse_timezone(&args.timezone)?;
-    let window = WindowLen::parse(&args.window).map_err(|e| format!("--window: {e}"))?;
-    let lookback = limits::duration("--lookback", &args.lookback, &limits::LOOKBACK)?;
-    let full_scan_every = limits::duration(
-        "--full-scan-every",
-        &args.full_scan_every,
-        &limits::FULL_SCAN_EVERY,
-    )?;
+    let (timezone, window, lookback) = (args.timezone, args.window, args.lookback);
+    let full_scan_every = args.full_scan_every;
     let (since, until) = dates(args, timezone, now)?;
     check_windows(args, window, lookback, since, until.unwrap_or(now))?;
-    check_numbers(args)?;
-    let stream_time = |flag: &str, text: &str, span: &limits::Span| {
-        limits::duration(flag, text, span)?
-            .to_std()
-            .map_err(|_| format!("{flag} is out of range"))
-    };
-    let lookup_time = stream_time("--lookup-time", &args.lookup_time, &limits::LOOKUP_TIME)?;
-    let reporting_time = stream_time(
-        "--reporting-time",
-        &args.reporting_time,
-        &limits::REPORTING_TIME,
-    )?;
+    check_campaigns(args)?;
+    // Bounded by their parsers to an hour at most, so always a std duration.
+    let lookup_time = args.lookup_time.to_std().unwrap_or_default();
+    let reporting_time = args.reporting_time.to_std().unwrap_or_default();
     let config = SyncConfig {
         api,
         schema,
@@ -250,11 +234,7 @@ pub fn sync_config(
         )?,
         rewrite_personal_data: args.rewrite_personal_data,
         reporting: reporting(args)?,
-        max_deleted_share: (!args.accept_deletions).then_some(limits::number(
-            "--max-deleted-share",
-            args.max_deleted_share,
-            limits::DELETED_SHARE,
-        )?),
+        max_deleted_share: (!args.accept_deletions).then_some(args.max_deleted_share),
         lookup_time,
         reporting_time,
     };
@@ -268,7 +248,7 @@ fn lookups(args: &SyncArgs) -> Result<Option<LookupSettings>, String> {
             None => Ok(None),
         };
     }
-    let max = limits::number("--max-lookups", args.max_lookups, limits::MAX_LOOKUPS)?;
+    let max = args.max_lookups;
     let sources = args
         .lookup_from
         .iter()
@@ -290,35 +270,12 @@ fn reporting(args: &SyncArgs) -> Result<Option<ReportingSettings>, String> {
             (false, None) => Ok(None),
         };
     }
-    let zone = args.reporting_timezone.as_deref().ok_or(
+    let timezone = args.reporting_timezone.ok_or(
         "--reporting needs --reporting-timezone: the project's timezone as set in the Linkrunner \
          dashboard (e.g. Asia/Kolkata); the Reporting API's days are its local days",
     )?;
-    let timezone = zone.parse::<Tz>().map_err(|_| {
-        format!("--reporting-timezone '{zone}' is not an IANA timezone (e.g. UTC, Asia/Kolkata)")
-    })?;
-    let rpm = limits::rate("--reporting-rpm", args.reporting_rpm, limits::REPORTING_RPM)?;
-    let max_requests = limits::number(
-        "--reporting-max-requests",
-        args.reporting_max_requests,
-        limits::REPORTING_MAX_REQUESTS,
-    )?;
-    let lookback = limits::duration(
-        "--reporting-lookback",
-        &args.reporting_lookback,
-        &limits::REPORTING_LOOKBACK,
-    )?;
-    if lookback.num_seconds() % 86_400 != 0 {
-        return Err(format!(
-            "--reporting-lookback {} must be whole days (e.g. 7d)",
-            args.reporting_lookback.trim()
-        ));
-    }
-    let refresh = limits::duration(
-        "--reporting-refresh",
-        &args.reporting_refresh,
-        &limits::REPORTING_REFRESH,
-    )?;
+    let (rpm, max_requests) = (args.reporting_rpm, args.reporting_max_requests);
+    let (lookback, refresh) = (args.reporting_lookback, args.reporting_refresh);
     let since = args
         .since
         .as_deref()
@@ -373,20 +330,8 @@ fn project_day(
     }
 }
 
-/// Range checks of the flags that are plain numbers, and of `--campaign`.
-fn check_numbers(args: &SyncArgs) -> Result<(), String> {
-    limits::number("--concurrency", args.concurrency, limits::CONCURRENCY)?;
-    limits::number(
-        "--memory-budget-mib",
-        args.memory_budget_mib,
-        limits::MEMORY_BUDGET_MIB,
-    )?;
-    limits::number("--page-size", args.page_size, 1..=MAX_LIMIT)?;
-    limits::number(
-        "--pages-per-scan",
-        args.pages_per_scan,
-        limits::PAGES_PER_SCAN,
-    )?;
+/// `--campaign`: every one names a campaign.
+fn check_campaigns(args: &SyncArgs) -> Result<(), String> {
     if let Some(bad) = args.campaigns.iter().find(|c| c.trim().is_empty()) {
         return Err(format!("--campaign '{bad}' is empty"));
     }
@@ -434,10 +379,7 @@ fn client_settings(args: &SyncArgs) -> Result<ClientSettings, String> {
             "LINKRUNNER_BASE_URL holds the API key; the key goes in LINKRUNNER_API_KEY only".into(),
         );
     }
-    let timeout = limits::duration("--timeout", &args.timeout, &limits::TIMEOUT)?;
-    let retry_delay = limits::duration("--retry-delay", &args.retry_delay, &limits::RETRY_DELAY)?;
-    limits::rps(args.rps)?;
-    limits::number("--max-retries", args.max_retries, limits::MAX_RETRIES)?;
+    let (timeout, retry_delay) = (args.timeout, args.retry_delay);
     Ok(ClientSettings {
         base_url,
         api_key,
@@ -461,7 +403,7 @@ fn dates(args: &SyncArgs, timezone: Tz, now: DateTime<Utc>) -> Result<Dates, Str
             .map(|s| {
                 parse_instant(s, timezone)
                     .map_err(|e| format!("{flag}: {e}"))
-                    .and_then(|t| limits::instant(flag, t))
+                    .and_then(|t| bounds::instant(flag, t))
             })
             .transpose()
     };
@@ -491,11 +433,7 @@ fn dates(args: &SyncArgs, timezone: Tz, now: DateTime<Utc>) -> Result<Dates, Str
 /// date is refused only when it is in the future in every zone it is read in; the stream whose
 /// zone has not reached it yet reads nothing until it has.
 fn today_for_reporting(args: &SyncArgs, now: DateTime<Utc>) -> bool {
-    let (Some(text), Some(zone)) = (args.since.as_deref(), args.reporting_timezone.as_deref())
-    else {
-        return false;
-    };
-    let Ok(timezone) = zone.parse::<Tz>() else {
+    let (Some(text), Some(timezone)) = (args.since.as_deref(), args.reporting_timezone) else {
         return false;
     };
     args.reporting
@@ -527,7 +465,8 @@ fn check_windows(
     if n > most {
         return Err(format!(
             "--lookback {} in windows of {} makes up to {n} windows a campaign on every run, more than {most}: use a longer --window or a shorter --lookback",
-            args.lookback, args.window
+            crate::model::time::human(args.lookback),
+            args.window
         ));
     }
     Ok(())

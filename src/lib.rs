@@ -7,12 +7,12 @@
 //! crate of its own (`linkrunner-sim`), linked only with the `demo` feature.
 
 pub mod api;
+pub mod bounds;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod limits;
 pub mod model;
 pub mod output;
 pub mod receive;

@@ -1,14 +1,17 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use linkrunner_sync::cli::Cli;
+use clap::FromArgMatches;
+use linkrunner_sync::cli::{self, Cli};
 use linkrunner_sync::commands;
 use linkrunner_sync::error::code;
 use linkrunner_sync::output::{logs, secrets};
 
 fn main() -> ExitCode {
     secrets::install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let parsed = cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
             // Usage errors in one line, like every other error; --help shows the usage.

@@ -14,21 +14,13 @@ use crate::config::{self, ReportingSettings, SyncConfig};
 use crate::error::Failure;
 use crate::model::run::RunReport;
 use crate::model::time::local_date;
-use crate::{db, limits, sync};
+use crate::{db, sync};
 use linkrunner_sim::{ReportingLimit, SimConfig, Simulator};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/linkrunner_demo";
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
-    let timezone = config::parse_timezone(&args.timezone).map_err(Failure::Config)?;
-    limits::rps(args.rps)
-        .and(limits::number(
-            "--campaigns",
-            args.campaigns,
-            limits::DEMO_CAMPAIGNS,
-        ))
-        .and(limits::number("--users", args.users, limits::DEMO_USERS))
-        .map_err(Failure::Config)?;
+    let timezone = args.timezone;
     let url = args
         .database_url
         .unwrap_or_else(|| SecretString::from(DEFAULT_URL));

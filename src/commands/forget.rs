@@ -41,9 +41,9 @@ pub(super) async fn run_command(args: ForgetArgs) -> Result<(), Failure> {
 }
 
 /// Largest `--file` read.
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+pub const MAX_FILE_BYTES: u64 = crate::bounds::FORGET_FILE_BYTES;
 /// Most lines of `--file`.
-pub const MAX_FILE_LINES: usize = 1_000_000;
+pub const MAX_FILE_LINES: usize = crate::bounds::FORGET_FILE_LINES;
 
 /// Who to erase, from the flags and `--file`; an error names what is wrong, never the value
 /// (it is personal data).
@@ -133,7 +133,7 @@ fn read_file(path: &std::path::Path) -> Result<String, String> {
 
 /// The database of `forget`, whose statements wait at most `--lock-timeout` for a lock.
 pub fn database(args: &ForgetArgs) -> Result<db::Target, String> {
-    config::waiting_database(&args.db, &args.lock_timeout)
+    config::waiting_database(&args.db, args.lock_timeout)
 }
 
 /// Cancels `stop` at the first SIGTERM or SIGINT.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::error::Failure;
 use crate::output::secrets;
-use crate::{config, db, limits};
+use crate::{config, db};
 
 pub use crate::db::status::{load, CampaignStatus, Figure, RunStatus, Status};
 use crate::model::figures::Shown;
@@ -15,12 +15,9 @@ use crate::output::terminal::printable;
 
 /// Prints the status; exits 6 when a campaign is stale.
 pub(super) async fn run(args: StatusArgs) -> Result<(), Failure> {
-    let max_lag = limits::duration("--max-lag", &args.max_lag, &limits::MAX_LAG)
-        .and_then(|lag| limits::number("--runs", args.runs, limits::RUNS).map(|_| lag))
-        .map_err(Failure::Config)?;
+    let max_lag = args.max_lag;
     let schema = config::schema(&args.db).map_err(Failure::Config)?;
-    let options =
-        config::waiting_database(&args.db, &args.lock_timeout).map_err(Failure::Config)?;
+    let options = config::waiting_database(&args.db, args.lock_timeout).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     db::prepare(&mut *db::session(&pool).await?, &schema).await?;
     let status = load(&schema, &pool, args.runs, max_lag)
@@ -37,7 +34,8 @@ pub(super) async fn run(args: StatusArgs) -> Result<(), Failure> {
     if status.stale > 0 {
         return Err(Failure::Stale(format!(
             "{} campaigns are behind by more than {}",
-            status.stale, args.max_lag
+            status.stale,
+            crate::model::time::human(args.max_lag)
         )));
     }
     Ok(())

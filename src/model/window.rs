@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::model::time::{local_date, parse_duration, start_of_day};
+use crate::model::time::{human, local_date, parse_duration, start_of_day};
 
 /// A half-open interval `[start, end)` of instants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,6 +60,16 @@ impl WindowLen {
         match self {
             WindowLen::Days(n) => Duration::days(i64::from(n)),
             WindowLen::Within(d) => d,
+        }
+    }
+}
+
+/// As written on the command line: `7d`, `6h`.
+impl std::fmt::Display for WindowLen {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            WindowLen::Days(n) => write!(f, "{n}d"),
+            WindowLen::Within(d) => f.write_str(&human(*d)),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The documentation (README.md and docs/*.md): every relative link and `#anchor` leads to a
 //! file and heading that exist, and the parts made from the code match it.
 //!
-//! `UPDATE_DOCS=1 cargo test --test docs` rewrites the generated parts instead of failing.
+//! `UPDATE_DOCS=1 cargo test --test it docs::` rewrites the generated parts instead of failing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use linkrunner_sync::model::figures;
@@ -283,7 +283,105 @@ fn the_figures_table_is_the_codes() {
     }
     panic!(
         "docs/operating.md's table of figures differs from src/model/figures.rs; regenerate it \
-         with `{UPDATE}=1 cargo test --test docs`.\nExpected:\n{table}\nFound:\n{}",
+         with `{UPDATE}=1 cargo test --test it docs::`.\nExpected:\n{table}\nFound:\n{}",
         &text[block]
     );
+}
+
+/// The table of what each bounded flag accepts, as `src/bounds.rs` declares it (the same bounds
+/// its parser checks and its `--help` states).
+fn bounds_table() -> String {
+    let command = linkrunner_sync::cli::command();
+    let mut table = String::from("| flag | accepted |\n|---|---|\n");
+    for (sub, flag, accepts) in linkrunner_sync::bounds::BOUNDS {
+        let Some(sub_command) = command.find_subcommand(sub) else {
+            continue;
+        };
+        let id = flag.replace('-', "_");
+        let arg = sub_command
+            .get_arguments()
+            .find(|a| a.get_id() == id.as_str())
+            .unwrap_or_else(|| panic!("{sub} has no --{flag}"));
+        let name = match *sub {
+            "sync" => format!("`--{flag}`"),
+            _ => format!("`{sub} --{flag}`"),
+        };
+        let hidden = if arg.is_hide_set() { " (hidden)" } else { "" };
+        table.push_str(&format!("| {name}{hidden} | {} |\n", accepts.accepted()));
+    }
+    table.push('\n');
+    table
+}
+
+/// Compares a generated block of docs/operating.md with `table`, or rewrites it with
+/// `UPDATE_DOCS=1`.
+fn check_block(name: &str, table: &str, source: &str) {
+    let path = root().join("docs/operating.md");
+    let text = read(&path);
+    let block = generated(&text, name).unwrap_or_else(|| panic!("no {name} block"));
+    if text[block.clone()] == *table {
+        return;
+    }
+    if std::env::var_os(UPDATE).is_some_and(|v| v == "1") {
+        let mut updated = text.clone();
+        updated.replace_range(block, table);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    panic!(
+        "docs/operating.md's {name} block differs from {source}; regenerate it with \
+         `{UPDATE}=1 cargo test --test it docs::`.\nExpected:\n{table}\nFound:\n{}",
+        &text[block]
+    );
+}
+
+#[test]
+fn the_bounds_table_is_the_codes() {
+    check_block("bounds", &bounds_table(), "src/bounds.rs");
+}
+
+/// The flags table names every flag of `sync` that `--help` shows (and the global ones), each
+/// with the environment variable and the default the command line has.
+#[test]
+fn the_flags_table_is_the_command_lines() {
+    let path = root().join("docs/operating.md");
+    let text = read(&path);
+    let block = generated(&text, "flags sync").expect("a flags block");
+    let mut documented = BTreeMap::new();
+    for row in text[block].lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let flag = cells[1].trim_matches('`').to_owned();
+        documented.insert(flag, (cells[2].to_owned(), cells[3].to_owned()));
+    }
+    let command = linkrunner_sync::cli::command();
+    let sync = command.find_subcommand("sync").unwrap();
+    let mut shown = BTreeMap::new();
+    for arg in sync.get_arguments().chain(command.get_arguments()) {
+        let Some(long) = arg.get_long() else { continue };
+        if arg.is_hide_set() || long == "help" || long == "version" {
+            continue;
+        }
+        let env = arg
+            .get_env()
+            .map_or(String::new(), |e| format!("`{}`", e.to_string_lossy()));
+        let default: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect();
+        shown.insert(format!("--{long}"), (env, default.join(",")));
+    }
+    let names = |m: &BTreeMap<String, (String, String)>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&documented),
+        names(&shown),
+        "flags in the docs and in --help"
+    );
+    for (flag, (env, default)) in &shown {
+        let (doc_env, doc_default) = &documented[flag];
+        assert_eq!(doc_env, env, "{flag}'s environment variable");
+        if !default.is_empty() {
+            assert_eq!(*doc_default, format!("`{default}`"), "{flag}'s default");
+        }
+    }
 }
