@@ -227,8 +227,9 @@ pub struct SyncArgs {
     #[arg(long, env = "LINKRUNNER_REWRITE_PERSONAL_DATA")]
     pub rewrite_personal_data: bool,
 
-    /// Secret for --personal-data hash, at least 16 bytes; keep it for the life of the
-    /// warehouse (another key hashes the same person differently). Never printed.
+    /// Secret for --personal-data hash, at least 16 bytes, and for the keys of rows with no user
+    /// or device id in hash and drop; keep it for the life of the warehouse (another key hashes
+    /// the same person differently). Never printed.
     #[arg(long, env = "LINKRUNNER_PII_KEY", hide_env_values = true)]
     pub pii_key: Option<SecretString>,
 
@@ -299,7 +300,8 @@ pub struct SyncArgs {
     pub reporting_refresh: Duration,
 
     /// Print the plan (campaigns, ranges, estimated requests and time; the reporting days due and
-    /// their minutes) and write nothing.
+    /// their minutes; the look-ups due) and write nothing. A campaign list the run would refuse
+    /// as another project's stops it the same way (exit 7).
     #[arg(long)]
     pub dry_run: bool,
 
