@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 
+use crate::db::Schema;
 use crate::model::time::{earliest, human, parse_duration};
 use crate::model::window::WindowLen;
 
@@ -38,6 +39,10 @@ pub struct Days(pub Span);
 /// An IANA time zone.
 #[derive(Clone, Copy, Debug)]
 pub struct Zone;
+
+/// A schema name (`--schema`): a plain identifier none of Postgres's own.
+#[derive(Clone, Copy, Debug)]
+pub struct SchemaName;
 
 /// A window length: part of a day, or whole local days.
 #[derive(Clone, Copy, Debug)]
@@ -127,6 +132,14 @@ impl Accepts for Window {
     }
 }
 
+impl Accepts for SchemaName {
+    fn accepted(&self) -> String {
+        "lower-case letters, digits and _, starting with a letter, at most 63 bytes; not public, \
+         information_schema or pg_*"
+            .into()
+    }
+}
+
 impl Accepts for Zone {
     fn accepted(&self) -> String {
         "an IANA name (UTC, Europe/Berlin, Asia/Kolkata)".into()
@@ -203,9 +216,13 @@ pub const MAX_LAG: Span = Span {
     max: Duration::days(365),
 };
 
+/// The subcommand of a [`BOUNDS`] entry that holds for every subcommand with the flag.
+pub const EVERY: &str = "*";
+
 /// Every bounded flag of every subcommand, with what it accepts: `--help` appends it to the
 /// flag's text, and the docs' table of bounds lists it, in this order.
 pub static BOUNDS: &[(&str, &str, &dyn Accepts)] = &[
+    (EVERY, "schema", &SchemaName),
     ("sync", "rps", &RPS),
     ("sync", "concurrency", &CONCURRENCY),
     ("sync", "memory-budget-mib", &MEMORY_BUDGET_MIB),
@@ -351,6 +368,19 @@ impl TypedValueParser for Zone {
                 "{flag} '{text}' is not an IANA timezone (e.g. UTC, Europe/Berlin, Asia/Kolkata)"
             ))
         })
+    }
+}
+
+impl TypedValueParser for SchemaName {
+    type Value = Schema;
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<Schema, clap::Error> {
+        let (_, text) = flag_and_text(arg, value)?;
+        Schema::parse(text).map_err(refused)
     }
 }
 

@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::bounds;
+use crate::db::Schema;
 use crate::model::personal;
 use crate::model::window::WindowLen;
 
@@ -27,16 +28,29 @@ pub struct Cli {
 /// the same bounds its parser checks ([`bounds::BOUNDS`]).
 pub fn command() -> clap::Command {
     let mut cmd = <Cli as clap::CommandFactory>::command();
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
     for (sub, flag, accepts) in bounds::BOUNDS {
-        if cmd.find_subcommand(sub).is_none() {
-            continue;
+        let id = flag.replace('-', "_");
+        for name in subs
+            .iter()
+            .filter(|name| *sub == bounds::EVERY || name == sub)
+        {
+            let has = cmd
+                .find_subcommand(name)
+                .is_some_and(|c| c.get_arguments().any(|a| a.get_id() == id.as_str()));
+            if !has {
+                continue;
+            }
+            cmd = cmd.mut_subcommand(name, |c| {
+                c.mut_arg(&id, |a| {
+                    let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                    a.help(format!("{help} [accepts: {}]", accepts.accepted()))
+                })
+            });
         }
-        cmd = cmd.mut_subcommand(sub, |c| {
-            c.mut_arg(flag.replace('-', "_"), |a| {
-                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
-                a.help(format!("{help} [accepts: {}]", accepts.accepted()))
-            })
-        });
     }
     cmd
 }
@@ -76,8 +90,8 @@ pub struct DbArgs {
 
     /// Postgres schema holding this project's tables, views, migration history and run lock:
     /// one schema per Linkrunner project (a plain lower-case identifier).
-    #[arg(long, default_value = "linkrunner", env = "LINKRUNNER_SCHEMA")]
-    pub schema: String,
+    #[arg(value_parser = bounds::SchemaName, long, default_value = "linkrunner", env = "LINKRUNNER_SCHEMA")]
+    pub schema: Schema,
 }
 
 #[derive(Debug, Args)]

@@ -171,10 +171,6 @@ pub fn parse_timezone(text: &str) -> Result<Tz, String> {
     })
 }
 
-pub fn schema(args: &DbArgs) -> Result<db::Schema, String> {
-    db::Schema::parse(&args.schema)
-}
-
 pub fn database(url: Option<&SecretString>) -> Result<db::Target, String> {
     let url = url.ok_or("DATABASE_URL is not set (or pass --database-url postgres://...)")?;
     db::connect_options(url)
@@ -195,7 +191,7 @@ pub fn sync_config(
     now: DateTime<Utc>,
 ) -> Result<(SyncConfig, db::Target), String> {
     let database = waiting_database(&args.db, args.lock_timeout)?;
-    let schema = schema(&args.db)?;
+    let schema = args.db.schema.clone();
     let api = client_settings(args)?;
     let (timezone, window, lookback) = (args.timezone, args.window, args.lookback);
     let full_scan_every = args.full_scan_every;

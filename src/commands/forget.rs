@@ -14,7 +14,7 @@ use crate::model::personal::{Mode, Protection, DEFAULT_KEYS};
 /// Erases the people named, under the run lock, in one transaction.
 pub(super) async fn run_command(args: ForgetArgs) -> Result<(), Failure> {
     let people = people(&args).map_err(Failure::Config)?;
-    let schema = config::schema(&args.db).map_err(Failure::Config)?;
+    let schema = args.db.schema.clone();
     let options = database(&args).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     let lock = db::try_lock(&pool, &schema, CancellationToken::new())

@@ -5,7 +5,7 @@ use crate::error::Failure;
 use crate::{config, db};
 
 pub(super) async fn run(args: DbArgs) -> Result<(), Failure> {
-    let schema = config::schema(&args).map_err(Failure::Config)?;
+    let schema = args.schema.clone();
     let options = config::database(args.database_url.as_ref()).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     db::migrate(&mut *db::session(&pool).await?, &schema).await?;

@@ -13,7 +13,7 @@ use crate::{config, db};
 
 /// Checks the settings and the schema, then serves until a signal asks it to stop.
 pub(super) async fn run(args: ReceiveArgs) -> Result<(), Failure> {
-    let schema = config::schema(&args.db).map_err(Failure::Config)?;
+    let schema = args.db.schema.clone();
     let key = args
         .webhook_key
         .clone()

@@ -16,7 +16,7 @@ use crate::output::terminal::printable;
 /// Prints the status; exits 6 when a campaign is stale.
 pub(super) async fn run(args: StatusArgs) -> Result<(), Failure> {
     let max_lag = args.max_lag;
-    let schema = config::schema(&args.db).map_err(Failure::Config)?;
+    let schema = args.db.schema.clone();
     let options = config::waiting_database(&args.db, args.lock_timeout).map_err(Failure::Config)?;
     let pool = db::connect(options, 1).await?;
     db::prepare(&mut *db::session(&pool).await?, &schema).await?;

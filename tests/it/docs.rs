@@ -294,7 +294,8 @@ fn bounds_table() -> String {
     let command = linkrunner_sync::cli::command();
     let mut table = String::from("| flag | accepted |\n|---|---|\n");
     for (sub, flag, accepts) in linkrunner_sync::bounds::BOUNDS {
-        let Some(sub_command) = command.find_subcommand(sub) else {
+        let every = *sub == linkrunner_sync::bounds::EVERY;
+        let Some(sub_command) = command.find_subcommand(if every { "sync" } else { sub }) else {
             continue;
         };
         let id = flag.replace('-', "_");
@@ -303,6 +304,7 @@ fn bounds_table() -> String {
             .find(|a| a.get_id() == id.as_str())
             .unwrap_or_else(|| panic!("{sub} has no --{flag}"));
         let name = match *sub {
+            _ if every => format!("`--{flag}` (every command)"),
             "sync" => format!("`--{flag}`"),
             _ => format!("`{sub} --{flag}`"),
         };
