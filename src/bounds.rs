@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 
-use crate::db::Schema;
+use crate::model::schema::Schema;
 use crate::model::time::{earliest, human, parse_duration};
 use crate::model::window::WindowLen;
 

@@ -5,9 +5,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 use crate::bounds;
-use crate::db::Schema;
 use crate::model::personal;
+use crate::model::schema::Schema;
 use crate::model::window::WindowLen;
+pub use crate::output::logs::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -53,13 +54,6 @@ pub fn command() -> clap::Command {
         }
     }
     cmd
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Auto,
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

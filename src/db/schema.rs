@@ -1,5 +1,4 @@
-//! The schema a project's tables live in (`--schema`): its name, checked once and always quoted,
-//! and the job's SQL written for it.
+//! The job's SQL written for a project's schema, and the schema's run locks.
 
 use std::borrow::Cow;
 
@@ -7,71 +6,22 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::QueryScalar;
 use sqlx::{PgConnection, Postgres};
 
-/// The schema when `--schema` is not given, as every version before it used.
-pub const DEFAULT: &str = "linkrunner";
+pub use crate::model::schema::{Schema, DEFAULT};
 
 /// How the job's SQL names its own objects; every statement is written with this prefix and
 /// pointed at the run's schema by [`Schema::sql`].
 const PREFIX: &str = "linkrunner.";
 
-/// A schema name that is a plain identifier: lower-case ASCII letters, digits and `_`, starting
-/// with a letter or `_`, at most 63 bytes, and none Postgres or analysts keep for themselves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Schema {
-    name: String,
-    quoted: String,
-}
-
-impl Default for Schema {
-    fn default() -> Self {
-        Schema::parse(DEFAULT).expect("the default schema is a plain identifier")
-    }
-}
-
 impl Schema {
-    pub fn parse(name: &str) -> Result<Schema, String> {
-        let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && name.len() <= 63;
-        if !plain {
-            return Err(format!(
-                "--schema '{}' is not a plain identifier: use lower-case letters, digits and _, \
-                 starting with a letter, at most 63 characters (e.g. linkrunner_app2)",
-                name.escape_debug()
-            ));
-        }
-        if name.starts_with("pg_") || name == "public" || name == "information_schema" {
-            return Err(format!(
-                "--schema '{name}' is kept for Postgres or shared by everyone: give the project a \
-                 schema of its own (e.g. linkrunner_app2)"
-            ));
-        }
-        Ok(Schema {
-            name: name.to_owned(),
-            quoted: format!("\"{name}\""),
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The name as SQL writes it: quoted, so no name is ever read as anything else.
-    pub fn quoted(&self) -> &str {
-        &self.quoted
-    }
-
     /// `table` of this schema, quoted, e.g. `"linkrunner".campaigns`.
     pub fn table(&self, table: &str) -> String {
-        format!("{}.{table}", self.quoted)
+        format!("{}.{table}", self.quoted())
     }
 
     /// `sql`, written for the default schema, pointed at this one.
     pub fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
         if sql.contains(PREFIX) {
-            Cow::Owned(sql.replace(PREFIX, &format!("{}.", self.quoted)))
+            Cow::Owned(sql.replace(PREFIX, &format!("{}.", self.quoted())))
         } else {
             Cow::Borrowed(sql)
         }
@@ -81,22 +31,16 @@ impl Schema {
     /// default schema keeps the single 64-bit key of earlier versions, so a run of an older
     /// version and one of this version still exclude each other.
     pub fn lock_key(&self) -> LockKey {
-        if self.name == DEFAULT {
+        if self.name() == DEFAULT {
             LockKey::Single(LEGACY_LOCK_KEY)
         } else {
-            LockKey::Pair(LOCK_CLASS, self.name.clone())
+            LockKey::Pair(LOCK_CLASS, self.name().to_owned())
         }
     }
 
     /// The key of this schema's reporting lock: a class of its own, and the schema's name.
     pub fn reporting_lock_key(&self) -> LockKey {
-        LockKey::Pair(REPORTING_LOCK_CLASS, self.name.clone())
-    }
-}
-
-impl std::fmt::Display for Schema {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name)
+        LockKey::Pair(REPORTING_LOCK_CLASS, self.name().to_owned())
     }
 }
 
@@ -176,33 +120,6 @@ impl LockKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_plain_identifiers_are_schemas() {
-        for good in ["linkrunner", "linkrunner_app2", "a1", &"a".repeat(63)] {
-            assert_eq!(Schema::parse(good).unwrap().name(), good);
-        }
-        for bad in [
-            "",
-            "_",
-            "_x",
-            "App",
-            "1app",
-            "a-b",
-            "a.b",
-            "a\"b",
-            "a b",
-            "x; DROP TABLE t",
-            "ünï",
-            &"a".repeat(64),
-        ] {
-            let e = Schema::parse(bad).unwrap_err();
-            assert!(e.contains("plain identifier"), "{bad}: {e}");
-        }
-        for kept in ["public", "pg_temp", "pg_catalog", "information_schema"] {
-            assert!(Schema::parse(kept).unwrap_err().contains("of its own"));
-        }
-    }
 
     #[test]
     fn sql_is_pointed_at_the_schema_quoted() {

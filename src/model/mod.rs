@@ -10,6 +10,7 @@ pub mod personal;
 pub mod report_days;
 pub mod reporting;
 pub mod run;
+pub mod schema;
 pub mod storable;
 pub mod time;
 pub mod user;
