@@ -164,6 +164,8 @@ pub const RUNS: Count<i64> = Count(0..=1000);
 /// `demo --campaigns` and `demo --users`: what the simulator builds in memory.
 pub const DEMO_CAMPAIGNS: Count<usize> = Count(1..=10_000);
 pub const DEMO_USERS: Count<usize> = Count(0..=1_000_000);
+/// `receive --spool-max-mib`: from a few deliveries to a disk's worth.
+pub const SPOOL_MAX_MIB: Count<u64> = Count(1..=1_048_576);
 
 /// `--timeout`: a response's headers, and again its body.
 pub const TIMEOUT: Span = Span {
@@ -256,6 +258,7 @@ pub static BOUNDS: &[(&str, &str, &dyn Accepts)] = &[
     ("demo", "rps", &RPS),
     ("demo", "campaigns", &DEMO_CAMPAIGNS),
     ("demo", "users", &DEMO_USERS),
+    ("receive", "spool-max-mib", &SPOOL_MAX_MIB),
     ("demo", "timezone", &Zone),
 ];
 

@@ -416,6 +416,22 @@ pub struct ReceiveArgs {
     /// As `sync --pii-key`. Never printed.
     #[arg(long, env = "LINKRUNNER_PII_KEY", hide_env_values = true)]
     pub pii_key: Option<SecretString>,
+
+    /// Directory of the spool: deliveries answered while Postgres cannot take them are synced
+    /// to files here and drained in order once it is back. On a disk of its own that outlives
+    /// the process (a persistent volume); without it, such deliveries get 503 and Linkrunner
+    /// sends them again after 1, 2 and 4 s, then drops them.
+    #[arg(long, env = "LINKRUNNER_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
+
+    /// Most the spool holds; when full, deliveries get 503.
+    #[arg(
+        value_parser = bounds::SPOOL_MAX_MIB,
+        long,
+        env = "LINKRUNNER_SPOOL_MAX_MIB",
+        default_value = "1024"
+    )]
+    pub spool_max_mib: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -77,7 +77,27 @@ pub(super) async fn run(args: ReceiveArgs) -> Result<(), Failure> {
     let stop = CancellationToken::new();
     tokio::spawn(stop_on_signal(stop.clone()));
     let counts = Arc::new(receive::Counts::default());
-    let settings = Settings { schema, key, door };
+    let spool = match &args.spool_dir {
+        Some(dir) => {
+            let spool = receive::spool::Spool::open(dir, args.spool_max_mib << 20)
+                .map_err(|e| Failure::Config(format!("--spool-dir {}: {e}", dir.display())))?;
+            if !spool.is_empty() {
+                tracing::info!(
+                    bytes = spool.bytes(),
+                    segments = spool.segments(),
+                    "the spool holds deliveries from before; draining them"
+                );
+            }
+            Some(Arc::new(spool))
+        }
+        None => None,
+    };
+    let settings = Settings {
+        schema,
+        key,
+        door,
+        spool,
+    };
     receive::serve(listener, settings, pool, counts, stop)
         .await
         .map_err(Failure::from)?;

@@ -227,4 +227,23 @@ impl KeptSession {
         }
         result
     }
+
+    /// As [`KeptSession::run`], given up after `limit`: the connection, perhaps mid-transaction,
+    /// is dropped with it.
+    pub async fn run_within<T>(
+        &mut self,
+        limit: std::time::Duration,
+        f: impl AsyncFnOnce(&mut PgConnection) -> sqlx::Result<T>,
+    ) -> sqlx::Result<T> {
+        match tokio::time::timeout(limit, self.run(f)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.conn = None;
+                Err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer from the database within {limit:?}"),
+                )))
+            }
+        }
+    }
 }

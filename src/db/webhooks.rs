@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 
 use crate::db::Schema;
@@ -22,22 +23,60 @@ pub struct Stored {
     pub unreadable: u64,
 }
 
+/// An unreadable delivery: why, the body as the door keeps it, and when it came.
+pub type Rejected<'a> = (&'a Unreadable, Option<&'a [u8]>, Option<DateTime<Utc>>);
+
+/// A batch of deliveries to store. `at` is when a delivery was received, for those drained from
+/// the spool (by the receiver's clock); the others are received at the database's `now()`.
+#[derive(Default)]
+pub struct Deliveries<'a> {
+    pub events: Vec<(&'a Event, Option<DateTime<Utc>>)>,
+    pub unreadable: Vec<Rejected<'a>>,
+    /// The spool segment they come from and its records stored with them.
+    pub drained: Option<(&'a str, i64)>,
+}
+
+/// How far a spool segment was drained: its records already stored.
+pub async fn drained(schema: &Schema, conn: &mut PgConnection, segment: &str) -> sqlx::Result<i64> {
+    let records: Option<i64> = sqlx::query_scalar(
+        &schema.sql("SELECT records FROM linkrunner.webhook_spool_drained WHERE segment = $1"),
+    )
+    .bind(segment)
+    .fetch_optional(conn)
+    .await?;
+    Ok(records.unwrap_or(0))
+}
+
+/// Forgets a spool segment whose file is gone.
+pub async fn forget_segment(
+    schema: &Schema,
+    conn: &mut PgConnection,
+    segment: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(&schema.sql("DELETE FROM linkrunner.webhook_spool_drained WHERE segment = $1"))
+        .bind(segment)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Stores a batch of deliveries in one transaction: events by their key, unreadable bodies by
 /// their digest, each counted once more when it is there already. A forgotten person's events
 /// are dropped. A new signup marks its campaign due for the next run.
 pub async fn store(
     schema: &Schema,
     conn: &mut PgConnection,
-    events: &[&Event],
-    unreadable: &[(&Unreadable, Option<&[u8]>)],
+    deliveries: &Deliveries<'_>,
 ) -> sqlx::Result<Stored> {
+    let events: Vec<&Event> = deliveries.events.iter().map(|(e, _)| *e).collect();
+    let events = &events[..];
     let mut tx = conn.begin().await?;
     let suppressed = suppressed_among(schema, &mut tx, events).await?;
     let mut stored = Stored::default();
     // One row per key and its deliveries in the batch: a statement cannot touch a row twice.
-    let mut batch: Vec<(&Event, i32)> = Vec::new();
+    let mut batch: Vec<(&Event, i32, Option<DateTime<Utc>>)> = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for event in events {
+    for (event, at) in &deliveries.events {
         if event
             .identities
             .iter()
@@ -47,19 +86,25 @@ pub async fn store(
             continue;
         }
         match seen.get(event.key.as_str()) {
-            Some(&i) => batch[i].1 += 1,
+            Some(&i) => {
+                batch[i].1 += 1;
+                batch[i].2 = match (batch[i].2, *at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             None => {
                 seen.insert(&event.key, batch.len());
-                batch.push((event, 1));
+                batch.push((event, 1, *at));
             }
         }
     }
     if !batch.is_empty() {
         let col = |f: fn(&Event) -> Option<String>| -> Vec<Option<String>> {
-            batch.iter().map(|(e, _)| f(e)).collect()
+            batch.iter().map(|(e, ..)| f(e)).collect()
         };
         let time = |f: fn(&Event) -> Option<chrono::DateTime<chrono::Utc>>| -> Vec<_> {
-            batch.iter().map(|(e, _)| f(e)).collect::<Vec<_>>()
+            batch.iter().map(|(e, ..)| f(e)).collect::<Vec<_>>()
         };
         let new: i64 = sqlx::query_scalar(&schema.sql(
             "WITH incoming AS (
@@ -67,32 +112,36 @@ pub async fn store(
                      $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
                      $10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::text[],
                      $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
-                     $21::text[], $22::int4[])
+                     $21::text[], $22::int4[], $23::timestamptz[])
                  AS i(event_key, event_type, user_id, campaign_id, campaign_name, network_name,
                      ad_channel, attributed_on, installed_at, store_click_at, link, app_version,
                      gaid, idfa, name, phone, email, additional_data, meta_campaign_details,
-                     google_campaign_details, body, deliveries)
+                     google_campaign_details, body, deliveries, received_at)
              ), written AS (
                  INSERT INTO linkrunner.webhook_events AS w (event_key, event_type, user_id,
                      campaign_id, campaign_name, network_name, ad_channel, attributed_on,
                      installed_at, store_click_at, link, app_version, gaid, idfa, name, phone,
                      email, additional_data, meta_campaign_details, google_campaign_details,
-                     body, deliveries)
+                     body, deliveries, first_received_at, last_received_at)
                  SELECT event_key, event_type, user_id, campaign_id, campaign_name, network_name,
                      ad_channel, attributed_on, installed_at, store_click_at, link, app_version,
                      gaid, idfa, name, phone, email, additional_data::jsonb,
                      meta_campaign_details::jsonb, google_campaign_details::jsonb, body,
-                     deliveries
+                     deliveries, COALESCE(received_at, now()), COALESCE(received_at, now())
                  FROM incoming
                  ON CONFLICT (event_key) DO UPDATE
                      SET deliveries = w.deliveries + EXCLUDED.deliveries,
-                         last_received_at = now()
-                 RETURNING (xmax = 0) AS inserted, event_type, campaign_id
+                         first_received_at = LEAST(w.first_received_at, EXCLUDED.first_received_at),
+                         last_received_at = GREATEST(w.last_received_at, EXCLUDED.last_received_at)
+                 RETURNING (xmax = 0) AS inserted, event_type, campaign_id, first_received_at
              ), due AS (
-                 INSERT INTO linkrunner.webhook_due (campaign_display_id)
-                 SELECT DISTINCT campaign_id FROM written
+                 -- Marked since the first such event: a spooled one may be older than now().
+                 INSERT INTO linkrunner.webhook_due AS d (campaign_display_id, since)
+                 SELECT campaign_id, min(first_received_at) FROM written
                  WHERE inserted AND event_type = 'signup' AND campaign_id IS NOT NULL
-                 ON CONFLICT DO NOTHING
+                 GROUP BY campaign_id
+                 ON CONFLICT (campaign_display_id) DO UPDATE
+                     SET since = LEAST(d.since, EXCLUDED.since)
              )
              SELECT count(*) FILTER (WHERE inserted) FROM written",
         ))
@@ -117,25 +166,40 @@ pub async fn store(
         .bind(col(|e| e.meta_campaign_details.clone()))
         .bind(col(|e| e.google_campaign_details.clone()))
         .bind(col(|e| Some(e.body.clone())))
-        .bind(batch.iter().map(|(_, n)| *n).collect::<Vec<i32>>())
+        .bind(batch.iter().map(|(_, n, _)| *n).collect::<Vec<i32>>())
+        .bind(batch.iter().map(|(.., at)| *at).collect::<Vec<_>>())
         .fetch_one(&mut *tx)
         .await?;
         stored.new = new as u64;
         stored.again = (events.len() as u64 - stored.suppressed) - stored.new;
     }
-    for (why, body) in unreadable {
+    for (why, body, at) in &deliveries.unreadable {
         sqlx::query(&schema.sql(
-            "INSERT INTO linkrunner.webhook_rejected AS r (body_sha256, reason, body)
-             VALUES ($1, $2, $3)
+            "INSERT INTO linkrunner.webhook_rejected AS r (body_sha256, reason, body,
+                 first_received_at, last_received_at)
+             VALUES ($1, $2, $3, COALESCE($4, now()), COALESCE($4, now()))
              ON CONFLICT (body_sha256) DO UPDATE
-                 SET deliveries = r.deliveries + 1, last_received_at = now()",
+                 SET deliveries = r.deliveries + 1,
+                     first_received_at = LEAST(r.first_received_at, EXCLUDED.first_received_at),
+                     last_received_at = GREATEST(r.last_received_at, EXCLUDED.last_received_at)",
         ))
         .bind(&why.digest)
         .bind(&why.reason)
         .bind(body)
+        .bind(at)
         .execute(&mut *tx)
         .await?;
         stored.unreadable += 1;
+    }
+    if let Some((segment, records)) = deliveries.drained {
+        sqlx::query(&schema.sql(
+            "INSERT INTO linkrunner.webhook_spool_drained (segment, records) VALUES ($1, $2)
+             ON CONFLICT (segment) DO UPDATE SET records = EXCLUDED.records, drained_at = now()",
+        ))
+        .bind(segment)
+        .bind(records)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(stored)

@@ -332,7 +332,7 @@ impl Protection {
 }
 
 /// What identifies a person to `forget`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Identifier {
     UserId,
     Email,

@@ -11,8 +11,9 @@ use crate::model::personal::{Identifier, Protection};
 /// The event types Linkrunner sends.
 pub const EVENT_TYPES: [&str; 2] = ["install", "signup"];
 
-/// An event read from its body, ready to store.
-#[derive(Clone, Debug, PartialEq)]
+/// An event read from its body, ready to store (or to spool: it serializes as it stands, after
+/// the door).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     /// The event's identity: a digest of its type, campaign, user (else device) and
     /// attribution instant; an event with none of user and device is known by its body.
@@ -45,7 +46,7 @@ pub struct Event {
 }
 
 /// A body that is authentic but cannot be stored as an event, and why.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Unreadable {
     pub reason: String,
     /// A digest of the body as received: a redelivery of it is counted, not kept again.

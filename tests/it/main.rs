@@ -19,6 +19,8 @@ mod personal;
 mod pooler;
 mod projects;
 mod receive;
+mod receive_hostile;
+mod receive_spool;
 mod reliability;
 mod reporting;
 mod reporting_hostile;

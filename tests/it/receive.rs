@@ -15,18 +15,18 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-const KEY: &str = "webhook-key-7f3a";
+pub(crate) const KEY: &str = "webhook-key-7f3a";
 
 /// A receiver on a port of its own; stopped when the token is cancelled.
-struct Running {
-    url: String,
-    counts: Arc<Counts>,
+pub(crate) struct Running {
+    pub(crate) url: String,
+    pub(crate) counts: Arc<Counts>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         tokio::time::timeout(Duration::from_secs(60), self.task)
             .await
@@ -36,11 +36,21 @@ impl Running {
     }
 }
 
-async fn receiver(pool: &PgPool, door: Protection) -> Running {
+pub(crate) async fn receiver(pool: &PgPool, door: Protection) -> Running {
     receiver_in(pool, Schema::default(), door).await
 }
 
 async fn receiver_in(pool: &PgPool, schema: Schema, door: Protection) -> Running {
+    receiver_with(pool, schema, door, None).await
+}
+
+/// A receiver storing through `pool`, with a spool when given one.
+pub(crate) async fn receiver_with(
+    pool: &PgPool,
+    schema: Schema,
+    door: Protection,
+    spool: Option<Arc<receive::spool::Spool>>,
+) -> Running {
     db::prepare(&mut db::session(pool).await.unwrap(), &schema)
         .await
         .unwrap();
@@ -50,6 +60,7 @@ async fn receiver_in(pool: &PgPool, schema: Schema, door: Protection) -> Running
         schema,
         key: SecretString::from(KEY),
         door,
+        spool,
     };
     let counts = Arc::new(Counts::default());
     let stop = CancellationToken::new();
@@ -68,7 +79,7 @@ async fn receiver_in(pool: &PgPool, schema: Schema, door: Protection) -> Running
     }
 }
 
-fn signup(user: &str, attributed_on: &str) -> Value {
+pub(crate) fn signup(user: &str, attributed_on: &str) -> Value {
     json!({
         "event_type": "signup", "user_id": user, "campaign_id": "OgWmhiSXhG",
         "campaign_name": "TOF - Free trial", "network_name": "ORGANIC", "ad_channel": "META",
@@ -82,7 +93,7 @@ fn signup(user: &str, attributed_on: &str) -> Value {
     })
 }
 
-async fn post(url: &str, key: Option<&str>, body: impl Into<reqwest::Body>) -> u16 {
+pub(crate) async fn post(url: &str, key: Option<&str>, body: impl Into<reqwest::Body>) -> u16 {
     let mut request = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
@@ -93,7 +104,7 @@ async fn post(url: &str, key: Option<&str>, body: impl Into<reqwest::Body>) -> u
     request.send().await.unwrap().status().as_u16()
 }
 
-async fn count(pool: &PgPool, sql: &str) -> i64 {
+pub(crate) async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
@@ -289,15 +300,21 @@ async fn concurrent_deliveries_are_committed_together_and_each_once(pool: PgPool
 
 /// The receiver as a process: started with `listen` 127.0.0.1:0, it says in its log where it
 /// listens.
-struct Process {
-    child: tokio::process::Child,
-    url: String,
+pub(crate) struct Process {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) url: String,
 }
 
 async fn process(db_url: &str) -> Process {
+    process_with(db_url, &[]).await
+}
+
+/// As [`process`], with more arguments.
+pub(crate) async fn process_with(db_url: &str, args: &[&str]) -> Process {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"))
         .args(["receive", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env("DATABASE_URL", db_url)
         .env("LINKRUNNER_WEBHOOK_KEY", KEY)
         .env("RUST_LOG", "info")
@@ -442,7 +459,7 @@ async fn sigkill_under_a_stream_of_events_loses_no_answered_event(
     assert!(stored_users.contains("after-restart"));
 }
 
-fn kill(pid: i32, signal: &str) -> i32 {
+pub(crate) fn kill(pid: i32, signal: &str) -> i32 {
     std::process::Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
         .status()
