@@ -6,6 +6,7 @@
 use crate::config::{ReportingLimit, SimConfig};
 use crate::control::FaultArgs;
 use crate::state::Simulator;
+use crate::webhook::WebhookArgs;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use clap::Parser;
@@ -59,6 +60,8 @@ struct Args {
     reporting: ReportingArgs,
     #[command(flatten)]
     faults: FaultArgs,
+    #[command(flatten)]
+    webhook: WebhookArgs,
 }
 
 /// The Reporting API's project settings.
@@ -117,6 +120,8 @@ impl Args {
             reporting_limit: self.reporting.limit(),
             reporting_billing_suspended: self.reporting.reporting_billing_suspended,
             faults: self.faults.clone().into(),
+            // The URL flag is parsed by `check_url`, so only a missing one gives no target.
+            webhook: self.webhook.config(&self.api_key).unwrap_or_default(),
         }
     }
 }
@@ -197,6 +202,36 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!((f.storm_len, f.slow_delay), (ms(1500), ms(40_000)));
         assert_eq!(f.rate_limit_rps, Some(5.0));
+    }
+
+    #[test]
+    fn webhook_flags_reach_the_config() {
+        let parse = |flags: &str| Args::try_parse_from(flags.split_whitespace());
+        assert_eq!(parse("linkrunner-sim").unwrap().config().webhook, None);
+        let flags = "linkrunner-sim --api-key k1 --webhook-url http://127.0.0.1:9/hook \
+            --webhook-retry-delays-ms 10,20 --webhook-timeout-ms 300 --webhook-drop-rate 0.1 \
+            --webhook-double-rate 0.2 --webhook-delay-rate 0.3 --webhook-delay-max-ms 40 \
+            --webhook-reorder-rate 0.4 --webhook-reorder-hold-ms 50";
+        let w = parse(flags).unwrap().config().webhook.unwrap();
+        assert_eq!(
+            (w.url.as_str(), w.key.as_str()),
+            ("http://127.0.0.1:9/hook", "k1")
+        );
+        let ms = Duration::from_millis;
+        assert_eq!((w.retry_delays, w.timeout), (vec![ms(10), ms(20)], ms(300)));
+        let f = w.faults;
+        let rates = [f.drop_rate, f.double_rate, f.delay_rate, f.reorder_rate];
+        assert_eq!(rates, [0.1, 0.2, 0.3, 0.4]);
+        assert_eq!((f.delay_max, f.reorder_hold), (ms(40), ms(50)));
+        let own_key = "linkrunner-sim --webhook-url http://h/ --webhook-key k2";
+        let w = parse(own_key).unwrap().config().webhook.unwrap();
+        assert_eq!(w.key, "k2");
+        let secs = Duration::from_secs;
+        assert_eq!(
+            (w.retry_delays, w.timeout),
+            (vec![secs(1), secs(2), secs(4)], secs(5))
+        );
+        assert!(parse("linkrunner-sim --webhook-url not-a-url").is_err());
     }
 
     #[test]

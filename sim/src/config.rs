@@ -1,6 +1,7 @@
 //! What to simulate: the data set's size, dates and credentials, the Reporting API's project
-//! settings, and the faults to inject.
+//! settings, the faults to inject, and where to push webhooks.
 
+use crate::webhook::WebhookConfig;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct SimConfig {
     pub reporting_billing_suspended: bool,
     /// Faults injected into `/api/v1/*`.
     pub faults: Faults,
+    /// Where install and signup webhooks go; `None` sends none.
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// At most `requests` Reporting API requests in any `window`, per API key; the ones over it get
@@ -131,6 +134,7 @@ impl Default for SimConfig {
             reporting_limit: Some(ReportingLimit::default()),
             reporting_billing_suspended: false,
             faults: Faults::default(),
+            webhook: None,
         }
     }
 }

@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<Simulator> {
         .route("/__sim/reporting/revision", post(bump_revision))
         .route("/__sim/reporting/billing", post(billing))
         .route("/__sim/reporting/limit", post(reporting_limit))
+        .merge(crate::webhook::api::routes())
 }
 
 async fn stats(State(sim): State<Simulator>) -> Json<SimStats> {

@@ -76,6 +76,7 @@ impl Simulator {
         SimStats {
             drifted_rows: rows().filter(|r| st.config.drifts(r)).count() as u64,
             bad_rows: rows().filter(|r| st.config.is_bad(r)).count() as u64,
+            webhooks: st.webhooks.stats(),
             ..st.stats.clone()
         }
     }

@@ -16,6 +16,8 @@ pub(crate) struct Install {
     pub(crate) campaign_name: String,
     pub(crate) link: Option<String>,
     pub(crate) store_click_at: Option<DateTime<Utc>>,
+    /// The `app_version` of the latest `init` that sent one.
+    pub(crate) app_version: Option<String>,
     /// Users who signed up while the install had no campaign: they make no row anywhere, but
     /// `get-attribution-result` answers them as organic.
     pub(crate) organic_signups: Vec<OrganicSignup>,
@@ -42,12 +44,20 @@ impl Install {
         self.ad_ids().any(|a| a.eq_ignore_ascii_case(id))
     }
 
-    /// Records a signup of `user_id` unless that user already signed up here.
-    pub(crate) fn sign_up_organically(&mut self, user_id: &str, at: DateTime<Utc>, seq: u64) {
-        if self.organic_signups.iter().all(|s| s.user_id != user_id) {
-            let user_id = user_id.to_string();
-            let signup = OrganicSignup { user_id, at, seq };
-            self.organic_signups.push(signup);
+    /// Records a signup of `user_id` unless that user already signed up here; when the kept
+    /// signup happened.
+    pub(crate) fn sign_up_organically(
+        &mut self,
+        user_id: &str,
+        at: DateTime<Utc>,
+        seq: u64,
+    ) -> DateTime<Utc> {
+        if let Some(s) = self.organic_signups.iter().find(|s| s.user_id == user_id) {
+            return s.at;
         }
+        let user_id = user_id.to_string();
+        self.organic_signups
+            .push(OrganicSignup { user_id, at, seq });
+        at
     }
 }

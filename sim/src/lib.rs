@@ -1,6 +1,6 @@
 //! Linkrunner API simulator: a test double of the read Data APIs, the Reporting API, the
 //! campaign write APIs and the device-side client API, serving a synthetic data set generated
-//! from a seed.
+//! from a seed, and pushing Linkrunner's install and signup webhooks to a receiver.
 //!
 //! All state sits behind one mutex; handlers never hold it across an `.await`.
 //!
@@ -9,7 +9,7 @@
 //! data model (`counter`, `row`, `rows`, `data`, `install`), its look-up index (`lookup`) and its
 //! rendering (`drift`); the data set (`generate`); the state (`state`, `direct`); HTTP pieces
 //! (`paging`, `page`); the handlers (`faults`, `read`, `attribution`, `reporting`, `write`,
-//! `client`, `control`); and this file with `cli` on top.
+//! `client`, `signup`, `control`); and this file with `cli` on top.
 
 mod attribution;
 mod body;
@@ -37,8 +37,10 @@ mod reply;
 mod reporting;
 mod row;
 mod rows;
+mod signup;
 mod state;
 mod stats;
+mod webhook;
 mod write;
 
 use axum::routing::{get, patch, post};
@@ -52,7 +54,11 @@ pub use control::FaultArgs;
 pub use counter::Counter;
 pub use direct::CounterState;
 pub use state::Simulator;
-pub use stats::SimStats;
+pub use stats::{SimStats, WebhookStats};
+pub use webhook::{
+    check_url, Attempt, EventFaults, Outcome, WebhookArgs, WebhookConfig, WebhookEvent,
+    WebhookFaults,
+};
 
 /// A running simulator server; dropping it or calling [`SimServer::shutdown`] stops it.
 pub struct SimServer {
@@ -129,7 +135,7 @@ impl Simulator {
                 "/api/client/attribution-data",
                 post(client::attribution_data),
             )
-            .route("/api/client/trigger", post(client::trigger))
+            .route("/api/client/trigger", post(signup::trigger))
             .route("/api/client/set-user-data", post(client::set_user_data));
         v1.merge(device)
             .merge(control::routes())

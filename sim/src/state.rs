@@ -10,12 +10,13 @@ use crate::lookup::Lookup;
 use crate::quota::Quota;
 use crate::row::Row;
 use crate::stats::SimStats;
+use crate::webhook::outbox::Outbox;
 use chrono::{DateTime, SubsecRound, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Everything the simulator knows; guarded by the mutex in [`Simulator`].
 pub(crate) struct State {
@@ -43,6 +44,8 @@ pub(crate) struct State {
     /// Bumped to make the Reporting API's numbers of past days change, as late installs and
     /// spend imported from ad networks do.
     pub(crate) reporting_revision: u64,
+    /// The webhook events generated, and what became of them.
+    pub(crate) webhooks: Outbox,
 }
 
 impl State {
@@ -67,6 +70,7 @@ impl State {
             next_uid,
             reporting_quota: Quota::default(),
             reporting_revision: 0,
+            webhooks: Outbox::new(config.seed),
             config,
         }
     }
@@ -138,5 +142,20 @@ impl Simulator {
     /// Locks the state; a panicked holder cannot leave it half-written, so poison is ignored.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A handle that does not keep the state alive, for tasks the state itself points at.
+    pub(crate) fn downgrade(&self) -> WeakSimulator {
+        WeakSimulator(Arc::downgrade(&self.state))
+    }
+}
+
+/// A [`Simulator`] that may be gone.
+pub(crate) struct WeakSimulator(Weak<Mutex<State>>);
+
+impl WeakSimulator {
+    pub(crate) fn upgrade(&self) -> Option<Simulator> {
+        let state = self.0.upgrade()?;
+        Some(Simulator { state })
     }
 }

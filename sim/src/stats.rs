@@ -1,4 +1,4 @@
-//! What the simulator counts about the requests it served.
+//! What the simulator counts about the requests it served and the webhooks it pushed.
 
 /// Request counters since the simulator started.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -42,4 +42,38 @@ pub struct SimStats {
     /// Rows of the current data set rendered with drift, and with an unreadable `attributed_at`.
     pub drifted_rows: u64,
     pub bad_rows: u64,
+    /// The webhooks pushed to the configured receiver.
+    pub webhooks: WebhookStats,
+}
+
+/// Webhook counters since the simulator started. Once every delivery has ended:
+/// `sent = acknowledged + failed`, `sent = events - dropped + doubled + retried` and
+/// `acknowledged + given_up = events - dropped + doubled` (a delivery is one copy of an event
+/// with its retries).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebhookStats {
+    /// Events generated (only while a target is set).
+    pub events: u64,
+    /// Events still on their way: queued, held back, delayed or between retries.
+    pub pending: u64,
+    /// Requests sent, copies and retries included.
+    pub sent: u64,
+    /// Requests answered 2xx.
+    pub acknowledged: u64,
+    /// Requests answered otherwise, refused, failed or timed out.
+    pub failed: u64,
+    /// Requests that were retries.
+    pub retried: u64,
+    /// Deliveries whose last retry failed.
+    pub given_up: u64,
+    /// Events the receiver never acknowledged: dropped, or every delivery given up.
+    pub lost: u64,
+    /// Events dropped by the fault (never sent).
+    pub dropped: u64,
+    /// Events sent twice.
+    pub doubled: u64,
+    /// Events whose first request waited a drawn delay.
+    pub delayed: u64,
+    /// Events sent after the event that followed them.
+    pub reordered: u64,
 }
