@@ -1237,7 +1237,6 @@ fn every_variable_the_manifests_set_is_read_by_their_command() {
 
 /// Every `--flag` a workload passes is one of its command's, in `Cli::command()`.
 #[test]
-#[ignore = "needs --spool-dir"]
 fn every_flag_in_the_manifests_is_in_its_command_line() {
     let cmd = command_line();
     for (file, doc) in manifests()
@@ -1398,7 +1397,6 @@ impl ManifestReceiver {
 }
 
 #[sqlx::test]
-#[ignore = "needs --spool-dir"]
 async fn the_receiver_runs_as_its_manifest_says_and_answers_its_probes(
     _: sqlx::postgres::PgPoolOptions,
     db: sqlx::postgres::PgConnectOptions,
@@ -1418,7 +1416,6 @@ async fn the_receiver_runs_as_its_manifest_says_and_answers_its_probes(
 }
 
 #[sqlx::test]
-#[ignore = "needs --spool-dir and /metrics"]
 async fn the_receivers_scrape_path_serves_prometheus_text(
     _: sqlx::postgres::PgPoolOptions,
     db: sqlx::postgres::PgConnectOptions,
