@@ -20,6 +20,7 @@ mod pooler;
 mod projects;
 mod receive;
 mod receive_hostile;
+mod receive_sim;
 mod receive_spool;
 mod reliability;
 mod reporting;
