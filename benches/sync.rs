@@ -339,7 +339,7 @@ async fn copy_rate(db: &mut PgConnection, format: &str) -> f64 {
 
 /// Makes `n` signups through the SDK flow, one in each of the first `n` campaigns; returns
 /// those campaigns.
-async fn signups(sim: &Sim, n: usize) -> Vec<String> {
+async fn signups(sim: &Sim, n: usize, tag: &str) -> Vec<String> {
     let http = reqwest::Client::new();
     let client = sim.base.replace("/api/v1", "/api/client");
     let list: serde_json::Value = http
@@ -353,7 +353,7 @@ async fn signups(sim: &Sim, n: usize) -> Vec<String> {
         .unwrap();
     let campaigns = &list["data"]["campaigns"].as_array().unwrap()[..n];
     for (i, c) in campaigns.iter().enumerate() {
-        let install = format!("bench-install-{i}");
+        let install = format!("bench-install-{tag}{i}");
         for (path, body) in [
             (
                 "init",
@@ -361,7 +361,7 @@ async fn signups(sim: &Sim, n: usize) -> Vec<String> {
             ),
             (
                 "trigger",
-                serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "user_data": {"id": format!("bench-user-{i}")}}),
+                serde_json::json!({"token": "sim-token", "install_instance_id": install, "platform": "ANDROID", "user_data": {"id": format!("bench-user-{tag}{i}")}}),
             ),
         ] {
             http.post(format!("{client}/{path}"))
@@ -375,6 +375,67 @@ async fn signups(sim: &Sim, n: usize) -> Vec<String> {
         .iter()
         .map(|c| c["display_id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The 1% run again, this time with `linkrunner-sync receive` running and the simulator pushing
+/// its webhooks to it: new signups on the same campaigns, one run once every delivery has ended,
+/// and the campaigns it left missing rows, by kind of counter ("0" when the push steered it to
+/// every one of them).
+async fn pushed_run(db: &mut PgConnection, sim: &Sim, n: usize) -> String {
+    use tokio::io::AsyncBufReadExt;
+    const KEY: &str = "bench-webhook-key";
+    let mut receiver = tokio::process::Command::new(SYNC)
+        .args(["receive", "--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", db_url())
+        .env("LINKRUNNER_WEBHOOK_KEY", KEY)
+        .env("LINKRUNNER_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the receiver starts");
+    let mut lines = tokio::io::BufReader::new(receiver.stderr.take().unwrap()).lines();
+    let listen = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(addr) = log["listen"].as_str() {
+                    return addr.to_owned();
+                }
+            }
+        }
+        panic!("the receiver ended before it listened")
+    })
+    .await
+    .expect("the receiver listens");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let http = reqwest::Client::new();
+    let root = sim.base.trim_end_matches("/api/v1");
+    let target =
+        serde_json::json!({"url": format!("http://{listen}/webhooks/linkrunner"), "key": KEY});
+    let set = http
+        .post(format!("{root}/__sim/webhook"))
+        .json(&target)
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success(), "the simulator takes the target");
+    signups(sim, n, "pushed-").await;
+    let waited = http
+        .get(format!("{root}/__sim/webhook/wait?timeout_ms=120000"))
+        .send()
+        .await
+        .unwrap();
+    assert!(waited.status().is_success(), "every delivery ends");
+    sync(sim, &["--rps", "10000", "--no-progress"]);
+    let (_, missed, _) = check(db, sim).await;
+    let _ = http
+        .post(format!("{root}/__sim/webhook"))
+        .json(&serde_json::json!({"url": null}))
+        .send()
+        .await;
+    let _ = receiver.start_kill();
+    let _ = receiver.wait().await;
+    missed_by_kind(&missed)
 }
 
 /// Peak memory of backfills whose rows are spread evenly over campaigns of different sizes
@@ -512,11 +573,13 @@ async fn bench(args: Vec<String>) {
         let no_evidence = without_evidence(&mut db).await;
         let idle = sync(&sim, &["--rps", "10000", "--no-progress"]);
         let signed_at = Instant::now();
-        let changed = signups(&sim, (campaigns / 100).max(1)).await;
+        let changed = signups(&sim, (campaigns / 100).max(1), "").await;
         let some_floor = list + distrusted.union(&changed.into_iter().collect()).count();
         let some = sync(&sim, &["--rps", "10000", "--no-progress"]);
         let (rows_after, missed, _) = check(&mut db, &sim).await;
-        waits.push((campaigns, stragglers(&mut db, &sim, signed_at).await));
+        let wait = stragglers(&mut db, &sim, signed_at).await;
+        let pushed = pushed_run(&mut db, &sim, (campaigns / 100).max(1)).await;
+        waits.push((campaigns, wait, pushed));
         let rate = rows as f64 / backfill.seconds;
         println!(
             "| {campaigns} | {users} | {:.1} | {:.0} | {:.0} | {:.0}% | {:.0} | {:.0}% | {:.1} | {:.0} | {} ({minimum}) | {} ({:.0}%) | {no_evidence} | {} ({}) | {} | {} ({some_floor}) | {rows_after} | {mismatches} | {} |",
@@ -539,11 +602,11 @@ async fn bench(args: Vec<String>) {
         );
     }
 
-    println!("\n| campaigns | rows the 1% run left for later | runs after it (one a minute) | longest wait s |");
-    println!("|---:|---:|---:|---:|");
-    for (campaigns, wait) in waits {
+    println!("\n| campaigns | rows the 1% run left for later | runs after it (one a minute) | longest wait s | missed by a 1% run, receiver running |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (campaigns, wait, pushed) in waits {
         println!(
-            "| {campaigns} | {} | {} | {} |",
+            "| {campaigns} | {} | {} | {} | {pushed} |",
             wait.rows,
             wait.runs,
             wait.seconds
