@@ -19,6 +19,7 @@ mod personal;
 mod pooler;
 mod projects;
 mod receive;
+mod reconcile;
 mod reliability;
 mod reporting;
 mod reporting_hostile;

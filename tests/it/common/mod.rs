@@ -4,6 +4,7 @@
 pub mod daemons;
 pub mod hostile;
 pub mod process;
+pub mod receiver;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
