@@ -22,6 +22,7 @@ mod receive;
 mod receive_hostile;
 mod receive_sim;
 mod receive_spool;
+mod reconcile;
 mod reliability;
 mod reporting;
 mod reporting_hostile;

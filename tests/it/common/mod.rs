@@ -5,6 +5,7 @@ pub mod daemons;
 pub mod hostile;
 pub mod process;
 pub mod proxy;
+pub mod receiver;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
