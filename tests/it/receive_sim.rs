@@ -104,5 +104,48 @@ async fn pushed_events_are_stored_once_each_with_their_deliveries(pool: PgPool) 
     let config = common::sync_config(&server, "UTC");
     linkrunner_sync::sync::run(&config, &pool).await.unwrap();
     common::assert_exact(&pool, &sim).await;
+
+    // Reconciled: every answered signup matched to its pulled row, and the signups pulled
+    // without their event are the simulator's own count of signup deliveries that never came,
+    // since the first event stored (when the views count the receiver as running).
+    let first = events
+        .iter()
+        .filter(|e| e.outcome == Outcome::Acknowledged)
+        .map(|e| chrono::DateTime::parse_from_rfc3339(&e.attributed_on).unwrap())
+        .min()
+        .unwrap();
+    let signups = |outcome: Outcome| {
+        events
+            .iter()
+            .filter(|e| e.event_type == "signup" && e.outcome == outcome)
+            .filter(|e| chrono::DateTime::parse_from_rfc3339(&e.attributed_on).unwrap() >= first)
+            .count() as i64
+    };
+    let matched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM linkrunner.webhook_signups_matched WHERE status = 'matched'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let unmatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM linkrunner.webhook_signups_matched WHERE status <> 'matched'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((matched, unmatched), (signups(Outcome::Acknowledged), 0));
+    let (with, without): (i64, i64) = sqlx::query_as(
+        "SELECT sum(with_event)::int8, sum(without_event)::int8
+         FROM linkrunner.daily_webhook_delivery_in('UTC')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (with, without),
+        (signups(Outcome::Acknowledged), signups(Outcome::Dropped)),
+        "the views count the deliveries the simulator lost"
+    );
+    assert!(without > 0, "some signup deliveries were lost");
     r.stop().await;
 }
