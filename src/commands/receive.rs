@@ -2,18 +2,63 @@
 
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ReceiveArgs;
+use crate::db::Schema;
 use crate::error::Failure;
 use crate::model::personal::Protection;
+use crate::receive::spool::Spool;
 use crate::receive::{self, Settings};
 use crate::{config, db};
 
 /// Checks the settings and the schema, then serves until a signal asks it to stop.
 pub(super) async fn run(args: ReceiveArgs) -> Result<(), Failure> {
     let schema = args.db.schema.clone();
+    let key = webhook_key(&args)?;
+    let keys = args
+        .personal_data_keys
+        .iter()
+        .map(|k| k.trim().to_owned())
+        .collect();
+    let door =
+        Protection::new(args.personal_data, keys, args.pii_key.clone()).map_err(Failure::Config)?;
+    let spool = open_spool(&args)?;
+    let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
+    let pool = db::connect(options, 4).await?;
+    check_schema(&pool, &schema, &door).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::Config(format!("--listen {}: {e}", args.listen)))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Failure::Transient(e.into()))?;
+    tracing::info!(
+        listen = %bound,
+        path = receive::PATH,
+        schema = schema.name(),
+        "receiving Linkrunner webhooks"
+    );
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let counts = Arc::new(receive::Counts::default());
+    let settings = Settings {
+        schema,
+        key,
+        door,
+        spool,
+    };
+    receive::serve(listener, settings, pool, counts, stop)
+        .await
+        .map_err(Failure::from)?;
+    tracing::info!("stopped: every delivery answered 2xx is committed or spooled");
+    Ok(())
+}
+
+/// The key Linkrunner sends: `LINKRUNNER_WEBHOOK_KEY`, else the Data API's.
+fn webhook_key(args: &ReceiveArgs) -> Result<SecretString, Failure> {
     let key = args
         .webhook_key
         .clone()
@@ -32,54 +77,38 @@ pub(super) async fn run(args: ReceiveArgs) -> Result<(), Failure> {
             config::MIN_API_KEY_BYTES
         )));
     }
-    let keys = args
-        .personal_data_keys
-        .iter()
-        .map(|k| k.trim().to_owned())
-        .collect();
-    let door =
-        Protection::new(args.personal_data, keys, args.pii_key.clone()).map_err(Failure::Config)?;
-    let options = config::database(args.db.database_url.as_ref()).map_err(Failure::Config)?;
-    let pool = db::connect(options, 4).await?;
-    {
-        let mut conn = db::session(&pool).await?;
-        db::prepare(&mut conn, &schema).await?;
-        let run_id = uuid::Uuid::new_v4();
-        match db::personal::check(&schema, &mut conn, &door, run_id, false).await {
-            Ok(db::personal::Plan::Ready) => {}
-            Ok(db::personal::Plan::Rewrite(_)) => {
-                return Err(Failure::Config(
-                    "a rewrite of the stored personal data is under way: let `sync \
-                     --rewrite-personal-data` finish it first"
-                        .into(),
-                ))
-            }
-            Err(e) => {
-                return Err(match e.downcast::<db::personal::Disagrees>() {
-                    Ok(why) => Failure::Config(why.0),
-                    Err(e) => e.context("checking the personal-data mode").into(),
-                })
-            }
+    Ok(key)
+}
+
+/// The schema prepared, and its recorded personal-data mode the receiver's.
+async fn check_schema(pool: &PgPool, schema: &Schema, door: &Protection) -> Result<(), Failure> {
+    let mut conn = db::session(pool).await?;
+    db::prepare(&mut conn, schema).await?;
+    let run_id = uuid::Uuid::new_v4();
+    match db::personal::check(schema, &mut conn, door, run_id, false).await {
+        Ok(db::personal::Plan::Ready) => {}
+        Ok(db::personal::Plan::Rewrite(_)) => {
+            return Err(Failure::Config(
+                "a rewrite of the stored personal data is under way: let `sync \
+                 --rewrite-personal-data` finish it first"
+                    .into(),
+            ))
+        }
+        Err(e) => {
+            return Err(match e.downcast::<db::personal::Disagrees>() {
+                Ok(why) => Failure::Config(why.0),
+                Err(e) => e.context("checking the personal-data mode").into(),
+            })
         }
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Failure::Config(format!("--listen {}: {e}", args.listen)))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| Failure::Transient(e.into()))?;
-    tracing::info!(
-        listen = %bound,
-        path = receive::PATH,
-        schema = schema.name(),
-        "receiving Linkrunner webhooks"
-    );
-    let stop = CancellationToken::new();
-    tokio::spawn(stop_on_signal(stop.clone()));
-    let counts = Arc::new(receive::Counts::default());
-    let spool = match &args.spool_dir {
+    Ok(())
+}
+
+/// The spool `--spool-dir` names, opened with what an earlier process left in it.
+fn open_spool(args: &ReceiveArgs) -> Result<Option<Arc<Spool>>, Failure> {
+    Ok(match &args.spool_dir {
         Some(dir) => {
-            let spool = receive::spool::Spool::open(dir, args.spool_max_mib << 20)
+            let spool = Spool::open(dir, args.spool_max_mib << 20)
                 .map_err(|e| Failure::Config(format!("--spool-dir {}: {e}", dir.display())))?;
             if !spool.is_empty() {
                 tracing::info!(
@@ -91,18 +120,7 @@ pub(super) async fn run(args: ReceiveArgs) -> Result<(), Failure> {
             Some(Arc::new(spool))
         }
         None => None,
-    };
-    let settings = Settings {
-        schema,
-        key,
-        door,
-        spool,
-    };
-    receive::serve(listener, settings, pool, counts, stop)
-        .await
-        .map_err(Failure::from)?;
-    tracing::info!("stopped: every delivery answered 2xx is committed");
-    Ok(())
+    })
 }
 
 /// SIGTERM or SIGINT: stop taking connections, answer and commit what is held.
