@@ -218,6 +218,8 @@ async fn accept(listener: TcpListener, app: Router, stop: CancellationToken) {
             },
             () = stop.cancelled() => break,
         };
+        // Answers are small: sent at once, not held back for the next segment's ACK.
+        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
