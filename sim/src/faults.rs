@@ -3,6 +3,7 @@
 //! and after the handler may spoil a 200 GET body (reset, truncated, HTML).
 
 use crate::config::Faults;
+use crate::hash::roll;
 use crate::reply::ApiError;
 use crate::state::{Simulator, State};
 use axum::body::{Body, Bytes};
@@ -12,17 +13,10 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant, SystemTime};
 
 const BAD_GATEWAY_PAGE: &str = "<html><head><title>502 Bad Gateway</title></head>\
 <body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>";
-
-/// True with probability `p`; draws nothing when `p` is off, so turning one fault on or off
-/// leaves the sequence of the others alone.
-pub(crate) fn roll(rng: &mut ChaCha8Rng, p: f64) -> bool {
-    p > 0.0 && rng.random_bool(p.min(1.0))
-}
 
 /// How a 200 body is spoiled after the handler ran.
 enum Spoil {

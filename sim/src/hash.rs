@@ -1,4 +1,8 @@
-//! Fixed hashes, so orders and seeded choices never depend on std's hasher or Rust version.
+//! Fixed hashes, so orders and seeded choices never depend on std's hasher or Rust version,
+//! and the seeded draw every fault takes.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 
 /// SplitMix64 finaliser.
 pub(crate) fn mix(mut z: u64) -> u64 {
@@ -11,4 +15,10 @@ pub(crate) fn mix(mut z: u64) -> u64 {
 /// Seeded hash of a string, built on [`mix`].
 pub(crate) fn hash_str(seed: u64, s: &str) -> u64 {
     s.bytes().fold(mix(seed), |h, b| mix(h ^ u64::from(b)))
+}
+
+/// True with probability `p`; draws nothing when `p` is off, so turning one fault on or off
+/// leaves the sequence of the others alone.
+pub(crate) fn roll(rng: &mut ChaCha8Rng, p: f64) -> bool {
+    p > 0.0 && rng.random_bool(p.min(1.0))
 }

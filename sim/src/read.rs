@@ -4,8 +4,8 @@
 
 use crate::clock::parse_local;
 use crate::data::Campaign;
-use crate::faults::roll;
 use crate::generate::fresh_row;
+use crate::hash::roll;
 use crate::page::users_reply;
 use crate::paging::Paging;
 use crate::project::{link_display_id, PROJECT_DOMAINS};

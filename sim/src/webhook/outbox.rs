@@ -3,8 +3,8 @@
 
 use super::config::WebhookConfig;
 use super::listing::{listed, Attempt, EventFaults, Outcome, WebhookEvent};
-use crate::faults::roll;
 use crate::hash::mix;
+use crate::hash::roll;
 use crate::stats::WebhookStats;
 use axum::body::Bytes;
 use rand::{Rng, SeedableRng};
