@@ -281,38 +281,38 @@ fn flag_and_text<'v>(
     Ok((flag, text))
 }
 
-impl TypedValueParser for Span {
-    type Value = Duration;
-    fn parse_ref(
-        &self,
-        _: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<Duration, clap::Error> {
-        let (flag, text) = flag_and_text(arg, value)?;
-        duration(&flag, text, self).map_err(refused)
-    }
+/// A clap value parser for `$ty` from a check of the flag's name and text; a refusal is the
+/// check's one line.
+macro_rules! parser {
+    ($ty:ty => $value:ty, |$this:ident, $flag:ident, $text:ident| $check:expr) => {
+        impl TypedValueParser for $ty {
+            type Value = $value;
+            fn parse_ref(
+                &self,
+                _: &clap::Command,
+                arg: Option<&clap::Arg>,
+                value: &OsStr,
+            ) -> Result<$value, clap::Error> {
+                let ($flag, $text) = flag_and_text(arg, value)?;
+                let $this = self;
+                // A closure, so that `?` and `return` in the check end the check.
+                let check = || -> Result<$value, String> { $check };
+                let checked = check();
+                checked.map_err(refused)
+            }
+        }
+    };
 }
 
-impl TypedValueParser for Days {
-    type Value = Duration;
-    fn parse_ref(
-        &self,
-        _: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<Duration, clap::Error> {
-        let (flag, text) = flag_and_text(arg, value)?;
-        let d = duration(&flag, text, &self.0).map_err(refused)?;
-        if d.num_seconds() % 86_400 != 0 {
-            return Err(refused(format!(
-                "{flag} {} must be whole days (e.g. 7d)",
-                text.trim()
-            )));
-        }
-        Ok(d)
+parser!(Span => Duration, |span, flag, text| duration(&flag, text, span));
+
+parser!(Days => Duration, |days, flag, text| {
+    let d = duration(&flag, text, &days.0)?;
+    if d.num_seconds() % 86_400 != 0 {
+        return Err(format!("{flag} {} must be whole days (e.g. 7d)", text.trim()));
     }
-}
+    Ok(d)
+});
 
 impl<T> TypedValueParser for Count<T>
 where
@@ -337,68 +337,26 @@ where
     }
 }
 
-impl TypedValueParser for Rate {
-    type Value = f64;
-    fn parse_ref(
-        &self,
-        _: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<f64, clap::Error> {
-        let (flag, text) = flag_and_text(arg, value)?;
-        let n = text.trim().parse::<f64>().map_err(|_| {
-            refused(format!(
-                "invalid value '{text}' for {flag}: a number from {} to {}",
-                self.0.start(),
-                self.0.end()
-            ))
-        })?;
-        rate(&flag, n, self.0.clone()).map_err(refused)
-    }
-}
+parser!(Rate => f64, |bounds, flag, text| {
+    let n = text.trim().parse::<f64>().map_err(|_| {
+        format!(
+            "invalid value '{text}' for {flag}: a number from {} to {}",
+            bounds.0.start(),
+            bounds.0.end()
+        )
+    })?;
+    rate(&flag, n, bounds.0.clone())
+});
 
-impl TypedValueParser for Zone {
-    type Value = Tz;
-    fn parse_ref(
-        &self,
-        _: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<Tz, clap::Error> {
-        let (flag, text) = flag_and_text(arg, value)?;
-        text.parse::<Tz>().map_err(|_| {
-            refused(format!(
-                "{flag} '{text}' is not an IANA timezone (e.g. UTC, Europe/Berlin, Asia/Kolkata)"
-            ))
-        })
-    }
-}
+parser!(Zone => Tz, |_zone, flag, text| text.parse::<Tz>().map_err(|_| {
+    format!("{flag} '{text}' is not an IANA timezone (e.g. UTC, Europe/Berlin, Asia/Kolkata)")
+}));
 
-impl TypedValueParser for SchemaName {
-    type Value = Schema;
-    fn parse_ref(
-        &self,
-        _: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<Schema, clap::Error> {
-        let (_, text) = flag_and_text(arg, value)?;
-        Schema::parse(text).map_err(refused)
-    }
-}
+parser!(SchemaName => Schema, |_name, _flag, text| Schema::parse(text));
 
-impl TypedValueParser for Window {
-    type Value = WindowLen;
-    fn parse_ref(
-        &self,
-        _: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<WindowLen, clap::Error> {
-        let (flag, text) = flag_and_text(arg, value)?;
-        WindowLen::parse(text).map_err(|e| refused(format!("{flag}: {e}")))
-    }
-}
+parser!(Window => WindowLen, |_window, flag, text| {
+    WindowLen::parse(text).map_err(|e| format!("{flag}: {e}"))
+});
 
 /// Reads a duration flag and checks it against its bounds.
 fn duration(flag: &str, text: &str, span: &Span) -> Result<Duration, String> {
