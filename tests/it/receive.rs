@@ -2,6 +2,7 @@
 //! refuses, and that an answered delivery is committed.
 
 use crate::common;
+use crate::common::receiver::{self, Receiver};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -298,52 +299,14 @@ async fn concurrent_deliveries_are_committed_together_and_each_once(pool: PgPool
     r.stop().await;
 }
 
-/// The receiver as a process: started with `listen` 127.0.0.1:0, it says in its log where it
-/// listens.
-pub(crate) struct Process {
-    pub(crate) child: tokio::process::Child,
-    pub(crate) url: String,
-}
-
-async fn process(db_url: &str) -> Process {
+/// The receiver as a process, on a port it picks.
+async fn process(db_url: &str) -> Receiver {
     process_with(db_url, &[]).await
 }
 
 /// As [`process`], with more arguments.
-pub(crate) async fn process_with(db_url: &str, args: &[&str]) -> Process {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"))
-        .args(["receive", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("DATABASE_URL", db_url)
-        .env("LINKRUNNER_WEBHOOK_KEY", KEY)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let find = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let Ok(log) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(addr) = log["listen"].as_str() {
-                return addr.to_owned();
-            }
-        }
-        panic!("the receiver ended before it listened");
-    };
-    let addr = tokio::time::timeout(Duration::from_secs(60), find)
-        .await
-        .expect("the receiver listens");
-    // The rest of its log is not read; keep the pipe drained so it never blocks.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process {
-        child,
-        url: format!("http://{addr}{PATH}"),
-    }
+pub(crate) async fn process_with(db_url: &str, args: &[&str]) -> Receiver {
+    receiver::start_with(db_url, KEY, args).await
 }
 
 #[sqlx::test]

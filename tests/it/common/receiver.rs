@@ -9,7 +9,7 @@ use tokio::io::AsyncBufReadExt;
 
 /// A running receiver; killed when dropped.
 pub struct Receiver {
-    child: tokio::process::Child,
+    pub child: tokio::process::Child,
     pub url: String,
     key: String,
 }
@@ -17,8 +17,14 @@ pub struct Receiver {
 /// Starts the receiver against `db_url` with the webhook key `key`, and waits (at most a
 /// minute) until it says where it listens.
 pub async fn start(db_url: &str, key: &str) -> Receiver {
+    start_with(db_url, key, &[]).await
+}
+
+/// As [`start`], with more arguments.
+pub async fn start_with(db_url: &str, key: &str, args: &[&str]) -> Receiver {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_linkrunner-sync"))
         .args(["receive", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env("DATABASE_URL", db_url)
         .env("LINKRUNNER_WEBHOOK_KEY", key)
         .env("RUST_LOG", "info")
