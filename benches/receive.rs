@@ -8,17 +8,17 @@
 //! over kept-alive connections. Every figure is checked: each answered event is in the table
 //! once at the end. `cargo bench --bench receive -- --seconds 5` shortens each phase.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::io::AsyncBufReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
-const RECEIVE: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
+mod common;
+
 const DB: &str = "linkrunner_bench_receive";
 const KEY: &str = "bench-webhook-key";
 /// Senders posting at once, each on a kept-alive connection.
@@ -216,31 +216,12 @@ async fn main() {
     through.set_port(Some(proxy.addr.port())).unwrap();
     through.set_path(DB);
     let spool = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(RECEIVE)
-        .args(["receive", "--listen", "127.0.0.1:0", "--spool-dir"])
-        .arg(spool.path())
-        .env("DATABASE_URL", through.as_str())
-        .env("LINKRUNNER_WEBHOOK_KEY", KEY)
-        .env("LINKRUNNER_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let listen = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(a) = log["listen"].as_str() {
-                    return a.to_owned();
-                }
-            }
-        }
-        panic!("the receiver ended before it listened")
-    })
-    .await
-    .expect("the receiver listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut child, listen) = common::receiver(
+        through.as_str(),
+        KEY,
+        &[OsStr::new("--spool-dir"), spool.path().as_os_str()],
+    )
+    .await;
     let endpoint = format!("http://{listen}/webhooks/linkrunner");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(

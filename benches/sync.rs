@@ -16,6 +16,8 @@ use std::time::Instant;
 
 use sqlx::{Connection, Executor, PgConnection};
 
+mod common;
+
 const SYNC: &str = env!("CARGO_BIN_EXE_linkrunner-sync");
 const DB: &str = "linkrunner_bench";
 
@@ -382,32 +384,8 @@ async fn signups(sim: &Sim, n: usize, tag: &str) -> Vec<String> {
 /// and the campaigns it left missing rows, by kind of counter ("0" when the push steered it to
 /// every one of them).
 async fn pushed_run(db: &mut PgConnection, sim: &Sim, n: usize) -> String {
-    use tokio::io::AsyncBufReadExt;
     const KEY: &str = "bench-webhook-key";
-    let mut receiver = tokio::process::Command::new(SYNC)
-        .args(["receive", "--listen", "127.0.0.1:0"])
-        .env("DATABASE_URL", db_url())
-        .env("LINKRUNNER_WEBHOOK_KEY", KEY)
-        .env("LINKRUNNER_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the receiver starts");
-    let mut lines = tokio::io::BufReader::new(receiver.stderr.take().unwrap()).lines();
-    let listen = tokio::time::timeout(std::time::Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(addr) = log["listen"].as_str() {
-                    return addr.to_owned();
-                }
-            }
-        }
-        panic!("the receiver ended before it listened")
-    })
-    .await
-    .expect("the receiver listens");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut receiver, listen) = common::receiver(&db_url(), KEY, &[]).await;
     let http = reqwest::Client::new();
     let root = sim.base.trim_end_matches("/api/v1");
     let target =
