@@ -14,22 +14,6 @@ use scenario::*;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 
-/// Asserts two maps are equal, naming the first few keys where they differ.
-fn assert_same<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
-    got: &BTreeMap<K, V>,
-    want: &BTreeMap<K, V>,
-    what: &str,
-) {
-    let keys: BTreeSet<&K> = got.keys().chain(want.keys()).collect();
-    let differ: Vec<String> = keys
-        .into_iter()
-        .filter(|k| got.get(k) != want.get(k))
-        .take(5)
-        .map(|k| format!("{k:?}: got {:?}, expected {:?}", got.get(k), want.get(k)))
-        .collect();
-    assert!(differ.is_empty(), "{what} differ:\n{}", differ.join("\n"));
-}
-
 /// `num / den` as Postgres' `round(numeric, 4)` writes it.
 fn ratio(num: i64, den: i64) -> String {
     assert!(num >= 0 && den > 0);
@@ -126,7 +110,7 @@ async fn each_signup_event_is_matched_pending_mismatched_or_missing(
         );
         want.insert(key(e.campaign.clone(), e.user.clone(), e.at), judged);
     }
-    assert_same(&got, &want, "the signup events as matched");
+    common::assert_same(&got, &want, "the signup events as matched");
     // The scenario holds every status, and both kinds of missing.
     let statuses: BTreeSet<&str> = s.signups.iter().map(|e| e.status).collect();
     assert_eq!(statuses.len(), 5, "{statuses:?}");
@@ -154,7 +138,7 @@ async fn each_signup_event_is_matched_pending_mismatched_or_missing(
             (k, (get(r, "events"), get(r, "deliveries")))
         })
         .collect();
-    assert_same(&got, &counts, "sql/webhook_signups_by_status.sql");
+    common::assert_same(&got, &counts, "sql/webhook_signups_by_status.sql");
 
     let (_, rows) = example(&s.pool, "webhook_signup_findings.sql").await;
     let got: Vec<Finding> = rows
@@ -238,7 +222,7 @@ async fn the_delivery_ratio_counts_the_pulled_signups_whose_event_came(
             Some(zone),
         )
         .await;
-        assert_same(&got, &want_in(tz), zone);
+        common::assert_same(&got, &want_in(tz), zone);
         let with: i64 = got.values().map(|v| v.1).sum();
         assert_eq!(with, delivered, "{zone}: every delivered row counted once");
     }
@@ -252,7 +236,7 @@ async fn the_delivery_ratio_counts_the_pulled_signups_whose_event_came(
         sql.trim().trim_end_matches(';')
     );
     let got = delivery_rows(&s.pool, &wrapped, None).await;
-    assert_same(
+    common::assert_same(
         &got,
         &want_in(KOLKATA),
         "sql/webhook_delivery_per_campaign.sql",
@@ -361,7 +345,7 @@ async fn installs_convert_by_device_and_stand_beside_the_reporting_apis(
     );
     let got = install_rows(&s.pool, sql, Some("Asia/Kolkata")).await;
     let want = want_in(KOLKATA, &reported);
-    assert_same(&got, &want, "Kolkata");
+    common::assert_same(&got, &want, "Kolkata");
     // The day before the receiver's first was read from the Reporting API, and is left out.
     let before = day_in(since(), KOLKATA).pred_opt().unwrap();
     let read: i64 =
@@ -373,11 +357,11 @@ async fn installs_convert_by_device_and_stand_beside_the_reporting_apis(
     assert!(read > 0 && got.keys().all(|(d, _)| *d > before));
     // The zone written another way is still the project's.
     let lower = install_rows(&s.pool, sql, Some("asia/kolkata")).await;
-    assert_same(&lower, &want, "asia/kolkata");
+    common::assert_same(&lower, &want, "asia/kolkata");
 
     // In another zone the days do not line up: the installs alone.
     let got = install_rows(&s.pool, sql, Some("UTC")).await;
-    assert_same(&got, &want_in(Tz::UTC, &BTreeMap::new()), "UTC");
+    common::assert_same(&got, &want_in(Tz::UTC, &BTreeMap::new()), "UTC");
     let kolkata_days: BTreeSet<_> = want_in(KOLKATA, &BTreeMap::new()).into_keys().collect();
     assert_ne!(
         got.into_keys().collect::<BTreeSet<_>>(),
@@ -388,7 +372,7 @@ async fn installs_convert_by_device_and_stand_beside_the_reporting_apis(
     let (sql, _) = example(&s.pool, "webhook_installs_vs_reporting.sql").await;
     assert!(sql.contains("'Asia/Kolkata'"));
     let got = install_rows(&s.pool, &sql, None).await;
-    assert_same(&got, &want, "sql/webhook_installs_vs_reporting.sql");
+    common::assert_same(&got, &want, "sql/webhook_installs_vs_reporting.sql");
 }
 
 /// Signups and those with an event on a Kolkata day of a campaign, as the function says.

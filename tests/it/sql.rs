@@ -198,22 +198,6 @@ fn micros(i: PgInterval) -> i64 {
     i64::from(i.days) * 86_400_000_000 + i.microseconds
 }
 
-/// Asserts two count maps are equal, naming the first few keys where they differ.
-fn assert_counts<K: Ord + std::fmt::Debug>(
-    got: &BTreeMap<K, i64>,
-    want: &BTreeMap<K, i64>,
-    what: &str,
-) {
-    let keys: BTreeSet<&K> = got.keys().chain(want.keys()).collect();
-    let differ: Vec<String> = keys
-        .into_iter()
-        .filter(|k| got.get(k) != want.get(k))
-        .take(5)
-        .map(|k| format!("{k:?}: got {:?}, expected {:?}", got.get(k), want.get(k)))
-        .collect();
-    assert!(differ.is_empty(), "{what} differ:\n{}", differ.join("\n"));
-}
-
 /// A column by name, with the column in the panic message.
 fn get<'r, T>(row: &'r PgRow, column: &str) -> T
 where
@@ -353,7 +337,7 @@ fn per_campaign_days(rows: &[PgRow], expected: &Expected, sql: &str) {
         );
         got.insert((get(r, "day"), campaign), get::<i64>(r, "signups"));
     }
-    assert_counts(
+    assert_same(
         &got,
         &want,
         &format!("signups per local day in {tz} and campaign"),
@@ -370,7 +354,7 @@ fn per_channel_days(rows: &[PgRow], expected: &Expected) {
         .map(|r| ((get(r, "day"), get(r, "ad_channel")), get(r, "signups")))
         .collect();
     assert_eq!(got.len(), rows.len(), "one row per day and channel");
-    assert_counts(&got, &want, "signups per UTC day and ad channel");
+    assert_same(&got, &want, "signups per UTC day and ad channel");
 }
 
 fn time_to_signup(rows: &[PgRow], expected: &Expected) {
@@ -555,7 +539,7 @@ fn platforms(rows: &[PgRow], expected: &Expected) {
             )
         })
         .collect();
-    assert_counts(&got, &want, "signups per campaign and platform");
+    assert_same(&got, &want, "signups per campaign and platform");
 }
 
 // ---- The views themselves ----
@@ -590,7 +574,7 @@ async fn daily_signups_in_counts_local_days_in_any_zone(pool: PgPool) {
                 "the data should tell {zone} days from UTC days"
             );
         }
-        assert_counts(
+        assert_same(
             &read(rows),
             &want,
             &format!("signups per local day in {zone}"),
@@ -600,7 +584,7 @@ async fn daily_signups_in_counts_local_days_in_any_zone(pool: PgPool) {
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_counts(&read(rows), &utc, "daily_signups (UTC days)");
+    assert_same(&read(rows), &utc, "daily_signups (UTC days)");
 
     let unknown = sqlx::query("SELECT * FROM linkrunner.daily_signups_in('Mars/Olympus_Mons')")
         .fetch_all(&pool)

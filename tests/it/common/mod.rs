@@ -7,7 +7,7 @@ pub mod process;
 pub mod proxy;
 pub mod receiver;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -322,4 +322,20 @@ pub async fn sdk_signup_as(
         .await
         .unwrap();
     assert!(trigger.status().is_success());
+}
+
+/// Asserts two maps are equal, naming the first few keys where they differ.
+pub fn assert_same<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    got: &BTreeMap<K, V>,
+    want: &BTreeMap<K, V>,
+    what: &str,
+) {
+    let keys: BTreeSet<&K> = got.keys().chain(want.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| got.get(k) != want.get(k))
+        .take(5)
+        .map(|k| format!("{k:?}: got {:?}, expected {:?}", got.get(k), want.get(k)))
+        .collect();
+    assert!(differ.is_empty(), "{what} differ:\n{}", differ.join("\n"));
 }
