@@ -10,14 +10,15 @@
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection};
-use tokio::net::{TcpListener, TcpStream};
 
 mod common;
+#[path = "../tests/it/common/proxy.rs"]
+mod proxy;
+
+use proxy::Proxy;
 
 const DB: &str = "linkrunner_bench_receive";
 const KEY: &str = "bench-webhook-key";
@@ -27,50 +28,6 @@ const SENDERS: usize = 32;
 fn admin_url() -> String {
     std::env::var("BENCH_ADMIN_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A TCP proxy to Postgres that can be cut: its connections dropped, new ones closed at once.
-struct Proxy {
-    addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (o, l) = (open.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !o.load(Ordering::SeqCst) {
-                    continue;
-                }
-                l.lock().unwrap().push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        // Without it, Nagle and delayed ACKs add 40 ms to every round trip.
-                        let _ = client.set_nodelay(true);
-                        let _ = server.set_nodelay(true);
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Proxy { addr, open, links }
-    }
-
-    fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
 }
 
 fn event(user: &str) -> String {
