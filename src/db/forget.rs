@@ -159,8 +159,22 @@ struct Person {
     others: i64,
 }
 
-/// Where a row is a person's.
-const PERSON: &str = "(user_id = ANY($1) OR user_email = ANY($2) OR user_phone = ANY($3))";
+/// Where a row is a person's: by id, or by a stored spelling of their email or phone, each
+/// found through its key's index (migration 18).
+const PERSON: &str = "(user_id = ANY($1)
+    OR (user_email IS NOT NULL AND user_email = ANY($2) AND linkrunner.email_key(user_email)
+        = ANY(ARRAY(SELECT linkrunner.email_key(e) FROM unnest($2::text[]) AS e)))
+    OR (user_phone IS NOT NULL AND user_phone = ANY($3) AND linkrunner.phone_key(user_phone)
+        = ANY(ARRAY(SELECT linkrunner.phone_key(p) FROM unnest($3::text[]) AS p))))";
+
+/// Rows that may hold a spelling of the emails (`$1`, normal forms) or phones (`$2`): ASCII
+/// emails and every phone by their keys, which are their normal forms, and the other emails,
+/// few, to be compared by the job.
+const SPELLINGS: &str = "SELECT user_email, user_phone FROM linkrunner.attributed_users
+    WHERE (user_email IS NOT NULL AND linkrunner.email_key(user_email)
+           = ANY(ARRAY(SELECT linkrunner.email_key(e) FROM unnest($1::text[]) AS e)))
+       OR user_email ~ '[^\\x01-\\x7f]'
+       OR (user_phone IS NOT NULL AND linkrunner.phone_key(user_phone) = ANY($2))";
 
 async fn whose(
     schema: &Schema,
@@ -181,15 +195,24 @@ async fn whose(
             phones,
             hashed: hashes.is_some(),
         };
+        let (normal_emails, normal_phones): (Vec<&String>, Vec<&String>) =
+            (emails.iter().collect(), phones.iter().collect());
+        let sql = schema.sql(SPELLINGS);
+        let stored = sqlx::query_as(&sql)
+            .bind(normal_emails)
+            .bind(normal_phones)
+            .fetch(&mut *tx);
+        found.read(stored, &wanted).await?;
         for sql in [
-            "SELECT user_email, user_phone FROM linkrunner.attributed_users
-             WHERE user_email IS NOT NULL OR user_phone IS NOT NULL",
             "SELECT raw #>> '{user_data,email}', raw #>> '{user_data,phone}'
              FROM linkrunner.rejected_rows WHERE kind = 'attributed_user' AND raw IS NOT NULL",
             "SELECT email, phone FROM linkrunner.webhook_events
              WHERE email IS NOT NULL OR phone IS NOT NULL",
         ] {
-            found.read(&mut *tx, &schema.sql(sql), &wanted).await?;
+            let sql = schema.sql(sql);
+            found
+                .read(sqlx::query_as(&sql).fetch(&mut *tx), &wanted)
+                .await?;
         }
     }
     let mut emails: Vec<String> = found.emails.into_iter().collect();
@@ -320,15 +343,13 @@ struct Spellings {
 }
 
 impl Spellings {
-    /// Reads `sql`'s (email, phone) rows as a stream, keeping the spellings wanted: memory
-    /// holds one row at a time and the matches.
+    /// Reads (email, phone) rows as a stream, keeping the spellings wanted: memory holds one
+    /// row at a time and the matches.
     async fn read(
         &mut self,
-        conn: &mut PgConnection,
-        sql: &str,
+        mut rows: impl futures::Stream<Item = sqlx::Result<(Option<String>, Option<String>)>> + Unpin,
         wanted: &Wanted<'_>,
     ) -> sqlx::Result<()> {
-        let mut rows = sqlx::query_as::<_, (Option<String>, Option<String>)>(sql).fetch(conn);
         while let Some((email, phone)) = rows.try_next().await? {
             let usable = |v: &String| !(wanted.hashed && is_hash(v));
             if let Some(email) = email.filter(usable) {

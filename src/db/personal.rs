@@ -288,8 +288,8 @@ pub async fn preview(
     }
     let mut conn = pool.acquire().await?;
     let row = recorded_row(schema, &mut conn).await?;
-    let rows: i64 =
-        sqlx::query_scalar(&schema.sql("SELECT count(*) FROM linkrunner.attributed_users"))
+    let held: bool =
+        sqlx::query_scalar(&schema.sql("SELECT EXISTS (SELECT FROM linkrunner.attributed_users)"))
             .fetch_one(&mut *conn)
             .await?;
     let (recorded, target) = match row {
@@ -297,7 +297,7 @@ pub async fn preview(
             let recorded = settings_of(row);
             (recorded.settings, recorded.target)
         }
-        None if rows > 0 => (Settings::keep(), None),
+        None if held => (Settings::keep(), None),
         None => {
             return Ok(format!(
                 "personal data: nothing recorded yet; the run records {}\n",
@@ -305,23 +305,31 @@ pub async fn preview(
             ))
         }
     };
-    Ok(
-        match decide(schema, &recorded, target.as_ref(), &wanted, rewrite)? {
-            Decision::Ready => format!(
-                "personal data: stored with {}, as asked\n",
-                wanted.describe()
-            ),
-            Decision::Start => format!(
-                "personal data: the run would rewrite the {rows} stored rows from {} to {}\n",
-                recorded.describe(),
-                wanted.describe()
-            ),
-            Decision::Resume => format!(
-                "personal data: the run would finish the rewrite to {} ({rows} stored rows)\n",
-                wanted.describe()
-            ),
-        },
-    )
+    let decision = decide(schema, &recorded, target.as_ref(), &wanted, rewrite)?;
+    // Counted only for a rewrite, which reads every row anyway.
+    let rows: i64 = match decision {
+        Decision::Ready => 0,
+        _ => {
+            sqlx::query_scalar(&schema.sql("SELECT count(*) FROM linkrunner.attributed_users"))
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    Ok(match decision {
+        Decision::Ready => format!(
+            "personal data: stored with {}, as asked\n",
+            wanted.describe()
+        ),
+        Decision::Start => format!(
+            "personal data: the run would rewrite the {rows} stored rows from {} to {}\n",
+            recorded.describe(),
+            wanted.describe()
+        ),
+        Decision::Resume => format!(
+            "personal data: the run would finish the rewrite to {} ({rows} stored rows)\n",
+            wanted.describe()
+        ),
+    })
 }
 
 fn sorted(keys: &[String]) -> Vec<String> {

@@ -162,7 +162,9 @@ pub async fn record_scans(
 /// Stores each campaign's counter beside the rows it should count. Agreement over rows keeps or
 /// earns trust (at once for a counter never found apart from the rows, else after `probation`);
 /// disagreement takes it away. Agreement at zero proves nothing: a counter that always reads 0
-/// agrees with every empty campaign, so it earns no trust (and is no lie either).
+/// agrees with every empty campaign, so it earns no trust (and is no lie either). The rows
+/// listed by then are the campaign's kept count less the few stored since, so the check reads
+/// only those, whatever the campaign's history.
 async fn record_verified(
     schema: &Schema,
     conn: &mut PgConnection,
@@ -173,8 +175,10 @@ async fn record_verified(
     sqlx::query(&schema.sql(
         "WITH v AS (
              SELECT v.*, COALESCE(v.upstream,
-                 (SELECT count(*) FROM linkrunner.attributed_users a
-                   WHERE a.campaign_display_id = v.c AND a.attributed_at <= v.listed)
+                 (SELECT COALESCE(sum(n.rows), 0)::int8 FROM linkrunner.campaign_row_counts n
+                   WHERE n.campaign_display_id = v.c)
+                 - (SELECT count(*) FROM linkrunner.attributed_users a
+                     WHERE a.campaign_display_id = v.c AND a.attributed_at > v.listed)
                  + (SELECT count(*) FROM linkrunner.rejected_rows r
                      WHERE r.campaign_display_id = v.c AND r.kind = 'attributed_user')
                  + (SELECT count(*) FROM linkrunner.forgotten_rows f
@@ -323,6 +327,10 @@ pub async fn finish_run(
     totals: &RunTotals,
     error: Option<&str>,
 ) -> sqlx::Result<()> {
+    // The run's row-count deltas, folded so a campaign's count stays one row to read.
+    sqlx::query(&schema.sql("SELECT linkrunner.compact_row_counts()"))
+        .execute(&mut *conn)
+        .await?;
     let figures: Vec<Shown> = totals
         .figures()
         .into_iter()

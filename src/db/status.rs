@@ -157,8 +157,8 @@ async fn campaigns(
                 GREATEST(f.confirmed_at, f.synced_until) AS checked_at, f.counter_trusted,
                 k.counter_at_sync, k.rows_at_sync, k.read_because, k.verified_at,
                 k.trusted_from > now() AS on_probation,
-                (SELECT count(*) FROM linkrunner.attributed_users a
-                  WHERE a.campaign_display_id = f.campaign_display_id) AS rows,
+                (SELECT COALESCE(sum(n.rows), 0)::int8 FROM linkrunner.campaign_row_counts n
+                  WHERE n.campaign_display_id = f.campaign_display_id) AS rows,
                 f.rows_changed_at AS last_change
          FROM linkrunner.data_freshness f
          LEFT JOIN linkrunner.sync_checkpoints k

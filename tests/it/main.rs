@@ -11,6 +11,7 @@ mod deployed;
 mod docs;
 mod faults;
 mod forget;
+mod history;
 mod hostile;
 mod hostile_env;
 mod hostile_rows;
