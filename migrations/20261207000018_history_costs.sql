@@ -118,3 +118,20 @@ CREATE INDEX attributed_users_email_unusual ON linkrunner.attributed_users (user
     WHERE user_email ~ '[^\x01-\x7f]';
 CREATE INDEX attributed_users_phone_key ON linkrunner.attributed_users
     (linkrunner.phone_key(user_phone)) WHERE user_phone IS NOT NULL;
+
+-- Signups per local day of the IANA zone tz from first_day to last_day (inclusive), as
+-- daily_signups_in(tz) counts them: the days' bounds are instants, so only those days' rows
+-- are read through the attributed_at index, however long the history.
+CREATE FUNCTION linkrunner.daily_signups_in(tz text, first_day date, last_day date)
+RETURNS TABLE (day date, campaign_display_id text, ad_channel text, signups bigint)
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT (a.attributed_at AT TIME ZONE tz)::date, a.campaign_display_id, a.ad_channel, count(*)
+    FROM linkrunner.attributed_users_clean a
+    WHERE a.attributed_at >= (first_day::timestamp AT TIME ZONE tz)
+      AND a.attributed_at < ((last_day + 1)::timestamp AT TIME ZONE tz)
+    GROUP BY 1, 2, 3
+$$;
+
+COMMENT ON FUNCTION linkrunner.daily_signups_in(text, date, date) IS
+    'Signups per local day of an IANA zone, per campaign and ad channel, for the days first_day to last_day.';

@@ -579,6 +579,26 @@ async fn daily_signups_in_counts_local_days_in_any_zone(pool: PgPool) {
             &want,
             &format!("signups per local day in {zone}"),
         );
+        // The bounded form reads only some days' rows, and counts them alike, at the edges too.
+        let days: Vec<NaiveDate> = want.keys().map(|k| k.0).collect();
+        let (first, last) = (days[days.len() / 3], days[days.len() * 2 / 3]);
+        let rows = sqlx::query("SELECT * FROM linkrunner.daily_signups_in($1, $2, $3)")
+            .bind(zone)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        let within = want
+            .iter()
+            .filter(|(k, _)| (first..=last).contains(&k.0))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        assert_same(
+            &read(rows),
+            &within,
+            &format!("signups per local day in {zone}, {first} to {last}"),
+        );
     }
     let rows = sqlx::query("SELECT * FROM linkrunner.daily_signups")
         .fetch_all(&pool)
