@@ -125,6 +125,20 @@ pub async fn forget(
     .execute(&mut *tx)
     .await?
     .rows_affected() as i64;
+    sqlx::query(&schema.sql(
+        "WITH queued AS (
+             DELETE FROM linkrunner.lookup_queue
+             WHERE (lookup_kind = 'user_id' AND lookup_value = ANY($1))
+                OR (lookup_kind = 'device_identifier' AND lookup_value = ANY($2))
+         )
+         DELETE FROM linkrunner.lookup_new_ids
+         WHERE (lookup_kind = 'user_id' AND lookup_value = ANY($1))
+            OR (lookup_kind = 'device_identifier' AND lookup_value = ANY($2))",
+    ))
+    .bind(&person.ids)
+    .bind(&devices)
+    .execute(&mut *tx)
+    .await?;
     let events = sqlx::query(&schema.sql(
         "DELETE FROM linkrunner.webhook_events
          WHERE user_id = ANY($1) OR email = ANY($2) OR phone = ANY($3)",

@@ -40,6 +40,14 @@ impl Stream for Lookups {
         Box::pin(check_sources(conn, &self.0.sources))
     }
 
+    fn prepare<'a>(&'a self, run: &'a Run, conn: &'a mut PgConnection) -> Step<'a, ()> {
+        Box::pin(async move {
+            lookups::watch(&run.config.schema, conn)
+                .await
+                .map_err(|e| Failure::database(e, "queueing the ids due for a look-up"))
+        })
+    }
+
     fn plan<'a>(&'a self, plan: &'a Planning<'a>) -> Step<'a, String> {
         Box::pin(plan_lookups(plan, &self.0))
     }

@@ -186,7 +186,8 @@ async fn misses(pool: &PgPool, id: &str) -> (i32, Option<bool>) {
 /// Moves the id's last look-up back in time.
 async fn age(pool: &PgPool, id: &str, interval: &str) {
     sqlx::query(
-        "UPDATE linkrunner.attribution_results SET checked_at = checked_at - $2::interval
+        "UPDATE linkrunner.attribution_results
+         SET checked_at = checked_at - $2::interval, retry_at = retry_at - $2::interval
          WHERE lookup_kind = 'user_id' AND lookup_value = $1",
     )
     .bind(id)
