@@ -171,24 +171,45 @@ struct Person {
     phones: Vec<String>,
     /// Of the ids, those found rather than given.
     others: i64,
+    /// The index keys of `emails` and `phones`.
+    email_keys: Vec<String>,
+    phone_keys: Vec<String>,
 }
 
 /// Where a row is a person's: by id, or by a stored spelling of their email or phone, each
-/// found through its key's index (migration 18).
+/// found through its key's index (migration 18; `$4` and `$5` are the spellings' keys, see
+/// [`keys`]).
 const PERSON: &str = "(user_id = ANY($1)
-    OR (user_email IS NOT NULL AND user_email = ANY($2) AND linkrunner.email_key(user_email)
-        = ANY(ARRAY(SELECT linkrunner.email_key(e) FROM unnest($2::text[]) AS e)))
-    OR (user_phone IS NOT NULL AND user_phone = ANY($3) AND linkrunner.phone_key(user_phone)
-        = ANY(ARRAY(SELECT linkrunner.phone_key(p) FROM unnest($3::text[]) AS p))))";
+    OR (user_email IS NOT NULL AND linkrunner.email_key(user_email) = ANY($4)
+        AND user_email = ANY($2))
+    OR (user_phone IS NOT NULL AND linkrunner.phone_key(user_phone) = ANY($5)
+        AND user_phone = ANY($3)))";
 
-/// Rows that may hold a spelling of the emails (`$1`, normal forms) or phones (`$2`): ASCII
-/// emails and every phone by their keys, which are their normal forms, and the other emails,
-/// few, to be compared by the job.
+/// Rows that may hold a spelling of emails or phones by their keys (`$1`, `$2`): ASCII emails
+/// and every phone, whose keys are their normal forms, and the other emails, few, to be
+/// compared by the job.
 const SPELLINGS: &str = "SELECT user_email, user_phone FROM linkrunner.attributed_users
-    WHERE (user_email IS NOT NULL AND linkrunner.email_key(user_email)
-           = ANY(ARRAY(SELECT linkrunner.email_key(e) FROM unnest($1::text[]) AS e)))
+    WHERE (user_email IS NOT NULL AND linkrunner.email_key(user_email) = ANY($1))
        OR user_email ~ '[^\\x01-\\x7f]'
        OR (user_phone IS NOT NULL AND linkrunner.phone_key(user_phone) = ANY($2))";
+
+/// The index keys of emails and phones, computed by the very functions the indexes use, and
+/// bound as values so the planner sees how few they are.
+async fn keys(
+    schema: &Schema,
+    tx: &mut PgConnection,
+    emails: &[&String],
+    phones: &[&String],
+) -> sqlx::Result<(Vec<String>, Vec<String>)> {
+    sqlx::query_as(&schema.sql(
+        "SELECT ARRAY(SELECT linkrunner.email_key(e) FROM unnest($1::text[]) AS e),
+                ARRAY(SELECT linkrunner.phone_key(p) FROM unnest($2::text[]) AS p)",
+    ))
+    .bind(emails)
+    .bind(phones)
+    .fetch_one(tx)
+    .await
+}
 
 async fn whose(
     schema: &Schema,
@@ -211,10 +232,11 @@ async fn whose(
         };
         let (normal_emails, normal_phones): (Vec<&String>, Vec<&String>) =
             (emails.iter().collect(), phones.iter().collect());
+        let (email_keys, phone_keys) = keys(schema, tx, &normal_emails, &normal_phones).await?;
         let sql = schema.sql(SPELLINGS);
         let stored = sqlx::query_as(&sql)
-            .bind(normal_emails)
-            .bind(normal_phones)
+            .bind(email_keys)
+            .bind(phone_keys)
             .fetch(&mut *tx);
         found.read(stored, &wanted).await?;
         for sql in [
@@ -233,6 +255,13 @@ async fn whose(
     emails.extend(hashed("email", &people.emails));
     let mut phones: Vec<String> = found.phones.into_iter().collect();
     phones.extend(hashed("phone", &people.phones));
+    let (email_keys, phone_keys) = keys(
+        schema,
+        tx,
+        &emails.iter().collect::<Vec<_>>(),
+        &phones.iter().collect::<Vec<_>>(),
+    )
+    .await?;
     let others: Vec<String> = sqlx::query_scalar(&schema.sql(&format!(
         "SELECT DISTINCT user_id FROM linkrunner.attributed_users
          WHERE user_id IS NOT NULL AND NOT (user_id = ANY($1)) AND {PERSON}"
@@ -240,6 +269,8 @@ async fn whose(
     .bind(&people.user_ids)
     .bind(&emails)
     .bind(&phones)
+    .bind(&email_keys)
+    .bind(&phone_keys)
     .fetch_all(&mut *tx)
     .await?;
     // The same person's rows that carry neither the email nor the phone go too.
@@ -248,6 +279,8 @@ async fn whose(
         ids: people.user_ids.iter().chain(&others).cloned().collect(),
         emails,
         phones,
+        email_keys,
+        phone_keys,
     })
 }
 
@@ -277,6 +310,8 @@ async fn delete_users(
     .bind(&person.ids)
     .bind(&person.emails)
     .bind(&person.phones)
+    .bind(&person.email_keys)
+    .bind(&person.phone_keys)
     .fetch_one(&mut *tx)
     .await
 }
