@@ -101,12 +101,19 @@ LEFT JOIN stored s ON s.campaign_display_id = c.display_id
 LEFT JOIN last_success r ON true;
 
 -- Keys `forget` finds a person's stored spellings by. The normal form of an ASCII email is
--- email_key's (ASCII letters folded, ASCII white space trimmed); other emails, few, are read
--- through their own small index and compared in the normal form by the job. phone_key is the
--- normal form of any phone: '+' and its ASCII digits.
+-- email_key's (ASCII letters folded, ASCII white space trimmed). Of any other email,
+-- email_loose keeps what case folding cannot change: its ASCII characters lower-cased, less
+-- white space and the letters some non-ASCII character folds to (a f h i j k l n s t w y, as
+-- the job's tests check for every character); equal normal forms have equal loose keys, so
+-- the rows found by it hold every spelling, and the job compares their normal forms. phone_key
+-- is the normal form of any phone: '+' and its ASCII digits.
 CREATE FUNCTION linkrunner.email_key(text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT lower(btrim($1, E' \t\n\x0b\x0c\r') COLLATE "C") $$;
+
+CREATE FUNCTION linkrunner.email_loose(text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT regexp_replace(lower($1 COLLATE "C"), E'[^\x01-\x7f]|[afhijklnstwy \t\n\x0b\x0c\r]', '', 'g') $$;
 
 CREATE FUNCTION linkrunner.phone_key(text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -114,8 +121,8 @@ AS $$ SELECT CASE WHEN $1 ~ '[0-9]' THEN '+' || regexp_replace($1, '[^0-9]+', ''
 
 CREATE INDEX attributed_users_email_key ON linkrunner.attributed_users
     (linkrunner.email_key(user_email)) WHERE user_email IS NOT NULL;
-CREATE INDEX attributed_users_email_unusual ON linkrunner.attributed_users (user_email)
-    WHERE user_email ~ '[^\x01-\x7f]';
+CREATE INDEX attributed_users_email_loose ON linkrunner.attributed_users
+    (linkrunner.email_loose(user_email)) WHERE user_email ~ '[^\x01-\x7f]';
 CREATE INDEX attributed_users_phone_key ON linkrunner.attributed_users
     (linkrunner.phone_key(user_phone)) WHERE user_phone IS NOT NULL;
 

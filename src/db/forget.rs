@@ -185,12 +185,12 @@ const PERSON: &str = "(user_id = ANY($1)
     OR (user_phone IS NOT NULL AND linkrunner.phone_key(user_phone) = ANY($5)
         AND user_phone = ANY($3)))";
 
-/// Rows that may hold a spelling of emails or phones by their keys (`$1`, `$2`): ASCII emails
-/// and every phone, whose keys are their normal forms, and the other emails, few, to be
-/// compared by the job.
+/// Rows that may hold a spelling of emails or phones by their keys: ASCII emails (`$1`) and
+/// every phone (`$2`), whose keys are their normal forms, and other emails by their loose keys
+/// (`$3`), to be compared in the normal form by the job.
 const SPELLINGS: &str = "SELECT user_email, user_phone FROM linkrunner.attributed_users
     WHERE (user_email IS NOT NULL AND linkrunner.email_key(user_email) = ANY($1))
-       OR user_email ~ '[^\\x01-\\x7f]'
+       OR (user_email ~ '[^\\x01-\\x7f]' AND linkrunner.email_loose(user_email) = ANY($3))
        OR (user_phone IS NOT NULL AND linkrunner.phone_key(user_phone) = ANY($2))";
 
 /// The index keys of emails and phones, computed by the very functions the indexes use, and
@@ -233,10 +233,18 @@ async fn whose(
         let (normal_emails, normal_phones): (Vec<&String>, Vec<&String>) =
             (emails.iter().collect(), phones.iter().collect());
         let (email_keys, phone_keys) = keys(schema, tx, &normal_emails, &normal_phones).await?;
+        let loose: Vec<String> = sqlx::query_scalar(
+            &schema
+                .sql("SELECT ARRAY(SELECT linkrunner.email_loose(e) FROM unnest($1::text[]) AS e)"),
+        )
+        .bind(&normal_emails)
+        .fetch_one(&mut *tx)
+        .await?;
         let sql = schema.sql(SPELLINGS);
         let stored = sqlx::query_as(&sql)
             .bind(email_keys)
             .bind(phone_keys)
+            .bind(loose)
             .fetch(&mut *tx);
         found.read(stored, &wanted).await?;
         for sql in [

@@ -9,9 +9,10 @@ use crate::common::*;
 use linkrunner_sim::SimConfig;
 use sqlx::PgPool;
 
-/// Sequential scans of `attributed_users` counted so far, once every other session of the
-/// database has ended (a backend's figures reach the statistics when it exits).
-async fn seq_scans(pool: &PgPool) -> i64 {
+/// Sequential scans of `attributed_users` counted so far, and the entries its indexes gave
+/// back, once every other session of the database has ended (a backend's figures reach the
+/// statistics when it exits).
+async fn reads(pool: &PgPool) -> (i64, i64) {
     let others = "SELECT count(*) FROM pg_stat_activity
                   WHERE datname = current_database() AND pid <> pg_backend_pid()";
     wait_for(
@@ -20,9 +21,11 @@ async fn seq_scans(pool: &PgPool) -> i64 {
         || async { (count(pool, others).await < pool.size() as i64).then_some(()) },
     )
     .await;
-    sqlx::query_scalar(
-        "SELECT seq_scan FROM pg_stat_user_tables
-         WHERE schemaname = 'linkrunner' AND relname = 'attributed_users'",
+    sqlx::query_as(
+        "SELECT t.seq_scan, (SELECT sum(i.idx_tup_read)::int8 FROM pg_stat_user_indexes i
+                             WHERE i.relid = t.relid)
+         FROM pg_stat_user_tables t
+         WHERE t.schemaname = 'linkrunner' AND t.relname = 'attributed_users'",
     )
     .fetch_one(pool)
     .await
@@ -45,11 +48,15 @@ async fn counts(pool: &PgPool) -> (BTreeMap<String, i64>, BTreeMap<String, i64>)
 
 #[sqlx::test]
 async fn incremental_work_reads_attributed_users_through_indexes_only(pool: PgPool) {
-    let (sim, server) = start(SimConfig::small(311)).await;
+    let config = SimConfig {
+        users: 6000,
+        ..SimConfig::small(311)
+    };
+    let (sim, server) = start(config).await;
     let url = database_url(&pool.connect_options());
     let sync = || {
         let mut cmd = sync_command(&url, &server.base_url(), "sim-key");
-        cmd.arg("--attribution-details");
+        cmd.args(["--attribution-details", "--max-lookups", "100000"]);
         cmd
     };
     // The first look-ups read every row once, to queue every id.
@@ -83,7 +90,7 @@ async fn incremental_work_reads_attributed_users_through_indexes_only(pool: PgPo
     // The signups' email, in another spelling; this session reads nothing of the table
     // before the figures are taken, so none of its own scans can land among them.
     let email = "late@example.net";
-    let before = seq_scans(&pool).await;
+    let before = reads(&pool).await;
 
     assert!(output(sync()).await.status.success(), "the incremental run");
     let looked_up = count(
@@ -111,10 +118,18 @@ async fn incremental_work_reads_attributed_users_through_indexes_only(pool: PgPo
     let forgotten = output(forget).await;
     assert!(forgotten.status.success(), "{forgotten:?}");
 
+    let after = reads(&pool).await;
     assert_eq!(
-        seq_scans(&pool).await - before,
+        after.0 - before.0,
         0,
         "sequential scans of attributed_users by a run, status or forget"
+    );
+    // An index walked over a whole campaign, or over every row, would give back hundreds.
+    let stored = count(&pool, "SELECT count(*) FROM linkrunner.attributed_users").await;
+    let read = after.1 - before.1;
+    assert!(
+        read < stored / 20,
+        "index entries read: {read}, of {stored} rows"
     );
     let gone = "SELECT count(*) FROM linkrunner.attributed_users WHERE user_email = $1";
     let left: i64 = sqlx::query_scalar(gone)
