@@ -88,14 +88,13 @@ impl SimState {
     fn answer(&self, asked: Asked) -> Result<Option<Value>, Stale> {
         let user = asked
             .user
-            .and_then(|u| Some((self.lookup.user(u)?, Key::User(u))));
+            .and_then(|u| Some((self.lookup.user(u, &self.campaigns)?, Key::User(u))));
         let device = || {
-            asked
-                .device
-                .and_then(|d| Some((self.lookup.device(d)?, Key::Device(d))))
+            let d = asked.device?;
+            Some((self.lookup.device(d, &self.campaigns)?, Key::Device(d)))
         };
         match user.or_else(device) {
-            Some((hit, key)) => self.resolve(hit, key).map(Some).ok_or(Stale),
+            Some((hit, key)) => self.resolve(&hit, key).map(Some).ok_or(Stale),
             None => Ok(None),
         }
     }
@@ -131,7 +130,7 @@ impl SimState {
 impl Key<'_> {
     fn is_in_row(self, r: &Row) -> bool {
         match self {
-            Key::User(u) => r.user_id() == Some(u),
+            Key::User(u) => r.user_id().as_deref() == Some(u),
             Key::Device(d) => r.has_device(d),
         }
     }
@@ -172,15 +171,16 @@ fn through(c: &Campaign) -> Map<String, Value> {
 /// network; a keyword only on an Apple Search Ads row.
 fn row_result(seed: u64, c: &Campaign, r: &Row) -> Map<String, Value> {
     let mut m = through(c);
+    let fields = r.fields(&c.ad_context());
     for k in [
         "ad_set_id",
         "ad_set_name",
         "ad_creative_id",
         "ad_creative_name",
     ] {
-        m.insert(k.into(), r.fields().get(k).cloned().unwrap_or(Value::Null));
+        m.insert(k.into(), fields.get(k).cloned().unwrap_or(Value::Null));
     }
-    let channel = r.fields().get("ad_channel").and_then(Value::as_str);
+    let channel = fields.get("ad_channel").and_then(Value::as_str);
     let network = channel.filter(|ch| !ch.is_empty());
     m.insert("ad_network".into(), json!(network));
     if network == Some(APPLE_SEARCH_ADS) {

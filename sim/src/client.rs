@@ -188,10 +188,12 @@ pub(crate) async fn set_user_data(Extract(sim): Extract<Simulator>, bytes: Bytes
         // Rows may now carry other advertising ids.
         st.lookup.invalidate();
     }
-    let rows = st.campaigns.values_mut().flat_map(|c| c.rows_mut());
-    for row in rows.filter(|r| r.user_id() == Some(id.as_str())) {
-        if let Some(Value::Object(data)) = row.fields_mut().get_mut("user_data") {
-            data.extend(user.clone());
+    for c in st.campaigns.values_mut() {
+        let (ad, rows) = c.rows_mut();
+        for row in rows.filter(|r| r.user_id().as_deref() == Some(id.as_str())) {
+            if let Some(Value::Object(data)) = row.fields_mut(&ad).get_mut("user_data") {
+                data.extend(user.clone());
+            }
         }
     }
     ok(StatusCode::OK, "User data updated", Value::Null)

@@ -47,6 +47,17 @@ pub(crate) struct Campaign {
     rows: Rows,
 }
 
+/// What a campaign's generated rows draw their ad fields from; none of it changes after the
+/// campaign is made, so a row reads the same on every draw.
+pub(crate) struct AdContext {
+    pub(crate) meta: bool,
+    pub(crate) google: bool,
+    pub(crate) apple_search_ads: bool,
+    /// Salts the ad ids; from the uid, as the row-order salt moves.
+    pub(crate) ad_salt: u64,
+    pub(crate) link: String,
+}
+
 impl Campaign {
     /// A campaign with the create-campaign defaults: active, no ad network, no rows.
     pub(crate) fn new(uid: u64, display_id: String, name: String, at: DateTime<Utc>) -> Self {
@@ -94,9 +105,10 @@ impl Campaign {
         (row.uid() == uid).then_some(row)
     }
 
-    /// The rows, to change their fields (which drops their served texts).
-    pub(crate) fn rows_mut(&mut self) -> std::slice::IterMut<'_, Row> {
-        self.rows.iter_mut()
+    /// The rows, to change their fields (which drops their served texts), with what their
+    /// fields are drawn from.
+    pub(crate) fn rows_mut(&mut self) -> (AdContext, std::slice::IterMut<'_, Row>) {
+        (self.ad_context(), self.rows.iter_mut())
     }
 
     /// Drops every row's served text, when the rendering faults change.
@@ -107,6 +119,16 @@ impl Campaign {
     /// Replaces the rows, putting them in order under the current salt.
     pub(crate) fn set_rows(&mut self, rows: Vec<Row>) {
         self.rows = Rows::new(rows, self.salt);
+    }
+
+    pub(crate) fn ad_context(&self) -> AdContext {
+        AdContext {
+            meta: self.meta,
+            google: self.google,
+            apple_search_ads: self.apple_search_ads,
+            ad_salt: mix(self.uid ^ 0xAD5A17),
+            link: self.link(),
+        }
     }
 
     /// The long link; a campaign without a domain uses the project's primary one.

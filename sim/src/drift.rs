@@ -7,6 +7,7 @@ use crate::data::Campaign;
 use crate::hash::mix;
 use crate::row::Row;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 
 const DRIFT: u64 = 0xD21F7;
 const BAD: u64 = 0xBAD;
@@ -36,19 +37,19 @@ impl SimConfig {
     /// [`SimConfig::render_row`] as JSON text, rendered once per row and kept until the row,
     /// its campaign's name or the drift and bad-row rates change. Most rows are served as
     /// stored, and those are written without building their tree.
-    pub(crate) fn served_row<'r>(&self, c: &Campaign, r: &'r Row) -> &'r str {
+    pub(crate) fn served_row<'r>(&self, c: &Campaign, r: &'r Row) -> Cow<'r, str> {
         r.served(|| {
             if self.drifts(r) || self.is_bad(r) {
                 self.render_row(c, r).to_string()
             } else {
-                r.to_json_text((&c.display_id, c.name()))
+                r.to_json_text(c)
             }
         })
     }
 
     /// A row as `GET /attributed-users` serves it.
     pub(crate) fn render_row(&self, c: &Campaign, r: &Row) -> Value {
-        let mut v = r.to_json((&c.display_id, c.name()));
+        let mut v = r.to_json(c);
         let m = v.as_object_mut().unwrap();
         if let Some(h) = self.pick(DRIFT, r.uid(), self.faults.drift_rate) {
             drift_row(m, h);

@@ -1,12 +1,17 @@
 //! The index behind `GET /get-attribution-result`: every user id and advertising id to its
 //! latest attribution, so a look-up is a hash probe instead of a scan of every row.
 //!
+//! Generated rows are not in it: their ids name their user (see
+//! [`crate::generate::user_of_id`]), whose few rows are read instead, so ten million rows cost
+//! no index.
+//!
 //! It is built on the first look-up (runs that never look up pay nothing) and then patched by
 //! additions: new rows, installs and organic signups. What it cannot patch cheaply (the removal
 //! of a row that is someone's latest, a deleted campaign, changed device data) marks it stale,
 //! and the next look-up rebuilds it.
 
 use crate::data::Campaign;
+use crate::generate::{user_of_ad_id, user_of_id, People};
 use crate::install::Install;
 use crate::row::Row;
 use chrono::{DateTime, Utc};
@@ -42,6 +47,14 @@ impl Hit {
     }
 }
 
+/// The later of two hits.
+fn latest(a: Option<Hit>, b: Option<Hit>) -> Option<Hit> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.rank() > a.rank() { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
 /// User ids and advertising ids (lower-cased) to their latest [`Hit`].
 #[derive(Default)]
 pub(crate) struct Lookup {
@@ -50,11 +63,20 @@ pub(crate) struct Lookup {
     by_device: HashMap<Box<str>, Hit>,
     /// Display ids of the campaigns that rows point at, by campaign uid.
     display_ids: HashMap<u64, String>,
+    /// Where the generated rows are.
+    people: People,
 }
 
 type Campaigns = BTreeMap<String, Campaign>;
 
 impl Lookup {
+    pub(crate) fn new(people: People) -> Lookup {
+        Lookup {
+            people,
+            ..Lookup::default()
+        }
+    }
+
     pub(crate) fn is_built(&self) -> bool {
         self.built
     }
@@ -63,12 +85,10 @@ impl Lookup {
     pub(crate) fn build(&mut self, campaigns: &Campaigns, installs: &HashMap<String, Install>) {
         self.clear();
         self.built = true;
-        let rows: usize = campaigns.values().map(|c| c.rows().len()).sum();
-        self.by_user.reserve(rows);
-        self.by_device.reserve(rows / 2);
         for c in campaigns.values() {
             self.display_ids.insert(c.uid, c.display_id.clone());
-            c.rows().iter().for_each(|r| self.offer_row(c.uid, r));
+            let owned = c.rows().iter().filter(|r| !r.is_drawn());
+            owned.for_each(|r| self.offer_row(c.uid, r));
         }
         for (iid, install) in installs {
             self.offer_install(iid, install, campaigns);
@@ -107,25 +127,59 @@ impl Lookup {
 
     /// A row just removed: stale if it was the latest of one of its keys.
     pub(crate) fn forget_row(&mut self, r: &Row) {
+        if r.is_drawn() {
+            // Never indexed: its user's rows are read at each look-up.
+            return;
+        }
         let is_r = |h: Option<&Hit>| {
             let source = h.map(|h| &h.source);
             matches!(source, Some(Source::Row { row, .. }) if *row == r.uid())
         };
-        let latest = r.user_id().is_some_and(|u| is_r(self.by_user.get(u)))
+        let latest = r.user_id().is_some_and(|u| is_r(self.by_user.get(&*u)))
             || r.ad_ids()
+                .iter()
                 .any(|d| is_r(self.by_device.get(d.to_ascii_lowercase().as_str())));
         if latest {
             self.invalidate();
         }
     }
 
-    pub(crate) fn user(&self, user_id: &str) -> Option<&Hit> {
-        self.by_user.get(user_id)
+    /// The latest hit of a user id.
+    pub(crate) fn user(&self, user_id: &str, campaigns: &Campaigns) -> Option<Hit> {
+        let indexed = self.by_user.get(user_id).cloned();
+        let has = |r: &Row| r.user_id().as_deref() == Some(user_id);
+        let generated = user_of_id(user_id).and_then(|u| self.generated(u, campaigns, has));
+        latest(indexed, generated)
     }
 
     /// The latest hit of a GAID or IDFA, in any letter case.
-    pub(crate) fn device(&self, ad_id: &str) -> Option<&Hit> {
-        self.by_device.get(ad_id.to_ascii_lowercase().as_str())
+    pub(crate) fn device(&self, ad_id: &str, campaigns: &Campaigns) -> Option<Hit> {
+        let indexed = self
+            .by_device
+            .get(ad_id.to_ascii_lowercase().as_str())
+            .cloned();
+        let has = |r: &Row| r.has_device(ad_id);
+        let generated = user_of_ad_id(ad_id).and_then(|u| self.generated(u, campaigns, has));
+        latest(indexed, generated)
+    }
+
+    /// The latest of the generated rows of user `user` that still have the key (`has`).
+    fn generated(
+        &self,
+        user: u64,
+        campaigns: &Campaigns,
+        has: impl Fn(&Row) -> bool,
+    ) -> Option<Hit> {
+        let hits = self.people.rows_of(user).filter_map(|(uid, campaign)| {
+            let c = campaigns.get(self.display_ids.get(&campaign)?)?;
+            let r = c.row(uid).filter(|r| c.uid == campaign && has(r))?;
+            Some(Hit {
+                at: r.attributed_at(),
+                seq: uid,
+                source: Source::Row { campaign, row: uid },
+            })
+        });
+        hits.reduce(|a, b| latest(Some(a), Some(b)).expect("both are hits"))
     }
 
     pub(crate) fn display_id(&self, campaign_uid: u64) -> Option<&str> {
@@ -143,7 +197,7 @@ impl Lookup {
             source,
         };
         if let Some(u) = r.user_id() {
-            offer(&mut self.by_user, u, &hit);
+            offer(&mut self.by_user, &u, &hit);
         }
         for d in r.ad_ids() {
             offer(&mut self.by_device, &d.to_ascii_lowercase(), &hit);
@@ -211,7 +265,7 @@ mod tests {
         (lookup, campaigns)
     }
 
-    fn row_of(hit: Option<&Hit>) -> Option<u64> {
+    fn row_of(hit: Option<Hit>) -> Option<u64> {
         match hit?.source {
             Source::Row { row, .. } => Some(row),
             _ => None,
@@ -225,10 +279,10 @@ mod tests {
             row(2, 9, "u", "g-2"),
             row(4, 9, "v", "g-2"),
         ];
-        let (lookup, _) = built(rows);
-        assert_eq!(row_of(lookup.user("u")), Some(2));
-        assert_eq!(row_of(lookup.device("g-1")), Some(3));
-        assert_eq!(row_of(lookup.device("G-2")), Some(4));
+        let (lookup, cs) = built(rows);
+        assert_eq!(row_of(lookup.user("u", &cs)), Some(2));
+        assert_eq!(row_of(lookup.device("g-1", &cs)), Some(3));
+        assert_eq!(row_of(lookup.device("G-2", &cs)), Some(4));
         assert_eq!(lookup.display_id(1), Some("c1"));
     }
 
@@ -239,6 +293,6 @@ mod tests {
         lookup.forget_row(older.unwrap());
         assert!(lookup.is_built());
         lookup.forget_row(latest.unwrap());
-        assert!(!lookup.is_built() && lookup.user("u").is_none());
+        assert!(!lookup.is_built() && lookup.user("u", &campaigns).is_none());
     }
 }

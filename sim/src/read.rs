@@ -177,7 +177,8 @@ fn users_page(st: &SimState, id: &str, (start, end): Bounds, paging: &Paging) ->
         paging.page,
         total.div_ceil(paging.limit)
     );
-    let users: Vec<&str> = page.iter().map(|r| st.config.served_row(c, r)).collect();
+    let users: Vec<_> = page.iter().map(|r| st.config.served_row(c, r)).collect();
+    let users: Vec<&str> = users.iter().map(|u| &**u).collect();
     users_reply(&msg, &users, paging.pagination(total))
 }
 

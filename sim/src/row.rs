@@ -1,10 +1,13 @@
 //! One attributed-user row, and the JSON text it is served as.
 
 use crate::clock::ts;
+use crate::data::{AdContext, Campaign};
+use crate::generate::{draw_ad_fields, draw_fields, draw_user, drawn_user_id};
 use crate::hash::mix;
 use chrono::{DateTime, Utc};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 /// Row fields that describe the ad behind an attribution.
@@ -26,6 +29,28 @@ pub(crate) struct Row {
     uid: u64,
     order: u64,
     attributed_at: DateTime<Utc>,
+    body: Body,
+}
+
+/// A generated row holds only what its fields are drawn from, so ten million rows fit in
+/// memory; a row made or changed through the API holds its fields.
+enum Body {
+    Drawn(Drawn),
+    Owned(Box<Owned>),
+}
+
+/// What a generated row's fields are drawn from, again on every read (see
+/// [`crate::generate::draw_fields`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Drawn {
+    /// The data set's salt, from its seed.
+    pub(crate) salt: u64,
+    /// The user: the uid of their first row, and when that row was attributed.
+    pub(crate) user: u64,
+    pub(crate) user_at: DateTime<Utc>,
+}
+
+struct Owned {
     /// The simulated install that signed up, for rows made through `/api/client/trigger`.
     install: Option<String>,
     /// Every field except `attributed_at`, `campaign_display_id` and `campaign_name`.
@@ -41,18 +66,36 @@ impl Row {
         install: Option<String>,
         fields: Map<String, Value>,
     ) -> Row {
+        let owned = Owned {
+            install,
+            fields,
+            served: OnceCell::new(),
+        };
         Row {
             uid,
             order: 0,
             attributed_at,
-            install,
-            fields,
-            served: OnceCell::new(),
+            body: Body::Owned(Box::new(owned)),
+        }
+    }
+
+    /// A generated row whose fields are drawn from `drawn` when read.
+    pub(crate) fn drawn(uid: u64, attributed_at: DateTime<Utc>, drawn: Drawn) -> Row {
+        Row {
+            uid,
+            order: 0,
+            attributed_at,
+            body: Body::Drawn(drawn),
         }
     }
 
     pub(crate) fn uid(&self) -> u64 {
         self.uid
+    }
+
+    /// True for a generated row nothing has changed; its keys are found without an index.
+    pub(crate) fn is_drawn(&self) -> bool {
+        matches!(self.body, Body::Drawn(_))
     }
 
     /// Place in the served order; unique within a campaign, as [`mix`] is a bijection.
@@ -71,70 +114,112 @@ impl Row {
     }
 
     pub(crate) fn install(&self) -> Option<&str> {
-        self.install.as_deref()
+        match &self.body {
+            Body::Owned(o) => o.install.as_deref(),
+            Body::Drawn(_) => None,
+        }
     }
 
-    pub(crate) fn fields(&self) -> &Map<String, Value> {
-        &self.fields
+    /// The fields of the row, of campaign `c`.
+    pub(crate) fn fields(&self, c: &AdContext) -> Cow<'_, Map<String, Value>> {
+        match &self.body {
+            Body::Owned(o) => Cow::Borrowed(&o.fields),
+            Body::Drawn(d) => Cow::Owned(draw_fields(d, self.uid, self.attributed_at, c)),
+        }
+    }
+
+    /// The fields that describe the ad (see [`AD_KEYS`]), with others when they are at hand.
+    pub(crate) fn ad_fields(&self, c: &AdContext) -> Cow<'_, Map<String, Value>> {
+        match &self.body {
+            Body::Owned(o) => Cow::Borrowed(&o.fields),
+            Body::Drawn(d) => Cow::Owned(draw_ad_fields(d, self.uid, c)),
+        }
     }
 
     /// The fields, to change; the served text was rendered from them, so it is dropped.
-    pub(crate) fn fields_mut(&mut self) -> &mut Map<String, Value> {
-        self.forget_served();
-        &mut self.fields
+    pub(crate) fn fields_mut(&mut self, c: &AdContext) -> &mut Map<String, Value> {
+        if let Body::Drawn(d) = &self.body {
+            let fields = draw_fields(d, self.uid, self.attributed_at, c);
+            *self = Row::new(self.uid, self.attributed_at, None, fields).placed(self.order);
+        }
+        let Body::Owned(o) = &mut self.body else {
+            unreachable!("made owned above")
+        };
+        o.served.take();
+        &mut o.fields
     }
 
-    /// The served text, rendered by `render` the first time and kept until the row changes.
-    pub(crate) fn served(&self, render: impl FnOnce() -> String) -> &str {
-        self.served.get_or_init(|| render().into_boxed_str())
+    fn placed(mut self, order: u64) -> Row {
+        self.order = order;
+        self
+    }
+
+    /// The served text, rendered by `render`; kept until the row changes when the row holds
+    /// its fields, rendered again on every read when they are drawn.
+    pub(crate) fn served(&self, render: impl FnOnce() -> String) -> Cow<'_, str> {
+        match &self.body {
+            Body::Owned(o) => Cow::Borrowed(o.served.get_or_init(|| render().into_boxed_str())),
+            Body::Drawn(_) => Cow::Owned(render()),
+        }
     }
 
     pub(crate) fn forget_served(&mut self) {
-        self.served.take();
+        if let Body::Owned(o) = &mut self.body {
+            o.served.take();
+        }
     }
 
-    /// The row as an item of `GET /attributed-users`, naming its campaign (`display_id` and
-    /// `name`) as it is now.
-    pub(crate) fn to_json(&self, (display_id, name): (&str, &str)) -> Value {
-        let mut m = self.fields.clone();
+    /// The row as an item of `GET /attributed-users`, naming its campaign as it is now.
+    pub(crate) fn to_json(&self, c: &Campaign) -> Value {
+        let mut m = self.fields(&c.ad_context()).into_owned();
         m.insert("attributed_at".into(), json!(ts(self.attributed_at)));
-        m.insert("campaign_display_id".into(), json!(display_id));
-        m.insert("campaign_name".into(), json!(name));
+        m.insert("campaign_display_id".into(), json!(c.display_id));
+        m.insert("campaign_name".into(), json!(c.name()));
         Value::Object(m)
     }
 
-    /// `to_json(campaign).to_string()`, written straight from the fields instead of a copy of
-    /// them.
-    pub(crate) fn to_json_text(&self, (display_id, name): (&str, &str)) -> String {
+    /// `to_json(c).to_string()`, written straight from the fields instead of a copy of them.
+    pub(crate) fn to_json_text(&self, c: &Campaign) -> String {
         let at = ts(self.attributed_at);
         let added = [
             ("attributed_at", at.as_str()),
-            ("campaign_display_id", display_id),
-            ("campaign_name", name),
+            ("campaign_display_id", c.display_id.as_str()),
+            ("campaign_name", c.name()),
         ];
         let view = Merged {
-            fields: &self.fields,
+            fields: &self.fields(&c.ad_context()),
             added,
         };
         serde_json::to_string(&view).expect("JSON values always serialize")
     }
 
-    pub(crate) fn user_data(&self) -> Option<&Map<String, Value>> {
-        self.fields.get("user_data").and_then(Value::as_object)
+    pub(crate) fn user_data(&self) -> Option<Cow<'_, Map<String, Value>>> {
+        match &self.body {
+            Body::Owned(o) => o.fields.get("user_data")?.as_object().map(Cow::Borrowed),
+            Body::Drawn(d) => Some(Cow::Owned(draw_user(d))),
+        }
     }
 
-    pub(crate) fn user_id(&self) -> Option<&str> {
-        self.user_data()?.get("id")?.as_str()
+    pub(crate) fn user_id(&self) -> Option<Cow<'_, str>> {
+        match &self.body {
+            Body::Owned(o) => {
+                let id = o.fields.get("user_data")?.get("id")?.as_str()?;
+                Some(Cow::Borrowed(id))
+            }
+            Body::Drawn(d) => drawn_user_id(d).map(Cow::Owned),
+        }
     }
 
     /// The advertising ids of the user's device; see [`ad_ids`].
-    pub(crate) fn ad_ids(&self) -> impl Iterator<Item = &str> {
-        ad_ids(self.user_data().and_then(|u| u.get("device_data")))
+    pub(crate) fn ad_ids(&self) -> Vec<String> {
+        let user = self.user_data();
+        let device = user.as_ref().and_then(|u| u.get("device_data"));
+        ad_ids(device).map(String::from).collect()
     }
 
     /// True when the device's advertising id (GAID or IDFA) is `id`, in any letter case.
     pub(crate) fn has_device(&self, id: &str) -> bool {
-        self.ad_ids().any(|a| a.eq_ignore_ascii_case(id))
+        self.ad_ids().iter().any(|a| a.eq_ignore_ascii_case(id))
     }
 }
 
@@ -191,7 +276,7 @@ mod tests {
     #[test]
     fn text_equals_the_written_out_tree() {
         let at = Utc.timestamp_millis_opt(1_780_000_000_000).unwrap();
-        let c = ("a\"b", "Ünïcode \\ \u{1}");
+        let c = Campaign::new(1, "a\"b".into(), "Ünïcode \\ \u{1}".into(), at);
         let fields = [
             json!({}),
             json!({ "a": 1, "zz": [null, "x"], "user_data": { "id": "u_1", "n": 1.5 } }),
@@ -201,7 +286,7 @@ mod tests {
         ];
         for f in fields {
             let row = Row::new(7, at, None, f.as_object().unwrap().clone());
-            assert_eq!(row.to_json_text(c), row.to_json(c).to_string());
+            assert_eq!(row.to_json_text(&c), row.to_json(&c).to_string());
         }
     }
 
@@ -211,7 +296,28 @@ mod tests {
         let mut r = Row::new(1, at, None, Map::new());
         assert_eq!(r.served(|| "a".into()), "a");
         assert_eq!(r.served(|| "b".into()), "a");
-        r.fields_mut().insert("k".into(), json!(1));
+        let c = Campaign::new(1, "c".into(), "C".into(), at);
+        r.fields_mut(&c.ad_context()).insert("k".into(), json!(1));
         assert_eq!(r.served(|| "c".into()), "c");
+    }
+
+    #[test]
+    fn a_drawn_row_keeps_its_fields_when_it_comes_to_hold_them() {
+        let at = Utc.timestamp_millis_opt(1_780_000_000_000).unwrap();
+        let c = Campaign::new(3, "c".into(), "C".into(), at);
+        let drawn = Drawn {
+            salt: 11,
+            user: 40,
+            user_at: at,
+        };
+        let mut r = Row::drawn(40, at, drawn);
+        r.place(5);
+        let (text, order) = (r.to_json_text(&c), r.order());
+        assert_eq!(text, r.to_json(&c).to_string());
+        let id = r.user_data().unwrap().get("id").cloned();
+        assert_eq!(r.user_id().map(|u| json!(u)), id.filter(|i| !i.is_null()));
+        r.fields_mut(&c.ad_context());
+        assert!(!r.is_drawn());
+        assert_eq!((r.to_json_text(&c), r.order()), (text, order));
     }
 }

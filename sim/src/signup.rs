@@ -107,19 +107,20 @@ impl State {
         let user_id = user.get("id").cloned().unwrap_or_default();
         let same = |r: &&mut Row| {
             r.install() == iid.as_deref()
-                && r.user_data().and_then(|u| u.get("id")) == Some(&user_id)
+                && r.user_data().and_then(|u| u.get("id").cloned()) == Some(user_id.clone())
         };
-        let device = |r: &Row| r.user_data().and_then(|u| u.get("device_data")).cloned();
+        let device = |r: &Row| r.user_data().and_then(|u| u.get("device_data").cloned());
         let c = self
             .campaigns
             .get_mut(id)
             .expect("the install's campaign is live");
-        if let Some(row) = c.rows_mut().find(same) {
+        let (ad, mut rows) = c.rows_mut();
+        if let Some(row) = rows.find(same) {
             // A login changes the user's details, never the attribution.
             if user.contains_key("device_data") {
                 self.lookup.invalidate();
             }
-            if let Some(Value::Object(data)) = row.fields_mut().get_mut("user_data") {
+            if let Some(Value::Object(data)) = row.fields_mut(&ad).get_mut("user_data") {
                 data.extend(user);
             }
             return (row.attributed_at(), device(row));

@@ -51,7 +51,7 @@ pub(crate) struct State {
 impl State {
     /// Generates the data set from `config.seed`; the same config always gives the same data.
     pub(crate) fn new(config: SimConfig) -> State {
-        let campaigns = generate(&config);
+        let (campaigns, people) = generate(&config);
         let next_uid = (config.campaigns + config.users) as u64;
         State {
             campaigns: campaigns
@@ -59,7 +59,7 @@ impl State {
                 .map(|c| (c.display_id.clone(), c))
                 .collect(),
             installs: HashMap::new(),
-            lookup: Lookup::default(),
+            lookup: Lookup::new(people),
             clock: None,
             bucket: TokenBucket::default(),
             storm_until: None,

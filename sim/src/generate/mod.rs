@@ -24,10 +24,11 @@ use rows::RowMaker;
 use std::collections::HashSet;
 
 pub(crate) use draw::{object, random_id};
-pub(crate) use rows::fresh_row;
+pub(crate) use rows::{draw_ad_fields, draw_fields, fresh_row, People};
+pub(crate) use users::{draw_user, drawn_user_id, user_of_ad_id, user_of_id};
 
 /// Builds the whole data set; the same config always gives the same campaigns and rows.
-pub(crate) fn generate(cfg: &SimConfig) -> Vec<Campaign> {
+pub(crate) fn generate(cfg: &SimConfig) -> (Vec<Campaign>, People) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut campaigns = all_campaigns(&mut rng, cfg);
     let tricky = tricky_instants(cfg.start, cfg.end);
@@ -36,12 +37,13 @@ pub(crate) fn generate(cfg: &SimConfig) -> Vec<Campaign> {
     } else {
         row_targets(&mut rng, campaigns.len(), cfg.users)
     };
-    let rows = RowMaker::new(cfg, tricky, campaigns.len()).make(&mut rng, &campaigns, targets);
+    let maker = RowMaker::new(cfg, tricky, campaigns.len());
+    let (rows, people) = maker.make(&mut rng, &campaigns, targets);
     for (c, rows) in campaigns.iter_mut().zip(rows) {
         c.counter = Counter::seeded(cfg.seed, c.uid, rows.len(), cfg.counter_lie_rate);
         c.set_rows(rows);
     }
-    campaigns
+    (campaigns, people)
 }
 
 /// The campaigns, with unique display ids; one of them is the default link.

@@ -31,7 +31,7 @@ fn tricky_instants_hold_dst_changes_and_midnights() {
 #[test]
 fn data_set_has_the_promised_shape() {
     let cfg = SimConfig::small(7);
-    let campaigns = generate(&cfg);
+    let (campaigns, _) = generate(&cfg);
     assert_eq!(campaigns.len(), 8);
     assert_eq!(campaigns.iter().map(|c| c.rows().len()).sum::<usize>(), 600);
     assert_eq!(campaigns.iter().filter(|c| c.default_link).count(), 1);
@@ -47,7 +47,7 @@ fn data_set_has_the_promised_shape() {
             assert!(at >= c.created_at && at <= cfg.end);
             on_tricky += usize::from(tricky.contains(&at));
             match r.user_id() {
-                Some(id) => assert!(keys.insert((c.uid, id.to_string(), at))),
+                Some(id) => assert!(keys.insert((c.uid, id.into_owned(), at))),
                 None => null_ids += 1,
             }
         }
@@ -64,12 +64,12 @@ fn data_set_has_the_promised_shape() {
 
 #[test]
 fn users_are_reattributed_later() {
-    let campaigns = generate(&SimConfig::default());
-    let mut seen: HashSet<&str> = HashSet::new();
+    let (campaigns, _) = generate(&SimConfig::default());
+    let mut seen: HashSet<String> = HashSet::new();
     let rows = campaigns.iter().flat_map(|c| c.rows().iter());
     let repeats = rows
-        .filter_map(Row::user_id)
-        .filter(|id| !seen.insert(id))
+        .filter_map(|r| r.user_id().map(|id| id.into_owned()))
+        .filter(|id| !seen.insert(id.clone()))
         .count();
     assert!((100..=400).contains(&repeats), "{repeats} reattributions");
 }

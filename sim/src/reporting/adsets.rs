@@ -3,8 +3,9 @@
 //! creatives. An ad set is listed when it has a row in the window; its sign-ups are those rows,
 //! and its other numbers the campaign's in the same proportion (see [`super::funnel::Funnel::share`]).
 
+use crate::data::AdContext;
 use crate::row::Row;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Rows of one ad set or creative: its id, name and how many rows name it.
@@ -24,18 +25,20 @@ pub(super) struct AdSet {
 
 /// The ad sets the rows name. A row without an ad set id counts in no set (a plain link, or a
 /// sign-up through the SDK), one without a creative id in its set but no creative.
-pub(super) fn ad_sets<'r>(rows: impl IntoIterator<Item = &'r Row>) -> Vec<AdSet> {
-    let mut sets: BTreeMap<&str, (Ad, BTreeMap<&str, Ad>)> = BTreeMap::new();
+pub(super) fn ad_sets<'r>(rows: impl IntoIterator<Item = &'r Row>, c: &AdContext) -> Vec<AdSet> {
+    let mut sets: BTreeMap<String, (Ad, BTreeMap<String, Ad>)> = BTreeMap::new();
     for row in rows {
-        let Some((set_id, set_name)) = named(row, "ad_set_id", "ad_set_name") else {
+        let fields = row.ad_fields(c);
+        let Some((set_id, set_name)) = named(&fields, "ad_set_id", "ad_set_name") else {
             continue;
         };
         let (set, creatives) = sets
-            .entry(set_id)
+            .entry(set_id.to_string())
             .or_insert_with(|| (ad(set_id, set_name), BTreeMap::new()));
         set.rows += 1;
-        if let Some((id, name)) = named(row, "ad_creative_id", "ad_creative_name") {
-            creatives.entry(id).or_insert_with(|| ad(id, name)).rows += 1;
+        if let Some((id, name)) = named(&fields, "ad_creative_id", "ad_creative_name") {
+            let creative = creatives.entry(id.to_string());
+            creative.or_insert_with(|| ad(id, name)).rows += 1;
         }
     }
     let sets = sets.into_values();
@@ -52,8 +55,12 @@ fn ad(id: &str, name: &str) -> Ad {
 }
 
 /// The row's non-empty `id_key` with its `name_key` ("" when it has none).
-fn named<'r>(row: &'r Row, id_key: &str, name_key: &str) -> Option<(&'r str, &'r str)> {
-    let text = |k: &str| row.fields().get(k).and_then(Value::as_str);
+fn named<'r>(
+    fields: &'r Map<String, Value>,
+    id_key: &str,
+    name_key: &str,
+) -> Option<(&'r str, &'r str)> {
+    let text = |k: &str| fields.get(k).and_then(Value::as_str);
     let id = text(id_key).filter(|id| !id.is_empty())?;
     Some((id, text(name_key).unwrap_or_default()))
 }
@@ -109,7 +116,9 @@ mod tests {
                 creatives: vec![counted("c1", "Video_15s", 1)],
             },
         ];
-        assert_eq!(ad_sets(&rows), expected);
+        let at = Utc.timestamp_millis_opt(0).unwrap();
+        let c = crate::data::Campaign::new(1, "c".into(), "C".into(), at);
+        assert_eq!(ad_sets(&rows, &c.ad_context()), expected);
         assert_eq!(creative_type("Carousel_A"), "CAROUSEL");
         assert_eq!(creative_type("Static_Blue"), "IMAGE");
     }

@@ -85,7 +85,7 @@ impl Report {
             funnel,
             rows: rows.len() as u64,
             retention: retention(scope.seed, c.uid, funnel.converted_from()),
-            ad_sets: ad_sets(rows),
+            ad_sets: ad_sets(rows, &c.ad_context()),
         }
     }
 
