@@ -1,6 +1,9 @@
 //! What the benchmarks that drive the job against the simulator share: the simulator and the
 //! job as child processes, and signups made through the SDK flow.
 
+// Each benchmark uses a part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -35,6 +38,10 @@ impl Sim {
             .unwrap();
         let base = line.trim().rsplit(' ').next().unwrap().to_string();
         Sim { child, base }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub async fn stats(&self) -> serde_json::Value {
@@ -82,21 +89,31 @@ pub fn db_url(db: &str) -> String {
         .unwrap()
 }
 
+/// One run of `linkrunner-sync sync` with `args`, in database `db`.
+pub fn sync(db: &str, sim: &Sim, args: &[&str]) -> Run {
+    let mut all = vec!["sync"];
+    all.extend_from_slice(args);
+    job(db, Some(sim), &all).0
+}
+
+/// One run of `linkrunner-sync` with `args` (a subcommand first), in database `db`: the run
+/// and what it printed.
 // The child is reaped by wait4, which also reports its CPU time and peak RSS.
 #[allow(clippy::zombie_processes)]
-pub fn sync(db: &str, sim: &Sim, args: &[&str]) -> Run {
+pub fn job(db: &str, sim: Option<&Sim>, args: &[&str]) -> (Run, String) {
     let started = Instant::now();
-    let child = Command::new(SYNC)
-        .arg("sync")
+    let mut command = Command::new(SYNC);
+    command
         .args(args)
         .env("DATABASE_URL", db_url(db))
-        .env("LINKRUNNER_BASE_URL", &sim.base)
         .env("LINKRUNNER_API_KEY", "sim-key")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("linkrunner-sync starts");
+        .stderr(Stdio::inherit());
+    if let Some(sim) = sim {
+        command.env("LINKRUNNER_BASE_URL", &sim.base);
+    }
+    let child = command.spawn().expect("linkrunner-sync starts");
     let pid = child.id() as libc::pid_t;
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut stdout).unwrap();
@@ -107,7 +124,7 @@ pub fn sync(db: &str, sim: &Sim, args: &[&str]) -> Run {
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "sync failed: {stdout}"
+        "{args:?} failed: {stdout}"
     );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let requests = stdout
@@ -121,13 +138,14 @@ pub fn sync(db: &str, sim: &Sim, args: &[&str]) -> Run {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    Run {
+    let run = Run {
         seconds: started.elapsed().as_secs_f64(),
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
         requests,
         lookups,
-    }
+    };
+    (run, stdout)
 }
 
 /// Makes `n` signups through the SDK flow, one in each of the first `n` campaigns; returns

@@ -952,6 +952,35 @@ async fn the_reporting_queries_answer_what_the_simulator_reports(pool: PgPool) {
         ]
     );
 
+    // The bounded form holds the view's rows of its days, differences included, and no others.
+    let rows_of = |from: &str| {
+        format!(
+            "SELECT to_jsonb(c) FROM {from} c WHERE c.day BETWEEN $1 AND $2
+             ORDER BY c.day, c.campaign_display_id, c.project_timezone"
+        )
+    };
+    let (from, to) = (settled_day, today());
+    let mut bounded = Vec::new();
+    for source in [
+        "linkrunner.reporting_signup_check",
+        "linkrunner.reporting_signup_check_in($1, $2)",
+    ] {
+        let rows: Vec<serde_json::Value> = sqlx::query_scalar(&rows_of(source))
+            .bind(from)
+            .bind(to)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        bounded.push(rows);
+    }
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM linkrunner.reporting_signup_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(bounded[0], bounded[1]);
+    assert!(bounded[1].iter().any(|r| r["verdict"] == "differ"));
+    assert!((bounded[1].len() as i64) < all, "the first day is left out");
+
     // A day the campaign's synced range does not hold whole is not called a difference.
     sqlx::query(
         "UPDATE linkrunner.sync_checkpoints SET covered_from = $2 WHERE campaign_display_id = $1",

@@ -2,7 +2,6 @@
 
 use super::instants::tricky_instants;
 use super::*;
-use crate::row::Row;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 
